@@ -1,0 +1,58 @@
+// The proxy's configuration file (YAML) as loaded and validated. config/pullgate.example.yaml documents every key.
+
+export interface TimeoutsConfig {
+  /** TCP/TLS connect timeout. */
+  connectMs: number;
+  /** Time to the upstream's response headers. */
+  headersMs: number;
+  /** Longest pause between two chunks of an upstream body. */
+  bodyMs: number;
+}
+
+export interface UpstreamConfig {
+  /** Registry host clients name (`docker.io`, `ghcr.io`, `registry.example.test:5000`). */
+  host: string;
+  aliases: string[];
+  /** Where the registry API is reached; https unless `insecure` allows http. */
+  url: string;
+  /** Allow plain HTTP (`http://` url). Off unless set. */
+  insecure: boolean;
+  /** PEM CA bundle file to trust for this upstream, in addition to the system roots. */
+  caFile?: string;
+  username?: string;
+  password?: string;
+  timeouts: TimeoutsConfig;
+}
+
+export interface ListenConfig {
+  host: string;
+  port: number;
+  /** TLS termination: both set or neither. */
+  tlsCert?: string;
+  tlsKey?: string;
+}
+
+export type StoreConfig =
+  | { kind: 'sqlite'; path: string }
+  | { kind: 'postgres'; url: string; schema: string };
+
+export interface CacheConfig {
+  maxEntries: number;
+  allowTtlSeconds: number;
+  denyTtlSeconds: number;
+}
+
+export interface Config {
+  listen: ListenConfig;
+  admin: { host: string; port: number; token?: string };
+  upstreams: UpstreamConfig[];
+  defaultUpstream?: string;
+  manifestMaxBytes: number;
+  /** Path of the policy file; undefined means the embedded default policy. */
+  policyFile?: string;
+  store: StoreConfig;
+  cache: CacheConfig;
+  /** How long an admitted digest keeps being served when its upstream or evidence is unreachable. */
+  staleGraceSeconds: number;
+  log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
+}

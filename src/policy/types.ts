@@ -1,0 +1,135 @@
+// The policy document as an admin writes it (YAML), and the facts and verdicts evaluation works on.
+// docs/policy.md is the reference for every field; src/policy/schema.json mirrors these types.
+
+export type EvaluationMode = 'alwaysAllow' | 'alwaysDeny' | 'requireAttestation';
+export type EnforcementMode = 'enforce' | 'dryrun';
+export type TagMode = 'pin' | 'deny' | 'follow';
+
+/** A public key given inline (PEM) or by file path (relative to the policy file). */
+export interface KeySpec {
+  pem?: string;
+  file?: string;
+}
+
+/** A keyless signer: OIDC issuer and certificate subject, each exact or an (anchored) regular expression. */
+export interface IdentitySpec {
+  issuer?: string;
+  issuerRegExp?: string;
+  subject?: string;
+  subjectRegExp?: string;
+}
+
+export interface TrustRootSpec {
+  /** `sigstore-public-good`: the trusted root shipped with sigstore-js (no network at run time). */
+  builtin?: 'sigstore-public-good';
+  /** A `trusted_root.json` (Sigstore TrustedRoot, protobuf-specs JSON form). */
+  file?: string;
+}
+
+export interface AttestorSpec {
+  description?: string;
+  keys?: KeySpec[];
+  identities?: IdentitySpec[];
+  /** Name of an entry in `trustRoots`; default `public-good`. Used for keyless and transparency-log checks. */
+  trustRoot?: string;
+  /**
+   * Whether a signature must carry transparency-log evidence (Rekor entry or SET).
+   * Default true for keyless identities, false for keys (keyed CI signing often uses --tlog-upload=false).
+   */
+  requireTlog?: boolean;
+}
+
+/** One condition on a predicate field; `path` is a dot path into the predicate (array indexes as numbers). */
+export interface ConditionSpec {
+  path: string;
+  equals?: string | number | boolean;
+  oneOf?: (string | number | boolean)[];
+  matches?: string;
+  lessThan?: number;
+  lessThanOrEqual?: number;
+  greaterThan?: number;
+  greaterThanOrEqual?: number;
+  /** The field holds an RFC 3339 time that must be no older than this duration (e.g. `7d`, `12h`, `30m`). */
+  maxAge?: string;
+}
+
+export interface AttestationRequirement {
+  attestor: string;
+  predicateType: string;
+  conditions?: ConditionSpec[];
+}
+
+/** `[a, b]` means all of them; `{anyOf: [...], min: N}` means at least N of the list. */
+export type AttestorRequirement = string[] | { anyOf: string[]; min: number };
+
+export interface RuleSpec {
+  evaluationMode: EvaluationMode;
+  enforcementMode?: EnforcementMode;
+  requireAttestors?: AttestorRequirement;
+  attestations?: AttestationRequirement[];
+  tagMode?: TagMode;
+}
+
+export interface ImageRuleSpec extends RuleSpec {
+  /** Glob on `registry/repository[:tag]`: `*` within one path segment, `**` across segments, `?` one character. */
+  match: string;
+}
+
+export interface PolicyDocument {
+  apiVersion: 'pullgate.dev/v1';
+  kind: 'Policy';
+  trustRoots?: Record<string, TrustRootSpec>;
+  attestors?: Record<string, AttestorSpec>;
+  /** Image patterns (same glob as rules) admitted without any evidence. */
+  allowlist?: string[];
+  defaultRule: RuleSpec;
+  rules?: ImageRuleSpec[];
+}
+
+// ---- Facts and verdicts ---------------------------------------------------------------
+
+/** The image a decision is about; `digest` is always the digest of the bytes being served. */
+export interface ImageRef {
+  registry: string;
+  repository: string;
+  tag?: string;
+  digest: string;
+}
+
+/** One piece of evidence that verified for one attestor over this exact digest. */
+export interface VerifiedEvidence {
+  attestor: string;
+  /** `signature`: a signature over the image (simple signing, message signature or cosign/sign/v1 statement). */
+  kind: 'signature' | 'attestation';
+  predicateType?: string;
+  predicate?: unknown;
+  /** Where it was found, for reasons and logs (e.g. `tag sha256-ab….sig layer 0`). */
+  source: string;
+  signer: string;
+}
+
+/** What verification learned about one attestor: what verified, and why the rest did not. */
+export interface AttestorFacts {
+  attestor: string;
+  verified: VerifiedEvidence[];
+  /** Human-readable reasons each non-verifying piece of evidence was rejected. */
+  rejected: string[];
+  /** How many pieces of evidence were examined for this attestor. */
+  examined: number;
+}
+
+export type VerdictKind = 'allow' | 'deny';
+
+export interface Verdict {
+  /** What the proxy does: `allow` also for a dry-run rule that would deny. */
+  verdict: VerdictKind;
+  /** The policy's own judgement, before dry-run is applied. */
+  judgement: VerdictKind;
+  enforcementMode: EnforcementMode;
+  /** `allowlist:<pattern>`, `rule:<match>` or `default`. */
+  rule: string;
+  /** sha256 over the canonical JSON of the matched rule and the attestors it references. */
+  ruleHash: string;
+  tagMode: TagMode;
+  reasons: string[];
+}

@@ -1,0 +1,12 @@
+// What evidence discovery needs from a registry. The proxy implements it with its OCI client,
+// bound to one upstream; every method refuses hosts that are not allowlisted by construction.
+import type { FetchedManifest, ImageIndex } from '../oci/types.ts';
+
+export interface EvidenceSource {
+  /** A manifest by tag or digest; undefined when the registry answers 404. Size-limited, digest computed. */
+  manifest(repository: string, reference: string): Promise<FetchedManifest | undefined>;
+  /** A small blob (signature payloads, bundles), fully read and checked against its digest; size-limited. */
+  blob(repository: string, digest: string, maxBytes: number): Promise<Buffer>;
+  /** The referrers of a digest (OCI 1.1 API, falling back to the `sha256-<hex>` tag schema); empty index when none. */
+  referrers(repository: string, digest: string, artifactType?: string): Promise<ImageIndex>;
+}
