@@ -1,0 +1,153 @@
+// Loads and validates the proxy configuration. With no file, the embedded defaults apply: the
+// public registries allowlisted, SQLite state under ./data, and the embedded fail-closed policy.
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import type { Config, StoreConfig, TimeoutsConfig, UpstreamConfig } from './types.ts';
+import { ConfigError, Node } from './reader.ts';
+
+export { ConfigError } from './reader.ts';
+
+const HOST_RE = /^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*(?::[0-9]{1,5})?$/;
+
+export const DEFAULT_UPSTREAMS: readonly { host: string; url: string; aliases?: string[] }[] = [
+  { host: 'docker.io', url: 'https://registry-1.docker.io', aliases: ['index.docker.io', 'registry-1.docker.io'] },
+  { host: 'ghcr.io', url: 'https://ghcr.io' },
+  { host: 'quay.io', url: 'https://quay.io' },
+  { host: 'registry.k8s.io', url: 'https://registry.k8s.io' },
+  { host: 'gcr.io', url: 'https://gcr.io' },
+  { host: 'mcr.microsoft.com', url: 'https://mcr.microsoft.com' },
+  { host: 'public.ecr.aws', url: 'https://public.ecr.aws' },
+];
+
+const DEFAULT_TIMEOUTS: TimeoutsConfig = { connectMs: 5_000, headersMs: 30_000, bodyMs: 60_000 };
+
+/** Loads a config file, or the embedded defaults when `file` is undefined. */
+export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): Config {
+  if (file === undefined) return buildConfig(new Node('<embedded defaults>', '', {}), process.cwd(), env);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(file, '', `cannot read the file: ${(err as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(file, '', `not valid YAML: ${(err as Error).message}`);
+  }
+  return buildConfig(new Node(file, '', doc), dirname(resolve(file)), env);
+}
+
+function buildConfig(root: Node, baseDir: string, env: NodeJS.ProcessEnv): Config {
+  const top = root.object(['listen', 'admin', 'upstreams', 'defaultUpstream', 'limits', 'policy', 'store', 'cache', 'staleGraceSeconds', 'log']);
+  const path = (p: string) => resolve(baseDir, p);
+
+  const listen = top.get('listen').object(['host', 'port', 'tls']);
+  const tls = listen.get('tls').object(['cert', 'key']);
+  const tlsCert = tls.get('cert').optionalString();
+  const tlsKey = tls.get('key').optionalString();
+  if ((tlsCert === undefined) !== (tlsKey === undefined)) tls.get(tlsCert ? 'key' : 'cert').fail('tls needs both cert and key');
+
+  const admin = top.get('admin').object(['host', 'port', 'token', 'tokenEnv']);
+  const adminToken = Node.secret(admin, 'token', env) ?? env.PULLGATE_ADMIN_TOKEN;
+  if (adminToken !== undefined && adminToken.length < 16) admin.get('token').fail('must be at least 16 characters');
+
+  const upstreamNodes = top.get('upstreams');
+  const upstreams = upstreamNodes.present ? upstreamNodes.list().map((n) => readUpstream(n, env, path)) : DEFAULT_UPSTREAMS.map((u) => ({
+    host: u.host, url: u.url, aliases: u.aliases ?? [], insecure: false, timeouts: DEFAULT_TIMEOUTS,
+  }));
+  if (upstreams.length === 0) upstreamNodes.fail('at least one upstream is needed: the proxy contacts no registry that is not listed');
+  const names = new Set<string>();
+  for (const [i, u] of upstreams.entries()) {
+    for (const name of [u.host, ...u.aliases]) {
+      if (names.has(name)) upstreamNodes.list()[i]?.fail(`"${name}" is already the host or alias of another upstream`);
+      names.add(name);
+    }
+  }
+  const defaultNode = top.get('defaultUpstream');
+  const defaultUpstream = defaultNode.present ? defaultNode.string() : upstreamNodes.present ? undefined : 'docker.io';
+  if (defaultUpstream !== undefined && !names.has(defaultUpstream)) defaultNode.fail(`"${defaultUpstream}" is not the host or alias of a configured upstream`);
+
+  const limits = top.get('limits').object(['manifestMaxBytes']);
+  const policy = top.get('policy').object(['file']);
+  const policyFile = policy.get('file').optionalString();
+  const cache = top.get('cache').object(['maxEntries', 'allowTtlSeconds', 'denyTtlSeconds']);
+  const log = top.get('log').object(['level']);
+
+  const config: Config = {
+    listen: {
+      host: listen.get('host').string('127.0.0.1'),
+      port: listen.get('port').integer(5050, 0, 65535),
+      ...(tlsCert && tlsKey ? { tlsCert: path(tlsCert), tlsKey: path(tlsKey) } : {}),
+    },
+    admin: {
+      host: admin.get('host').string('127.0.0.1'),
+      port: admin.get('port').integer(5051, 0, 65535),
+      ...(adminToken ? { token: adminToken } : {}),
+    },
+    upstreams,
+    manifestMaxBytes: limits.get('manifestMaxBytes').integer(4 * 1024 * 1024, 1024, 64 * 1024 * 1024),
+    store: readStore(top.get('store'), env, path),
+    cache: {
+      maxEntries: cache.get('maxEntries').integer(100_000, 1, 10_000_000),
+      allowTtlSeconds: cache.get('allowTtlSeconds').integer(3600, 0, 7 * 86400),
+      denyTtlSeconds: cache.get('denyTtlSeconds').integer(60, 0, 86400),
+    },
+    staleGraceSeconds: top.get('staleGraceSeconds').integer(86400, 0, 30 * 86400),
+    log: { level: log.get('level').oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const, 'info') },
+  };
+  if (defaultUpstream !== undefined) config.defaultUpstream = defaultUpstream;
+  if (policyFile !== undefined) config.policyFile = path(policyFile);
+  return config;
+}
+
+function readUpstream(n: Node, env: NodeJS.ProcessEnv, path: (p: string) => string): UpstreamConfig {
+  const u = n.object(['host', 'url', 'aliases', 'insecure', 'caFile', 'username', 'usernameEnv', 'password', 'passwordEnv', 'timeouts']);
+  const host = u.get('host').string().toLowerCase();
+  if (!HOST_RE.test(host)) u.get('host').fail(`"${host}" is not a registry host name (like docker.io or registry.example:5000)`);
+  const aliases = u.get('aliases').list().map((a) => {
+    const alias = a.string().toLowerCase();
+    if (!HOST_RE.test(alias)) a.fail(`"${alias}" is not a host name`);
+    return alias;
+  });
+  const insecure = u.get('insecure').boolean(false);
+  const urlText = u.get('url').string(`https://${host}`);
+  const url = URL.parse(urlText) ?? u.get('url').fail(`"${urlText}" is not a URL`);
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && insecure)) {
+    u.get('url').fail('must be https:// (plain http:// only with insecure: true)');
+  }
+  if (url.pathname !== '/' || url.search || url.username) u.get('url').fail('must be a bare origin like https://registry.example (no path, query or credentials)');
+  const username = Node.secret(u, 'username', env);
+  const password = Node.secret(u, 'password', env);
+  if ((username === undefined) !== (password === undefined)) u.get(username ? 'password' : 'username').fail('username and password go together');
+  const t = u.get('timeouts').object(['connectMs', 'headersMs', 'bodyMs']);
+  const caFile = u.get('caFile').optionalString();
+  return {
+    host, aliases, url: url.origin, insecure,
+    ...(caFile ? { caFile: path(caFile) } : {}),
+    ...(username !== undefined && password !== undefined ? { username, password } : {}),
+    timeouts: {
+      connectMs: t.get('connectMs').integer(DEFAULT_TIMEOUTS.connectMs, 100, 600_000),
+      headersMs: t.get('headersMs').integer(DEFAULT_TIMEOUTS.headersMs, 100, 600_000),
+      bodyMs: t.get('bodyMs').integer(DEFAULT_TIMEOUTS.bodyMs, 100, 3_600_000),
+    },
+  };
+}
+
+function readStore(n: Node, env: NodeJS.ProcessEnv, path: (p: string) => string): StoreConfig {
+  const s = n.object(['sqlite', 'postgres']);
+  const pg = s.get('postgres');
+  if (pg.present) {
+    if (s.get('sqlite').present) n.fail('choose one of sqlite or postgres');
+    const p = pg.object(['url', 'urlEnv', 'schema']);
+    const url = Node.secret(p, 'url', env) ?? env.PULLGATE_POSTGRES_URL;
+    if (!url) return p.get('url').fail('a PostgreSQL URL is required (url, urlEnv or PULLGATE_POSTGRES_URL)');
+    const schema = p.get('schema').string('pullgate');
+    if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) p.get('schema').fail('must be a lowercase SQL identifier');
+    return { kind: 'postgres', url, schema };
+  }
+  const sqlite = s.get('sqlite').object(['path']);
+  return { kind: 'sqlite', path: path(sqlite.get('path').string('data/pullgate.db')) };
+}

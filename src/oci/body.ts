@@ -1,0 +1,55 @@
+// Reading upstream bodies into memory, never past a limit.
+import type { Readable } from 'node:stream';
+import { RegistryError, type ErrorCode } from './errors.ts';
+
+export class TooLargeError extends Error {}
+
+/** Reads a stream fully; destroys it and throws TooLargeError as soon as it exceeds maxBytes. */
+export async function readLimited(body: Readable, maxBytes: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of body) {
+    const buf = chunk as Buffer;
+    total += buf.length;
+    if (total > maxBytes) {
+      body.destroy();
+      throw new TooLargeError(`more than ${maxBytes} bytes`);
+    }
+    chunks.push(buf);
+  }
+  return Buffer.concat(chunks, total);
+}
+
+const KNOWN_CODES = new Set<string>([
+  'BLOB_UNKNOWN', 'DIGEST_INVALID', 'MANIFEST_BLOB_UNKNOWN', 'MANIFEST_INVALID', 'MANIFEST_UNKNOWN',
+  'NAME_INVALID', 'NAME_UNKNOWN', 'SIZE_INVALID', 'UNAUTHORIZED', 'DENIED', 'UNSUPPORTED', 'TOOMANYREQUESTS',
+]);
+
+/** The first error code and message of an upstream's OCI error body, if it has one we recognise. */
+export function upstreamErrorOf(body: Buffer): { code?: ErrorCode; message?: string } {
+  try {
+    const parsed = JSON.parse(body.toString('utf8')) as { errors?: { code?: unknown; message?: unknown }[] };
+    const first = parsed.errors?.[0];
+    if (!first) return {};
+    return {
+      ...(typeof first.code === 'string' && KNOWN_CODES.has(first.code) ? { code: first.code as ErrorCode } : {}),
+      ...(typeof first.message === 'string' ? { message: first.message.slice(0, 300) } : {}),
+    };
+  } catch {
+    return {};
+  }
+}
+
+/** Maps an upstream's non-success answer onto the error this proxy returns, naming the upstream. */
+export function upstreamStatusError(host: string, status: number, body: Buffer, notFound: ErrorCode, retryAfter?: string): RegistryError {
+  const { code, message } = upstreamErrorOf(body);
+  const said = message ? `: ${message}` : '';
+  if (status === 404) return new RegistryError(404, code ?? notFound, `upstream ${host} answered 404${said}`);
+  if (status === 401) return new RegistryError(401, 'UNAUTHORIZED', `upstream ${host} refused the proxy's credentials for this repository (it may not exist)${said}`);
+  if (status === 403) return new RegistryError(403, 'DENIED', `upstream ${host} denied access${said}`);
+  if (status === 429) {
+    return new RegistryError(429, 'TOOMANYREQUESTS', `upstream ${host} is rate limiting the proxy${said}`, retryAfter ? { headers: { 'retry-after': retryAfter } } : {});
+  }
+  if (status === 400 && code) return new RegistryError(400, code, `upstream ${host} rejected the request${said}`);
+  return new RegistryError(502, 'UNAVAILABLE', `upstream ${host} answered ${status}${said}`);
+}

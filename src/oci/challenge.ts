@@ -1,0 +1,59 @@
+// Parses WWW-Authenticate challenges (RFC 7235) as registries send them.
+
+export interface Challenge {
+  scheme: string;
+  params: Record<string, string>;
+}
+
+const TOKEN = /[!#$%&'*+.^_`|~0-9A-Za-z-]+/y;
+
+/**
+ * Parses one or more challenges. Bearer challenges from registries look like
+ * `Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull"`.
+ */
+export function parseChallenges(header: string): Challenge[] {
+  const out: Challenge[] = [];
+  let i = 0;
+  const skipSpace = () => { while (i < header.length && (header[i] === ' ' || header[i] === '\t')) i++; };
+  const token = (): string | undefined => {
+    TOKEN.lastIndex = i;
+    const m = TOKEN.exec(header);
+    if (!m) return undefined;
+    i = TOKEN.lastIndex;
+    return m[0];
+  };
+  const quoted = (): string | undefined => {
+    if (header[i] !== '"') return undefined;
+    let value = '';
+    for (i++; i < header.length; i++) {
+      const c = header[i];
+      if (c === '\\' && i + 1 < header.length) { value += header[++i]; continue; }
+      if (c === '"') { i++; return value; }
+      value += c;
+    }
+    return undefined;
+  };
+  while (i < header.length) {
+    skipSpace();
+    if (header[i] === ',') { i++; continue; }
+    const scheme = token();
+    if (!scheme) break;
+    const challenge: Challenge = { scheme: scheme.toLowerCase(), params: {} };
+    out.push(challenge);
+    for (;;) {
+      skipSpace();
+      const start = i;
+      const name = token();
+      if (!name) break;
+      skipSpace();
+      if (header[i] !== '=') { i = start; break; } // the next challenge's scheme
+      i++;
+      skipSpace();
+      const value = quoted() ?? token() ?? '';
+      challenge.params[name.toLowerCase()] = value;
+      skipSpace();
+      if (header[i] === ',') i++;
+    }
+  }
+  return out;
+}

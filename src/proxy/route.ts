@@ -1,0 +1,90 @@
+// Which upstream and repository a /v2/ request names. Pure: the request line in, a target or an
+// OCI error out. Only configured upstreams can come out of here.
+import { RegistryError } from '../oci/errors.ts';
+import { assertBlobDigest, assertManifestReference, assertRepository } from '../oci/reference.ts';
+
+export type Endpoint =
+  | { kind: 'manifest'; reference: string }
+  | { kind: 'blob'; digest: string }
+  | { kind: 'tags' }
+  | { kind: 'referrers'; digest: string };
+
+export interface Target {
+  /** The canonical host of the allowlisted upstream. */
+  upstream: string;
+  /** The repository at the upstream (Docker Hub names normalised to library/...). */
+  repository: string;
+  /** The name as the client wrote it in the path, for links the client follows back to us. */
+  clientName: string;
+  /** The `ns` query parameter the client sent, echoed into links. */
+  ns?: string;
+  endpoint: Endpoint;
+}
+
+export interface UpstreamNames {
+  /** Canonical host for a host or alias, if allowlisted. */
+  canonical(name: string): string | undefined;
+  readonly defaultUpstream: string | undefined;
+}
+
+const DOCKER_HUB = 'docker.io';
+const ENDPOINT_RE = /^(.+?)\/(?:manifests\/([^/]+)|blobs\/([^/]+)|(tags)\/list|referrers\/([^/]+))$/;
+
+/** Looks like a registry host (has a dot or a port, or is localhost) rather than a repository component. */
+function looksLikeHost(component: string): boolean {
+  return component.includes('.') || component.includes(':') || component === 'localhost';
+}
+
+/**
+ * Parses `/v2/<name>/<endpoint>` (pathname undecoded, without the query). `ns` is containerd's
+ * mirror parameter naming the registry the client meant.
+ */
+export function routeRequest(pathname: string, ns: string | undefined, upstreams: UpstreamNames): Target {
+  if (pathname.includes('%')) {
+    throw new RegistryError(400, 'NAME_INVALID', 'percent-encoded characters are not allowed in registry paths');
+  }
+  const rest = pathname.slice('/v2/'.length);
+  const m = ENDPOINT_RE.exec(rest);
+  if (!pathname.startsWith('/v2/') || !m) {
+    throw new RegistryError(404, 'NAME_UNKNOWN', `no registry endpoint at ${pathname.slice(0, 200)}: expected /v2/<name>/manifests|blobs|tags/list|referrers/...`);
+  }
+  const [, clientName = '', reference, blobDigest, tags, referrersDigest] = m;
+  let endpoint: Endpoint;
+  if (reference !== undefined) {
+    assertManifestReference(reference);
+    endpoint = { kind: 'manifest', reference };
+  } else if (blobDigest !== undefined) {
+    assertBlobDigest(blobDigest);
+    endpoint = { kind: 'blob', digest: blobDigest };
+  } else if (tags !== undefined) {
+    endpoint = { kind: 'tags' };
+  } else {
+    assertBlobDigest(referrersDigest ?? '');
+    endpoint = { kind: 'referrers', digest: referrersDigest ?? '' };
+  }
+
+  let upstream: string | undefined;
+  let repository = clientName;
+  const first = clientName.split('/')[0] ?? '';
+  if (ns !== undefined) {
+    upstream = upstreams.canonical(ns.toLowerCase());
+    if (!upstream) throw notAllowed(ns);
+  } else if (looksLikeHost(first) || upstreams.canonical(first)) {
+    upstream = upstreams.canonical(first);
+    if (!upstream) throw notAllowed(first);
+    repository = clientName.slice(first.length + 1);
+    if (!repository) throw new RegistryError(400, 'NAME_INVALID', `"${clientName}" names registry ${first} but no repository in it`);
+  } else if (upstreams.defaultUpstream) {
+    upstream = upstreams.canonical(upstreams.defaultUpstream);
+  }
+  if (!upstream) {
+    throw new RegistryError(403, 'DENIED', `"${clientName}" names no upstream registry: prefix it with an allowlisted registry host (e.g. /v2/docker.io/${clientName}) or configure defaultUpstream`);
+  }
+  assertRepository(repository);
+  if (upstream === DOCKER_HUB && !repository.includes('/')) repository = `library/${repository}`;
+  return { upstream, repository, clientName, ...(ns !== undefined ? { ns } : {}), endpoint };
+}
+
+function notAllowed(host: string): RegistryError {
+  return new RegistryError(403, 'DENIED', `upstream not allowed: registry "${host.slice(0, 253)}" is not in this proxy's allowlist`);
+}

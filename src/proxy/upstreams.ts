@@ -1,0 +1,33 @@
+// The allowlist: one registry client per configured upstream, looked up by host or alias.
+import type { Config } from '../config/types.ts';
+import { RegistryClient, type ClientObserver } from '../oci/client.ts';
+import type { UpstreamNames } from './route.ts';
+
+export class Upstreams implements UpstreamNames {
+  readonly #byName = new Map<string, RegistryClient>();
+  readonly #clients: RegistryClient[];
+  readonly defaultUpstream: string | undefined;
+
+  constructor(config: Pick<Config, 'upstreams' | 'defaultUpstream'>, observer?: ClientObserver) {
+    this.#clients = config.upstreams.map((u) => new RegistryClient(u, observer));
+    for (const client of this.#clients) {
+      for (const name of [client.upstream.host, ...client.upstream.aliases]) this.#byName.set(name, client);
+    }
+    this.defaultUpstream = config.defaultUpstream;
+  }
+
+  canonical(name: string): string | undefined {
+    return this.#byName.get(name)?.host;
+  }
+
+  /** The client of an allowlisted upstream; throws for anything else, which routing never lets through. */
+  client(host: string): RegistryClient {
+    const client = this.#byName.get(host);
+    if (!client) throw new Error(`internal: upstream ${host} is not allowlisted`);
+    return client;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.#clients.map((c) => c.close()));
+  }
+}
