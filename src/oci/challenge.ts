@@ -33,6 +33,12 @@ export function parseChallenges(header: string): Challenge[] {
     }
     return undefined;
   };
+  // Lenient for unquoted values (some registries send realm=https://... without quotes).
+  const bare = (): string => {
+    const start = i;
+    while (i < header.length && header[i] !== ',' && header[i] !== ' ' && header[i] !== '\t') i++;
+    return header.slice(start, i);
+  };
   while (i < header.length) {
     skipSpace();
     if (header[i] === ',') { i++; continue; }
@@ -49,7 +55,7 @@ export function parseChallenges(header: string): Challenge[] {
       if (header[i] !== '=') { i = start; break; } // the next challenge's scheme
       i++;
       skipSpace();
-      const value = quoted() ?? token() ?? '';
+      const value = quoted() ?? bare();
       challenge.params[name.toLowerCase()] = value;
       skipSpace();
       if (header[i] === ',') i++;

@@ -1,0 +1,69 @@
+import test from 'ava';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, loadConfig } from '../../../src/config/load.ts';
+
+function write(yaml: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'pullgate-config-'));
+  const file = join(dir, 'pullgate.yaml');
+  writeFileSync(file, yaml);
+  return file;
+}
+
+function fails(t: import('ava').ExecutionContext, yaml: string, key: string, problem: RegExp, env: NodeJS.ProcessEnv = {}) {
+  const err = t.throws(() => loadConfig(write(yaml), env), { instanceOf: ConfigError }) as ConfigError;
+  t.is(err.key, key, err.message);
+  t.regex(err.message, problem);
+}
+
+test('embedded defaults: loopback listener, public registries allowlisted, SQLite state', (t) => {
+  const c = loadConfig(undefined, {});
+  t.is(c.listen.host, '127.0.0.1');
+  t.is(c.listen.port, 5050);
+  t.true(c.upstreams.some((u) => u.host === 'docker.io' && u.url === 'https://registry-1.docker.io' && u.aliases.includes('index.docker.io')));
+  t.is(c.defaultUpstream, 'docker.io');
+  t.is(c.store.kind, 'sqlite');
+  t.is(c.manifestMaxBytes, 4 * 1024 * 1024);
+  t.is(c.policyFile, undefined);
+});
+
+test('a full file is read, paths are relative to the file, secrets come from the environment', (t) => {
+  const file = write(`
+listen: {host: "::1", port: 0}
+upstreams:
+  - host: registry.test:5000
+    url: http://127.0.0.1:5000
+    insecure: true
+    usernameEnv: REG_USER
+    passwordEnv: REG_PASS
+    timeouts: {connectMs: 1000}
+policy: {file: policy.yaml}
+store: {sqlite: {path: state/db.sqlite}}
+`);
+  const c = loadConfig(file, { REG_USER: 'u', REG_PASS: 'p' });
+  const u = c.upstreams[0]!;
+  t.is(u.username, 'u');
+  t.is(u.password, 'p');
+  t.is(u.timeouts.connectMs, 1000);
+  t.is(u.timeouts.headersMs, 30_000);
+  t.true(c.policyFile!.endsWith('/policy.yaml') && c.policyFile!.startsWith('/'));
+  t.deepEqual(c.store, { kind: 'sqlite', path: file.replace('pullgate.yaml', 'state/db.sqlite') });
+  t.is(c.defaultUpstream, undefined);
+});
+
+test('errors name the key and the problem', (t) => {
+  fails(t, 'listen: {port: 99999}', 'listen.port', /between 0 and 65535/);
+  fails(t, 'lisen: {}', 'lisen', /unknown key/);
+  fails(t, 'upstreams: [{host: a.test, url: "http://a.test"}]', 'upstreams[0].url', /https/);
+  fails(t, 'upstreams: [{host: a.test, passwordEnv: NOPE, username: x}]', 'upstreams[0].passwordEnv', /NOPE is not set/);
+  fails(t, 'upstreams: [{host: a.test, username: x}]', 'upstreams[0].password', /go together/);
+  fails(t, 'upstreams: [{host: a.test}, {host: b.test, aliases: [a.test]}]', 'upstreams[1]', /already/);
+  fails(t, 'upstreams: [{host: a.test}]\ndefaultUpstream: b.test', 'defaultUpstream', /not the host/);
+  fails(t, 'upstreams: []', 'upstreams', /at least one/);
+  fails(t, 'store: {postgres: {schema: x}}', 'store.postgres.url', /PostgreSQL URL/);
+  fails(t, 'listen: {tls: {cert: a.pem}}', 'listen.tls.key', /both/);
+  fails(t, 'admin: {token: short}', 'admin.token', /16 characters/);
+  fails(t, 'log: {level: loud}', 'log.level', /one of/);
+  fails(t, ': : :', '', /YAML/);
+});
