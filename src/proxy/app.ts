@@ -179,8 +179,8 @@ async function handle(deps: AppDeps, target: Target, query: URLSearchParams, req
         if (v !== null) pageQuery.set(key, v);
       }
       const page = await client.tags(target.repository, pageQuery, LIST_MAX_BYTES);
-      const link = page.link ? rewriteLink(page.link, target) : undefined;
-      res.status(200).set({ ...API_VERSION, 'content-type': 'application/json', ...(link ? { link } : {}) }).send(page.body);
+      const { body, next } = paginateTags(page.body, target, pageQuery, page.link);
+      res.status(200).set({ ...API_VERSION, 'content-type': 'application/json', ...(next ? { link: next } : {}) }).send(body);
       return;
     }
     case 'referrers': {
@@ -229,18 +229,42 @@ function verifyingStream(digest: string, upstream: string): Transform {
   });
 }
 
-/** Points the upstream's next-page link back at this proxy, in the form the client addressed it. */
-function rewriteLink(link: string, target: Target): string | undefined {
-  const m = /<([^>]+)>\s*;\s*rel="?next"?/.exec(link);
-  if (!m?.[1]) return undefined;
-  const upstreamQuery = new URL(m[1], 'http://upstream.invalid').searchParams;
-  const q = new URLSearchParams();
-  for (const key of ['n', 'last']) {
-    const v = upstreamQuery.get(key);
-    if (v !== null) q.set(key, v);
+/**
+ * One page of tags as the client asked for it. Registries that ignore `n`/`last` (distribution 2.8
+ * does for tags) are paginated here, in the spec's lexical order; an upstream's own next link is
+ * pointed back at this proxy in the form the client addressed it.
+ */
+export function paginateTags(upstreamBody: Buffer, target: Target, query: URLSearchParams, upstreamLink?: string): { body: string; next?: string } {
+  let doc: { name?: unknown; tags?: unknown };
+  try {
+    doc = JSON.parse(upstreamBody.toString('utf8'));
+  } catch {
+    throw new RegistryError(502, 'UNAVAILABLE', `upstream ${target.upstream} answered the tag list of ${target.repository} with invalid JSON`);
   }
+  let tags = Array.isArray(doc.tags) ? doc.tags.filter((x): x is string => typeof x === 'string') : [];
+  const nText = query.get('n');
+  const n = nText === null ? undefined : Number(nText);
+  if (n !== undefined && (!Number.isInteger(n) || n < 0)) throw new RegistryError(400, 'UNSUPPORTED', `n must be a non-negative whole number, got "${nText}"`);
+  const last = query.get('last');
+  let nextLast: string | undefined;
+  const upstreamNext = upstreamLink ? /<([^>]+)>\s*;\s*rel="?next"?/.exec(upstreamLink)?.[1] : undefined;
+  if (upstreamNext) {
+    nextLast = new URL(upstreamNext, 'http://upstream.invalid').searchParams.get('last') ?? undefined;
+  } else if (n !== undefined) {
+    tags = [...tags].sort();
+    if (last !== null) tags = tags.filter((tag) => tag > last);
+    if (tags.length > n) {
+      tags = tags.slice(0, n);
+      nextLast = tags.at(-1);
+    }
+  }
+  const body = JSON.stringify({ name: target.clientName, tags });
+  if (nextLast === undefined) return { body };
+  const q = new URLSearchParams();
+  if (n !== undefined) q.set('n', String(n));
+  q.set('last', nextLast);
   if (target.ns) q.set('ns', target.ns);
-  return `</v2/${target.clientName}/tags/list?${q}>; rel="next"`;
+  return { body, next: `</v2/${target.clientName}/tags/list?${q}>; rel="next"` };
 }
 
 function requestLog(deps: AppDeps) {
