@@ -1,5 +1,5 @@
 import test from 'ava';
-import { RegistryError } from '../../../src/oci/errors.ts';
+import { RegistryError, type ErrorCode } from '../../../src/oci/errors.ts';
 import { routeRequest, type UpstreamNames } from '../../../src/proxy/route.ts';
 
 const names = (defaultUpstream?: string): UpstreamNames => {
@@ -8,7 +8,7 @@ const names = (defaultUpstream?: string): UpstreamNames => {
 };
 const D = `sha256:${'a'.repeat(64)}`;
 
-function rejects(t: import('ava').ExecutionContext, fn: () => unknown, status: number, code: string) {
+function rejects(t: import('ava').ExecutionContext, fn: () => unknown, status: number, code: ErrorCode) {
   const err = t.throws(fn, { instanceOf: RegistryError }) as RegistryError;
   t.is(err.status, status, err.message);
   t.is(err.code, code, err.message);
