@@ -1,11 +1,15 @@
 import test from 'ava';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, loadConfig } from '../../../src/config/load.ts';
 
+const dirs: string[] = [];
+test.after.always(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
+
 function write(yaml: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'pullgate-config-'));
+  dirs.push(dir);
   const file = join(dir, 'pullgate.yaml');
   writeFileSync(file, yaml);
   return file;

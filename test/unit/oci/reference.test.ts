@@ -1,0 +1,32 @@
+import test from 'ava';
+import { parseDigest, parseImageName } from '../../../src/oci/reference.ts';
+import { upstreamStatusError } from '../../../src/oci/body.ts';
+
+test('parseImageName reads registry/repository[:tag][@digest]', (t) => {
+  const d = `sha256:${'c'.repeat(64)}`;
+  t.deepEqual(parseImageName('registry.test:5000/demo/app:1.0'), { registry: 'registry.test:5000', repository: 'demo/app', tag: '1.0' });
+  t.deepEqual(parseImageName(`ghcr.io/a/b@${d}`), { registry: 'ghcr.io', repository: 'a/b', digest: d });
+  t.regex(parseImageName('nginx') as string, /registry host/);
+  t.regex(parseImageName('ghcr.io/A/b') as string, /not a valid repository/);
+  t.regex(parseImageName('ghcr.io/a/b@md5:00') as string, /unsupported digest algorithm/);
+});
+
+test('parseDigest accepts sha256 and sha512 only, lowercase hex of the right length', (t) => {
+  t.deepEqual(parseDigest(`sha256:${'0'.repeat(64)}`), { algorithm: 'sha256', hex: '0'.repeat(64) });
+  t.is(typeof parseDigest(`sha256:${'0'.repeat(63)}`), 'string');
+  t.is(typeof parseDigest(`sha256:${'A'.repeat(64)}`), 'string');
+  t.is(typeof parseDigest(`sha512:${'f'.repeat(128)}`), 'object');
+});
+
+test('upstream answers map to OCI errors that name the upstream', (t) => {
+  const nf = upstreamStatusError('r.test', 404, Buffer.from('{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}'), 'BLOB_UNKNOWN');
+  t.is(nf.status, 404);
+  t.is(nf.code, 'MANIFEST_UNKNOWN');
+  t.regex(nf.message, /upstream r\.test answered 404: manifest unknown/);
+  t.is(upstreamStatusError('r.test', 404, Buffer.from('not json'), 'BLOB_UNKNOWN').code, 'BLOB_UNKNOWN');
+  const limited = upstreamStatusError('r.test', 429, Buffer.alloc(0), 'BLOB_UNKNOWN', '30');
+  t.is(limited.code, 'TOOMANYREQUESTS');
+  t.deepEqual(limited.headers, { 'retry-after': '30' });
+  t.is(upstreamStatusError('r.test', 500, Buffer.alloc(0), 'BLOB_UNKNOWN').status, 502);
+  t.is(upstreamStatusError('r.test', 401, Buffer.alloc(0), 'BLOB_UNKNOWN').code, 'UNAUTHORIZED');
+});
