@@ -1,0 +1,105 @@
+// An attestor as the policy names it, compiled once at policy load: parsed keys, anchored
+// identity matchers, loaded trust material, transparency-log requirements.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { AttestorSpec, KeySpec, TrustRootSpec } from '../policy/types.ts';
+import { compileIdentity, IdentitySpecError, type IdentityMatcher } from './identity.ts';
+import { parsePublicKey, type AttestorKey } from './keys.ts';
+import { loadTrustRoot, PUBLIC_GOOD_SPEC, type LoadedTrustRoot } from './trust-root.ts';
+
+export { trustRootDigest } from './trust-root.ts';
+
+export interface CompiledAttestor {
+  readonly name: string;
+  readonly keys: readonly AttestorKey[];
+  readonly identities: readonly IdentityMatcher[];
+  readonly trustRootName: string;
+  readonly trustRoot: LoadedTrustRoot;
+  /** Whether transparency-log evidence is required, per kind of signer. */
+  readonly requireTlog: { readonly keyed: boolean; readonly keyless: boolean };
+}
+
+export type ConfigPath = (string | number)[];
+
+export class AttestorConfigError extends Error {
+  /** Where in the policy document the problem is, e.g. `['attestors','ci','keys',1,'file']`. */
+  readonly path: ConfigPath;
+  constructor(attestor: string, where: string, problem: string, configPath: ConfigPath) {
+    super(`attestor "${attestor}": ${where ? `${where}: ` : ''}${problem}`);
+    this.name = 'AttestorConfigError';
+    this.path = configPath;
+  }
+}
+
+export const DEFAULT_TRUST_ROOT = 'public-good';
+
+export function compileAttestor(
+  name: string,
+  spec: AttestorSpec,
+  ctx: { baseDir: string; trustRoots: Record<string, TrustRootSpec> },
+): CompiledAttestor {
+  const at: ConfigPath = ['attestors', name];
+  const keys = (spec.keys ?? []).map((key, i) => compileKey(name, key, i, ctx.baseDir));
+  const identities = (spec.identities ?? []).map((identity, i) => {
+    try {
+      return compileIdentity(identity);
+    } catch (err) {
+      if (!(err instanceof IdentitySpecError)) throw err;
+      throw new AttestorConfigError(name, `identities[${i}].${err.field}`, err.message, [...at, 'identities', i, err.field]);
+    }
+  });
+  if (keys.length === 0 && identities.length === 0) {
+    throw new AttestorConfigError(name, '', 'has neither keys nor identities; give at least one', at);
+  }
+  const trustRootName = spec.trustRoot ?? DEFAULT_TRUST_ROOT;
+  const rootSpec = Object.hasOwn(ctx.trustRoots, trustRootName)
+    ? ctx.trustRoots[trustRootName]
+    : trustRootName === DEFAULT_TRUST_ROOT ? PUBLIC_GOOD_SPEC : undefined;
+  if (rootSpec === undefined) {
+    const known = [DEFAULT_TRUST_ROOT, ...Object.keys(ctx.trustRoots).filter((k) => k !== DEFAULT_TRUST_ROOT)];
+    throw new AttestorConfigError(name, 'trustRoot', `unknown trust root "${trustRootName}"; known: ${known.join(', ')}`, [...at, 'trustRoot']);
+  }
+  let trustRoot: LoadedTrustRoot;
+  try {
+    trustRoot = loadTrustRoot(rootSpec, ctx.baseDir);
+  } catch (err) {
+    const field = rootSpec.file !== undefined ? 'file' : 'builtin';
+    throw new AttestorConfigError(name, `trust root "${trustRootName}"`, (err as Error).message, ['trustRoots', trustRootName, field]);
+  }
+  return {
+    name,
+    keys,
+    identities,
+    trustRootName,
+    trustRoot,
+    requireTlog: { keyed: spec.requireTlog ?? false, keyless: spec.requireTlog ?? true },
+  };
+}
+
+function compileKey(attestor: string, spec: KeySpec, index: number, baseDir: string): AttestorKey {
+  const where = `keys[${index}]`;
+  const at: ConfigPath = ['attestors', attestor, 'keys', index];
+  if ((spec.pem === undefined) === (spec.file === undefined)) {
+    throw new AttestorConfigError(attestor, where, 'give exactly one of pem or file', at);
+  }
+  if (spec.pem !== undefined) {
+    try {
+      return parsePublicKey(spec.pem);
+    } catch (err) {
+      throw new AttestorConfigError(attestor, `${where}: pem`, (err as Error).message, [...at, 'pem']);
+    }
+  }
+  const file = spec.file as string;
+  let pem: string;
+  try {
+    pem = readFileSync(path.resolve(baseDir, file), 'utf8');
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new AttestorConfigError(attestor, `${where}: file ${file}`, `cannot read (${reason}, relative to ${baseDir})`, [...at, 'file']);
+  }
+  try {
+    return parsePublicKey(pem);
+  } catch (err) {
+    throw new AttestorConfigError(attestor, `${where}: file ${file}`, (err as Error).message, [...at, 'file']);
+  }
+}
