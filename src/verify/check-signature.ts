@@ -1,0 +1,129 @@
+// Checks one Sigstore bundle's signature against one attestor with @sigstore/verify, offline:
+// keys are the attestor's, certificate chains, Rekor entries and SCTs are judged against the
+// attestor's trust root, and identities are matched here (anchored), not by sigstore-js.
+import type { Bundle } from '@sigstore/bundle';
+import { dsse } from '@sigstore/core';
+import { toSignedEntity, Verifier, type SignedEntity } from '@sigstore/verify';
+import type { CompiledAttestor } from './attestor.ts';
+import { verifySignature } from './keys.ts';
+import type { LoadedTrustRoot } from './trust-root.ts';
+
+export type SignatureCheck = { ok: true; signer: string } | { ok: false; reason: string };
+
+/** A Rekor integrated time further ahead of our clock than this is not believed. */
+const MAX_CLOCK_SKEW_MS = 5 * 60 * 1000;
+
+export interface SignedBundle {
+  bundle: Bundle;
+  /** For message signatures: the signed bytes (simple-signing payload or image manifest). */
+  artifact?: Buffer;
+}
+
+/** The certificate identity a keyless signature verified with, or why it did not. */
+export type KeylessResult = { ok: true; issuer: string | undefined; subject: string | undefined } | { ok: false; reason: string };
+
+export function isKeyless(bundle: Bundle): boolean {
+  return bundle.verificationMaterial.content.$case !== 'publicKey';
+}
+
+/** Signature, key and transparency-log checks of a keyed bundle against the attestor's keys. */
+export function checkKeyed(signed: SignedBundle, attestor: CompiledAttestor, now: Date): SignatureCheck {
+  if (attestor.keys.length === 0) return fail(`signed with a key, but attestor "${attestor.name}" lists no keys`);
+  const entity = signedEntity(signed);
+  const key = attestor.keys.find((k) => entity.signature.verifySignature(k.key));
+  if (!key) return fail(`signature does not verify with any key of attestor "${attestor.name}"`);
+  const requireTlog = attestor.requireTlog.keyed;
+  if (!requireTlog) return { ok: true, signer: `key ${key.id}` };
+  const tlog = checkTlog(entity, `attestor "${attestor.name}"`, now);
+  if (tlog) return tlog;
+  const verifier = new Verifier(
+    { ...attestor.trustRoot.material, publicKey: () => ({ publicKey: key.key, validFor: () => true }) },
+    // The key has no validity period, so only the log entry matters, not a timestamp.
+    { tlogThreshold: 1, ctlogThreshold: 0, timestampThreshold: 0 },
+  );
+  try {
+    verifier.verify(entity);
+  } catch (err) {
+    return fail(`key ${key.id} of attestor "${attestor.name}" verifies the signature, but ${describe(err)}`);
+  }
+  return { ok: true, signer: `key ${key.id}` };
+}
+
+/**
+ * Certificate chain (at the signing time the log or a TSA vouches for), SCTs, log entries and
+ * signature of a keyless bundle. Independent of identities, so the caller can share the result
+ * between attestors with the same trust root and tlog requirement.
+ */
+export function checkKeyless(signed: SignedBundle, trustRoot: LoadedTrustRoot, requireTlog: boolean, now: Date): KeylessResult {
+  const entity = signedEntity(signed);
+  const tlog = checkTlog(entity, requireTlog ? 'keyless verification' : undefined, now);
+  if (tlog) return tlog;
+  const verifier = new Verifier(trustRoot.material, {
+    tlogThreshold: requireTlog ? 1 : 0,
+    // A trust root that lists CT logs demands an SCT; one without CT logs (a private Sigstore
+    // without CT) cannot, and its admin vouches for the CA alone.
+    ctlogThreshold: trustRoot.material.ctlogs.length > 0 ? 1 : 0,
+    // Certificates live minutes: a log or TSA timestamp must show the signature was made in that window.
+    timestampThreshold: 1,
+  });
+  try {
+    const signer = verifier.verify(entity);
+    return { ok: true, issuer: signer.identity?.extensions?.issuer, subject: signer.identity?.subjectAlternativeName };
+  } catch (err) {
+    return fail(`keyless verification against trust root ${trustRoot.description} failed: ${describe(err)}`);
+  }
+}
+
+export function matchIdentity(result: Extract<KeylessResult, { ok: true }>, attestor: CompiledAttestor): SignatureCheck {
+  const { issuer, subject } = result;
+  if (!attestor.identities.some((m) => m.matches(issuer, subject))) {
+    return fail(`certificate identity (issuer ${issuer ?? 'none'}, subject ${subject ?? 'none'}) matches no identity of attestor "${attestor.name}"`);
+  }
+  return { ok: true, signer: `${issuer} ${subject}` };
+}
+
+/** `requiredBy` names who demands a log entry; undefined when none is required. */
+function checkTlog(entity: SignedEntity, requiredBy: string | undefined, now: Date): { ok: false; reason: string } | undefined {
+  if (requiredBy && entity.tlogEntries.length === 0) return fail(`no transparency-log entry, but ${requiredBy} requires one`);
+  for (const entry of entity.tlogEntries) {
+    const integrated = Number(entry.integratedTime) * 1000;
+    if (integrated > now.getTime() + MAX_CLOCK_SKEW_MS) {
+      return fail(`transparency-log entry ${entry.logIndex} claims integration at ${new Date(integrated).toISOString()}, in the future`);
+    }
+  }
+  return undefined;
+}
+
+/**
+ * sigstore-js's entity, with the signature check replaced by ours: it hashes message signatures
+ * with the digest algorithm only (breaking Ed25519 and P-384 keys) and DSSE with the key default.
+ */
+function signedEntity({ bundle, artifact }: SignedBundle): SignedEntity {
+  const entity = toSignedEntity(bundle, artifact);
+  const original = entity.signature;
+  const signedBytes = bundle.content.$case === 'dsseEnvelope'
+    ? dsse.preAuthEncoding(bundle.content.dsseEnvelope.payloadType, bundle.content.dsseEnvelope.payload)
+    : artifact;
+  if (!signedBytes) throw new Error('a message-signature bundle needs the signed artifact');
+  const signature = original.signature;
+  return {
+    ...entity,
+    signature: {
+      signature,
+      compareSignature: (s) => original.compareSignature(s),
+      compareDigest: (d) => original.compareDigest(d),
+      compareSignedDigest: (d) => original.compareSignedDigest(d),
+      verifySignature: (key) => verifySignature(key, signedBytes, signature),
+    },
+  };
+}
+
+function describe(err: unknown): string {
+  const e = err as { code?: string; message?: string; cause?: { message?: string } };
+  const cause = e.cause?.message ? ` (${e.cause.message})` : '';
+  return `${e.message ?? String(err)}${cause}`;
+}
+
+function fail(reason: string): { ok: false; reason: string } {
+  return { ok: false, reason };
+}

@@ -1,0 +1,131 @@
+// Maps cosign's legacy `.sig`/`.att` layers (signature, certificate and Rekor SET kept in layer
+// annotations) onto Sigstore bundles of media type ...;version=0.1, the only bundle version that
+// accepts an inclusion promise (SET) without an inclusion proof, so one verifier handles both.
+import { bundleFromJSON, type Bundle } from '@sigstore/bundle';
+import { createHash } from 'node:crypto';
+
+export const Annotation = {
+  signature: 'dev.cosignproject.cosign/signature',
+  certificate: 'dev.sigstore.cosign/certificate',
+  chain: 'dev.sigstore.cosign/chain',
+  rekorBundle: 'dev.sigstore.cosign/bundle',
+} as const;
+
+const BUNDLE_V01 = 'application/vnd.dev.sigstore.bundle+json;version=0.1';
+
+/** Malformed evidence: the message says what is wrong with it. */
+export class EvidenceFormatError extends Error {
+  override readonly name = 'EvidenceFormatError';
+}
+
+/** A `.sig` layer: simple-signing payload bytes plus the layer's annotations. */
+export function simpleSigningBundle(payload: Buffer, annotations: Record<string, string>): Bundle {
+  const signature = annotations[Annotation.signature];
+  if (!signature) throw new EvidenceFormatError(`no ${Annotation.signature} annotation`);
+  return toBundle({
+    messageSignature: {
+      messageDigest: { algorithm: 'SHA2_256', digest: createHash('sha256').update(payload).digest('base64') },
+      signature: strictBase64(signature, Annotation.signature),
+    },
+  }, annotations);
+}
+
+interface SerializedEnvelope {
+  payloadType: string;
+  payload: string;
+  signatures: { keyid?: string; sig: string }[];
+}
+
+/** A `.att` layer: a DSSE envelope; one bundle per envelope signature (bundles hold exactly one). */
+export function attestationBundles(envelopeBytes: Buffer, annotations: Record<string, string>): Bundle[] {
+  const envelope = parseEnvelope(envelopeBytes);
+  return envelope.signatures.map((s) => toBundle({
+    dsseEnvelope: { payloadType: envelope.payloadType, payload: envelope.payload, signatures: [{ keyid: s.keyid ?? '', sig: s.sig }] },
+  }, annotations));
+}
+
+function parseEnvelope(bytes: Buffer): SerializedEnvelope {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    throw new EvidenceFormatError('DSSE envelope is not valid JSON');
+  }
+  const env = doc as Partial<SerializedEnvelope> | null;
+  if (typeof env?.payloadType !== 'string' || typeof env.payload !== 'string' || !Array.isArray(env.signatures)) {
+    throw new EvidenceFormatError('not a DSSE envelope (needs payloadType, payload, signatures)');
+  }
+  if (env.signatures.length === 0) throw new EvidenceFormatError('DSSE envelope has no signatures');
+  for (const s of env.signatures) {
+    if (typeof s?.sig !== 'string' || (s.keyid !== undefined && typeof s.keyid !== 'string')) throw new EvidenceFormatError('DSSE envelope has a malformed signature entry');
+  }
+  return env as SerializedEnvelope;
+}
+
+function toBundle(content: Record<string, unknown>, annotations: Record<string, string>): Bundle {
+  const certificate = annotations[Annotation.certificate];
+  const rekorBundle = annotations[Annotation.rekorBundle];
+  const certificates = certificate ? [...pemBlocks(certificate), ...pemBlocks(annotations[Annotation.chain] ?? '')] : [];
+  if (certificate && certificates.length === 0) throw new EvidenceFormatError(`${Annotation.certificate} holds no PEM certificate`);
+  const verificationMaterial = {
+    ...(certificate
+      ? { x509CertificateChain: { certificates: certificates.map((rawBytes) => ({ rawBytes })) } }
+      // The key is whichever attestor key verifies; the hint is only a placeholder the key finder ignores.
+      : { publicKey: { hint: '' } }),
+    tlogEntries: rekorBundle ? [tlogEntry(rekorBundle)] : [],
+  };
+  try {
+    return bundleFromJSON({ mediaType: BUNDLE_V01, verificationMaterial, ...content });
+  } catch (err) {
+    const fields = (err as { fields?: string[] }).fields;
+    throw new EvidenceFormatError(`cannot be read as a Sigstore bundle: ${(err as Error).message}${fields ? ` (${fields.join(', ')})` : ''}`);
+  }
+}
+
+interface RekorSet {
+  SignedEntryTimestamp: string;
+  Payload: { body: string; integratedTime: number; logIndex: number; logID: string };
+}
+
+/** cosign's `dev.sigstore.cosign/bundle` annotation (Rekor SET) as a bundle tlog entry. */
+function tlogEntry(annotation: string): Record<string, unknown> {
+  let set: RekorSet;
+  try {
+    set = JSON.parse(annotation) as RekorSet;
+  } catch {
+    throw new EvidenceFormatError(`${Annotation.rekorBundle} is not valid JSON`);
+  }
+  const p = set?.Payload;
+  if (typeof set?.SignedEntryTimestamp !== 'string' || typeof p?.body !== 'string' || !Number.isSafeInteger(p.integratedTime)
+    || !Number.isSafeInteger(p.logIndex) || typeof p.logID !== 'string' || !/^[0-9a-f]{64}$/.test(p.logID)) {
+    throw new EvidenceFormatError(`${Annotation.rekorBundle} lacks SignedEntryTimestamp or Payload{body, integratedTime, logIndex, logID}`);
+  }
+  const body = Buffer.from(strictBase64(p.body, `${Annotation.rekorBundle} body`), 'base64');
+  let kindVersion: { kind: unknown; apiVersion: unknown };
+  try {
+    kindVersion = JSON.parse(body.toString('utf8')) as { kind: unknown; apiVersion: unknown };
+  } catch {
+    throw new EvidenceFormatError(`${Annotation.rekorBundle} body is not a Rekor entry`);
+  }
+  if (typeof kindVersion?.kind !== 'string' || typeof kindVersion.apiVersion !== 'string') {
+    throw new EvidenceFormatError(`${Annotation.rekorBundle} body names no kind/apiVersion`);
+  }
+  return {
+    logIndex: String(p.logIndex),
+    logId: { keyId: Buffer.from(p.logID, 'hex').toString('base64') },
+    kindVersion: { kind: kindVersion.kind, version: kindVersion.apiVersion },
+    integratedTime: String(p.integratedTime),
+    inclusionPromise: { signedEntryTimestamp: strictBase64(set.SignedEntryTimestamp, `${Annotation.rekorBundle} SignedEntryTimestamp`) },
+    canonicalizedBody: p.body,
+  };
+}
+
+function pemBlocks(text: string): string[] {
+  return [...text.matchAll(/-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+?)-----END CERTIFICATE-----/g)]
+    .map((m) => (m[1] ?? '').replace(/\s+/g, ''));
+}
+
+function strictBase64(value: string, what: string): string {
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(value) || value.length % 4 !== 0) throw new EvidenceFormatError(`${what} is not base64`);
+  return value;
+}

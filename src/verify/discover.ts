@@ -1,0 +1,189 @@
+// Finds the evidence stored for one image digest: cosign's `.sig`/`.att` tags and the digest's
+// OCI 1.1 referrers. Every referrer manifest is opened (index annotations are not trusted), every
+// count and size is bounded, and a registry error other than "not found" is thrown so the caller
+// fails closed instead of mistaking an outage for "unsigned".
+import { INDEX_MEDIA_TYPES, MediaType, type Descriptor, type ImageManifest } from '../oci/types.ts';
+import type { EvidenceSource } from './source.ts';
+
+export const BUNDLE_MEDIA_TYPES: readonly string[] = [
+  MediaType.sigstoreBundleV03,
+  'application/vnd.dev.sigstore.bundle+json;version=0.1',
+  'application/vnd.dev.sigstore.bundle+json;version=0.2',
+  'application/vnd.dev.sigstore.bundle+json;version=0.3',
+];
+
+export type EvidenceFormat = 'simple-signing' | 'dsse' | 'bundle';
+
+/** One layer that may carry a signature, as fetched; nothing about it is verified yet. */
+export interface RawEvidence {
+  /** Where it was found, e.g. `tag sha256-ab12….sig layer 0`. */
+  source: string;
+  format: EvidenceFormat;
+  bytes: Buffer;
+  /** The layer descriptor's annotations (cosign keeps signatures and certificates there). */
+  annotations: Record<string, string>;
+}
+
+export interface Discovery {
+  evidence: RawEvidence[];
+  /** Evidence that could not be examined (too large, malformed, over the limits), as reasons. */
+  skipped: string[];
+}
+
+export interface DiscoveryLimits {
+  /** Evidence manifests opened (`.sig`, `.att` and referrers together). */
+  manifests: number;
+  /** Evidence layers fetched in total. */
+  layers: number;
+  /** Largest signature payload, envelope or bundle fetched. */
+  blobBytes: number;
+  /** Referrer manifests fetched at once. */
+  concurrency: number;
+}
+
+export const DEFAULT_DISCOVERY_LIMITS: DiscoveryLimits = { manifests: 64, layers: 128, blobBytes: 1024 * 1024, concurrency: 8 };
+
+export function formatOfLayer(mediaType: string): EvidenceFormat | undefined {
+  if (mediaType === MediaType.cosignSimpleSigning) return 'simple-signing';
+  if (mediaType === MediaType.dsseEnvelope) return 'dsse';
+  if (BUNDLE_MEDIA_TYPES.includes(mediaType)) return 'bundle';
+  return undefined;
+}
+
+/** `sha256:ab12…` → `sha256-ab12…`, the tag prefix cosign derives from a digest. */
+export function digestTag(digest: string): string {
+  return digest.replace(':', '-');
+}
+
+export function shortDigest(digest: string): string {
+  const [alg, hex = ''] = digest.split(':');
+  return hex.length > 12 ? `${alg}:${hex.slice(0, 12)}…` : digest;
+}
+
+export async function discoverEvidence(
+  source: EvidenceSource,
+  repository: string,
+  digest: string,
+  limits: DiscoveryLimits = DEFAULT_DISCOVERY_LIMITS,
+): Promise<Discovery> {
+  const budget = new Budget(limits);
+  const tag = digestTag(digest);
+  const shortTag = digestTag(shortDigest(digest));
+  const [sig, att, referrers] = await Promise.all([
+    source.manifest(repository, `${tag}.sig`),
+    source.manifest(repository, `${tag}.att`),
+    source.referrers(repository, digest),
+  ]);
+  const manifests: { label: string; bytes: Buffer; mediaType: string; digest: string; expectSubject: boolean }[] = [];
+  for (const [suffix, fetched] of [['sig', sig], ['att', att]] as const) {
+    if (fetched) manifests.push({ label: `tag ${shortTag}.${suffix}`, bytes: fetched.bytes, mediaType: fetched.mediaType, expectSubject: false, digest: fetched.digest });
+  }
+  const seen = new Set(manifests.map((m) => m.digest));
+  const referrerDescriptors = referrers.manifests.filter((d) => {
+    if (seen.has(d.digest)) return false;
+    seen.add(d.digest);
+    return true;
+  });
+  const fetchedReferrers = await mapBounded(referrerDescriptors.slice(0, Math.max(0, limits.manifests - manifests.length)), limits.concurrency,
+    async (d: Descriptor) => ({ descriptor: d, fetched: await source.manifest(repository, d.digest) }));
+  if (referrerDescriptors.length > fetchedReferrers.length) {
+    budget.skipped.push(`referrers of ${shortDigest(digest)}: ${referrerDescriptors.length} listed, only the first ${fetchedReferrers.length} were examined (limit ${limits.manifests} evidence manifests)`);
+  }
+  for (const { descriptor, fetched } of fetchedReferrers) {
+    const label = `referrer ${shortDigest(descriptor.digest)}`;
+    if (!fetched) {
+      budget.skipped.push(`${label}: listed as a referrer but the registry does not have it`);
+      continue;
+    }
+    if (fetched.digest !== descriptor.digest) {
+      budget.skipped.push(`${label}: registry served content hashing to ${shortDigest(fetched.digest)}`);
+      continue;
+    }
+    manifests.push({ label, bytes: fetched.bytes, mediaType: fetched.mediaType, digest: fetched.digest, expectSubject: true });
+  }
+
+  const evidence: RawEvidence[] = [];
+  for (const m of manifests) {
+    const manifest = parseManifest(m.bytes, m.mediaType);
+    if (typeof manifest === 'string') {
+      budget.skipped.push(`${m.label}: ${manifest}`);
+      continue;
+    }
+    // A referrer found through the tag fallback index is only evidence if it says it is about this digest.
+    if (m.expectSubject && manifest.subject?.digest !== digest) {
+      if (hasEvidenceLayers(manifest)) budget.skipped.push(`${m.label}: its subject is ${manifest.subject?.digest ?? 'missing'}, not ${digest}`);
+      continue;
+    }
+    for (const [i, layer] of manifest.layers.entries()) {
+      const format = formatOfLayer(layer.mediaType);
+      const where = `${m.label} layer ${i}`;
+      if (!format) {
+        if (!m.expectSubject) budget.skipped.push(`${where}: unexpected media type ${layer.mediaType}`);
+        continue;
+      }
+      if (!budget.takeLayer(where)) break;
+      if (!(layer.size >= 0 && layer.size <= limits.blobBytes)) {
+        budget.skipped.push(`${where}: ${layer.size} bytes, over the ${limits.blobBytes}-byte limit for signatures`);
+        continue;
+      }
+      evidence.push({ source: where, format, bytes: await source.blob(repository, layer.digest, limits.blobBytes), annotations: layer.annotations ?? {} });
+    }
+  }
+  return { evidence, skipped: budget.skipped };
+}
+
+function hasEvidenceLayers(manifest: ImageManifest): boolean {
+  return manifest.layers.some((l) => formatOfLayer(l.mediaType) !== undefined);
+}
+
+function parseManifest(bytes: Buffer, mediaType: string): ImageManifest | string {
+  if (INDEX_MEDIA_TYPES.includes(mediaType)) return `is an index (${mediaType}), not a manifest`;
+  let doc: unknown;
+  try {
+    doc = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    return 'manifest is not valid JSON';
+  }
+  const layers = (doc as { layers?: unknown } | null)?.layers;
+  if (!Array.isArray(layers) || !layers.every(isDescriptor)) return 'manifest has no valid layers list';
+  return doc as ImageManifest;
+}
+
+function isDescriptor(d: unknown): d is Descriptor {
+  const x = d as Descriptor | null;
+  return typeof x === 'object' && x !== null && typeof x.mediaType === 'string' && typeof x.digest === 'string' && typeof x.size === 'number'
+    && (x.annotations === undefined || (typeof x.annotations === 'object' && x.annotations !== null && Object.values(x.annotations).every((v) => typeof v === 'string')));
+}
+
+class Budget {
+  readonly skipped: string[] = [];
+  #layersLeft: number;
+  #reported = false;
+  readonly #limit: number;
+  constructor(limits: DiscoveryLimits) {
+    this.#limit = limits.layers;
+    this.#layersLeft = limits.layers;
+  }
+  takeLayer(where: string): boolean {
+    if (this.#layersLeft > 0) {
+      this.#layersLeft--;
+      return true;
+    }
+    if (!this.#reported) this.skipped.push(`${where} and later layers: not examined (limit ${this.#limit} evidence layers)`);
+    this.#reported = true;
+    return false;
+  }
+}
+
+async function mapBounded<T, R>(items: readonly T[], concurrency: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i] as T);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+  return results;
+}

@@ -1,0 +1,160 @@
+// Verification of one image digest against every attestor of a policy: evidence is discovered
+// once, each piece is checked against each attestor, and every rejection is explained.
+import { bundleFromJSON, type Bundle } from '@sigstore/bundle';
+import { HashAlgorithm } from '@sigstore/protobuf-specs';
+import { RegistryError } from '../oci/errors.ts';
+import type { AttestorFacts, ImageRef, VerifiedEvidence } from '../policy/types.ts';
+import type { CompiledAttestor } from './attestor.ts';
+import { checkKeyed, checkKeyless, isKeyless, matchIdentity, type KeylessResult, type SignedBundle } from './check-signature.ts';
+import { checkSimpleSigningPayload, checkStatement, type ContentCheck } from './content.ts';
+import { attestationBundles, EvidenceFormatError, simpleSigningBundle } from './cosign-layer.ts';
+import { BUNDLE_MEDIA_TYPES, discoverEvidence, type RawEvidence } from './discover.ts';
+import type { EvidenceSource } from './source.ts';
+
+/** One signature to check: a bundle, and what its signed content must say about the image. */
+interface Piece {
+  source: string;
+  signed: SignedBundle;
+  content: ContentCheck;
+}
+
+type Prepared = Piece | { source: string; reason: string };
+
+export async function verifyImage(
+  source: EvidenceSource,
+  image: ImageRef,
+  attestors: readonly CompiledAttestor[],
+  opts: { now?: Date } = {},
+): Promise<Map<string, AttestorFacts>> {
+  const now = opts.now ?? new Date();
+  const facts = new Map<string, AttestorFacts>(attestors.map((a) => [a.name, { attestor: a.name, verified: [], rejected: [], examined: 0 }]));
+  if (attestors.length === 0) return facts;
+
+  const discovery = await discoverEvidence(source, image.repository, image.digest);
+  const reject = (reason: string): void => {
+    for (const f of facts.values()) {
+      f.examined++;
+      f.rejected.push(reason);
+    }
+  };
+  discovery.skipped.forEach(reject);
+
+  const manifest = lazyManifest(source, image);
+  for (const raw of discovery.evidence) {
+    for (const prepared of await preparePieces(raw, image.digest, manifest)) {
+      if ('reason' in prepared) {
+        reject(`${prepared.source}: ${prepared.reason}`);
+        continue;
+      }
+      const keyless = new Map<string, KeylessResult>();
+      for (const attestor of attestors) {
+        const f = facts.get(attestor.name) as AttestorFacts;
+        f.examined++;
+        const outcome = checkPiece(prepared, attestor, keyless, now);
+        if ('reason' in outcome) f.rejected.push(`${prepared.source}: ${outcome.reason}`);
+        else f.verified.push(outcome);
+      }
+    }
+  }
+  return facts;
+}
+
+function checkPiece(piece: Piece, attestor: CompiledAttestor, keylessCache: Map<string, KeylessResult>, now: Date): VerifiedEvidence | { reason: string } {
+  let check;
+  if (isKeyless(piece.signed.bundle) && attestor.identities.length === 0) {
+    check = { ok: false as const, reason: `signed with a certificate (keyless), but attestor "${attestor.name}" lists no identities` };
+  } else if (isKeyless(piece.signed.bundle)) {
+    // Chain, SCT and log checks do not depend on the identities: share them between attestors.
+    const cacheKey = `${attestor.trustRoot.digest} ${attestor.requireTlog.keyless}`;
+    let keyless = keylessCache.get(cacheKey);
+    if (!keyless) {
+      keyless = checkKeyless(piece.signed, attestor.trustRoot, attestor.requireTlog.keyless, now);
+      keylessCache.set(cacheKey, keyless);
+    }
+    check = keyless.ok ? matchIdentity(keyless, attestor) : keyless;
+  } else {
+    check = checkKeyed(piece.signed, attestor, now);
+  }
+  if (!check.ok) return { reason: check.reason };
+  if (!piece.content.ok) return { reason: `signature by ${check.signer} verifies for attestor "${attestor.name}", but ${piece.content.reason}` };
+  return {
+    attestor: attestor.name,
+    kind: piece.content.kind,
+    ...(piece.content.predicateType === undefined ? {} : { predicateType: piece.content.predicateType, predicate: piece.content.predicate }),
+    source: piece.source,
+    signer: check.signer,
+  };
+}
+
+async function preparePieces(raw: RawEvidence, digest: string, manifest: () => Promise<Buffer>): Promise<Prepared[]> {
+  try {
+    switch (raw.format) {
+      case 'simple-signing':
+        return [{ source: raw.source, signed: { bundle: simpleSigningBundle(raw.bytes, raw.annotations), artifact: raw.bytes }, content: checkSimpleSigningPayload(raw.bytes, digest) }];
+      case 'dsse': {
+        const bundles = attestationBundles(raw.bytes, raw.annotations);
+        return bundles.map((bundle, i) => ({
+          source: bundles.length > 1 ? `${raw.source} signature ${i}` : raw.source,
+          signed: { bundle },
+          content: dsseContent(bundle, digest),
+        }));
+      }
+      case 'bundle':
+        return [await bundlePiece(raw, digest, manifest)];
+    }
+  } catch (err) {
+    if (err instanceof EvidenceFormatError) return [{ source: raw.source, reason: err.message }];
+    throw err;
+  }
+}
+
+async function bundlePiece(raw: RawEvidence, digest: string, manifest: () => Promise<Buffer>): Promise<Prepared> {
+  const bundle = parseBundle(raw.bytes);
+  if (bundle.content.$case === 'dsseEnvelope') return { source: raw.source, signed: { bundle }, content: dsseContent(bundle, digest) };
+  // A message signature over an image signs its manifest: the bundle's digest must be the served one.
+  const { algorithm, digest: signedDigest } = bundle.content.messageSignature.messageDigest;
+  if (algorithm !== HashAlgorithm.SHA2_256) return { source: raw.source, reason: `message digest algorithm ${HashAlgorithm[algorithm]} is not supported (SHA2_256 only)` };
+  const named = `sha256:${Buffer.from(signedDigest).toString('hex')}`;
+  if (named !== digest) return { source: raw.source, reason: `bundle signs ${named}, not the served ${digest}` };
+  return { source: raw.source, signed: { bundle, artifact: await manifest() }, content: { ok: true, kind: 'signature' } };
+}
+
+function parseBundle(bytes: Buffer): Bundle {
+  let json: unknown;
+  try {
+    json = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    throw new EvidenceFormatError('Sigstore bundle is not valid JSON');
+  }
+  const mediaType = (json as { mediaType?: unknown } | null)?.mediaType;
+  if (typeof mediaType !== 'string' || !BUNDLE_MEDIA_TYPES.includes(mediaType)) {
+    throw new EvidenceFormatError(`unsupported Sigstore bundle media type ${JSON.stringify(mediaType)}`);
+  }
+  try {
+    return bundleFromJSON(json);
+  } catch (err) {
+    const fields = (err as { fields?: string[] }).fields;
+    throw new EvidenceFormatError(`invalid Sigstore bundle: ${(err as Error).message}${fields ? ` (${fields.join(', ')})` : ''}`);
+  }
+}
+
+function dsseContent(bundle: Bundle, digest: string): ContentCheck {
+  if (bundle.content.$case !== 'dsseEnvelope') throw new Error('dsseContent needs a DSSE bundle');
+  const { payloadType, payload } = bundle.content.dsseEnvelope;
+  return checkStatement(payloadType, Buffer.from(payload), digest);
+}
+
+/** The served manifest's bytes, fetched at most once and only if a message-signature bundle needs them. */
+function lazyManifest(source: EvidenceSource, image: ImageRef): () => Promise<Buffer> {
+  let pending: Promise<Buffer> | undefined;
+  return () => {
+    pending ??= (async () => {
+      const fetched = await source.manifest(image.repository, image.digest);
+      if (!fetched || fetched.digest !== image.digest) {
+        throw new RegistryError(502, 'MANIFEST_UNKNOWN', `cannot re-read ${image.repository}@${image.digest} to check a message signature over it; try again`);
+      }
+      return fetched.bytes;
+    })();
+    return pending;
+  };
+}
