@@ -1,0 +1,93 @@
+// An in-memory registry for verification tests: manifests by tag and digest, blobs by digest,
+// referrers computed from manifest subjects, and injectable failures.
+import { createHash } from 'node:crypto';
+import { RegistryError } from '../../../src/oci/errors.ts';
+import { MediaType, type Descriptor, type FetchedManifest, type ImageIndex, type ImageManifest } from '../../../src/oci/types.ts';
+import type { EvidenceSource } from '../../../src/verify/source.ts';
+
+export function sha256(bytes: Buffer | string): string {
+  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+}
+
+export interface LayerInput {
+  mediaType: string;
+  bytes: Buffer;
+  annotations?: Record<string, string>;
+}
+
+export class MemorySource implements EvidenceSource {
+  readonly manifests = new Map<string, FetchedManifest>();
+  readonly blobs = new Map<string, Buffer>();
+  /** Errors to throw for a manifest reference or blob digest, instead of answering. */
+  readonly failures = new Map<string, Error>();
+  readonly calls: string[] = [];
+
+  /** Stores a manifest under its digest (and a tag, if given); returns its digest. */
+  putManifest(repository: string, manifest: object | Buffer, tag?: string, mediaType: string = MediaType.ociManifest): string {
+    const bytes = Buffer.isBuffer(manifest) ? manifest : Buffer.from(JSON.stringify(manifest));
+    const digest = sha256(bytes);
+    const fetched = { bytes, mediaType, digest };
+    this.manifests.set(`${repository}@${digest}`, fetched);
+    if (tag) this.manifests.set(`${repository}:${tag}`, fetched);
+    return digest;
+  }
+
+  putBlob(bytes: Buffer): Descriptor {
+    const digest = sha256(bytes);
+    this.blobs.set(digest, bytes);
+    return { mediaType: 'application/octet-stream', digest, size: bytes.length };
+  }
+
+  /** An artifact manifest (empty config) holding the given layers; returns its digest. */
+  putArtifact(repository: string, layers: LayerInput[], opts: { tag?: string; subject?: string; artifactType?: string } = {}): string {
+    const config = this.putBlob(Buffer.from('{}'));
+    const manifest: ImageManifest = {
+      schemaVersion: 2,
+      mediaType: MediaType.ociManifest,
+      ...(opts.artifactType ? { artifactType: opts.artifactType } : {}),
+      config: { ...config, mediaType: opts.artifactType ? MediaType.ociEmpty : 'application/vnd.oci.image.config.v1+json' },
+      layers: layers.map((l) => ({ ...this.putBlob(l.bytes), mediaType: l.mediaType, ...(l.annotations ? { annotations: l.annotations } : {}) })),
+      ...(opts.subject ? { subject: this.descriptorOf(repository, opts.subject) } : {}),
+    };
+    return this.putManifest(repository, manifest, opts.tag);
+  }
+
+  descriptorOf(repository: string, digest: string): Descriptor {
+    const m = this.manifests.get(`${repository}@${digest}`);
+    if (!m) throw new Error(`no manifest ${digest} in ${repository}`);
+    return { mediaType: m.mediaType, digest, size: m.bytes.length };
+  }
+
+  async manifest(repository: string, reference: string): Promise<FetchedManifest | undefined> {
+    const key = reference.includes(':') ? `${repository}@${reference}` : `${repository}:${reference}`;
+    this.calls.push(`manifest ${key}`);
+    const failure = this.failures.get(reference);
+    if (failure) throw failure;
+    return this.manifests.get(key);
+  }
+
+  async blob(repository: string, digest: string, maxBytes: number): Promise<Buffer> {
+    this.calls.push(`blob ${repository}@${digest}`);
+    const failure = this.failures.get(digest);
+    if (failure) throw failure;
+    const bytes = this.blobs.get(digest);
+    if (!bytes) throw new RegistryError(404, 'BLOB_UNKNOWN', `blob ${digest} unknown`);
+    if (bytes.length > maxBytes) throw new RegistryError(502, 'SIZE_INVALID', `blob ${digest} is larger than ${maxBytes} bytes`);
+    return bytes;
+  }
+
+  async referrers(repository: string, digest: string): Promise<ImageIndex> {
+    this.calls.push(`referrers ${repository}@${digest}`);
+    const failure = this.failures.get(`referrers:${digest}`);
+    if (failure) throw failure;
+    const manifests: Descriptor[] = [];
+    for (const [key, m] of this.manifests) {
+      if (!key.startsWith(`${repository}@`)) continue;
+      const doc = JSON.parse(m.bytes.toString('utf8')) as ImageManifest;
+      if (doc.subject?.digest === digest) {
+        manifests.push({ mediaType: m.mediaType, digest: m.digest, size: m.bytes.length, ...(doc.artifactType ? { artifactType: doc.artifactType } : {}) });
+      }
+    }
+    return { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests };
+  }
+}
