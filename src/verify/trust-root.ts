@@ -20,7 +20,7 @@ export interface LoadedTrustRoot {
 const PUBLIC_GOOD_TUF_MIRROR = 'https://tuf-repo-cdn.sigstore.dev';
 
 /** The public-good trusted_root.json shipped inside @sigstore/tuf's seeds (no network). */
-function publicGoodTrustedRootBytes(): Buffer {
+export function publicGoodTrustedRootBytes(): Buffer {
   const seedsPath = createRequire(import.meta.url).resolve('@sigstore/tuf/seeds.json');
   const seeds = JSON.parse(readFileSync(seedsPath, 'utf8')) as Record<string, { targets?: Record<string, string> }>;
   const encoded = seeds[PUBLIC_GOOD_TUF_MIRROR]?.targets?.['trusted_root.json'];

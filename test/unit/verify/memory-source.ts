@@ -83,11 +83,19 @@ export class MemorySource implements EvidenceSource {
     const manifests: Descriptor[] = [];
     for (const [key, m] of this.manifests) {
       if (!key.startsWith(`${repository}@`)) continue;
-      const doc = JSON.parse(m.bytes.toString('utf8')) as ImageManifest;
-      if (doc.subject?.digest === digest) {
+      const doc = parseJson(m.bytes) as ImageManifest | undefined;
+      if (doc?.subject?.digest === digest) {
         manifests.push({ mediaType: m.mediaType, digest: m.digest, size: m.bytes.length, ...(doc.artifactType ? { artifactType: doc.artifactType } : {}) });
       }
     }
     return { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests };
+  }
+}
+
+function parseJson(bytes: Buffer): unknown {
+  try {
+    return JSON.parse(bytes.toString('utf8'));
+  } catch {
+    return undefined;
   }
 }
