@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { compileAttestor } from '../../../src/verify/attestor.ts';
 import { verifyImage } from '../../../src/verify/verify-image.ts';
 import { MediaType } from '../../../src/oci/types.ts';
+import type { AttestorSpec } from '../../../src/policy/types.ts';
 import { fixturePath, PUBLIC_GOOD } from './fixtures.ts';
 import { MemorySource } from './memory-source.ts';
 
@@ -48,11 +49,12 @@ test('a message-signature bundle is not accepted for another digest than the one
 
 // These envelopes carry a text/plain payload, not an in-toto statement: the signature must
 // verify and the content check must then refuse it, showing both stages ran.
-for (const [file, attestor] of [
+const DSSE_CASES: [string, AttestorSpec][] = [
   ['v0.1-dsse-fulcio.bundle.json', { identities: [IDENTITY] }],
   ['v0.3-dsse-fulcio.bundle.json', { identities: [IDENTITY] }],
   ['v0.1-dsse-public-key.bundle.json', { keys: [{ file: 'key-1.pub.pem' }] }],
-] as const) {
+];
+for (const [file, attestor] of DSSE_CASES) {
   test(`${file}: the DSSE signature verifies offline, and a non-in-toto payload is still refused`, async (t) => {
     const { source, digest } = serve(file);
     const facts = await verifyImage(source, { registry: 'r', repository: 'blob/app', digest }, [compileAttestor('a', attestor, ctx)]);
