@@ -37,7 +37,7 @@ export interface DiscoveryLimits {
   layers: number;
   /** Largest signature payload, envelope or bundle fetched. */
   blobBytes: number;
-  /** Referrer manifests fetched at once. */
+  /** Referrer manifests or evidence blobs fetched at once. */
   concurrency: number;
 }
 
@@ -66,7 +66,25 @@ export async function discoverEvidence(
   digest: string,
   limits: DiscoveryLimits = DEFAULT_DISCOVERY_LIMITS,
 ): Promise<Discovery> {
-  const budget = new Budget(limits);
+  const skipped: string[] = [];
+  const manifests = await fetchEvidenceManifests(source, repository, digest, limits, skipped);
+  const wanted = selectLayers(manifests, digest, limits, skipped);
+  const evidence = await mapBounded(wanted, limits.concurrency, async ({ where, format, layer }): Promise<RawEvidence> => (
+    { source: where, format, bytes: await source.blob(repository, layer.digest, limits.blobBytes), annotations: layer.annotations ?? {} }
+  ));
+  return { evidence, skipped };
+}
+
+interface EvidenceManifest {
+  label: string;
+  bytes: Buffer;
+  mediaType: string;
+  digest: string;
+  /** Referrers must name the image as their subject; cosign's tags need not. */
+  isReferrer: boolean;
+}
+
+async function fetchEvidenceManifests(source: EvidenceSource, repository: string, digest: string, limits: DiscoveryLimits, skipped: string[]): Promise<EvidenceManifest[]> {
   const tag = digestTag(digest);
   const shortTag = digestTag(shortDigest(digest));
   const [sig, att, referrers] = await Promise.all([
@@ -74,62 +92,61 @@ export async function discoverEvidence(
     source.manifest(repository, `${tag}.att`),
     source.referrers(repository, digest),
   ]);
-  const manifests: { label: string; bytes: Buffer; mediaType: string; digest: string; expectSubject: boolean }[] = [];
+  const manifests: EvidenceManifest[] = [];
   for (const [suffix, fetched] of [['sig', sig], ['att', att]] as const) {
-    if (fetched) manifests.push({ label: `tag ${shortTag}.${suffix}`, bytes: fetched.bytes, mediaType: fetched.mediaType, expectSubject: false, digest: fetched.digest });
+    if (fetched) manifests.push({ label: `tag ${shortTag}.${suffix}`, ...fetched, isReferrer: false });
   }
   const seen = new Set(manifests.map((m) => m.digest));
-  const referrerDescriptors = referrers.manifests.filter((d) => {
-    if (seen.has(d.digest)) return false;
-    seen.add(d.digest);
-    return true;
-  });
-  const fetchedReferrers = await mapBounded(referrerDescriptors.slice(0, Math.max(0, limits.manifests - manifests.length)), limits.concurrency,
-    async (d: Descriptor) => ({ descriptor: d, fetched: await source.manifest(repository, d.digest) }));
-  if (referrerDescriptors.length > fetchedReferrers.length) {
-    budget.skipped.push(`referrers of ${shortDigest(digest)}: ${referrerDescriptors.length} listed, only the first ${fetchedReferrers.length} were examined (limit ${limits.manifests} evidence manifests)`);
+  const listed = referrers.manifests.filter((d) => !seen.has(d.digest) && seen.add(d.digest));
+  const room = Math.max(0, limits.manifests - manifests.length);
+  if (listed.length > room) {
+    skipped.push(`referrers of ${shortDigest(digest)}: ${listed.length} listed, only the first ${room} were examined (limit ${limits.manifests} evidence manifests)`);
   }
-  for (const { descriptor, fetched } of fetchedReferrers) {
+  // Index entries (artifactType, annotations) are only hints anyone can write: open every manifest.
+  const fetched = await mapBounded(listed.slice(0, room), limits.concurrency, async (d) => ({ descriptor: d, manifest: await source.manifest(repository, d.digest) }));
+  for (const { descriptor, manifest } of fetched) {
     const label = `referrer ${shortDigest(descriptor.digest)}`;
-    if (!fetched) {
-      budget.skipped.push(`${label}: listed as a referrer but the registry does not have it`);
-      continue;
-    }
-    if (fetched.digest !== descriptor.digest) {
-      budget.skipped.push(`${label}: registry served content hashing to ${shortDigest(fetched.digest)}`);
-      continue;
-    }
-    manifests.push({ label, bytes: fetched.bytes, mediaType: fetched.mediaType, digest: fetched.digest, expectSubject: true });
+    if (!manifest) skipped.push(`${label}: listed as a referrer but the registry does not have it`);
+    else if (manifest.digest !== descriptor.digest) skipped.push(`${label}: registry served content hashing to ${shortDigest(manifest.digest)}`);
+    else manifests.push({ label, ...manifest, isReferrer: true });
   }
+  return manifests;
+}
 
-  const evidence: RawEvidence[] = [];
+/** The layers worth fetching, within the layer and size limits; what is left out is explained in `skipped`. */
+function selectLayers(manifests: EvidenceManifest[], digest: string, limits: DiscoveryLimits, skipped: string[]): { where: string; format: EvidenceFormat; layer: Descriptor }[] {
+  const wanted: { where: string; format: EvidenceFormat; layer: Descriptor }[] = [];
   for (const m of manifests) {
     const manifest = parseManifest(m.bytes, m.mediaType);
     if (typeof manifest === 'string') {
-      budget.skipped.push(`${m.label}: ${manifest}`);
+      skipped.push(`${m.label}: ${manifest}`);
       continue;
     }
-    // A referrer found through the tag fallback index is only evidence if it says it is about this digest.
-    if (m.expectSubject && manifest.subject?.digest !== digest) {
-      if (hasEvidenceLayers(manifest)) budget.skipped.push(`${m.label}: its subject is ${manifest.subject?.digest ?? 'missing'}, not ${digest}`);
+    if (m.isReferrer && manifest.subject?.digest !== digest) {
+      // The tag-schema fallback index is a plain tag anyone with push rights can fill.
+      if (hasEvidenceLayers(manifest)) skipped.push(`${m.label}: its subject is ${manifest.subject?.digest ?? 'missing'}, not ${digest}`);
       continue;
     }
     for (const [i, layer] of manifest.layers.entries()) {
       const format = formatOfLayer(layer.mediaType);
       const where = `${m.label} layer ${i}`;
       if (!format) {
-        if (!m.expectSubject) budget.skipped.push(`${where}: unexpected media type ${layer.mediaType}`);
+        // Referrers include unrelated artifacts (SBOMs, Notation signatures): only cosign's own tags are expected to hold evidence only.
+        if (!m.isReferrer) skipped.push(`${where}: unexpected media type ${layer.mediaType}`);
         continue;
       }
-      if (!budget.takeLayer(where)) break;
+      if (wanted.length >= limits.layers) {
+        skipped.push(`${where} and later layers: not examined (limit ${limits.layers} evidence layers)`);
+        return wanted;
+      }
       if (!(layer.size >= 0 && layer.size <= limits.blobBytes)) {
-        budget.skipped.push(`${where}: ${layer.size} bytes, over the ${limits.blobBytes}-byte limit for signatures`);
+        skipped.push(`${where}: ${layer.size} bytes, over the ${limits.blobBytes}-byte limit for signatures`);
         continue;
       }
-      evidence.push({ source: where, format, bytes: await source.blob(repository, layer.digest, limits.blobBytes), annotations: layer.annotations ?? {} });
+      wanted.push({ where, format, layer });
     }
   }
-  return { evidence, skipped: budget.skipped };
+  return wanted;
 }
 
 function hasEvidenceLayers(manifest: ImageManifest): boolean {
@@ -153,26 +170,6 @@ function isDescriptor(d: unknown): d is Descriptor {
   const x = d as Descriptor | null;
   return typeof x === 'object' && x !== null && typeof x.mediaType === 'string' && typeof x.digest === 'string' && typeof x.size === 'number'
     && (x.annotations === undefined || (typeof x.annotations === 'object' && x.annotations !== null && Object.values(x.annotations).every((v) => typeof v === 'string')));
-}
-
-class Budget {
-  readonly skipped: string[] = [];
-  #layersLeft: number;
-  #reported = false;
-  readonly #limit: number;
-  constructor(limits: DiscoveryLimits) {
-    this.#limit = limits.layers;
-    this.#layersLeft = limits.layers;
-  }
-  takeLayer(where: string): boolean {
-    if (this.#layersLeft > 0) {
-      this.#layersLeft--;
-      return true;
-    }
-    if (!this.#reported) this.skipped.push(`${where} and later layers: not examined (limit ${this.#limit} evidence layers)`);
-    this.#reported = true;
-    return false;
-  }
 }
 
 async function mapBounded<T, R>(items: readonly T[], concurrency: number, fn: (item: T) => Promise<R>): Promise<R[]> {
