@@ -5,7 +5,7 @@ import { HashAlgorithm } from '@sigstore/protobuf-specs';
 import { RegistryError } from '../oci/errors.ts';
 import type { AttestorFacts, ImageRef, VerifiedEvidence } from '../policy/types.ts';
 import type { CompiledAttestor } from './attestor.ts';
-import { checkKeyed, checkKeyless, isKeyless, matchIdentity, type KeylessResult, type SignedBundle } from './check-signature.ts';
+import { checkKeyed, checkKeyless, isKeyless, matchIdentity, type KeylessResult, type SignatureCheck, type SignedBundle } from './check-signature.ts';
 import { checkSimpleSigningPayload, checkStatement, type ContentCheck } from './content.ts';
 import { attestationBundles, EvidenceFormatError, simpleSigningBundle } from './cosign-layer.ts';
 import { BUNDLE_MEDIA_TYPES, discoverEvidence, type RawEvidence } from './discover.ts';
@@ -60,9 +60,9 @@ export async function verifyImage(
 }
 
 function checkPiece(piece: Piece, attestor: CompiledAttestor, keylessCache: Map<string, KeylessResult>, now: Date): VerifiedEvidence | { reason: string } {
-  let check;
+  let check: SignatureCheck;
   if (isKeyless(piece.signed.bundle) && attestor.identities.length === 0) {
-    check = { ok: false as const, reason: `signed with a certificate (keyless), but attestor "${attestor.name}" lists no identities` };
+    check = { ok: false, reason: `signed with a certificate (keyless), but attestor "${attestor.name}" lists no identities` };
   } else if (isKeyless(piece.signed.bundle)) {
     // Chain, SCT and log checks do not depend on the identities: share them between attestors.
     const cacheKey = `${attestor.trustRoot.digest} ${attestor.requireTlog.keyless}`;
