@@ -49,12 +49,15 @@ function lookup(root: unknown, path: string): Lookup {
   return { found: true, value };
 }
 
-function describe(value: unknown): string {
+/** Values found in evidence are cut short (they are not ours); values from the policy never are. */
+function describe(value: unknown, max = 200): string {
   if (Array.isArray(value)) return `a list of ${value.length}`;
   if (typeof value === 'object' && value !== null) return 'an object';
   const text = JSON.stringify(value) ?? String(value);
-  return text.length > 100 ? `${text.slice(0, 100)}…` : text;
+  return text.length > max ? `${text.slice(0, max)}…` : text;
 }
+
+const expected = (value: unknown): string => describe(value, Number.POSITIVE_INFINITY);
 
 const NUMERIC: { op: 'lessThan' | 'lessThanOrEqual' | 'greaterThan' | 'greaterThanOrEqual'; words: string; holds: (v: number, limit: number) => boolean }[] = [
   { op: 'lessThan', words: 'less than', holds: (v, limit) => v < limit },
@@ -69,9 +72,9 @@ export function conditionFailure(spec: ConditionSpec, predicate: unknown, now: D
   if (!at.found) return `${spec.path} is missing`;
   const { value } = at;
   const is = `${spec.path} is ${describe(value)}`;
-  if (spec.equals !== undefined && value !== spec.equals) return `${is}, expected ${describe(spec.equals)}`;
+  if (spec.equals !== undefined && value !== spec.equals) return `${is}, expected ${expected(spec.equals)}`;
   if (spec.oneOf !== undefined && !spec.oneOf.includes(value as string | number | boolean)) {
-    return `${is}, expected one of ${spec.oneOf.map(describe).join(', ')}`;
+    return `${is}, expected one of ${spec.oneOf.map(expected).join(', ')}`;
   }
   if (spec.matches !== undefined && (typeof value !== 'string' || !anchoredRegExp(spec.matches).test(value))) {
     return `${is}, expected a string matching ${spec.matches}`;
