@@ -54,6 +54,10 @@ function patternWarnings(doc: PolicyDocument): Warning[] {
     const wider = allowlist.find((b) => b !== a && globCovers(b.glob, a.glob) === true && (b.index < a.index || globCovers(a.glob, b.glob) !== true));
     if (wider) warnings.push({ path: a.path, message: `redundant: ${wider.path} ("${wider.glob.source}") already allowlists every image "${a.glob.source}" matches` });
   }
+  for (const e of [...allowlist, ...rules]) {
+    const host = hostWarning(e.glob.source);
+    if (host) warnings.push({ path: e.path, message: host });
+  }
   const beats = (x: Entry, y: Entry): boolean => (compareSpecificity(x.glob, y.glob) || x.index - y.index) < 0;
   for (const r of rules) {
     const allowed = allowlist.find((a) => globCovers(a.glob, r.glob) === true);
@@ -83,6 +87,16 @@ function patternWarnings(doc: PolicyDocument): Warning[] {
     }
   }
   return warnings;
+}
+
+/**
+ * Images are matched after normalization (`nginx` is `docker.io/library/nginx`), so a pattern
+ * whose first segment cannot be a registry host is almost always a Docker Hub name written short.
+ */
+function hostWarning(pattern: string): string | undefined {
+  const first = pattern.split('/')[0] as string;
+  if (first.includes('*') || first.includes('?') || /[.:]/.test(first) || first === 'localhost') return undefined;
+  return `"${first}" does not look like a registry host: images are matched by their normalized name, so for Docker Hub write docker.io/${pattern}`;
 }
 
 function ruleWarnings(doc: PolicyDocument): Warning[] {

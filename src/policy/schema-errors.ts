@@ -66,6 +66,12 @@ function describe(e: ErrorObject): Problem {
       const types = String(params.type).split(',').map((t) => TYPE_WORDS[t] ?? t);
       return { path: e.instancePath, problem: `must be ${types.join(' or ')} (got ${kindOf(e.data)})` };
     }
+    case 'minProperties':
+    case 'maxProperties': {
+      // Used on mappings that take exactly one of their fields (a key: pem or file).
+      const fields = Object.keys((e.parentSchema as { properties?: object } | undefined)?.properties ?? {});
+      return { path: e.instancePath, problem: `give exactly one of ${fields.join(' or ')}` };
+    }
     case 'minItems':
       return { path: e.instancePath, problem: `must list at least ${String(params.limit)} item${params.limit === 1 ? '' : 's'}` };
     case 'minLength':

@@ -128,6 +128,30 @@ defaultRule: {evaluationMode: alwaysDeny}
   t.regex(at(findings, '/allowlist/3')[0]?.message as string, /redundant: \/allowlist\/2/);
 });
 
+test('a pattern that starts with a Docker Hub namespace instead of a registry is flagged', (t) => {
+  const findings = lint(`allowlist: ["library/nginx", "localhost/x", "registry:5000/x", "*/x"]
+defaultRule: {evaluationMode: alwaysDeny}
+rules:
+  - {match: "acme/app", evaluationMode: requireAttestation, requireAttestors: [ci]}
+`);
+  t.regex(at(findings, '/allowlist/0')[0]?.message as string, /"library" does not look like a registry host: .* write docker\.io\/library\/nginx/);
+  t.regex(at(findings, '/rules/0/match')[0]?.message as string, /write docker\.io\/acme\/app/);
+  t.deepEqual([1, 2, 3].flatMap((i) => at(findings, `/allowlist/${i}`)).filter((f) => f.message.includes('registry host')), []);
+});
+
+test('a key or trust root takes exactly one source', (t) => {
+  const findings = lintPolicy(`apiVersion: pullgate.dev/v1
+kind: Policy
+trustRoots: {private: {}}
+attestors: {ci: {keys: [{pem: ${KEY}, file: ci.pub}]}}
+defaultRule: {evaluationMode: requireAttestation, requireAttestors: [ci]}
+`, opts);
+  t.deepEqual(findings.map((f) => [f.level, f.path, f.message]), [
+    ['error', '/trustRoots/private', 'give exactly one of builtin or file'],
+    ['error', '/attestors/ci/keys/0', 'give exactly one of pem or file'],
+  ]);
+});
+
 test('the example policy lints with only its deliberate dry-run warning', (t) => {
   const file = new URL('../../../config/policy.example.yaml', import.meta.url);
   const findings = lintPolicy(readFileSync(file, 'utf8'), { file: file.pathname, baseDir: new URL('.', file).pathname });
