@@ -36,6 +36,15 @@ const TOKEN_MARGIN_SECONDS = 10;
 
 const ALL_MANIFEST_TYPES = [...MANIFEST_MEDIA_TYPES].join(', ');
 
+/**
+ * The Accept header sent upstream: the client's, when it names manifest types; otherwise (absent,
+ * or only wildcards like curl's) every type this proxy serves, since registries answer a bare
+ * wildcard with Docker schema 2 or a 404 for OCI content.
+ */
+function manifestAccept(accept: string | undefined): string {
+  return accept && MANIFEST_MEDIA_TYPES.some((t) => accept.includes(t)) ? accept : ALL_MANIFEST_TYPES;
+}
+
 interface Credential { header: string }
 
 function headerValue(h: UpstreamResponse['headers'], name: string): string | undefined {
@@ -108,7 +117,7 @@ export class RegistryClient {
 
   /** Fetches a manifest once: size-limited, digest computed over the exact bytes, media type checked. */
   async manifest(repository: string, reference: string, accept: string | undefined, maxBytes: number): Promise<FetchedManifest> {
-    const res = await this.send('GET', `/v2/${repository}/manifests/${reference}`, repository, { accept: accept || ALL_MANIFEST_TYPES }, 'manifest');
+    const res = await this.send('GET', `/v2/${repository}/manifests/${reference}`, repository, { accept: manifestAccept(accept) }, 'manifest');
     if (res.status !== 200) throw await this.statusError(res, 'MANIFEST_UNKNOWN');
     const declared = Number(headerValue(res.headers, 'content-length'));
     if (declared > maxBytes) {
@@ -142,7 +151,7 @@ export class RegistryClient {
    * Only used to notice that a tag moved: what is served is always content the proxy hashed itself.
    */
   async resolveTag(repository: string, tag: string, accept: string | undefined): Promise<string> {
-    const res = await this.send('HEAD', `/v2/${repository}/manifests/${tag}`, repository, { accept: accept || ALL_MANIFEST_TYPES }, 'resolve');
+    const res = await this.send('HEAD', `/v2/${repository}/manifests/${tag}`, repository, { accept: manifestAccept(accept) }, 'resolve');
     if (res.status !== 200) throw await this.statusError(res, 'MANIFEST_UNKNOWN');
     await drain(res.body);
     const claimed = headerValue(res.headers, 'docker-content-digest');

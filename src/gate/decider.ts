@@ -1,0 +1,118 @@
+// Policy decisions for one digest: rule selection, evidence verification, evaluation, with a verdict
+// cache and single flight. Used by the proxy gate and by `pullgate check`.
+import { LRUCache } from 'lru-cache';
+import type { CacheConfig } from '../config/types.ts';
+import { isTransient, RegistryError } from '../oci/errors.ts';
+import type { Logger } from '../ops/log.ts';
+import type { Metrics } from '../ops/metrics.ts';
+import type { CompiledPolicy } from '../policy/load.ts';
+import { selectRule, type SelectedRule } from '../policy/match.ts';
+import { evaluate } from '../policy/evaluate.ts';
+import type { AttestorFacts, ImageRef, Verdict } from '../policy/types.ts';
+import type { CompiledAttestor } from '../verify/attestor.ts';
+import type { EvidenceSource } from '../verify/source.ts';
+import { verifyImage } from '../verify/verify-image.ts';
+
+export interface Decision {
+  image: ImageRef;
+  verdict: Verdict;
+  /** Per-attestor facts when evidence was verified now (not from cache). */
+  facts?: ReadonlyMap<string, AttestorFacts>;
+  cached: boolean;
+  ms: number;
+  /** Set when evidence could not be fetched or judged: the deny is not a judgement on the image. */
+  failure?: 'transient' | 'error';
+}
+
+export type VerifyFn = (source: EvidenceSource, image: ImageRef, attestors: readonly CompiledAttestor[], opts?: { now?: Date }) => Promise<Map<string, AttestorFacts>>;
+
+export interface DeciderDeps {
+  policy: () => CompiledPolicy;
+  cache: CacheConfig;
+  logger: Logger;
+  metrics: Metrics;
+  now?: () => Date;
+  verify?: VerifyFn;
+}
+
+export function imageName(image: ImageRef): string {
+  return `${image.registry}/${image.repository}${image.tag ? `:${image.tag}` : ''}@${image.digest}`;
+}
+
+export class Decider {
+  readonly #deps: DeciderDeps;
+  readonly #cache: LRUCache<string, Verdict>;
+  readonly #inflight = new Map<string, Promise<Decision>>();
+  readonly #verify: VerifyFn;
+
+  constructor(deps: DeciderDeps) {
+    this.#deps = deps;
+    this.#cache = new LRUCache<string, Verdict>({ max: deps.cache.maxEntries, ttlAutopurge: false });
+    this.#verify = deps.verify ?? verifyImage;
+  }
+
+  /** Drops every cached verdict (policy reload, revocation, trust change). */
+  invalidate(): void {
+    this.#cache.clear();
+  }
+
+  /** The rule that governs an image under the current policy. */
+  select(image: ImageRef): SelectedRule {
+    return selectRule(this.#deps.policy(), image);
+  }
+
+  async decide(image: ImageRef, source: EvidenceSource): Promise<Decision> {
+    const started = performance.now();
+    const policy = this.#deps.policy();
+    const selected = selectRule(policy, image);
+    // The tag and registry/repository select the rule; the verdict itself depends only on the digest
+    // and the rule's content (ruleHash covers the rule, its attestors and their trust roots).
+    const key = `${image.registry}/${image.repository}@${image.digest}|${selected.ruleHash}`;
+    const hit = this.#cache.get(key);
+    if (hit) {
+      this.#deps.metrics.decisions.inc({ verdict: hit.verdict, judgement: hit.judgement, cached: 'true' });
+      return { image, verdict: hit, cached: true, ms: performance.now() - started };
+    }
+    const running = this.#inflight.get(key);
+    if (running) return { ...(await running), image };
+    const p = (async (): Promise<Decision> => {
+      const now = this.#deps.now?.() ?? new Date();
+      let facts: Map<string, AttestorFacts> = new Map();
+      let verdict: Verdict;
+      try {
+        const attestors = selected.attestors.map((name) => policy.attestors.get(name)).filter((a): a is CompiledAttestor => a !== undefined);
+        if (attestors.length > 0) facts = await this.#verify(source, image, attestors, { now });
+        verdict = evaluate(selected, facts, now);
+      } catch (err) {
+        // Fail closed: evidence that cannot be fetched or judged is a deny, never cached as a verdict.
+        const why = err instanceof RegistryError ? err.message : `verification failed: ${(err as Error).message}`;
+        verdict = {
+          verdict: 'deny', judgement: 'deny', enforcementMode: 'enforce', rule: selected.name, ruleHash: selected.ruleHash,
+          tagMode: selected.tagMode, reasons: [`evidence could not be checked: ${why}`],
+        };
+        const decision: Decision = { image, verdict, facts, cached: false, ms: performance.now() - started, failure: isTransient(err) ? 'transient' : 'error' };
+        this.#log(decision, policy);
+        return decision;
+      }
+      const ttl = (verdict.judgement === 'allow' ? this.#deps.cache.allowTtlSeconds : this.#deps.cache.denyTtlSeconds) * 1000;
+      if (ttl > 0) this.#cache.set(key, verdict, { ttl });
+      const decision = { image, verdict, facts, cached: false, ms: performance.now() - started };
+      this.#log(decision, policy);
+      return decision;
+    })().finally(() => this.#inflight.delete(key));
+    this.#inflight.set(key, p);
+    return p;
+  }
+
+  #log(d: Decision, policy: CompiledPolicy): void {
+    const v = d.verdict;
+    this.#deps.metrics.decisions.inc({ verdict: v.verdict, judgement: v.judgement, cached: 'false' });
+    const line = {
+      image: imageName(d.image), digest: d.image.digest, rule: v.rule, mode: v.enforcementMode, verdict: v.verdict,
+      judgement: v.judgement, reasons: v.reasons, ms: Math.round(d.ms * 10) / 10, policy: policy.version.slice(0, 12),
+      ...(d.failure ? { failure: d.failure } : {}),
+    };
+    if (v.verdict === 'allow' && v.judgement === 'deny') this.#deps.logger.warn(line, 'decision: dry-run would deny');
+    else this.#deps.logger.info(line, 'decision');
+  }
+}

@@ -1,0 +1,57 @@
+// Holds the current policy and swaps it atomically on reload: a request sees the old or the new
+// policy, never a mix. An invalid new policy leaves the old one in force.
+import { watch, type FSWatcher } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { EMBEDDED_POLICY, loadPolicyFile, parsePolicy, type CompiledPolicy } from './policy/load.ts';
+import type { Logger } from './ops/log.ts';
+
+export class PolicyHolder {
+  #current: CompiledPolicy;
+  readonly #file: string | undefined;
+  readonly #logger: Logger;
+  readonly #onChange: (p: CompiledPolicy) => void;
+  #watcher: FSWatcher | undefined;
+  #debounce: NodeJS.Timeout | undefined;
+
+  /** Throws (the proxy refuses to start) when the policy is invalid. */
+  constructor(file: string | undefined, logger: Logger, onChange: (p: CompiledPolicy) => void) {
+    this.#file = file;
+    this.#logger = logger;
+    this.#onChange = onChange;
+    this.#current = file ? loadPolicyFile(file) : parsePolicy(EMBEDDED_POLICY, { file: '<embedded policy>', baseDir: process.cwd() });
+  }
+
+  get current(): CompiledPolicy { return this.#current; }
+
+  /** Reloads from the file; returns whether the policy in force changed. */
+  reload(): { ok: boolean; changed: boolean; error?: string } {
+    if (!this.#file) return { ok: true, changed: false };
+    try {
+      const next = loadPolicyFile(this.#file);
+      if (next.version === this.#current.version) return { ok: true, changed: false };
+      this.#current = next;
+      this.#logger.info({ policy: next.source, version: next.version.slice(0, 12) }, 'policy reloaded');
+      this.#onChange(next);
+      return { ok: true, changed: true };
+    } catch (err) {
+      const error = (err as Error).message;
+      this.#logger.error({ policy: this.#file, error }, 'policy reload failed; keeping the previous policy');
+      return { ok: false, changed: false, error };
+    }
+  }
+
+  /** Reloads when the file changes (editors and ConfigMap updates replace it, so the directory is watched). */
+  watch(): void {
+    if (!this.#file || this.#watcher) return;
+    const file = resolve(this.#file);
+    this.#watcher = watch(dirname(file), () => {
+      clearTimeout(this.#debounce);
+      this.#debounce = setTimeout(() => this.reload(), 100);
+    });
+  }
+
+  close(): void {
+    clearTimeout(this.#debounce);
+    this.#watcher?.close();
+  }
+}

@@ -1,0 +1,131 @@
+// The composition root: builds the proxy from a Config and runs its listeners.
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { Express } from 'express';
+import { createAdminApp } from './admin/api.ts';
+import type { Config } from './config/types.ts';
+import { Decider } from './gate/decider.ts';
+import { PolicyGate } from './gate/gate.ts';
+import { Revocations } from './gate/revocations.ts';
+import { createLogger, type Logger } from './ops/log.ts';
+import { Metrics } from './ops/metrics.ts';
+import { PolicyHolder } from './policy-holder.ts';
+import { createApp } from './proxy/app.ts';
+import { Upstreams } from './proxy/upstreams.ts';
+import { openStore } from './store/open.ts';
+import type { Store } from './store/types.ts';
+
+export interface RunningProxy {
+  url: string;
+  /** Undefined when no admin token is configured (the admin listener is then off). */
+  adminUrl: string | undefined;
+  policy: PolicyHolder;
+  store: Store;
+  /** Re-reads the TLS certificate and key (SIGHUP), so renewed certificates apply without a restart. */
+  reloadTls(): void;
+  /** Stops accepting, lets running transfers finish (bounded by `drainMs`), then closes everything. */
+  close(drainMs?: number): Promise<void>;
+}
+
+export interface StartOptions {
+  logger?: Logger;
+  processMetrics?: boolean;
+  watchPolicy?: boolean;
+  /** How often the revocation list is re-read as a backstop to store notifications. */
+  revocationRefreshMs?: number;
+}
+
+interface Listener {
+  server: Server;
+  url: string;
+}
+
+async function listen(app: Express, host: string, port: number, tls?: { cert: string; key: string }): Promise<Listener> {
+  const server: Server = tls ? createHttpsServer({ cert: readFileSync(tls.cert), key: readFileSync(tls.key) }, app) : createHttpServer(app);
+  server.keepAliveTimeout = 65_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => { server.off('error', reject); resolve(); });
+  });
+  const address = server.address() as AddressInfo;
+  const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return { server, url: `${tls ? 'https' : 'http'}://${shown}:${address.port}` };
+}
+
+async function shut(listener: Listener, drainMs: number): Promise<void> {
+  const closed = new Promise<void>((resolve) => listener.server.close(() => resolve()));
+  listener.server.closeIdleConnections();
+  const timer = setTimeout(() => listener.server.closeAllConnections(), drainMs);
+  await closed;
+  clearTimeout(timer);
+}
+
+export async function startProxy(config: Config, opts: StartOptions = {}): Promise<RunningProxy> {
+  const logger = opts.logger ?? createLogger(config.log.level);
+  const metrics = new Metrics({ processMetrics: opts.processMetrics ?? false });
+  let gate: PolicyGate | undefined;
+  const policy = new PolicyHolder(config.policyFile, logger, () => gate?.invalidate());
+  const store = await openStore(config.store, { logger });
+  const revocations = new Revocations(store);
+  const upstreams = new Upstreams(config, metrics);
+  const decider = new Decider({ policy: () => policy.current, cache: config.cache, logger, metrics });
+  gate = new PolicyGate({
+    upstreams, decider, store, revocations, logger, metrics,
+    manifestMaxBytes: config.manifestMaxBytes, maxCached: config.cache.maxEntries, staleGraceSeconds: config.staleGraceSeconds,
+  });
+  const unsubscribe = store.subscribe((e) => {
+    if (e.type === 'revoked' || e.type === 'unrevoked') {
+      revocations.refresh().then(() => gate?.invalidate(), (err: unknown) => logger.error({ err }, 'revocation refresh failed'));
+    } else if (e.type === 'policy-changed') {
+      policy.reload();
+    } else if (e.type === 'grant-changed') {
+      gate?.invalidate();
+    }
+  });
+  await revocations.start(opts.revocationRefreshMs ?? 5_000);
+
+  let ready = false;
+  const app = createApp({ upstreams, gate, logger, metrics, manifestMaxBytes: config.manifestMaxBytes, ready: () => ready });
+  const tls = config.listen.tlsCert && config.listen.tlsKey ? { cert: config.listen.tlsCert, key: config.listen.tlsKey } : undefined;
+  const main = await listen(app, config.listen.host, config.listen.port, tls);
+  const adminToken = config.admin.token;
+  const admin = adminToken
+    ? await listen(createAdminApp({ store, token: adminToken, logger, canonical: (h) => upstreams.canonical(h), reloadPolicy: () => policy.reload() }), config.admin.host, config.admin.port)
+    : undefined;
+  if (!admin) logger.warn('no admin token configured (admin.token or PULLGATE_ADMIN_TOKEN): the admin API is off');
+  if (opts.watchPolicy) policy.watch();
+  ready = true;
+  logger.info({ url: main.url, admin: admin?.url, upstreams: config.upstreams.map((u) => u.host), policy: policy.current.source, store: store.kind }, 'pullgate listening');
+
+  let closing: Promise<void> | undefined;
+  return {
+    url: main.url,
+    adminUrl: admin?.url,
+    policy,
+    store,
+    reloadTls() {
+      if (!tls) return;
+      try {
+        (main.server as HttpsServer).setSecureContext({ cert: readFileSync(tls.cert), key: readFileSync(tls.key) });
+        logger.info({ cert: tls.cert }, 'TLS certificate reloaded');
+      } catch (err) {
+        logger.error({ cert: tls.cert, error: (err as Error).message }, 'TLS reload failed; keeping the previous certificate');
+      }
+    },
+    close(drainMs = 10_000) {
+      closing ??= (async () => {
+        ready = false;
+        policy.close();
+        await Promise.all([shut(main, drainMs), admin ? shut(admin, drainMs) : undefined]);
+        unsubscribe();
+        revocations.stop();
+        await upstreams.close();
+        await store.close();
+        logger.info('pullgate stopped');
+      })();
+      return closing;
+    },
+  };
+}

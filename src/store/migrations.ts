@@ -1,0 +1,32 @@
+// Schema versions, applied in order at start; each runs once per database.
+
+const BLOB = { sqlite: 'BLOB', postgres: 'BYTEA' } as const;
+const SERIAL = { sqlite: 'INTEGER PRIMARY KEY AUTOINCREMENT', postgres: 'BIGSERIAL PRIMARY KEY' } as const;
+
+export function migrations(dialect: 'sqlite' | 'postgres'): string[][] {
+  return [
+    [
+      `CREATE TABLE pins (upstream TEXT NOT NULL, repository TEXT NOT NULL, tag TEXT NOT NULL, digest TEXT NOT NULL,
+         rule TEXT NOT NULL, attestors TEXT NOT NULL, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,
+         PRIMARY KEY (upstream, repository, tag))`,
+      `CREATE TABLE drift (id ${SERIAL[dialect]}, upstream TEXT NOT NULL, repository TEXT NOT NULL, tag TEXT NOT NULL,
+         pinned_digest TEXT NOT NULL, upstream_digest TEXT NOT NULL, first_seen BIGINT NOT NULL, last_seen BIGINT NOT NULL,
+         count BIGINT NOT NULL, resolved INTEGER NOT NULL DEFAULT 0)`,
+      `CREATE UNIQUE INDEX drift_open ON drift (upstream, repository, tag, upstream_digest) WHERE resolved = 0`,
+      `CREATE TABLE manifests (digest TEXT PRIMARY KEY, media_type TEXT NOT NULL, bytes ${BLOB[dialect]} NOT NULL)`,
+      `CREATE TABLE admissions (upstream TEXT NOT NULL, repository TEXT NOT NULL, digest TEXT NOT NULL, admitted_at BIGINT NOT NULL,
+         PRIMARY KEY (upstream, repository, digest))`,
+      `CREATE TABLE admitted_blobs (upstream TEXT NOT NULL, repository TEXT NOT NULL, blob TEXT NOT NULL, manifest TEXT NOT NULL,
+         PRIMARY KEY (upstream, repository, blob, manifest))`,
+      `CREATE TABLE admitted_children (upstream TEXT NOT NULL, repository TEXT NOT NULL, child TEXT NOT NULL, parent TEXT NOT NULL,
+         PRIMARY KEY (upstream, repository, child, parent))`,
+      `CREATE TABLE revocations (digest TEXT PRIMARY KEY, reason TEXT NOT NULL, actor TEXT NOT NULL, at BIGINT NOT NULL)`,
+      `CREATE TABLE grants (id TEXT PRIMARY KEY, digest TEXT, upstream TEXT, repository TEXT, reason TEXT NOT NULL, actor TEXT NOT NULL,
+         expires_at BIGINT NOT NULL, created_at BIGINT NOT NULL, revoked INTEGER NOT NULL DEFAULT 0)`,
+      `CREATE TABLE audit (seq BIGINT PRIMARY KEY, at BIGINT NOT NULL, kind TEXT NOT NULL, actor TEXT NOT NULL, upstream TEXT,
+         repository TEXT, tag TEXT, digest TEXT, rule TEXT, reasons TEXT, detail TEXT, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)`,
+      `CREATE INDEX audit_digest ON audit (digest)`,
+      `CREATE INDEX audit_image ON audit (upstream, repository)`,
+    ],
+  ];
+}
