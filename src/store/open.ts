@@ -10,9 +10,9 @@ import type { Store, StoreEvent } from './types.ts';
 
 /** Applies pending migrations; concurrent starts of several replicas serialise on the exclusive lock. */
 export async function migrate(db: Db): Promise<void> {
-  await db.run('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)');
   const steps = migrations(db.dialect);
   await db.transaction(async (tx) => {
+    await tx.run('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)');
     const done = new Set((await tx.query('SELECT version FROM schema_migrations')).map((r) => Number(r.version)));
     for (const [i, statements] of steps.entries()) {
       const version = i + 1;

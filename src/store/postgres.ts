@@ -27,8 +27,21 @@ function queryable(client: pg.Pool | pg.PoolClient): Queryable {
 export async function openPostgres(url: string, schema: string): Promise<{ db: Db; pool: pg.Pool }> {
   const pool = new pg.Pool({ connectionString: url, max: 10, options: `-c search_path=${schema}` });
   pool.on('error', () => { /* idle client errors surface on the next query */ });
-  await pool.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
   const lockKey = `pullgate:${schema}:exclusive`;
+  // Replicas starting together would race on CREATE SCHEMA IF NOT EXISTS: serialise it.
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [lockKey]);
+    await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    await pool.end();
+    throw err;
+  } finally {
+    client.release();
+  }
   const db: Db = {
     dialect: 'postgres',
     ...queryable(pool),

@@ -1,0 +1,147 @@
+// One behaviour suite for every Store backend: each backend's test file registers it with a factory.
+import type { TestFn } from 'ava';
+import type { Store } from '../../src/store/types.ts';
+
+export interface Backend {
+  /** A fresh, empty store. */
+  open(): Promise<Store>;
+  /** Runs raw SQL against the store's database, as an attacker with database access would. */
+  tamper(store: Store, sql: string): Promise<void>;
+}
+
+const D = (c: string) => `sha256:${c.repeat(64)}`;
+
+export function conformance(test: TestFn, backend: Backend): void {
+  const withStore = async (fn: (s: Store) => Promise<void>) => {
+    const s = await backend.open();
+    try {
+      await fn(s);
+    } finally {
+      await s.close();
+    }
+  };
+
+  test('pins: first writer wins, compare-and-set moves, delete, list', (t) => withStore(async (s) => {
+    const first = await s.createPin({ upstream: 'r', repository: 'a/b', tag: '1', digest: D('a'), rule: 'default', attestors: ['ci'] });
+    t.true(first.created);
+    t.deepEqual(first.pin.attestors, ['ci']);
+    const second = await s.createPin({ upstream: 'r', repository: 'a/b', tag: '1', digest: D('b'), rule: 'default', attestors: [] });
+    t.false(second.created);
+    t.is(second.pin.digest, D('a'));
+    t.false(await s.movePin('r', 'a/b', '1', D('c'), D('b'), 'x', []), 'a stale from-digest does not move the pin');
+    t.true(await s.movePin('r', 'a/b', '1', D('a'), D('b'), 'rule:x', ['ci']));
+    t.is((await s.getPin('r', 'a/b', '1'))?.digest, D('b'));
+    await s.createPin({ upstream: 'r', repository: 'c/d', tag: '2', digest: D('c'), rule: 'default', attestors: [] });
+    t.deepEqual((await s.listPins({ repository: 'c/d' })).map((p) => p.tag), ['2']);
+    t.is((await s.listPins()).length, 2);
+    t.true(await s.deletePin('r', 'a/b', '1'));
+    t.false(await s.deletePin('r', 'a/b', '1'));
+    t.is(await s.getPin('r', 'a/b', '1'), undefined);
+  }));
+
+  test('drift: one open event per moved-to digest, counted; resolving opens a new one next time', (t) => withStore(async (s) => {
+    const a = await s.recordDrift('r', 'a', '1', D('a'), D('b'));
+    t.true(a.isNew);
+    const again = await s.recordDrift('r', 'a', '1', D('a'), D('b'));
+    t.false(again.isNew);
+    t.is(again.event.id, a.event.id);
+    t.is(again.event.count, 2);
+    t.true((await s.recordDrift('r', 'a', '1', D('a'), D('c'))).isNew);
+    t.is((await s.listDrift({ unresolvedOnly: true })).length, 2);
+    t.true((await s.resolveDrift(a.event.id))?.resolved);
+    t.is((await s.listDrift({ unresolvedOnly: true })).length, 1);
+    t.true((await s.recordDrift('r', 'a', '1', D('a'), D('b'))).isNew);
+    t.is((await s.listDrift()).length, 3);
+  }));
+
+  test('manifests and admissions: blobs and children are admitted per repository, revocation withdraws them', (t) => withStore(async (s) => {
+    const bytes = Buffer.from('{"schemaVersion":2}');
+    await s.putManifest({ digest: D('1'), mediaType: 'application/vnd.oci.image.index.v1+json', bytes });
+    await s.putManifest({ digest: D('1'), mediaType: 'application/vnd.oci.image.index.v1+json', bytes });
+    t.true((await s.getManifest(D('1')))?.bytes.equals(bytes));
+    t.is(await s.getManifest(D('9')), undefined);
+    await s.admit('r', 'a', D('1'), [], [D('2')]);
+    await s.admit('r', 'a', D('2'), [D('c'), D('d')], []);
+    t.true(await s.isBlobAdmitted('r', 'a', D('c')));
+    t.false(await s.isBlobAdmitted('r', 'other', D('c')));
+    t.false(await s.isBlobAdmitted('r', 'a', D('e')));
+    t.is(await s.admittedParent('r', 'a', D('2')), D('1'));
+    t.is(await s.admittedParent('r', 'other', D('2')), undefined);
+    t.truthy(await s.isAdmitted('r', 'a', D('1')));
+    await s.revoke(D('2'), 'bad', 'admin');
+    t.false(await s.isBlobAdmitted('r', 'a', D('c')), 'blobs of a revoked manifest are no longer admitted');
+    t.is(await s.isAdmitted('r', 'a', D('2')), undefined);
+    await s.revoke(D('1'), 'bad', 'admin');
+    t.is(await s.admittedParent('r', 'a', D('2')), undefined, 'a revoked index admits no children');
+  }));
+
+  test('revocations: revoke, list, unrevoke, each published as an event', (t) => withStore(async (s) => {
+    const events: string[] = [];
+    const off = s.subscribe((e) => events.push(`${e.type}:${e.digest ?? ''}`));
+    const r = await s.revoke(D('a'), 'CVE-1', 'alice');
+    t.is(r.reason, 'CVE-1');
+    t.is((await s.getRevocation(D('a')))?.actor, 'alice');
+    t.is((await s.listRevocations()).length, 1);
+    t.true(await s.unrevoke(D('a'), 'alice'));
+    t.false(await s.unrevoke(D('a'), 'alice'));
+    await waitUntil(() => events.includes(`unrevoked:${D('a')}`));
+    t.true(events.includes(`revoked:${D('a')}`));
+    off();
+  }));
+
+  test('grants: by digest or repository, until they expire or are revoked', (t) => withStore(async (s) => {
+    const now = new Date();
+    const byDigest = await s.createGrant({ scope: { digest: D('a') }, reason: 'incident', actor: 'bob', expiresAt: new Date(now.getTime() + 60_000) });
+    await s.createGrant({ scope: { upstream: 'r', repository: 'x/y' }, reason: 'migration', actor: 'bob', expiresAt: new Date(now.getTime() + 60_000) });
+    t.is((await s.findGrant('r', 'any', D('a'), now))?.id, byDigest.id);
+    t.truthy(await s.findGrant('r', 'x/y', D('z'), now));
+    t.is(await s.findGrant('r', 'x/y', D('z'), new Date(now.getTime() + 120_000)), undefined, 'expired');
+    t.true(await s.revokeGrant(byDigest.id));
+    t.is(await s.findGrant('r', 'any', D('a'), now), undefined);
+    t.is((await s.listGrants()).length, 1);
+    t.is((await s.listGrants(true)).length, 2);
+  }));
+
+  test('audit: a hash chain that verifies; queries by digest, image, kind and time, newest first', (t) => withStore(async (s) => {
+    const start = new Date(Date.now() - 1000);
+    for (let i = 0; i < 5; i++) {
+      await s.appendAudit({ kind: i % 2 ? 'deny' : 'allow', actor: 'policy', upstream: 'r', repository: `team/app${i}`, digest: D(String(i)), reasons: [`r${i}`], detail: { i, nested: { b: 1, a: 2 } } });
+    }
+    const v = await s.verifyAudit();
+    t.true(v.ok, JSON.stringify(v.problems));
+    t.is(v.records, 5);
+    t.deepEqual((await s.queryAudit({ kind: 'deny' })).map((r) => r.seq), [4, 2]);
+    t.is((await s.queryAudit({ digest: D('3') }))[0]?.repository, 'team/app3');
+    t.is((await s.queryAudit({ image: 'r/team/app' })).length, 5);
+    t.is((await s.queryAudit({ image: 'r/team/app_' })).length, 0, 'LIKE wildcards in the filter are literal');
+    t.is((await s.queryAudit({ since: start, limit: 2 })).length, 2);
+    t.is((await s.queryAudit({ until: start })).length, 0);
+    t.deepEqual((await s.queryAudit({ afterSeq: 3 })).map((r) => r.seq), [5, 4]);
+    t.deepEqual((await s.queryAudit({ digest: D('1') }))[0]?.detail, { i: 1, nested: { b: 1, a: 2 } });
+  }));
+
+  test('audit tampering is detected and located: modified, deleted, inserted', (t) => withStore(async (s) => {
+    for (let i = 0; i < 6; i++) await s.appendAudit({ kind: 'allow', actor: 'policy', digest: D(String(i)) });
+    await backend.tamper(s, "UPDATE audit SET kind = 'deny' WHERE seq = 2");
+    let v = await s.verifyAudit();
+    t.false(v.ok);
+    t.deepEqual(v.problems.map((p) => [p.seq, p.problem]), [[2, 'modified']]);
+    await backend.tamper(s, "UPDATE audit SET kind = 'allow' WHERE seq = 2");
+    t.true((await s.verifyAudit()).ok, 'restoring the content restores the chain');
+    await backend.tamper(s, 'DELETE FROM audit WHERE seq = 4');
+    v = await s.verifyAudit();
+    t.deepEqual(v.problems.map((p) => [p.seq, p.problem]), [[5, 'deleted-before']]);
+    await backend.tamper(s, `INSERT INTO audit (seq, at, kind, actor, prev_hash, hash) VALUES (4, 0, 'allow', 'mallory', '${'0'.repeat(64)}', '${'f'.repeat(64)}')`);
+    v = await s.verifyAudit();
+    t.false(v.ok);
+    t.true(v.problems.some((p) => p.seq === 4));
+  }));
+}
+
+async function waitUntil(cond: () => boolean, timeoutMs = 2000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
