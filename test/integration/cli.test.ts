@@ -1,0 +1,114 @@
+// The pullgate command line against a real registry and a running proxy.
+import test from 'ava';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DatabaseSync } from 'node:sqlite';
+import { stringify } from 'yaml';
+import { buildImage, generateKey, pushImage, signImage, startRegistry, type Registry } from '../harness/index.ts';
+import { startTestProxy, type TestProxy } from './proxy-fixture.ts';
+
+const CLI = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+const REG = 'registry.example.test';
+const TOKEN = 'cli-admin-token-0123456789';
+const work = mkdtempSync(join(tmpdir(), 'pullgate-cli-'));
+const key = generateKey('ecdsa-p256');
+let registry: Registry;
+let proxy: TestProxy;
+const digests: Record<string, string> = {};
+
+function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, timeout: 60_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+test.before(async () => {
+  registry = await startRegistry();
+  for (const [repo, signed] of [['demo/signed', true], ['demo/unsigned', false]] as const) {
+    const image = await buildImage(join(work, repo), '1.0', { seed: repo });
+    await pushImage(join(work, repo), '1.0', `${registry.host}/${repo}:1.0`);
+    if (signed) await signImage(registry, repo, image.digest, key.privateKey);
+    digests[repo] = image.digest;
+  }
+  writeFileSync(join(work, 'ci.pub'), key.publicPem);
+  writeFileSync(join(work, 'policy.yaml'), stringify({
+    apiVersion: 'pullgate.dev/v1', kind: 'Policy',
+    attestors: { ci: { keys: [{ file: 'ci.pub' }] } },
+    defaultRule: { evaluationMode: 'requireAttestation', requireAttestors: ['ci'] },
+  }));
+  writeFileSync(join(work, 'pullgate.yaml'), stringify({
+    upstreams: [{ host: REG, url: registry.url, insecure: true }],
+    policy: { file: 'policy.yaml' },
+  }));
+  proxy = await startTestProxy({
+    policy: `apiVersion: pullgate.dev/v1\nkind: Policy\nattestors: {ci: {keys: [{file: ${join(work, 'ci.pub')}}]}}\ndefaultRule: {evaluationMode: requireAttestation, requireAttestors: [ci]}\n`,
+    config: { upstreams: [{ host: REG, url: registry.url, insecure: true }], admin: { host: '127.0.0.1', port: 0, token: TOKEN } },
+  });
+});
+
+test.after.always(async () => {
+  await proxy?.close();
+  await registry?.stop();
+  rmSync(work, { recursive: true, force: true });
+});
+
+test('check: exit 0 and ALLOW for a signed image, exit 1 and the reason for an unsigned one; --json', async (t) => {
+  const ok = await cli(['check', `${REG}/demo/signed:1.0`, '--config', join(work, 'pullgate.yaml')]);
+  t.is(ok.code, 0, ok.stderr);
+  t.regex(ok.stdout, new RegExp(`^ALLOW ${REG}/demo/signed@${digests['demo/signed']}`));
+  t.regex(ok.stdout, /attestor "ci": \d+ examined, 1 verified/);
+  t.regex(ok.stderr, /resolving/);
+  const no = await cli(['check', `${REG}/demo/unsigned:1.0`, '--config', join(work, 'pullgate.yaml'), '--json']);
+  t.is(no.code, 1);
+  const parsed = JSON.parse(no.stdout);
+  t.is(parsed.verdict.judgement, 'deny');
+  t.regex(parsed.verdict.reasons.join(' '), /attestor "ci"/);
+  const notAllowed = await cli(['check', 'evil.example.test/x:1', '--config', join(work, 'pullgate.yaml')]);
+  t.is(notAllowed.code, 2);
+  t.regex(notAllowed.stderr, /not in this proxy's allowlist/);
+});
+
+test('policy lint: exit 0 for a good policy, 1 with the path for a bad one', async (t) => {
+  const good = await cli(['policy', 'lint', join(work, 'policy.yaml')]);
+  t.is(good.code, 0, good.stdout);
+  writeFileSync(join(work, 'bad.yaml'), 'apiVersion: pullgate.dev/v1\nkind: Policy\ndefaultRule: {evaluationMode: requireAttestation, requireAttestors: [nobody]}\n');
+  const bad = await cli(['policy', 'lint', join(work, 'bad.yaml')]);
+  t.is(bad.code, 1);
+  t.regex(bad.stdout, /error: \/defaultRule\/requireAttestors\/0: .*nobody/);
+});
+
+test('serve refuses to start on an invalid config, naming the key', async (t) => {
+  writeFileSync(join(work, 'broken.yaml'), 'listen: {port: 70000}\n');
+  const r = await cli(['serve', '--config', join(work, 'broken.yaml')]);
+  t.is(r.code, 2);
+  t.regex(r.stderr, /listen\.port: must be between 0 and 65535/);
+});
+
+test.serial('admin commands: revoke, pins, audit tail and verify; tampering is reported', async (t) => {
+  const env = { PULLGATE_ADMIN_TOKEN: TOKEN };
+  const admin = ['--admin-url', proxy.proxy.adminUrl!];
+  const pulled = await fetch(`${proxy.url}/v2/${REG}/demo/signed/manifests/1.0`);
+  t.is(pulled.status, 200);
+  const pins = await cli(['pins', 'ls', ...admin], env);
+  t.regex(pins.stdout, new RegExp(`${REG}/demo/signed:1.0\\s+${digests['demo/signed']}`));
+  const revoked = await cli(['revoke', digests['demo/signed']!, '--reason', 'test revocation', ...admin], env);
+  t.is(revoked.code, 0, revoked.stderr);
+  t.is((await fetch(`${proxy.url}/v2/${REG}/demo/signed/manifests/1.0`)).status, 403);
+  const tail = await cli(['audit', 'tail', '-n', '3', ...admin, '--json'], env);
+  t.true((JSON.parse(tail.stdout) as { kind: string }[]).some((r) => r.kind === 'revoke'));
+  t.is((await cli(['audit', 'verify', ...admin], env)).code, 0);
+  const db = new DatabaseSync(join(proxy.dir, 'state.db'));
+  db.exec("UPDATE audit SET reasons = '[\"nothing to see\"]' WHERE kind = 'revoke'");
+  db.close();
+  const verify = await cli(['audit', 'verify', ...admin], env);
+  t.is(verify.code, 1);
+  t.regex(verify.stdout, /TAMPERED.*\n\s+seq \d+: modified/);
+  const unauthorized = await cli(['pins', 'ls', ...admin], { PULLGATE_ADMIN_TOKEN: 'wrong-token-wrong-token' });
+  t.is(unauthorized.code, 2);
+  t.regex(unauthorized.stderr, /refused the token/);
+});
