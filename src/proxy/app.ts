@@ -43,7 +43,7 @@ export function sendError(res: Response, err: RegistryError): void {
     return;
   }
   facts(res).error = `${err.code}: ${err.message}`;
-  res.status(err.status).set({ ...API_VERSION, ...err.headers, 'content-type': 'application/json' }).send(JSON.stringify(err.body()));
+  res.status(err.status).set({ ...API_VERSION, ...err.headers, 'content-type': 'application/json' }).end(JSON.stringify(err.body()));
 }
 
 export function createApp(deps: AppDeps): express.Express {
@@ -74,7 +74,7 @@ export function createApp(deps: AppDeps): express.Express {
     const url = new URL(req.originalUrl, 'http://proxy.invalid');
     if (url.pathname === '/v2/' || url.pathname === '/v2') {
       f.route = 'base';
-      res.status(200).set({ ...API_VERSION, 'content-type': 'application/json' }).send('{}');
+      res.status(200).set({ ...API_VERSION, 'content-type': 'application/json' }).end('{}');
       return;
     }
     let target: Target;
@@ -180,7 +180,7 @@ async function handle(deps: AppDeps, target: Target, query: URLSearchParams, req
       }
       const page = await client.tags(target.repository, pageQuery, LIST_MAX_BYTES);
       const { body, next } = paginateTags(page.body, target, pageQuery, page.link);
-      res.status(200).set({ ...API_VERSION, 'content-type': 'application/json', ...(next ? { link: next } : {}) }).send(body);
+      res.status(200).set({ ...API_VERSION, 'content-type': 'application/json', ...(next ? { link: next } : {}) }).end(body);
       return;
     }
     case 'referrers': {
@@ -190,7 +190,7 @@ async function handle(deps: AppDeps, target: Target, query: URLSearchParams, req
       const manifests = artifactType ? index.manifests.filter((d) => d.artifactType === artifactType) : index.manifests;
       const body: ImageIndex = { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests };
       res.status(200).set({ ...API_VERSION, 'content-type': MediaType.ociIndex, ...(artifactType ? { 'oci-filters-applied': 'artifactType' } : {}) });
-      res.send(JSON.stringify(body));
+      res.end(JSON.stringify(body));
       return;
     }
   }

@@ -194,10 +194,10 @@ test('one decision line per decision; a repeated pull reuses the cached verdict'
 
 test('containerd (proxy as its server): the signed image is pulled, the unsigned one is refused', async (t) => {
   containerd = await startContainerd();
-  const ok = await containerd.pull(`${REG}/demo/signed:1.0`, { registry: REG, server: proxy.url });
+  const ok = await containerd.pull(`${REG}/demo/signed:1.0`, { registry: REG, server: proxy.url, mirrors: [proxy.url] });
   t.is(ok.code, 0, ok.stderr);
   t.is(await containerd.imageDigest(`${REG}/demo/signed:1.0`), digests['demo/signed']);
-  const refused = await containerd.pull(`${REG}/demo/unsigned:1.0`, { registry: REG, server: proxy.url });
+  const refused = await containerd.pull(`${REG}/demo/unsigned:1.0`, { registry: REG, server: proxy.url, mirrors: [proxy.url] });
   t.not(refused.code, 0);
   t.regex(refused.stderr + refused.stdout, /403|denied/i);
 });

@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { request as rawRequest } from 'node:http';
 import { request } from 'undici';
 import { buildImage, freePort, pushImage, skopeoCopy, skopeoInspectDigest, startContainerd, startRegistry, type Containerd, type Registry } from '../harness/index.ts';
 import { ALLOW_ALL, startTestProxy, type TestProxy } from './proxy-fixture.ts';
@@ -22,6 +23,7 @@ test.before(async () => {
   single = await buildImage(join(work, 'single'), '1.0', { seed: 'single' });
   multi = await buildImage(join(work, 'multi'), '1.0', { seed: 'multi', platforms: ['linux/amd64', 'linux/arm64'] });
   await pushImage(join(work, 'single'), '1.0', `${registry.host}/demo/single:1.0`);
+  await pushImage(join(work, 'single'), '1.0', `${registry.host}/demo/single:2.0`);
   await pushImage(join(work, 'multi'), '1.0', `${registry.host}/demo/multi:1.0`);
   await pushImage(join(work, 'single'), '1.0', `${tokenRegistry.host}/private/app:1.0`, { creds: tokenRegistry.credentials! });
   proxy = await startTestProxy({
@@ -93,7 +95,7 @@ test('bearer-token upstream: the proxy negotiates tokens and caches them per sco
 
 test('containerd pulls through the proxy as its mirror, using the ns parameter', async (t) => {
   containerd = await startContainerd();
-  const r = await containerd.pull(`${REGISTRY_NAME}/demo/multi:1.0`, { registry: REGISTRY_NAME, server: proxy.url });
+  const r = await containerd.pull(`${REGISTRY_NAME}/demo/multi:1.0`, { registry: REGISTRY_NAME, server: `https://${REGISTRY_NAME}`, mirrors: [proxy.url] });
   t.is(r.code, 0, r.stderr);
   t.is(await containerd.imageDigest(`${REGISTRY_NAME}/demo/multi:1.0`), multi.digest);
   const seen = proxy.lines('request').filter((l) => l.route === 'manifest' && l.repository === 'demo/multi');
@@ -128,6 +130,20 @@ test('referrers: the tag-schema fallback answers an OCI index, empty when nothin
   t.deepEqual(JSON.parse(r.body).manifests, []);
 });
 
+/** Sends the path exactly as written: URL parsers would resolve `%2e%2e` before it left the client. */
+function sendRaw(method: string, path: string): Promise<{ status: number; body: string }> {
+  const { hostname, port } = new URL(proxy.url);
+  return new Promise((resolve, reject) => {
+    const req = rawRequest({ host: hostname, port, method, path }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => { body += d.toString(); });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end(method === 'GET' ? undefined : '{}');
+  });
+}
+
 /** Upstream round trips the proxy has made so far, from its own metrics. */
 async function upstreamCalls(): Promise<number> {
   const text = (await get('/metrics')).body;
@@ -149,9 +165,9 @@ test.serial('bad input: each a clear OCI error, and no upstream request', async 
   ];
   const fetchesBefore = await upstreamCalls();
   for (const [path, method, status, code] of cases) {
-    const res = await request(`${proxy.url}${path}`, { method, ...(method === 'PUT' || method === 'POST' || method === 'PATCH' ? { body: '{}' } : {}) });
-    const body = JSON.parse(await res.body.text());
-    t.is(res.statusCode, status, `${method} ${path}`);
+    const res = await sendRaw(method, path);
+    const body = JSON.parse(res.body);
+    t.is(res.status, status, `${method} ${path}`);
     t.is(body.errors[0].code, code, `${method} ${path}: ${body.errors[0].message}`);
     t.true(typeof body.errors[0].message === 'string' && body.errors[0].message.length > 10);
   }
