@@ -121,7 +121,7 @@ test.after.always(async () => {
 });
 
 async function pull(repo: string, ref = '1.0') {
-  const res = await request(`${proxy.url}/v2/${REG}/${repo}/manifests/${ref}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json' } });
+  const res = await request(`${proxy.url}/v2/${REG}/${repo}/manifests/${ref}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json' } });
   const body = await res.body.text();
   return { status: res.statusCode, body, error: res.statusCode === 200 ? '' : String(JSON.parse(body).errors?.[0]?.message ?? body), code: res.statusCode === 200 ? '' : String(JSON.parse(body).errors?.[0]?.code) };
 }
