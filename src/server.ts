@@ -56,9 +56,12 @@ async function listen(app: Express, host: string, port: number, tls?: { cert: st
 
 async function shut(listener: Listener, drainMs: number): Promise<void> {
   const closed = new Promise<void>((resolve) => listener.server.close(() => resolve()));
-  listener.server.closeIdleConnections();
+  // Keep-alive connections become idle as their last transfer ends: close them as they do.
+  const sweep = setInterval(() => listener.server.closeIdleConnections(), 50);
   const timer = setTimeout(() => listener.server.closeAllConnections(), drainMs);
+  listener.server.closeIdleConnections();
   await closed;
+  clearInterval(sweep);
   clearTimeout(timer);
 }
 
