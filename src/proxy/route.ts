@@ -69,6 +69,8 @@ export function routeRequest(pathname: string, ns: string | undefined, upstreams
   if (ns !== undefined) {
     upstream = upstreams.canonical(ns.toLowerCase());
     if (!upstream) throw notAllowed(ns);
+    // containerd with override_path on a path-prefixed host sends both: /v2/<registry>/<repo>?ns=<registry>
+    if (clientName.includes('/') && upstreams.canonical(first) === upstream) repository = clientName.slice(first.length + 1);
   } else if (looksLikeHost(first) || upstreams.canonical(first)) {
     upstream = upstreams.canonical(first);
     if (!upstream) throw notAllowed(first);

@@ -36,6 +36,15 @@ test('containerd ns parameter selects the upstream; the path is the repository',
   t.is(routeRequest('/v2/nginx/manifests/1', 'index.docker.io', names()).repository, 'library/nginx');
 });
 
+test('ns together with the same registry as path prefix (containerd override_path) names the repository once', (t) => {
+  const r = routeRequest('/v2/docker.io/library/nginx/manifests/1', 'docker.io', names());
+  t.is(r.upstream, 'docker.io');
+  t.is(r.repository, 'library/nginx');
+  t.is(routeRequest('/v2/docker.io/nginx/manifests/1', 'docker.io', names()).repository, 'library/nginx');
+  // a prefix naming another registry than ns stays part of the repository name at the ns registry
+  t.deepEqual([routeRequest('/v2/ghcr.io/a/manifests/1', 'docker.io', names())].map((r) => [r.upstream, r.repository]), [['docker.io', 'ghcr.io/a']]);
+});
+
 test('a host that is not allowlisted is denied, by prefix and by ns', (t) => {
   const a = rejects(t, () => routeRequest('/v2/evil.example/x/manifests/1', undefined, names('docker.io')), 403, 'DENIED');
   t.regex(a.message, /upstream not allowed.*evil\.example/);
