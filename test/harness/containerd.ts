@@ -17,15 +17,27 @@ export interface HostsConfig {
   mirrors: string[];
 }
 
+/** A hosts.toml given verbatim (e.g. a shipped deployment file). */
+export interface RawHosts {
+  registry: string;
+  toml: string;
+}
+
 export interface Containerd {
   address: string;
-  pull(image: string, hosts: HostsConfig, opts?: { timeoutMs?: number }): Promise<CommandResult>;
+  pull(image: string, hosts: HostsConfig | RawHosts, opts?: { timeoutMs?: number }): Promise<CommandResult>;
   /** The digest of an image in containerd's store, as `ctr images ls` shows it. */
   imageDigest(ref: string): Promise<string | undefined>;
   stop(): Promise<void>;
 }
 
 const PULL_TIMEOUT_MS = 90_000;
+
+function hostsToml(hosts: HostsConfig): string {
+  const lines = [`server = "${hosts.server}"`, ''];
+  for (const m of hosts.mirrors) lines.push(`[host."${m}"]`, '  capabilities = ["pull", "resolve"]', '');
+  return lines.join('\n');
+}
 
 export async function startContainerd(): Promise<Containerd> {
   // a short path: the socket path must fit in sun_path (108 bytes)
@@ -53,9 +65,7 @@ export async function startContainerd(): Promise<Containerd> {
     async pull(image, hosts, opts = {}) {
       const hostsDir = join(dir, `hosts-${++hostsCount}`);
       await mkdir(join(hostsDir, hosts.registry), { recursive: true });
-      const lines = [`server = "${hosts.server}"`, ''];
-      for (const m of hosts.mirrors) lines.push(`[host."${m}"]`, '  capabilities = ["pull", "resolve"]', '');
-      await writeFile(join(hostsDir, hosts.registry, 'hosts.toml'), lines.join('\n'));
+      await writeFile(join(hostsDir, hosts.registry, 'hosts.toml'), 'toml' in hosts ? hosts.toml : hostsToml(hosts));
       return ctr(['images', 'pull', '--plain-http', '--hosts-dir', hostsDir, image], opts.timeoutMs ?? PULL_TIMEOUT_MS);
     },
     async imageDigest(ref) {
