@@ -28,6 +28,8 @@ export interface ClientObserver {
 }
 
 const MAX_REDIRECTS = 5;
+/** Larger body chunks: fewer hops per GiB through hashing and the client socket. */
+const BODY_HIGH_WATER_MARK = 1024 * 1024;
 const MAX_ERROR_BODY = 64 * 1024;
 const MAX_TOKEN_BODY = 256 * 1024;
 const DEFAULT_TOKEN_SECONDS = 60;
@@ -324,7 +326,7 @@ export class RegistryClient {
   async #roundTrip(dispatcher: Dispatcher, method: Method, url: URL, headers: Record<string, string>, op: string): Promise<UpstreamResponse> {
     const started = performance.now();
     try {
-      const res = await request(url, { dispatcher, method, headers: { 'user-agent': 'pullgate', ...headers } });
+      const res = await request(url, { dispatcher, method, headers: { 'user-agent': 'pullgate', ...headers }, highWaterMark: BODY_HIGH_WATER_MARK });
       this.#observer?.upstreamRequest(this.host, op, res.statusCode, (performance.now() - started) / 1000);
       return { status: res.statusCode, headers: res.headers, body: res.body };
     } catch (err) {
