@@ -59,11 +59,23 @@ export class PolicyGate implements Gate {
   readonly #admitted: LRUCache<string, string>;
   /** `repo@blob` known to belong to an admitted manifest; a cache in front of the store. */
   readonly #blobs: LRUCache<string, true>;
+  readonly #fetching = new Map<string, Promise<FetchedManifest>>();
 
   constructor(deps: GateDeps) {
     this.#deps = deps;
     this.#admitted = new LRUCache<string, string>({ max: deps.maxCached });
     this.#blobs = new LRUCache<string, true>({ max: deps.maxCached });
+  }
+
+  /** One upstream fetch of a manifest, shared by the requests that ask for it at the same time. */
+  #fetch(target: Target, reference: string, accept: string | undefined): Promise<FetchedManifest> {
+    const key = `${target.upstream}/${target.repository}:${reference}|${accept ?? ''}`;
+    const running = this.#fetching.get(key);
+    if (running) return running;
+    const p = this.#deps.upstreams.client(target.upstream).manifest(target.repository, reference, accept, this.#deps.manifestMaxBytes)
+      .finally(() => this.#fetching.delete(key));
+    this.#fetching.set(key, p);
+    return p;
   }
 
   /** Forgets every cached admission and verdict (policy reload, revocation, trust change). */
@@ -92,7 +104,7 @@ export class PolicyGate implements Gate {
     const client = this.#deps.upstreams.client(target.upstream);
     const pin = await store.getPin(target.upstream, target.repository, tag);
     if (!pin) {
-      const fetched = await client.manifest(target.repository, tag, accept, this.#deps.manifestMaxBytes);
+      const fetched = await this.#fetch(target, tag, accept);
       await this.#admit(target, fetched, tag);
       if (EVIDENCE_TAG_RE.test(tag)) return fetched; // signature tags are evidence, not images to pin
       const decision = this.#deps.decider.select({ registry: target.upstream, repository: target.repository, tag, digest: fetched.digest });
@@ -159,7 +171,7 @@ export class PolicyGate implements Gate {
     if (stored && !matchesDigest(stored.bytes, digest)) {
       throw new RegistryError(500, 'UNAVAILABLE', `the proxy's stored copy of ${digest} does not match its digest; the store has been tampered with or corrupted`);
     }
-    const fetched = stored ?? await this.#deps.upstreams.client(target.upstream).manifest(target.repository, digest, accept, this.#deps.manifestMaxBytes);
+    const fetched = stored ?? await this.#fetch(target, digest, accept);
     await this.#admit(target, fetched, tag ?? digest);
     return fetched;
   }

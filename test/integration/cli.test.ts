@@ -1,13 +1,13 @@
 // The pullgate command line against a real registry and a running proxy.
 import test from 'ava';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DatabaseSync } from 'node:sqlite';
 import { stringify } from 'yaml';
-import { buildImage, generateKey, pushImage, signImage, startRegistry, type Registry } from '../harness/index.ts';
+import { buildImage, freePort, generateKey, pushImage, signImage, startRegistry, waitFor, type Registry } from '../harness/index.ts';
 import { startTestProxy, type TestProxy } from './proxy-fixture.ts';
 
 const CLI = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
@@ -111,4 +111,41 @@ test.serial('admin commands: revoke, pins, audit tail and verify; tampering is r
   const unauthorized = await cli(['pins', 'ls', ...admin], { PULLGATE_ADMIN_TOKEN: 'wrong-token-wrong-token' });
   t.is(unauthorized.code, 2);
   t.regex(unauthorized.stderr, /refused the token/);
+});
+
+test('serve reloads the policy on SIGHUP and when the file changes; an invalid edit keeps the old policy', async (t) => {
+  const dir = mkdtempSync(join(work, 'serve-'));
+  const port = await freePort();
+  const policyFile = join(dir, 'policy.yaml');
+  const deny = 'apiVersion: pullgate.dev/v1\nkind: Policy\ndefaultRule: {evaluationMode: alwaysDeny}\n';
+  const allow = 'apiVersion: pullgate.dev/v1\nkind: Policy\ndefaultRule: {evaluationMode: alwaysAllow}\n';
+  writeFileSync(policyFile, deny);
+  writeFileSync(join(dir, 'pullgate.yaml'), stringify({
+    listen: { host: '127.0.0.1', port }, upstreams: [{ host: REG, url: registry.url, insecure: true }],
+    policy: { file: 'policy.yaml' }, store: { sqlite: { path: 'state.db' } }, cache: { allowTtlSeconds: 0, denyTtlSeconds: 0 },
+  }));
+  const child = spawn(process.execPath, [CLI, 'serve', '--config', join(dir, 'pullgate.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  child.stdout.on('data', (d: Buffer) => { log += d.toString(); });
+  t.teardown(() => { child.kill('SIGKILL'); });
+  const status = async () => (await fetch(`http://127.0.0.1:${port}/v2/${REG}/demo/signed/manifests/${digests['demo/signed']}`).catch(() => undefined))?.status;
+  await waitFor(async () => (await status()) === 403 || undefined, { timeoutMs: 15_000, intervalMs: 100, what: 'the proxy serving with the deny-all policy' });
+
+  // SIGHUP: an edit made while watching is off would be picked up by the signal alone
+  writeFileSync(policyFile, allow);
+  child.kill('SIGHUP');
+  await waitFor(async () => (await status()) === 200 || undefined, { timeoutMs: 3_000, intervalMs: 50, what: 'the allow policy after SIGHUP or the file change' });
+
+  // an invalid edit is refused and logged; the allow policy stays in force
+  writeFileSync(policyFile, 'apiVersion: pullgate.dev/v1\nkind: Policy\ndefaultRule: {evaluationMode: sometimes}\n');
+  child.kill('SIGHUP');
+  await waitFor(() => log.includes('policy reload failed; keeping the previous policy') || undefined, { timeoutMs: 3_000, intervalMs: 50, what: 'the reload failure in the log' });
+  t.is(await status(), 200);
+
+  // a file change alone (no signal) is picked up by the watcher
+  writeFileSync(policyFile, deny);
+  await waitFor(async () => (await status()) === 403 || undefined, { timeoutMs: 3_000, intervalMs: 50, what: 'the deny policy after the file change' });
+  child.kill('SIGTERM');
+  const code = await new Promise((resolve) => child.once('exit', resolve));
+  t.is(code, 0, 'SIGTERM drains and exits cleanly');
 });

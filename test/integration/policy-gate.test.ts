@@ -85,6 +85,7 @@ test.before(async () => {
   const recent = new Date(Date.now() - 86400_000);
 
   await signImage(registry, 'demo/signed', await push('demo/signed'), trusted.privateKey);
+  for (const repo of ['demo/flight-a', 'demo/flight-b']) await signImage(registry, repo, await push(repo), trusted.privateKey);
   await push('demo/unsigned');
   await signImage(registry, 'demo/wrongkey', await push('demo/wrongkey'), rogue.privateKey);
   await signImage(registry, 'demo/multiarch', await push('demo/multiarch', { platforms: ['linux/amd64', 'linux/arm64'] }), trusted.privateKey);
@@ -200,6 +201,23 @@ test('containerd (proxy as its server): the signed image is pulled, the unsigned
   const refused = await containerd.pull(`${REG}/demo/unsigned:1.0`, { registry: REG, server: proxy.url, mirrors: [proxy.url] });
   t.not(refused.code, 0);
   t.regex(refused.stderr + refused.stdout, /403|denied/i);
+});
+
+/** Upstream round trips so far, by operation, from the proxy's own metrics. */
+async function upstreamOps(): Promise<number> {
+  const text = await (await request(`${proxy.url}/metrics`)).body.text();
+  return [...text.matchAll(/^pullgate_upstream_duration_seconds_count\{[^}]*\} (\d+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+}
+
+test.serial('single flight: concurrent pulls of a new image share one manifest fetch and one verification', async (t) => {
+  const before = await upstreamOps();
+  t.is((await pull('demo/flight-b', digests['demo/flight-b'])).status, 200);
+  const onePull = await upstreamOps() - before;
+  const start = await upstreamOps();
+  const results = await Promise.all(Array.from({ length: 8 }, () => pull('demo/flight-a', digests['demo/flight-a'])));
+  t.true(results.every((r) => r.status === 200));
+  t.is(await upstreamOps() - start, onePull, 'eight concurrent pulls cost the upstream what one pull costs');
+  t.is(proxy.lines('decision').filter((l) => String(l.image).includes('demo/flight-a')).length, 1);
 });
 
 test.serial('policy hot reload on file change is atomic and drops cached verdicts', async (t) => {

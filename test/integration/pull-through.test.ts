@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request as rawRequest } from 'node:http';
 import { request } from 'undici';
-import { buildImage, freePort, pushImage, skopeoCopy, skopeoInspectDigest, startContainerd, startRegistry, type Containerd, type Registry } from '../harness/index.ts';
+import { buildImage, freePort, pushImage, pushReferrer, skopeoCopy, skopeoInspectDigest, startContainerd, startRegistry, type Containerd, type Registry } from '../harness/index.ts';
 import { ALLOW_ALL, startTestProxy, type TestProxy } from './proxy-fixture.ts';
 
 let registry: Registry;
@@ -123,11 +123,19 @@ test('tags list paginates with n, last and a Link back to the proxy', async (t) 
   t.regex(String(first.headers.link), new RegExp(`^</v2/${REGISTRY_NAME}/demo/single/tags/list\\?n=1&last=`));
 });
 
-test('referrers: the tag-schema fallback answers an OCI index, empty when nothing refers', async (t) => {
+test('referrers: the tag-schema fallback answers an OCI index, empty when nothing refers, filtered by artifactType', async (t) => {
   const r = await get(`/v2/${REGISTRY_NAME}/demo/single/referrers/${single.digest}`);
   t.is(r.status, 200);
   t.is(r.headers['content-type'], 'application/vnd.oci.image.index.v1+json');
   t.deepEqual(JSON.parse(r.body).manifests, []);
+  const child = multi.manifests[0]!.digest;
+  const sbom = await pushReferrer(registry, 'demo/multi', child, { artifactType: 'application/spdx+json', layerMediaType: 'application/spdx+json', layerBytes: Buffer.from('{}') });
+  const sig = await pushReferrer(registry, 'demo/multi', child, { artifactType: 'application/vnd.dev.sigstore.bundle.v0.3+json', layerMediaType: 'application/vnd.dev.sigstore.bundle.v0.3+json', layerBytes: Buffer.from('{"a":1}') });
+  const all = await get(`/v2/${REGISTRY_NAME}/demo/multi/referrers/${child}`);
+  t.deepEqual(JSON.parse(all.body).manifests.map((m: { digest: string }) => m.digest).sort(), [sbom, sig].sort());
+  const filtered = await get(`/v2/${REGISTRY_NAME}/demo/multi/referrers/${child}?artifactType=application/spdx%2Bjson`);
+  t.deepEqual(JSON.parse(filtered.body).manifests.map((m: { digest: string }) => m.digest), [sbom]);
+  t.is(filtered.headers['oci-filters-applied'], 'artifactType');
 });
 
 /** Sends the path exactly as written: URL parsers would resolve `%2e%2e` before it left the client. */
