@@ -1,7 +1,7 @@
 // Holds the current policy and swaps it atomically on reload: a request sees the old or the new
 // policy, never a mix. An invalid new policy leaves the old one in force.
 import { watch, type FSWatcher } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import { EMBEDDED_POLICY, loadPolicyFile, parsePolicy, type CompiledPolicy } from './policy/load.ts';
 import type { Logger } from './ops/log.ts';
 
@@ -40,11 +40,17 @@ export class PolicyHolder {
     }
   }
 
-  /** Reloads when the file changes (editors and ConfigMap updates replace it, so the directory is watched). */
+  /**
+   * Reloads when the file changes. The directory is watched, because editors and Kubernetes
+   * ConfigMap updates replace the file (ConfigMaps by swapping the `..data` link); other files in
+   * it (a SQLite store beside the policy, say) do not trigger a reload.
+   */
   watch(): void {
     if (!this.#file || this.#watcher) return;
     const file = resolve(this.#file);
-    this.#watcher = watch(dirname(file), () => {
+    const name = basename(file);
+    this.#watcher = watch(dirname(file), (_event, changed) => {
+      if (changed !== null && changed !== name && !changed.startsWith('..data')) return;
       clearTimeout(this.#debounce);
       this.#debounce = setTimeout(() => this.reload(), 100);
     });

@@ -59,7 +59,7 @@ export class PolicyGate implements Gate {
   readonly #admitted: LRUCache<string, string>;
   /** `repo@blob` known to belong to an admitted manifest; a cache in front of the store. */
   readonly #blobs: LRUCache<string, true>;
-  readonly #fetching = new Map<string, Promise<FetchedManifest>>();
+  readonly #running = new Map<string, Promise<FetchedManifest>>();
 
   constructor(deps: GateDeps) {
     this.#deps = deps;
@@ -67,15 +67,21 @@ export class PolicyGate implements Gate {
     this.#blobs = new LRUCache<string, true>({ max: deps.maxCached });
   }
 
-  /** One upstream fetch of a manifest, shared by the requests that ask for it at the same time. */
-  #fetch(target: Target, reference: string, accept: string | undefined): Promise<FetchedManifest> {
-    const key = `${target.upstream}/${target.repository}:${reference}|${accept ?? ''}`;
-    const running = this.#fetching.get(key);
+  /**
+   * Requests for the same thing at the same time share one run: one upstream fetch, one decision,
+   * one store write. The entry lives until the run is done, so a request arriving after the fetch
+   * but before the manifest is stored does not fetch again.
+   */
+  #shared(key: string, run: () => Promise<FetchedManifest>): Promise<FetchedManifest> {
+    const running = this.#running.get(key);
     if (running) return running;
-    const p = this.#deps.upstreams.client(target.upstream).manifest(target.repository, reference, accept, this.#deps.manifestMaxBytes)
-      .finally(() => this.#fetching.delete(key));
-    this.#fetching.set(key, p);
+    const p = run().finally(() => this.#running.delete(key));
+    this.#running.set(key, p);
     return p;
+  }
+
+  #fetch(target: Target, reference: string, accept: string | undefined): Promise<FetchedManifest> {
+    return this.#deps.upstreams.client(target.upstream).manifest(target.repository, reference, accept, this.#deps.manifestMaxBytes);
   }
 
   /** Forgets every cached admission and verdict (policy reload, revocation, trust change). */
@@ -86,7 +92,9 @@ export class PolicyGate implements Gate {
   }
 
   async manifest(req: ManifestRequest): Promise<FetchedManifest> {
-    return isDigest(req.reference) ? this.#serveDigest(req.target, req.reference, undefined, req.accept) : this.#serveTag(req.target, req.reference, req.accept);
+    const { target, reference, accept } = req;
+    const key = `${target.upstream}/${target.repository}:${reference}|${accept ?? ''}`;
+    return this.#shared(key, () => (isDigest(reference) ? this.#serveDigest(target, reference, undefined, accept) : this.#serveTag(target, reference, accept)));
   }
 
   async blob(target: Target, digest: string): Promise<void> {
