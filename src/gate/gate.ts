@@ -202,7 +202,11 @@ export class PolicyGate implements Gate {
       if (!(await this.#isAdmitted(target, subject))) {
         throw denied(`${repoKey}:${reference} is signature or attestation data for ${subject}, which has not been admitted: pull the image itself through the proxy first`);
       }
-      await this.#record(target, fetched, parsed);
+      // Evidence admits its own blobs, filed under the image it belongs to, and nothing else: an
+      // index under an evidence tag must not admit the manifests it lists.
+      const blobs = blobsOf(parsed);
+      await store.admit(target.upstream, target.repository, subject, blobs, []);
+      for (const blob of blobs) this.#blobs.set(`${repoKey}@${blob}`, true);
       return;
     }
 
@@ -261,7 +265,7 @@ export class PolicyGate implements Gate {
   /** Stores the admitted bytes and what they admit: their blobs, and for an index its platform manifests. */
   async #record(target: Target, fetched: FetchedManifest, parsed: Parsed): Promise<void> {
     const repoKey = `${target.upstream}/${target.repository}`;
-    const blobs = parsed.manifest ? [parsed.manifest.config, ...(Array.isArray(parsed.manifest.layers) ? parsed.manifest.layers : [])].flatMap((d) => (d && typeof d.digest === 'string' ? [d.digest] : [])) : [];
+    const blobs = blobsOf(parsed);
     const children = (parsed.index?.manifests ?? []).flatMap((d) => (typeof d.digest === 'string' ? [d.digest] : []));
     await this.#deps.store.putManifest({ digest: fetched.digest, mediaType: fetched.mediaType, bytes: fetched.bytes });
     await this.#deps.store.admit(target.upstream, target.repository, fetched.digest, blobs, children);
@@ -273,6 +277,13 @@ export class PolicyGate implements Gate {
   async #audit(e: AuditInput): Promise<void> {
     await this.#deps.store.appendAudit(e);
   }
+}
+
+/** The config and layer blobs a manifest references (none for an index). */
+function blobsOf(parsed: Parsed): string[] {
+  const m = parsed.manifest;
+  if (!m) return [];
+  return [m.config, ...(Array.isArray(m.layers) ? m.layers : [])].flatMap((d) => (d && typeof d.digest === 'string' ? [d.digest] : []));
 }
 
 function refOf(image: ImageRef): Partial<Pick<AuditInput, 'upstream' | 'repository' | 'tag' | 'digest'>> {

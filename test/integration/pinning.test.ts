@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { stringify } from 'yaml';
-import { buildImage, generateKey, pushImage, signImage, startRegistry, type Registry } from '../harness/index.ts';
+import { buildImage, generateKey, pushImage, putManifest, signImage, startRegistry, type Registry } from '../harness/index.ts';
 import { startTestProxy, type TestProxy } from './proxy-fixture.ts';
 
 const REG = 'registry.example.test';
@@ -101,6 +101,20 @@ for (const signedOverwrite of [false, true]) {
     t.is(pins.find((p) => p.repository === repo)?.digest, signedOverwrite ? second.digest : first.digest);
   });
 }
+
+test('an index pushed under an evidence tag does not admit the manifests it lists', async (t) => {
+  const admitted = await pushNew('pin/evil', '1', true);
+  const payload = await pushNew('pin/evil', 'payload', false);
+  t.is((await manifest('pin/evil', '1')).status, 200);
+  const index = { schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: payload.digest, size: 1 }] };
+  await putManifest(registry, 'pin/evil', admitted.digest.replace(':', '-'), Buffer.from(JSON.stringify(index)), index.mediaType);
+  const viaEvidenceTag = await request(`${proxy.url}/v2/${REG}/pin/evil/manifests/${admitted.digest.replace(':', '-')}`, { headers: { accept: index.mediaType } });
+  await viaEvidenceTag.body.dump();
+  t.is(viaEvidenceTag.statusCode, 200, 'the referrers fallback index of an admitted image is served');
+  const child = await manifest('pin/evil', payload.digest);
+  t.is(child.status, 403, 'but the unsigned manifest it lists is still judged on its own');
+  t.regex(child.message, /denied by policy/);
+});
 
 test('pulls by digest never create pins', async (t) => {
   const image = await pushNew('pin/bydigest', '1', true);
