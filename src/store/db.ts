@@ -1,4 +1,5 @@
-// The little SQL the store needs from a database: queries with `?` placeholders, and transactions.
+// The little SQL the store needs from a database: queries with `?` placeholders, transactions and
+// consistent read snapshots.
 
 export type Row = Record<string, unknown>;
 export type Param = string | number | bigint | Buffer | null;
@@ -13,8 +14,10 @@ export interface Db extends Queryable {
   readonly dialect: 'sqlite' | 'postgres';
   /**
    * Runs `fn` in a transaction. `exclusive` serialises it against every other exclusive
-   * transaction of the database, across processes (audit chain appends).
+   * transaction of the database, across processes (audit chain appends, migrations).
    */
   transaction<T>(fn: (tx: Queryable) => Promise<T>, opts?: { exclusive?: boolean }): Promise<T>;
+  /** Runs read-only `fn` on one consistent view of the database without holding up writers. */
+  snapshot<T>(fn: (q: Queryable) => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }

@@ -1,4 +1,7 @@
-// Schema versions, applied in order at start; each runs once per database.
+// Schema versions, applied in order at start; each runs once per database, recorded in
+// schema_migrations. Never edit a released version: add the next one.
+import { GENESIS } from './audit-chain.ts';
+import type { Db } from './db.ts';
 
 const BLOB = { sqlite: 'BLOB', postgres: 'BYTEA' } as const;
 const SERIAL = { sqlite: 'INTEGER PRIMARY KEY AUTOINCREMENT', postgres: 'BIGSERIAL PRIMARY KEY' } as const;
@@ -28,5 +31,31 @@ export function migrations(dialect: 'sqlite' | 'postgres'): string[][] {
       `CREATE INDEX audit_digest ON audit (digest)`,
       `CREATE INDEX audit_image ON audit (upstream, repository)`,
     ],
+    [
+      // The chain head, so that records cut off the end of the trail are detected; seeded from the
+      // newest record of a trail written before it existed.
+      `CREATE TABLE audit_head (id INTEGER PRIMARY KEY CHECK (id = 1), seq BIGINT NOT NULL, hash TEXT NOT NULL)`,
+      `INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '${GENESIS}')`,
+      `UPDATE audit_head SET seq = (SELECT MAX(seq) FROM audit), hash = (SELECT hash FROM audit ORDER BY seq DESC LIMIT 1)
+         WHERE EXISTS (SELECT 1 FROM audit)`,
+      // Revoking an index looks up its children, and withdraws their blobs and admissions.
+      `CREATE INDEX admitted_children_parent ON admitted_children (parent)`,
+      `CREATE INDEX admitted_blobs_manifest ON admitted_blobs (upstream, repository, manifest)`,
+    ],
   ];
+}
+
+/** Applies pending migrations; concurrent starts of several replicas serialise on the exclusive lock. */
+export async function migrate(db: Db): Promise<void> {
+  const steps = migrations(db.dialect);
+  await db.transaction(async (tx) => {
+    await tx.run('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)');
+    const done = new Set((await tx.query('SELECT version FROM schema_migrations')).map((r) => Number(r.version)));
+    for (const [i, statements] of steps.entries()) {
+      const version = i + 1;
+      if (done.has(version)) continue;
+      for (const sql of statements) await tx.run(sql);
+      await tx.run('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)', [version, Date.now()]);
+    }
+  }, { exclusive: true });
 }

@@ -1,11 +1,29 @@
-// PostgreSQL through pg: a pool for queries, all tables in one schema, exclusive transactions
-// serialised with a transaction-scoped advisory lock, and LISTEN/NOTIFY on a dedicated connection
-// for cross-replica events.
+// PostgreSQL through pg: a pool for queries with every table in one schema (created if missing),
+// exclusive transactions serialised with a transaction-scoped advisory lock per schema.
 import pg from 'pg';
-import type { Logger } from '../ops/log.ts';
 import type { Db, Param, Queryable, Row } from './db.ts';
-import type { EventBus } from './sql-store.ts';
-import type { StoreEvent } from './types.ts';
+
+/** Unquoted, lowercase SQL identifiers only: the schema is spliced into DDL and the search path. */
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
+export const CONNECT_TIMEOUT_MS = 10_000;
+
+/** The URL without its password, for error messages and logs. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(unparseable store.url)';
+  }
+}
+
+export function checkSchemaName(schema: string): void {
+  if (!SCHEMA_NAME.test(schema)) {
+    throw new Error(`store.schema ${JSON.stringify(schema)} is not a lowercase SQL identifier (letters a-z, digits and _, not starting with a digit, at most 63): choose another name`);
+  }
+}
 
 /** `?` placeholders become `$1, $2, …` (the store's SQL has no `?` inside string literals). */
 function numbered(sql: string): string {
@@ -24,107 +42,45 @@ function queryable(client: pg.Pool | pg.PoolClient): Queryable {
   };
 }
 
-export async function openPostgres(url: string, schema: string): Promise<{ db: Db; pool: pg.Pool }> {
-  const pool = new pg.Pool({ connectionString: url, max: 10, options: `-c search_path=${schema}` });
-  pool.on('error', () => { /* idle client errors surface on the next query */ });
-  const lockKey = `pullgate:${schema}:exclusive`;
-  // Replicas starting together would race on CREATE SCHEMA IF NOT EXISTS: serialise it.
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
-    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [lockKey]);
-    await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
-    await client.query('COMMIT');
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    await pool.end();
-    throw err;
-  } finally {
-    client.release();
+export async function openPostgres(url: string, schema: string): Promise<Db> {
+  checkSchemaName(schema);
+  const pool = new pg.Pool({
+    connectionString: url, max: 10, options: `-c search_path=${schema}`, application_name: 'pullgate',
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+  });
+  pool.on('error', () => { /* an idle client's error surfaces on the next query that needs a connection */ });
+  const lockKey = `pullgate:${schema}`;
+
+  async function inTransaction<T>(begin: string, fn: (tx: Queryable) => Promise<T>, exclusive = false): Promise<T> {
+    const client = await pool.connect();
+    try {
+      await client.query(begin);
+      if (exclusive) await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [lockKey]);
+      const result = await fn(queryable(client));
+      await client.query('COMMIT');
+      return result;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
   }
-  const db: Db = {
+
+  // Replicas starting together would race on CREATE SCHEMA IF NOT EXISTS: serialise it too.
+  try {
+    await inTransaction('BEGIN', (tx) => tx.run(`CREATE SCHEMA IF NOT EXISTS ${schema}`), true);
+  } catch (err) {
+    await pool.end();
+    throw new Error(`cannot prepare the PostgreSQL store at ${redactUrl(url)} (store.url), schema ${schema}: ${(err as Error).message}; check that the server is up and that the URL's user may create the schema`);
+  }
+  return {
     dialect: 'postgres',
     ...queryable(pool),
-    async transaction<T>(fn: (tx: Queryable) => Promise<T>, opts: { exclusive?: boolean } = {}): Promise<T> {
-      const client = await pool.connect();
-      try {
-        await client.query('BEGIN');
-        if (opts.exclusive) await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [lockKey]);
-        const result = await fn(queryable(client));
-        await client.query('COMMIT');
-        return result;
-      } catch (err) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw err;
-      } finally {
-        client.release();
-      }
-    },
+    transaction: (fn, opts = {}) => inTransaction('BEGIN', fn, opts.exclusive),
+    snapshot: (fn) => inTransaction('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY', fn),
     async close() {
       await pool.end();
-    },
-  };
-  return { db, pool };
-}
-
-const RECONNECT_MIN_MS = 100;
-const RECONNECT_MAX_MS = 5_000;
-
-/** Events over NOTIFY; the listening connection reconnects with bounded backoff when it drops. */
-export async function postgresEvents(url: string, schema: string, pool: pg.Pool, logger?: Logger): Promise<EventBus> {
-  const channel = `pullgate_${schema}`;
-  const listeners = new Set<(e: StoreEvent) => void>();
-  let client: pg.Client | undefined;
-  let closed = false;
-  let delay = RECONNECT_MIN_MS;
-  let timer: NodeJS.Timeout | undefined;
-
-  const deliver = (e: StoreEvent) => { for (const l of listeners) l(e); };
-  const connect = async (): Promise<void> => {
-    const c = new pg.Client({ connectionString: url });
-    c.on('notification', (n) => {
-      if (n.channel !== channel || !n.payload) return;
-      try {
-        deliver(JSON.parse(n.payload) as StoreEvent);
-      } catch {
-        logger?.warn({ channel }, 'ignoring a malformed store notification');
-      }
-    });
-    c.on('error', (err) => {
-      logger?.warn({ error: err.message }, 'store notification connection lost; reconnecting');
-      c.end().catch(() => undefined);
-      if (client === c) client = undefined;
-      schedule();
-    });
-    await c.connect();
-    await c.query(`LISTEN ${channel}`);
-    client = c;
-    delay = RECONNECT_MIN_MS;
-  };
-  const schedule = () => {
-    if (closed || timer) return;
-    timer = setTimeout(() => {
-      timer = undefined;
-      connect().catch((err: Error) => {
-        logger?.warn({ error: err.message, retryMs: delay }, 'store notification reconnect failed');
-        delay = Math.min(delay * 2, RECONNECT_MAX_MS);
-        schedule();
-      });
-    }, delay);
-  };
-  await connect();
-  return {
-    async publish(e) {
-      await pool.query('SELECT pg_notify($1, $2)', [channel, JSON.stringify(e)]);
-    },
-    subscribe(listener) {
-      listeners.add(listener);
-      return () => { listeners.delete(listener); };
-    },
-    async close() {
-      closed = true;
-      clearTimeout(timer);
-      await client?.end().catch(() => undefined);
     },
   };
 }

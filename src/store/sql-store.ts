@@ -1,10 +1,16 @@
-// The Store, once, over either database: SQLite and PostgreSQL differ only in their Db adapter.
+// The Store, once, over either database: SQLite and PostgreSQL differ only in their Db adapter and
+// event bus. Every change runs in one transaction together with the event it causes.
 import { randomUUID } from 'node:crypto';
-import type { Db, Param, Row } from './db.ts';
-import { GENESIS, chainHash, verifyChain } from './audit-chain.ts';
+import type { Db, Param, Queryable, Row } from './db.ts';
+import { GENESIS, chainHash, normaliseAuditInput, verifyChain, type ChainHead } from './audit-chain.ts';
+import type { EventBus } from './events.ts';
 import type {
-  AuditInput, AuditQuery, AuditRecord, DriftEvent, Grant, Pin, Revocation, Store, StoreEvent, StoredManifest,
+  AuditInput, AuditProblem, AuditQuery, AuditRecord, DriftEvent, Grant, Pin, Revocation, Store, StoreEvent, StoredManifest,
 } from './types.ts';
+
+const AUDIT_PAGE = 1000;
+const AUDIT_LIMIT_DEFAULT = 100;
+const AUDIT_LIMIT_MAX = 10_000;
 
 const str = (v: unknown) => String(v);
 const num = (v: unknown) => Number(v);
@@ -48,21 +54,64 @@ function auditOf(r: Row): AuditRecord {
   return record;
 }
 
-export interface EventBus {
-  publish(e: StoreEvent): Promise<void>;
-  subscribe(listener: (e: StoreEvent) => void): () => void;
-  close(): Promise<void>;
+/** The event a grant's scope maps to. */
+function grantEvent(scope: Grant['scope']): StoreEvent {
+  return { type: 'grant-changed', ...('digest' in scope ? { digest: scope.digest } : { upstream: scope.upstream, repository: scope.repository }) };
 }
+
+/** `image` is a prefix of "upstream/repository": LIKE with its own wildcards escaped. */
+function likePrefix(prefix: string): string {
+  return `${prefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}
+
+function auditLimit(limit: number | undefined): number {
+  if (limit === undefined || !Number.isFinite(limit)) return AUDIT_LIMIT_DEFAULT;
+  return Math.min(AUDIT_LIMIT_MAX, Math.max(1, Math.trunc(limit)));
+}
+
+/** The trail in seq order, a page at a time (from below 1, so forged records numbered 0 or less are seen too). */
+async function* auditPages(q: Queryable): AsyncGenerator<AuditRecord> {
+  let after = Number.MIN_SAFE_INTEGER;
+  for (;;) {
+    const rows = await q.query(`SELECT * FROM audit WHERE seq > ? ORDER BY seq LIMIT ${AUDIT_PAGE}`, [after]);
+    for (const row of rows) yield auditOf(row);
+    const last = rows.at(-1);
+    if (!last || rows.length < AUDIT_PAGE) return;
+    after = num(last.seq);
+  }
+}
+
+// Platform manifests admitted through index `?` that no other live index of their repository lists.
+const ORPHANED_CHILDREN = `SELECT 1 FROM admitted_children c WHERE c.parent = ? AND c.upstream = %T.upstream AND c.repository = %T.repository AND c.child = %T.%C
+  AND NOT EXISTS (SELECT 1 FROM admitted_children o JOIN admissions a ON a.upstream = o.upstream AND a.repository = o.repository AND a.digest = o.parent
+    WHERE o.upstream = c.upstream AND o.repository = c.repository AND o.child = c.child AND o.parent <> c.parent
+      AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.digest = o.parent))`;
+const orphansOf = (table: string, column: string) => ORPHANED_CHILDREN.replaceAll('%T', table).replaceAll('%C', column);
+
+type Emit = (e: StoreEvent) => void;
 
 export class SqlStore implements Store {
   readonly kind: 'sqlite' | 'postgres';
   readonly #db: Db;
-  readonly #events: EventBus;
+  readonly #bus: EventBus;
 
-  constructor(db: Db, events: EventBus) {
+  constructor(db: Db, bus: EventBus) {
     this.#db = db;
     this.kind = db.dialect;
-    this.#events = events;
+    this.#bus = bus;
+  }
+
+  /** Runs a change and the events it emits in one transaction; this process hears of them after the commit. */
+  async #change<T>(fn: (tx: Queryable, emit: Emit) => Promise<T>, opts: { exclusive?: boolean } = {}): Promise<T> {
+    let events: StoreEvent[] = [];
+    const result = await this.#db.transaction(async (tx) => {
+      events = [];
+      const out = await fn(tx, (e) => events.push(e));
+      for (const e of events) await this.#bus.send(tx, e);
+      return out;
+    }, opts);
+    for (const e of events) this.#bus.deliver(e);
+    return result;
   }
 
   async getPin(upstream: string, repository: string, tag: string): Promise<Pin | undefined> {
@@ -70,31 +119,37 @@ export class SqlStore implements Store {
     return row ? pinOf(row) : undefined;
   }
 
-  async createPin(p: Omit<Pin, 'createdAt' | 'updatedAt'>): Promise<{ pin: Pin; created: boolean }> {
-    const now = Date.now();
-    const created = await this.#db.run(
-      'INSERT INTO pins (upstream, repository, tag, digest, rule, attestors, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
-      [p.upstream, p.repository, p.tag, p.digest, p.rule, JSON.stringify(p.attestors), now, now],
-    ) === 1;
-    const pin = await this.getPin(p.upstream, p.repository, p.tag);
-    if (!pin) throw new Error(`pin ${p.upstream}/${p.repository}:${p.tag} vanished while being created`);
-    if (created) await this.publish({ type: 'pin-changed', upstream: p.upstream, repository: p.repository, tag: p.tag, digest: p.digest });
-    return { pin, created };
+  createPin(p: Omit<Pin, 'createdAt' | 'updatedAt'>): Promise<{ pin: Pin; created: boolean }> {
+    return this.#change(async (tx, emit) => {
+      const now = Date.now();
+      const created = await tx.run(
+        'INSERT INTO pins (upstream, repository, tag, digest, rule, attestors, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
+        [p.upstream, p.repository, p.tag, p.digest, p.rule, JSON.stringify(p.attestors), now, now],
+      ) === 1;
+      const [row] = await tx.query('SELECT * FROM pins WHERE upstream = ? AND repository = ? AND tag = ?', [p.upstream, p.repository, p.tag]);
+      if (!row) throw new Error(`pin ${p.upstream}/${p.repository}:${p.tag} was deleted while being created; retry`);
+      if (created) emit({ type: 'pin-changed', upstream: p.upstream, repository: p.repository, tag: p.tag, digest: p.digest });
+      return { pin: pinOf(row), created };
+    });
   }
 
-  async movePin(upstream: string, repository: string, tag: string, fromDigest: string, toDigest: string, rule: string, attestors: string[]): Promise<boolean> {
-    const moved = await this.#db.run(
-      'UPDATE pins SET digest = ?, rule = ?, attestors = ?, updated_at = ? WHERE upstream = ? AND repository = ? AND tag = ? AND digest = ?',
-      [toDigest, rule, JSON.stringify(attestors), Date.now(), upstream, repository, tag, fromDigest],
-    ) === 1;
-    if (moved) await this.publish({ type: 'pin-changed', upstream, repository, tag, digest: toDigest });
-    return moved;
+  movePin(upstream: string, repository: string, tag: string, fromDigest: string, toDigest: string, rule: string, attestors: string[]): Promise<boolean> {
+    return this.#change(async (tx, emit) => {
+      const moved = await tx.run(
+        'UPDATE pins SET digest = ?, rule = ?, attestors = ?, updated_at = ? WHERE upstream = ? AND repository = ? AND tag = ? AND digest = ?',
+        [toDigest, rule, JSON.stringify(attestors), Date.now(), upstream, repository, tag, fromDigest],
+      ) === 1;
+      if (moved) emit({ type: 'pin-changed', upstream, repository, tag, digest: toDigest });
+      return moved;
+    });
   }
 
-  async deletePin(upstream: string, repository: string, tag: string): Promise<boolean> {
-    const removed = await this.#db.run('DELETE FROM pins WHERE upstream = ? AND repository = ? AND tag = ?', [upstream, repository, tag]) === 1;
-    if (removed) await this.publish({ type: 'pin-changed', upstream, repository, tag });
-    return removed;
+  deletePin(upstream: string, repository: string, tag: string): Promise<boolean> {
+    return this.#change(async (tx, emit) => {
+      const removed = await tx.run('DELETE FROM pins WHERE upstream = ? AND repository = ? AND tag = ?', [upstream, repository, tag]) === 1;
+      if (removed) emit({ type: 'pin-changed', upstream, repository, tag });
+      return removed;
+    });
   }
 
   async listPins(filter: { upstream?: string; repository?: string } = {}): Promise<Pin[]> {
@@ -106,21 +161,23 @@ export class SqlStore implements Store {
     return rows.map(pinOf);
   }
 
-  async recordDrift(upstream: string, repository: string, tag: string, pinnedDigest: string, upstreamDigest: string): Promise<{ event: DriftEvent; isNew: boolean }> {
-    const now = Date.now();
-    const isNew = await this.#db.run(
-      `INSERT INTO drift (upstream, repository, tag, pinned_digest, upstream_digest, first_seen, last_seen, count, resolved)
-       VALUES (?, ?, ?, ?, ?, ?, ?, 1, 0) ON CONFLICT (upstream, repository, tag, upstream_digest) WHERE resolved = 0 DO NOTHING`,
-      [upstream, repository, tag, pinnedDigest, upstreamDigest, now, now],
-    ) === 1;
-    if (!isNew) {
-      await this.#db.run('UPDATE drift SET count = count + 1, last_seen = ? WHERE upstream = ? AND repository = ? AND tag = ? AND upstream_digest = ? AND resolved = 0',
-        [now, upstream, repository, tag, upstreamDigest]);
-    }
-    const [row] = await this.#db.query('SELECT * FROM drift WHERE upstream = ? AND repository = ? AND tag = ? AND upstream_digest = ? AND resolved = 0',
-      [upstream, repository, tag, upstreamDigest]);
-    if (!row) throw new Error(`drift event for ${upstream}/${repository}:${tag} vanished while being recorded`);
-    return { event: driftOf(row), isNew };
+  recordDrift(upstream: string, repository: string, tag: string, pinnedDigest: string, upstreamDigest: string): Promise<{ event: DriftEvent; isNew: boolean }> {
+    return this.#db.transaction(async (tx) => {
+      const now = Date.now();
+      const isNew = await tx.run(
+        `INSERT INTO drift (upstream, repository, tag, pinned_digest, upstream_digest, first_seen, last_seen, count, resolved)
+         VALUES (?, ?, ?, ?, ?, ?, ?, 1, 0) ON CONFLICT (upstream, repository, tag, upstream_digest) WHERE resolved = 0 DO NOTHING`,
+        [upstream, repository, tag, pinnedDigest, upstreamDigest, now, now],
+      ) === 1;
+      if (!isNew) {
+        await tx.run('UPDATE drift SET count = count + 1, last_seen = ? WHERE upstream = ? AND repository = ? AND tag = ? AND upstream_digest = ? AND resolved = 0',
+          [now, upstream, repository, tag, upstreamDigest]);
+      }
+      const [row] = await tx.query('SELECT * FROM drift WHERE upstream = ? AND repository = ? AND tag = ? AND upstream_digest = ? AND resolved = 0',
+        [upstream, repository, tag, upstreamDigest]);
+      if (!row) throw new Error(`drift event for ${upstream}/${repository}:${tag} was resolved while being recorded; retry`);
+      return { event: driftOf(row), isNew };
+    });
   }
 
   async listDrift(filter: { unresolvedOnly?: boolean } = {}): Promise<DriftEvent[]> {
@@ -128,10 +185,12 @@ export class SqlStore implements Store {
     return rows.map(driftOf);
   }
 
-  async resolveDrift(id: number): Promise<DriftEvent | undefined> {
-    await this.#db.run('UPDATE drift SET resolved = 1 WHERE id = ?', [id]);
-    const [row] = await this.#db.query('SELECT * FROM drift WHERE id = ?', [id]);
-    return row ? driftOf(row) : undefined;
+  resolveDrift(id: number): Promise<DriftEvent | undefined> {
+    return this.#db.transaction(async (tx) => {
+      await tx.run('UPDATE drift SET resolved = 1 WHERE id = ?', [id]);
+      const [row] = await tx.query('SELECT * FROM drift WHERE id = ?', [id]);
+      return row ? driftOf(row) : undefined;
+    });
   }
 
   async putManifest(m: StoredManifest): Promise<void> {
@@ -184,19 +243,26 @@ export class SqlStore implements Store {
     return row ? str(row.parent) : undefined;
   }
 
-  async revoke(digest: string, reason: string, actor: string): Promise<Revocation> {
-    await this.#db.run('INSERT INTO revocations (digest, reason, actor, at) VALUES (?, ?, ?, ?) ON CONFLICT (digest) DO UPDATE SET reason = excluded.reason, actor = excluded.actor, at = excluded.at',
-      [digest, reason, actor, Date.now()]);
-    await this.publish({ type: 'revoked', digest });
-    const revocation = await this.getRevocation(digest);
-    if (!revocation) throw new Error(`revocation of ${digest} vanished while being written`);
-    return revocation;
+  revoke(digest: string, reason: string, actor: string): Promise<Revocation> {
+    return this.#change(async (tx, emit) => {
+      await tx.run('INSERT INTO revocations (digest, reason, actor, at) VALUES (?, ?, ?, ?) ON CONFLICT (digest) DO UPDATE SET reason = excluded.reason, actor = excluded.actor, at = excluded.at',
+        [digest, reason, actor, Date.now()]);
+      // A revoked index withdraws the platform manifests it admitted: they were served on its word.
+      await tx.run(`DELETE FROM admitted_blobs WHERE EXISTS (${orphansOf('admitted_blobs', 'manifest')})`, [digest]);
+      await tx.run(`DELETE FROM admissions WHERE EXISTS (${orphansOf('admissions', 'digest')})`, [digest]);
+      const [row] = await tx.query('SELECT * FROM revocations WHERE digest = ?', [digest]);
+      if (!row) throw new Error(`revocation of ${digest} vanished while being written`);
+      emit({ type: 'revoked', digest });
+      return revocationOf(row);
+    });
   }
 
-  async unrevoke(digest: string, _actor: string): Promise<boolean> {
-    const removed = await this.#db.run('DELETE FROM revocations WHERE digest = ?', [digest]) === 1;
-    if (removed) await this.publish({ type: 'unrevoked', digest });
-    return removed;
+  unrevoke(digest: string, _actor: string): Promise<boolean> {
+    return this.#change(async (tx, emit) => {
+      const removed = await tx.run('DELETE FROM revocations WHERE digest = ?', [digest]) === 1;
+      if (removed) emit({ type: 'unrevoked', digest });
+      return removed;
+    });
   }
 
   async getRevocation(digest: string): Promise<Revocation | undefined> {
@@ -205,18 +271,21 @@ export class SqlStore implements Store {
   }
 
   async listRevocations(): Promise<Revocation[]> {
-    return (await this.#db.query('SELECT * FROM revocations ORDER BY at')).map(revocationOf);
+    return (await this.#db.query('SELECT * FROM revocations ORDER BY at, digest')).map(revocationOf);
   }
 
-  async createGrant(g: Omit<Grant, 'id' | 'createdAt'>): Promise<Grant> {
-    const id = randomUUID();
-    const scope = 'digest' in g.scope ? [g.scope.digest, null, null] : [null, g.scope.upstream, g.scope.repository];
-    await this.#db.run('INSERT INTO grants (id, digest, upstream, repository, reason, actor, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-      [id, ...scope, g.reason, g.actor, g.expiresAt.getTime(), Date.now()]);
-    await this.publish({ type: 'grant-changed', ...('digest' in g.scope ? { digest: g.scope.digest } : g.scope) });
-    const [row] = await this.#db.query('SELECT * FROM grants WHERE id = ?', [id]);
-    if (!row) throw new Error(`grant ${id} vanished while being written`);
-    return grantOf(row);
+  createGrant(g: Omit<Grant, 'id' | 'createdAt'>): Promise<Grant> {
+    return this.#change(async (tx, emit) => {
+      const id = randomUUID();
+      const scope = 'digest' in g.scope ? [g.scope.digest, null, null] : [null, g.scope.upstream, g.scope.repository];
+      await tx.run('INSERT INTO grants (id, digest, upstream, repository, reason, actor, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+        [id, ...scope, g.reason, g.actor, g.expiresAt.getTime(), Date.now()]);
+      const [row] = await tx.query('SELECT * FROM grants WHERE id = ?', [id]);
+      if (!row) throw new Error(`grant ${id} vanished while being written`);
+      const grant = grantOf(row);
+      emit(grantEvent(grant.scope));
+      return grant;
+    });
   }
 
   async findGrant(upstream: string, repository: string, digest: string, now: Date): Promise<Grant | undefined> {
@@ -226,29 +295,39 @@ export class SqlStore implements Store {
     return row ? grantOf(row) : undefined;
   }
 
-  async revokeGrant(id: string): Promise<boolean> {
-    const removed = await this.#db.run('UPDATE grants SET revoked = 1 WHERE id = ? AND revoked = 0', [id]) === 1;
-    if (removed) await this.publish({ type: 'grant-changed' });
-    return removed;
+  revokeGrant(id: string): Promise<boolean> {
+    return this.#change(async (tx, emit) => {
+      if (await tx.run('UPDATE grants SET revoked = 1 WHERE id = ? AND revoked = 0', [id]) !== 1) return false;
+      const [row] = await tx.query('SELECT * FROM grants WHERE id = ?', [id]);
+      if (row) emit(grantEvent(grantOf(row).scope));
+      return true;
+    });
   }
 
   async listGrants(includeExpired = false): Promise<Grant[]> {
     const rows = includeExpired
-      ? await this.#db.query('SELECT * FROM grants ORDER BY created_at')
-      : await this.#db.query('SELECT * FROM grants WHERE revoked = 0 AND expires_at > ? ORDER BY created_at', [Date.now()]);
+      ? await this.#db.query('SELECT * FROM grants ORDER BY created_at, id')
+      : await this.#db.query('SELECT * FROM grants WHERE revoked = 0 AND expires_at > ? ORDER BY created_at, id', [Date.now()]);
     return rows.map(grantOf);
   }
 
   async appendAudit(e: AuditInput): Promise<AuditRecord> {
+    const fields = normaliseAuditInput(e);
     return this.#db.transaction(async (tx) => {
-      const [head] = await tx.query('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1');
-      const base: Omit<AuditRecord, 'prevHash' | 'hash'> = { ...e, seq: head ? num(head.seq) + 1 : 1, at: new Date() };
+      // Continue from the head, so a trail cut off at the end stays detectable after further appends;
+      // number past any record beyond it, so a forged record there cannot block appends.
+      const [headRow] = await tx.query('SELECT seq, hash FROM audit_head WHERE id = 1');
+      const [newest] = await tx.query('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1');
+      const head = headRow ?? newest;
       const prevHash = head ? str(head.hash) : GENESIS;
+      const seq = Math.max(head ? num(head.seq) : 0, newest ? num(newest.seq) : 0) + 1;
+      const base = { ...fields, seq, at: new Date() };
       const record: AuditRecord = { ...base, prevHash, hash: chainHash(prevHash, base) };
       await tx.run(
         'INSERT INTO audit (seq, at, kind, actor, upstream, repository, tag, digest, rule, reasons, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-        [record.seq, record.at.getTime(), record.kind, record.actor, e.upstream ?? null, e.repository ?? null, e.tag ?? null, e.digest ?? null, e.rule ?? null,
-          e.reasons ? JSON.stringify(e.reasons) : null, e.detail ? JSON.stringify(e.detail) : null, record.prevHash, record.hash]);
+        [record.seq, record.at.getTime(), record.kind, record.actor, record.upstream ?? null, record.repository ?? null, record.tag ?? null, record.digest ?? null,
+          record.rule ?? null, record.reasons ? JSON.stringify(record.reasons) : null, record.detail ? JSON.stringify(record.detail) : null, record.prevHash, record.hash]);
+      await tx.run('INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash', [record.seq, record.hash]);
       return record;
     }, { exclusive: true });
   }
@@ -257,33 +336,34 @@ export class SqlStore implements Store {
     const where: string[] = [];
     const params: Param[] = [];
     if (q.digest) { where.push('digest = ?'); params.push(q.digest); }
-    if (q.image) { where.push(`(upstream || '/' || repository) LIKE ?`); params.push(`${q.image.replace(/[\\%_]/g, (c) => `\\${c}`)}%`); }
+    if (q.image) { where.push(`(upstream || '/' || repository) LIKE ? ESCAPE '\\'`); params.push(likePrefix(q.image)); }
     if (q.kind) { where.push('kind = ?'); params.push(q.kind); }
     if (q.since) { where.push('at >= ?'); params.push(q.since.getTime()); }
     if (q.until) { where.push('at <= ?'); params.push(q.until.getTime()); }
     if (q.afterSeq !== undefined) { where.push('seq > ?'); params.push(q.afterSeq); }
-    const limit = Math.min(10_000, Math.max(1, q.limit ?? 100));
-    const likeEscape = q.image ? " ESCAPE '\\'" : '';
-    const sql = `SELECT * FROM audit ${where.length ? `WHERE ${where.join(' AND ')}` : ''}`.replace(`LIKE ?`, `LIKE ?${likeEscape}`);
-    return (await this.#db.query(`${sql} ORDER BY seq DESC LIMIT ${limit}`, params)).map(auditOf);
+    const sql = `SELECT * FROM audit ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT ${auditLimit(q.limit)}`;
+    return (await this.#db.query(sql, params)).map(auditOf);
   }
 
-  async verifyAudit(): Promise<{ ok: boolean; records: number; problems: ReturnType<typeof verifyChain> }> {
-    const records = (await this.#db.query('SELECT * FROM audit ORDER BY seq')).map(auditOf);
-    const problems = verifyChain(records);
-    return { ok: problems.length === 0, records: records.length, problems };
+  verifyAudit(): Promise<{ ok: boolean; records: number; problems: AuditProblem[] }> {
+    return this.#db.snapshot(async (q) => {
+      const [row] = await q.query('SELECT seq, hash FROM audit_head WHERE id = 1');
+      const head: ChainHead | undefined = row ? { seq: num(row.seq), hash: str(row.hash) } : undefined;
+      const { records, problems } = await verifyChain(auditPages(q), head);
+      return { ok: problems.length === 0, records, problems };
+    });
   }
 
   publish(e: StoreEvent): Promise<void> {
-    return this.#events.publish(e);
+    return this.#change(async (_tx, emit) => emit(e));
   }
 
   subscribe(listener: (e: StoreEvent) => void): () => void {
-    return this.#events.subscribe(listener);
+    return this.#bus.subscribe(listener);
   }
 
   async close(): Promise<void> {
-    await this.#events.close();
+    await this.#bus.close();
     await this.#db.close();
   }
 }

@@ -1,6 +1,6 @@
 // One behaviour suite for every Store backend: each backend's test file registers it with a factory.
 import type { TestFn } from 'ava';
-import type { Store } from '../../src/store/types.ts';
+import type { Store, StoreEvent } from '../../src/store/types.ts';
 
 export interface Backend {
   /** A fresh, empty store. */
@@ -75,6 +75,58 @@ export function conformance(test: TestFn, backend: Backend): void {
     t.is(await s.admittedParent('r', 'a', D('2')), undefined, 'a revoked index admits no children');
   }));
 
+  test('revoking an index withdraws the platform manifests admitted through it, unless another live index lists them', (t) => withStore(async (s) => {
+    // Index 1 lists children 2 and 3; index 4 lists child 3 too. The gate admits each child with its blobs.
+    await s.admit('r', 'a', D('1'), [], [D('2'), D('3')]);
+    await s.admit('r', 'a', D('4'), [], [D('3')]);
+    await s.admit('r', 'a', D('2'), [D('b')], []);
+    await s.admit('r', 'a', D('3'), [D('c')], []);
+    await s.admit('r', 'other', D('2'), [D('b')], []);
+    await s.revoke(D('1'), 'compromised', 'admin');
+    t.is(await s.isAdmitted('r', 'a', D('2')), undefined, 'a child only index 1 listed is withdrawn');
+    t.false(await s.isBlobAdmitted('r', 'a', D('b')), 'and so are its blobs');
+    t.truthy(await s.isAdmitted('r', 'a', D('3')), 'a child that index 4 also lists stays');
+    t.true(await s.isBlobAdmitted('r', 'a', D('c')));
+    t.is(await s.admittedParent('r', 'a', D('3')), D('4'));
+    t.true(await s.isBlobAdmitted('r', 'other', D('b')), 'the same manifest admitted on its own in another repository stays');
+    t.true(await s.unrevoke(D('1'), 'admin'));
+    t.is(await s.admittedParent('r', 'a', D('2')), D('1'), 'after unrevoking, the index vouches for its children again');
+    t.false(await s.isBlobAdmitted('r', 'a', D('b')), 'their blobs come back when the child is admitted again');
+    await s.admit('r', 'a', D('2'), [D('b')], []);
+    t.true(await s.isBlobAdmitted('r', 'a', D('b')));
+  }));
+
+  test('every change publishes its own event to this process before it returns, and only when something changed', (t) => withStore(async (s) => {
+    const events: StoreEvent[] = [];
+    s.subscribe(() => { throw new Error('a broken listener must not stop the others or the change'); });
+    const off = s.subscribe((e) => events.push(e));
+    const take = () => events.splice(0).map((e) => JSON.stringify(e));
+    const pin = { upstream: 'r', repository: 'a', tag: '1', digest: D('a'), rule: 'default', attestors: [] };
+    await s.createPin(pin);
+    t.deepEqual(take(), [JSON.stringify({ type: 'pin-changed', upstream: 'r', repository: 'a', tag: '1', digest: D('a') })]);
+    await s.createPin({ ...pin, digest: D('b') });
+    t.deepEqual(take(), [], 'a pin that already existed changed nothing');
+    t.false(await s.movePin('r', 'a', '1', D('c'), D('b'), 'x', []));
+    t.deepEqual(take(), []);
+    await s.movePin('r', 'a', '1', D('a'), D('b'), 'x', []);
+    t.deepEqual(take(), [JSON.stringify({ type: 'pin-changed', upstream: 'r', repository: 'a', tag: '1', digest: D('b') })]);
+    await s.deletePin('r', 'a', '1');
+    t.deepEqual(take(), [JSON.stringify({ type: 'pin-changed', upstream: 'r', repository: 'a', tag: '1' })]);
+    await s.revoke(D('c'), 'bad', 'admin');
+    await s.unrevoke(D('c'), 'admin');
+    await s.unrevoke(D('c'), 'admin');
+    t.deepEqual(take(), [JSON.stringify({ type: 'revoked', digest: D('c') }), JSON.stringify({ type: 'unrevoked', digest: D('c') })]);
+    const grant = await s.createGrant({ scope: { upstream: 'r', repository: 'a' }, reason: 'x', actor: 'bob', expiresAt: new Date(Date.now() + 60_000) });
+    await s.revokeGrant(grant.id);
+    await s.revokeGrant(grant.id);
+    t.deepEqual(take(), [JSON.stringify({ type: 'grant-changed', upstream: 'r', repository: 'a' }), JSON.stringify({ type: 'grant-changed', upstream: 'r', repository: 'a' })]);
+    await s.publish({ type: 'policy-changed' });
+    t.deepEqual(take(), [JSON.stringify({ type: 'policy-changed' })]);
+    off();
+    await s.publish({ type: 'policy-changed' });
+    t.deepEqual(take(), [], 'unsubscribed');
+  }));
+
   test('revocations: revoke, list, unrevoke, each published as an event', (t) => withStore(async (s) => {
     const events: string[] = [];
     const off = s.subscribe((e) => events.push(`${e.type}:${e.digest ?? ''}`));
@@ -118,23 +170,56 @@ export function conformance(test: TestFn, backend: Backend): void {
     t.is((await s.queryAudit({ until: start })).length, 0);
     t.deepEqual((await s.queryAudit({ afterSeq: 3 })).map((r) => r.seq), [5, 4]);
     t.deepEqual((await s.queryAudit({ digest: D('1') }))[0]?.detail, { i: 1, nested: { b: 1, a: 2 } });
+    t.is((await s.queryAudit({ limit: 0 })).length, 1, 'a limit below 1 returns one record');
+    t.is((await s.queryAudit({ limit: Number.NaN })).length, 5, 'a limit that is not a number means the default');
   }));
 
-  test('audit tampering is detected and located: modified, deleted, inserted', (t) => withStore(async (s) => {
-    for (let i = 0; i < 6; i++) await s.appendAudit({ kind: 'allow', actor: 'policy', digest: D(String(i)) });
+  test('audit: what is returned is what is stored and hashed, whatever the detail held', (t) => withStore(async (s) => {
+    const when = new Date('2024-05-01T00:00:00Z');
+    const appended = await s.appendAudit({ kind: 'admin', actor: 'a', tag: undefined, detail: { when, gone: undefined } });
+    t.deepEqual(appended.detail, { when: when.toISOString() });
+    t.false('tag' in appended);
+    const [read] = await s.queryAudit({});
+    t.deepEqual(read, appended);
+    const v = await s.verifyAudit();
+    t.true(v.ok, JSON.stringify(v.problems));
+    await t.throwsAsync(s.appendAudit({ kind: 'admin', actor: 'a', detail: { n: 1n } }), { message: /cannot be stored/ });
+    t.is((await s.verifyAudit()).records, 1, 'a rejected record leaves no trace');
+  }));
+
+  test('audit: verification reads one snapshot while appends go on, and pages through a long trail', (t) => withStore(async (s) => {
+    for (let i = 0; i < 2100; i++) await s.appendAudit({ kind: 'allow', actor: 'policy', detail: { i } });
+    const appending = Promise.all(Array.from({ length: 60 }, (_, i) => s.appendAudit({ kind: 'deny', actor: 'policy', detail: { i } })));
+    const verifications = await Promise.all([s.verifyAudit(), s.verifyAudit(), s.verifyAudit()]);
+    await appending;
+    for (const v of verifications) t.true(v.ok, JSON.stringify(v.problems));
+    const final = await s.verifyAudit();
+    t.true(final.ok);
+    t.is(final.records, 2160);
+    await backend.tamper(s, "UPDATE audit SET actor = 'mallory' WHERE seq IN (1500, 2150)");
+    t.deepEqual((await s.verifyAudit()).problems.map((p) => [p.seq, p.problem]), [[1500, 'modified'], [2150, 'modified']]);
+  }));
+
+  test('audit tampering is detected and located: modified, deleted, inserted, cut off, appended', (t) => withStore(async (s) => {
+    for (let i = 0; i < 8; i++) await s.appendAudit({ kind: 'allow', actor: 'policy', digest: D(String(i)) });
+    const problems = async () => (await s.verifyAudit()).problems.map((p) => [p.seq, p.problem]);
     await backend.tamper(s, "UPDATE audit SET kind = 'deny' WHERE seq = 2");
-    let v = await s.verifyAudit();
-    t.false(v.ok);
-    t.deepEqual(v.problems.map((p) => [p.seq, p.problem]), [[2, 'modified']]);
+    t.deepEqual(await problems(), [[2, 'modified']]);
     await backend.tamper(s, "UPDATE audit SET kind = 'allow' WHERE seq = 2");
     t.true((await s.verifyAudit()).ok, 'restoring the content restores the chain');
     await backend.tamper(s, 'DELETE FROM audit WHERE seq = 4');
-    v = await s.verifyAudit();
-    t.deepEqual(v.problems.map((p) => [p.seq, p.problem]), [[5, 'deleted-before']]);
+    t.deepEqual(await problems(), [[5, 'deleted-before']]);
     await backend.tamper(s, `INSERT INTO audit (seq, at, kind, actor, prev_hash, hash) VALUES (4, 0, 'allow', 'mallory', '${'0'.repeat(64)}', '${'f'.repeat(64)}')`);
-    v = await s.verifyAudit();
-    t.false(v.ok);
-    t.true(v.problems.some((p) => p.seq === 4));
+    t.deepEqual(await problems(), [[4, 'inserted']], 'a forged record in the gap');
+    await backend.tamper(s, 'DELETE FROM audit WHERE seq >= 7');
+    t.deepEqual(await problems(), [[4, 'inserted'], [9, 'deleted-before']], 'the cut-off end too');
+    const appended = await s.appendAudit({ kind: 'admin', actor: 'ops' });
+    t.is(appended.seq, 9, 'appends continue from the chain head, past the cut');
+    t.deepEqual(await problems(), [[4, 'inserted'], [9, 'deleted-before']], 'and do not hide it');
+    const last = (await s.queryAudit({ limit: 1 }))[0]!;
+    await backend.tamper(s, `INSERT INTO audit (seq, at, kind, actor, prev_hash, hash) VALUES (10, 0, 'allow', 'mallory', '${last.hash}', '${'e'.repeat(64)}')`);
+    t.deepEqual(await problems(), [[4, 'inserted'], [9, 'deleted-before'], [10, 'inserted']], 'a record appended behind the store\'s back');
+    t.is((await s.appendAudit({ kind: 'admin', actor: 'ops' })).seq, 11, 'a forged record past the head does not block appends');
   }));
 }
 
