@@ -81,12 +81,16 @@ async function* auditPages(q: Queryable): AsyncGenerator<AuditRecord> {
   }
 }
 
-// Platform manifests admitted through index `?` that no other live index of their repository lists.
-const ORPHANED_CHILDREN = `SELECT 1 FROM admitted_children c WHERE c.parent = ? AND c.upstream = %T.upstream AND c.repository = %T.repository AND c.child = %T.%C
-  AND NOT EXISTS (SELECT 1 FROM admitted_children o JOIN admissions a ON a.upstream = o.upstream AND a.repository = o.repository AND a.digest = o.parent
-    WHERE o.upstream = c.upstream AND o.repository = c.repository AND o.child = c.child AND o.parent <> c.parent
-      AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.digest = o.parent))`;
-const orphansOf = (table: string, column: string) => ORPHANED_CHILDREN.replaceAll('%T', table).replaceAll('%C', column);
+/**
+ * Matches rows of `table` whose `column` is a platform manifest admitted through index `?` and listed
+ * by no other live index of its repository: what revoking that index withdraws.
+ */
+function orphanedChild(table: string, column: string): string {
+  return `EXISTS (SELECT 1 FROM admitted_children c WHERE c.parent = ? AND c.upstream = ${table}.upstream AND c.repository = ${table}.repository AND c.child = ${table}.${column}
+    AND NOT EXISTS (SELECT 1 FROM admitted_children o JOIN admissions a ON a.upstream = o.upstream AND a.repository = o.repository AND a.digest = o.parent
+      WHERE o.upstream = c.upstream AND o.repository = c.repository AND o.child = c.child AND o.parent <> c.parent
+        AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.digest = o.parent)))`;
+}
 
 type Emit = (e: StoreEvent) => void;
 
@@ -248,8 +252,8 @@ export class SqlStore implements Store {
       await tx.run('INSERT INTO revocations (digest, reason, actor, at) VALUES (?, ?, ?, ?) ON CONFLICT (digest) DO UPDATE SET reason = excluded.reason, actor = excluded.actor, at = excluded.at',
         [digest, reason, actor, Date.now()]);
       // A revoked index withdraws the platform manifests it admitted: they were served on its word.
-      await tx.run(`DELETE FROM admitted_blobs WHERE EXISTS (${orphansOf('admitted_blobs', 'manifest')})`, [digest]);
-      await tx.run(`DELETE FROM admissions WHERE EXISTS (${orphansOf('admissions', 'digest')})`, [digest]);
+      await tx.run(`DELETE FROM admitted_blobs WHERE ${orphanedChild('admitted_blobs', 'manifest')}`, [digest]);
+      await tx.run(`DELETE FROM admissions WHERE ${orphanedChild('admissions', 'digest')}`, [digest]);
       const [row] = await tx.query('SELECT * FROM revocations WHERE digest = ?', [digest]);
       if (!row) throw new Error(`revocation of ${digest} vanished while being written`);
       emit({ type: 'revoked', digest });
