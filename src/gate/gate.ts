@@ -274,8 +274,10 @@ export class PolicyGate implements Gate {
     for (const blob of blobs) this.#blobs.set(`${repoKey}@${blob}`, true);
   }
 
+  /** Each record's hash also goes to the log: an anchor outside the database for `audit verify`. */
   async #audit(e: AuditInput): Promise<void> {
-    await this.#deps.store.appendAudit(e);
+    const record = await this.#deps.store.appendAudit(e);
+    this.#deps.logger.info({ seq: record.seq, kind: record.kind, digest: record.digest, hash: record.hash }, 'audit record');
   }
 }
 
