@@ -12,9 +12,9 @@ export interface HostsConfig {
   server: string;
   /**
    * Hosts tried before the server, each with pull and resolve capabilities; containerd adds
-   * `?ns=<registry>` to requests to them. containerd 1.6 needs at least one.
+   * `?ns=<registry>` to requests to them. None: containerd goes to the server directly.
    */
-  mirrors: string[];
+  mirrors?: string[];
 }
 
 /** A hosts.toml given verbatim (e.g. a shipped deployment file). */
@@ -35,7 +35,7 @@ const PULL_TIMEOUT_MS = 90_000;
 
 function hostsToml(hosts: HostsConfig): string {
   const lines = [`server = "${hosts.server}"`, ''];
-  for (const m of hosts.mirrors) lines.push(`[host."${m}"]`, '  capabilities = ["pull", "resolve"]', '');
+  for (const m of hosts.mirrors ?? []) lines.push(`[host."${m}"]`, '  capabilities = ["pull", "resolve"]', '');
   return lines.join('\n');
 }
 

@@ -74,13 +74,10 @@ async function writeJsonBlob(layout: string, value: object, mediaType: string): 
   return writeBlob(layout, Buffer.from(JSON.stringify(value)), mediaType);
 }
 
-function smallLayer(seed: string, platform: string): Layer & { gzipped: Buffer } {
-  const tar = tarArchiveOf(`${seed} ${platform}\n`);
-  return { gzipped: gzipSync(tar), diffId: `sha256:${sha256(tar).toString('hex')}`, descriptor: undefined as never };
-}
-
-function tarArchiveOf(text: string): Buffer {
-  return tarArchive([{ name: 'hello.txt', content: Buffer.from(text) }]);
+/** The layer every image has: one small file naming the seed and platform. */
+async function writeSmallLayer(layout: string, seed: string, platform: string): Promise<Layer> {
+  const tar = tarArchive([{ name: 'hello.txt', content: Buffer.from(`${seed} ${platform}\n`) }]);
+  return { descriptor: await writeBlob(layout, gzipSync(tar), LAYER_GZIP), diffId: `sha256:${sha256(tar).toString('hex')}` };
 }
 
 /** A pass-through stream that feeds a hash and counts bytes. */
@@ -121,7 +118,7 @@ async function writeBigLayer(layout: string, size: number, seed: string): Promis
   return { descriptor: { mediaType: LAYER_GZIP, digest: `sha256:${hex}`, size: blobTap.bytes }, diffId: `sha256:${diffHash.digest('hex')}` };
 }
 
-async function writeImageManifest(layout: string, platform: string, layers: Layer[]): Promise<Descriptor> {
+async function writeImageManifest(layout: string, platform: string, layers: Layer[]): Promise<{ manifest: Descriptor; config: Descriptor }> {
   const p = parsePlatform(platform);
   const config = await writeJsonBlob(layout, {
     ...p,
@@ -129,7 +126,7 @@ async function writeImageManifest(layout: string, platform: string, layers: Laye
     rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) },
   }, CONFIG);
   const manifest: ImageManifest = { schemaVersion: 2, mediaType: MediaType.ociManifest, config, layers: layers.map((l) => l.descriptor) };
-  return { ...(await writeJsonBlob(layout, manifest, MediaType.ociManifest)), platform: p };
+  return { manifest: { ...(await writeJsonBlob(layout, manifest, MediaType.ociManifest)), platform: p }, config };
 }
 
 /** Points `tag` in the layout's index.json at `top`, keeping other tags. */
@@ -153,11 +150,9 @@ export async function buildImage(dir: string, tag: string, opts: BuildImageOptio
   const manifests: Descriptor[] = [];
   const blobs: string[] = [];
   for (const platform of platforms) {
-    const small = smallLayer(seed, platform);
-    const layers = [{ diffId: small.diffId, descriptor: await writeBlob(dir, small.gzipped, LAYER_GZIP) }, ...(big ? [big] : [])];
-    const manifest = await writeImageManifest(dir, platform, layers);
+    const layers = [await writeSmallLayer(dir, seed, platform), ...(big ? [big] : [])];
+    const { manifest, config } = await writeImageManifest(dir, platform, layers);
     manifests.push(manifest);
-    const config = (JSON.parse(await readFile(join(dir, 'blobs', 'sha256', manifest.digest.slice(7)), 'utf8')) as ImageManifest).config;
     for (const d of [config.digest, ...layers.map((l) => l.descriptor.digest)]) if (!blobs.includes(d)) blobs.push(d);
   }
   let top: Descriptor;
