@@ -1,26 +1,33 @@
-# pullgate: multi-stage build on the official Node 24 slim image. Pin the base by digest in your
-# own build pipeline (node:24-slim@sha256:...) so the image you run is the image you reviewed.
+# pullgate: multi-stage build on the official Node 24 slim image.
+# The tag is pinned here; pin the digest too in your own build (FROM node:24-slim@sha256:...), so
+# the image you run is the image you reviewed, and let your dependency bot move it.
+
+# --- runtime dependencies only: no TypeScript, no test tooling, no install scripts
 FROM node:24-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
-# Runtime dependencies only: no compiler, no test tooling, no lifecycle scripts needed at run time.
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 
+# --- the image that runs: sources, production node_modules, a default config; no npm at run time
 FROM node:24-slim
 ENV NODE_ENV=production
 WORKDIR /app
-# TypeScript runs by Node 24's type stripping: the reviewed sources are what runs, no build step.
+# Node 24 runs the TypeScript sources directly (type stripping): what was reviewed is what runs.
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
 COPY src ./src
+COPY deploy/docker/healthcheck.ts ./deploy/docker/healthcheck.ts
 COPY deploy/docker/pullgate.yaml /etc/pullgate/pullgate.yaml
 COPY config/policy.example.yaml /etc/pullgate/policy.yaml
-# State lives on a volume; everything else can be a read-only root filesystem.
+# The only writable path: SQLite state. Everything else works on a read-only root filesystem.
 RUN mkdir -p /var/lib/pullgate && chown 10001:10001 /var/lib/pullgate
 VOLUME ["/var/lib/pullgate"]
+# A numeric UID/GID with no passwd entry: Kubernetes' runAsNonRoot can verify it from the image.
 USER 10001:10001
 EXPOSE 5050 5051
-HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:5050/healthz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+# Reads the same config as the proxy (PULLGATE_CONFIG, else PID 1's --config), so TLS and other
+# ports stay healthy.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
+  CMD ["node", "deploy/docker/healthcheck.ts"]
 ENTRYPOINT ["node", "src/cli/main.ts"]
 CMD ["serve", "--config", "/etc/pullgate/pullgate.yaml"]
