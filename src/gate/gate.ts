@@ -25,6 +25,8 @@ const EVIDENCE_LAYER_TYPES = new Set<string>([
   'application/vnd.in-toto+json', 'application/vnd.cncf.notary.signature', 'application/jose+json', 'application/cose',
 ]);
 const EVIDENCE_TAG_RE = /^sha256-([a-f0-9]{64})(?:\.(?:sig|att|sbom))?$/;
+/** The largest signature payload, envelope or bundle evidence discovery reads (src/verify). */
+const EVIDENCE_BLOB_MAX_BYTES = 1024 * 1024;
 
 export interface GateDeps {
   upstreams: Upstreams;
@@ -57,14 +59,14 @@ export class PolicyGate implements Gate {
   readonly #deps: GateDeps;
   /** `repo@digest` of manifests admitted by this process, mapped to the digest that admitted them (itself or its index). */
   readonly #admitted: LRUCache<string, string>;
-  /** `repo@blob` known to belong to an admitted manifest; a cache in front of the store. */
-  readonly #blobs: LRUCache<string, true>;
+  /** `repo@blob` known to belong to an admitted manifest (no size limit) or to admitted evidence (its declared size). */
+  readonly #blobs: LRUCache<string, number>;
   readonly #running = new Map<string, Promise<FetchedManifest>>();
 
   constructor(deps: GateDeps) {
     this.#deps = deps;
     this.#admitted = new LRUCache<string, string>({ max: deps.maxCached });
-    this.#blobs = new LRUCache<string, true>({ max: deps.maxCached });
+    this.#blobs = new LRUCache<string, number>({ max: deps.maxCached });
   }
 
   /**
@@ -97,12 +99,13 @@ export class PolicyGate implements Gate {
     return this.#shared(key, () => (isDigest(reference) ? this.#serveDigest(target, reference, undefined, accept) : this.#serveTag(target, reference, accept)));
   }
 
-  async blob(target: Target, digest: string): Promise<void> {
+  async blob(target: Target, digest: string): Promise<{ maxBytes: number }> {
     const key = `${target.upstream}/${target.repository}@${digest}`;
-    if (this.#blobs.has(key)) return;
+    const known = this.#blobs.get(key);
+    if (known !== undefined) return { maxBytes: known };
     if (await this.#deps.store.isBlobAdmitted(target.upstream, target.repository, digest)) {
-      this.#blobs.set(key, true);
-      return;
+      this.#blobs.set(key, Number.POSITIVE_INFINITY);
+      return { maxBytes: Number.POSITIVE_INFINITY };
     }
     throw denied(`blob is not part of an admitted image: ${digest} in ${target.upstream}/${target.repository} belongs to no manifest this proxy admitted; pull the image's manifest through the proxy first`);
   }
@@ -130,7 +133,7 @@ export class PolicyGate implements Gate {
 
     let upstreamDigest: string | undefined;
     try {
-      upstreamDigest = await client.resolveTag(target.repository, tag, accept);
+      upstreamDigest = await client.resolveTag(target.repository, tag, accept, this.#deps.manifestMaxBytes);
     } catch (err) {
       if (!(err instanceof RegistryError) || !(isTransient(err) || err.status === 404)) throw err;
       this.#deps.logger.warn({ upstream: target.upstream, repository: target.repository, tag, pinned: pin.digest, error: err.message }, 'upstream cannot resolve the tag; serving the pin');
@@ -202,17 +205,20 @@ export class PolicyGate implements Gate {
       if (!(await this.#isAdmitted(target, subject))) {
         throw denied(`${repoKey}:${reference} is signature or attestation data for ${subject}, which has not been admitted: pull the image itself through the proxy first`);
       }
-      // Evidence admits its own blobs, filed under the image it belongs to, and nothing else: an
-      // index under an evidence tag must not admit the manifests it lists.
-      const blobs = blobsOf(parsed);
-      await store.admit(target.upstream, target.repository, subject, blobs, []);
-      for (const blob of blobs) this.#blobs.set(`${repoKey}@${blob}`, true);
+      // Evidence admits only its own small signature layers, in this process, each no larger than
+      // a signature can be: an index under an evidence tag admits none of the manifests it lists,
+      // and a fake signature manifest cannot name an image layer into the admitted set.
+      for (const layer of parsed.manifest?.layers ?? []) {
+        if (typeof layer.digest === 'string' && Number.isSafeInteger(layer.size) && layer.size <= EVIDENCE_BLOB_MAX_BYTES) {
+          this.#blobs.set(`${repoKey}@${layer.digest}`, layer.size);
+        }
+      }
       return;
     }
 
     // A platform manifest of an admitted index (admitted here, or by another replica).
     const parent = this.#admitted.get(`${repoKey}@${fetched.digest}`) ?? await store.admittedParent(target.upstream, target.repository, fetched.digest);
-    if (parent !== undefined && parent !== fetched.digest) {
+    if (parent !== undefined && parent !== fetched.digest && await this.#stillAdmitted(target, parent)) {
       await this.#record(target, fetched, parsed);
       return;
     }
@@ -239,8 +245,8 @@ export class PolicyGate implements Gate {
       if (admitted && now.getTime() - admitted.admittedAt.getTime() <= this.#deps.staleGraceSeconds * 1000) {
         metrics.events.inc({ event: 'stale-serve' });
         logger.warn({ image: imageName(image), admittedAt: admitted.admittedAt, reasons: decision.verdict.reasons }, 'stale serve: evidence unreachable, serving a digest admitted before');
+        // Not recorded again: a stale serve must not renew the grace period it is living on.
         await this.#audit({ kind: 'stale-serve', actor: 'proxy', ...refOf(image), reasons: decision.verdict.reasons });
-        await this.#record(target, fetched, parsed);
         return;
       }
     }
@@ -257,6 +263,18 @@ export class PolicyGate implements Gate {
     throw denied(`${imageName(image)} denied by policy (${v.rule}): ${v.reasons.join('; ')}`, { rule: v.rule, digest: image.digest, reasons: v.reasons });
   }
 
+  /**
+   * Whether an index that once admitted its platform manifests still would: not revoked, and
+   * allowed by the current policy (usually a cached verdict) or by a valid break-glass grant.
+   */
+  async #stillAdmitted(target: Target, index: string): Promise<boolean> {
+    if (this.#deps.revocations.get(index)) return false;
+    const image: ImageRef = { registry: target.upstream, repository: target.repository, digest: index };
+    const decision = await this.#deps.decider.decide(image, registryEvidenceSource(this.#deps.upstreams.client(target.upstream), this.#deps.manifestMaxBytes));
+    if (decision.verdict.verdict === 'allow') return true;
+    return (await this.#deps.store.findGrant(target.upstream, target.repository, index, this.#deps.now?.() ?? new Date())) !== undefined;
+  }
+
   async #isAdmitted(target: Target, digest: string): Promise<boolean> {
     if (this.#admitted.has(`${target.upstream}/${target.repository}@${digest}`)) return true;
     return (await this.#deps.store.isAdmitted(target.upstream, target.repository, digest)) !== undefined;
@@ -271,7 +289,7 @@ export class PolicyGate implements Gate {
     await this.#deps.store.admit(target.upstream, target.repository, fetched.digest, blobs, children);
     this.#admitted.set(`${repoKey}@${fetched.digest}`, this.#admitted.get(`${repoKey}@${fetched.digest}`) ?? fetched.digest);
     for (const child of children) this.#admitted.set(`${repoKey}@${child}`, fetched.digest);
-    for (const blob of blobs) this.#blobs.set(`${repoKey}@${blob}`, true);
+    for (const blob of blobs) this.#blobs.set(`${repoKey}@${blob}`, Number.POSITIVE_INFINITY);
   }
 
   /** Each record's hash also goes to the log: an anchor outside the database for `audit verify`. */

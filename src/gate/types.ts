@@ -12,6 +12,9 @@ export interface ManifestRequest {
 export interface Gate {
   /** The exact manifest to serve, already admitted; throws a RegistryError (DENIED, upstream errors) otherwise. */
   manifest(req: ManifestRequest): Promise<FetchedManifest>;
-  /** Resolves when `digest` may be served from `target`'s repository; throws DENIED otherwise. */
-  blob(target: Target, digest: string): Promise<void>;
+  /**
+   * Resolves when `digest` may be served from `target`'s repository, with the most bytes it may
+   * have (evidence blobs are small; image blobs unbounded); throws DENIED otherwise.
+   */
+  blob(target: Target, digest: string): Promise<{ maxBytes: number }>;
 }

@@ -152,13 +152,13 @@ export class RegistryClient {
    * The digest a tag points at upstream, by HEAD (registries do not count HEADs against pull limits).
    * Only used to notice that a tag moved: what is served is always content the proxy hashed itself.
    */
-  async resolveTag(repository: string, tag: string, accept: string | undefined): Promise<string> {
+  async resolveTag(repository: string, tag: string, accept: string | undefined, maxBytes: number): Promise<string> {
     const res = await this.send('HEAD', `/v2/${repository}/manifests/${tag}`, repository, { accept: manifestAccept(accept) }, 'resolve');
     if (res.status !== 200) throw await this.statusError(res, 'MANIFEST_UNKNOWN');
     await drain(res.body);
     const claimed = headerValue(res.headers, 'docker-content-digest');
     if (claimed && isDigest(claimed)) return claimed;
-    return (await this.manifest(repository, tag, accept, Number.MAX_SAFE_INTEGER)).digest;
+    return (await this.manifest(repository, tag, accept, maxBytes)).digest;
   }
 
   /** A blob (or a byte range of it), following upstream redirects to object storage. */

@@ -53,6 +53,9 @@ export function assertManifestReference(reference: string): void {
   if (reference.includes(':')) {
     const parsed = parseDigest(reference);
     if (typeof parsed === 'string') throw new RegistryError(400, 'MANIFEST_INVALID', `invalid manifest reference: ${parsed}`);
+    // Pins, revocations, grants and stored manifests are keyed by sha256: a manifest known under
+    // another algorithm would slip past them.
+    if (parsed.algorithm !== 'sha256') throw new RegistryError(400, 'MANIFEST_INVALID', `manifests are addressed by sha256 digests here, not ${parsed.algorithm}`);
     return;
   }
   if (!isTag(reference)) {

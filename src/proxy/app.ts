@@ -134,8 +134,10 @@ async function handle(deps: AppDeps, target: Target, query: URLSearchParams, req
     }
     case 'blob': {
       f.digest = endpoint.digest;
-      await deps.gate.blob(target, endpoint.digest);
+      const { maxBytes } = await deps.gate.blob(target, endpoint.digest);
       const range = req.get('range');
+      const bounded = Number.isFinite(maxBytes);
+      if (bounded && range) throw new RegistryError(403, 'DENIED', `blob ${endpoint.digest} is signature data: fetch it whole, without Range`);
       const up = await client.blob(req.method as 'GET' | 'HEAD', target.repository, endpoint.digest, range);
       if (up.status !== 200 && up.status !== 206) {
         if (up.status === 416) {
@@ -144,6 +146,11 @@ async function handle(deps: AppDeps, target: Target, query: URLSearchParams, req
           return;
         }
         throw await client.statusError(up, 'BLOB_UNKNOWN');
+      }
+      const length = Number(up.headers['content-length']);
+      if (bounded && !(length <= maxBytes)) {
+        up.body.destroy();
+        throw new RegistryError(403, 'DENIED', `blob ${endpoint.digest} is admitted as signature data of at most ${maxBytes} bytes, but the upstream offers ${Number.isFinite(length) ? length : 'an unknown number of'} bytes`);
       }
       res.status(up.status).set({
         ...API_VERSION,

@@ -91,7 +91,8 @@ export async function verifyChain(records: Iterable<AuditRecord> | AsyncIterable
   for await (const r of records) {
     count++;
     const expected = pending ? pending.record.seq + 1 : 1;
-    if (r.seq < expected) {
+    // A seq that is not a whole number (SQLite stores what it is given) fails every comparison below.
+    if (!Number.isSafeInteger(r.seq) || r.seq < expected) {
       problems.push({ seq: r.seq, problem: 'inserted', message: `record ${r.seq} reuses a seq or is out of sequence (expected ${expected} or later)` });
       continue;
     }

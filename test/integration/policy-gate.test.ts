@@ -220,6 +220,19 @@ test.serial('single flight: concurrent pulls of a new image share one manifest f
   t.is(proxy.lines('decision').filter((l) => String(l.image).includes('demo/flight-a')).length, 1);
 });
 
+test.serial('a platform manifest is admitted through its index only while the index itself still is', async (t) => {
+  t.is((await pull('demo/multiarch')).status, 200);
+  const index = JSON.parse((await pull('demo/multiarch')).body) as { manifests: { digest: string }[] };
+  const child = index.manifests[0]!.digest;
+  t.is((await pull('demo/multiarch', child)).status, 200, 'unsigned itself, admitted through the signed index');
+  proxy.writePolicy(policy([{ match: `${REG}/demo/multiarch`, evaluationMode: 'alwaysDeny' }]));
+  t.true(proxy.proxy.policy.reload().changed);
+  denied(t, await pull('demo/multiarch', child), /denied by policy/);
+  proxy.writePolicy(policy());
+  proxy.proxy.policy.reload();
+  t.is((await pull('demo/multiarch', child)).status, 200);
+});
+
 test.serial('policy hot reload on file change is atomic and drops cached verdicts', async (t) => {
   denied(t, await pull('demo/unsigned'), /attestor "trusted"/);
   proxy.writePolicy(policy([{ match: `${REG}/demo/unsigned`, evaluationMode: 'alwaysAllow' }]));

@@ -74,6 +74,7 @@ test('references and digests are validated', (t) => {
   t.regex(e.message, /unsupported digest algorithm "sha1"/);
   rejects(t, () => routeRequest('/v2/ghcr.io/a/blobs/sha256:abc', undefined, names()), 400, 'DIGEST_INVALID');
   rejects(t, () => routeRequest(`/v2/ghcr.io/a/referrers/sha256:${'A'.repeat(64)}`, undefined, names()), 400, 'DIGEST_INVALID');
+  rejects(t, () => routeRequest(`/v2/ghcr.io/a/manifests/sha512:${'b'.repeat(128)}`, undefined, names()), 400, 'MANIFEST_INVALID');
   t.deepEqual(routeRequest(`/v2/ghcr.io/a/blobs/sha512:${'b'.repeat(128)}`, undefined, names()).endpoint, { kind: 'blob', digest: `sha512:${'b'.repeat(128)}` });
 });
 
