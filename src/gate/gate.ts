@@ -14,6 +14,7 @@ import type { Upstreams } from '../proxy/upstreams.ts';
 import type { AuditInput, Store } from '../store/types.ts';
 import { imageName, type Decider, type Decision } from './decider.ts';
 import { registryEvidenceSource } from './evidence-source.ts';
+import type { EvidenceSource } from '../verify/source.ts';
 import type { Revocations } from './revocations.ts';
 import { tagAction } from './tags.ts';
 import type { Gate, ManifestRequest } from './types.ts';
@@ -80,6 +81,10 @@ export class PolicyGate implements Gate {
     const p = run().finally(() => this.#running.delete(key));
     this.#running.set(key, p);
     return p;
+  }
+
+  #evidence(target: Target): EvidenceSource {
+    return registryEvidenceSource(this.#deps.upstreams.client(target.upstream), this.#deps.manifestMaxBytes);
   }
 
   #fetch(target: Target, reference: string, accept: string | undefined): Promise<FetchedManifest> {
@@ -223,7 +228,7 @@ export class PolicyGate implements Gate {
       return;
     }
 
-    const decision = await this.#deps.decider.decide(image, registryEvidenceSource(this.#deps.upstreams.client(target.upstream), this.#deps.manifestMaxBytes));
+    const decision = await this.#deps.decider.decide(image, this.#evidence(target));
     if (decision.verdict.verdict !== 'allow') {
       await this.#refused(target, fetched, parsed, image, decision);
       return;
@@ -270,7 +275,7 @@ export class PolicyGate implements Gate {
   async #stillAdmitted(target: Target, index: string): Promise<boolean> {
     if (this.#deps.revocations.get(index)) return false;
     const image: ImageRef = { registry: target.upstream, repository: target.repository, digest: index };
-    const decision = await this.#deps.decider.decide(image, registryEvidenceSource(this.#deps.upstreams.client(target.upstream), this.#deps.manifestMaxBytes));
+    const decision = await this.#deps.decider.decide(image, this.#evidence(target));
     if (decision.verdict.verdict === 'allow') return true;
     return (await this.#deps.store.findGrant(target.upstream, target.repository, index, this.#deps.now?.() ?? new Date())) !== undefined;
   }

@@ -18,6 +18,15 @@ export class EvidenceFormatError extends Error {
   override readonly name = 'EvidenceFormatError';
 }
 
+/** Evidence bytes parsed as JSON; malformed evidence is a rejection reason, not an error. */
+export function evidenceJson(bytes: Buffer, what: string): unknown {
+  try {
+    return JSON.parse(bytes.toString('utf8'));
+  } catch {
+    throw new EvidenceFormatError(`${what} is not valid JSON`);
+  }
+}
+
 /** A `.sig` layer: simple-signing payload bytes plus the layer's annotations. */
 export function simpleSigningBundle(payload: Buffer, annotations: Record<string, string>): Bundle {
   const signature = annotations[Annotation.signature];
@@ -45,12 +54,7 @@ export function attestationBundles(envelopeBytes: Buffer, annotations: Record<st
 }
 
 function parseEnvelope(bytes: Buffer): SerializedEnvelope {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(bytes.toString('utf8'));
-  } catch {
-    throw new EvidenceFormatError('DSSE envelope is not valid JSON');
-  }
+  const doc = evidenceJson(bytes, 'DSSE envelope');
   const env = doc as Partial<SerializedEnvelope> | null;
   if (typeof env?.payloadType !== 'string' || typeof env.payload !== 'string' || !Array.isArray(env.signatures)) {
     throw new EvidenceFormatError('not a DSSE envelope (needs payloadType, payload, signatures)');

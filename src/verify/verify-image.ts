@@ -7,7 +7,7 @@ import type { AttestorFacts, ImageRef, VerifiedEvidence } from '../policy/types.
 import type { CompiledAttestor } from './attestor.ts';
 import { checkKeyed, checkKeyless, isKeyless, matchIdentity, type KeylessResult, type SignatureCheck, type SignedBundle } from './check-signature.ts';
 import { checkSimpleSigningPayload, checkStatement, type ContentCheck } from './content.ts';
-import { attestationBundles, EvidenceFormatError, simpleSigningBundle } from './cosign-layer.ts';
+import { attestationBundles, EvidenceFormatError, evidenceJson, simpleSigningBundle } from './cosign-layer.ts';
 import { BUNDLE_MEDIA_TYPES, discoverEvidence, type RawEvidence } from './discover.ts';
 import type { EvidenceSource } from './source.ts';
 
@@ -120,12 +120,7 @@ async function bundlePiece(raw: RawEvidence, digest: string, manifest: () => Pro
 }
 
 function parseBundle(bytes: Buffer): Bundle {
-  let json: unknown;
-  try {
-    json = JSON.parse(bytes.toString('utf8'));
-  } catch {
-    throw new EvidenceFormatError('Sigstore bundle is not valid JSON');
-  }
+  const json = evidenceJson(bytes, 'Sigstore bundle');
   const mediaType = (json as { mediaType?: unknown } | null)?.mediaType;
   if (typeof mediaType !== 'string' || !BUNDLE_MEDIA_TYPES.includes(mediaType)) {
     throw new EvidenceFormatError(`unsupported Sigstore bundle media type ${JSON.stringify(mediaType)}`);
