@@ -8,35 +8,61 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Pool, request } from 'undici';
 import { stringify } from 'yaml';
-import { buildImage, freePort, generateKey, pushImage, signImage, startRegistry, waitFor } from '../test/harness/index.ts';
+import {
+  buildImage,
+  freePort,
+  generateKey,
+  pushImage,
+  signImage,
+  startRegistry,
+  waitFor,
+} from '../test/harness/index.ts';
 
-const { values } = parseArgs({ options: { 'blob-mib': { type: 'string' }, requests: { type: 'string' }, concurrency: { type: 'string' } } });
+const { values } = parseArgs({
+  options: { 'blob-mib': { type: 'string' }, requests: { type: 'string' }, concurrency: { type: 'string' } },
+});
 const BLOB_MIB = Number(values['blob-mib'] ?? 256);
 const REQUESTS = Number(values.requests ?? 3000);
 const CONCURRENCY = Number(values.concurrency ?? 16);
 const MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 
-interface Timing { rps: number; p50: number; p99: number }
+interface Timing {
+  rps: number;
+  p50: number;
+  p99: number;
+}
 
-async function hammer(origin: string, path: string, method: 'GET' | 'HEAD', n: number, concurrency: number): Promise<Timing> {
+async function hammer(
+  origin: string,
+  path: string,
+  method: 'GET' | 'HEAD',
+  n: number,
+  concurrency: number,
+): Promise<Timing> {
   const pool = new Pool(origin, { connections: concurrency });
   const times: number[] = [];
   let next = 0;
   const started = performance.now();
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < n) {
-      next++;
-      const t0 = performance.now();
-      const res = await pool.request({ path, method, headers: { accept: MANIFEST } });
-      await res.body.dump();
-      if (res.statusCode !== 200) throw new Error(`${method} ${origin}${path}: ${res.statusCode}`);
-      times.push(performance.now() - t0);
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < n) {
+        next++;
+        const t0 = performance.now();
+        const res = await pool.request({ path, method, headers: { accept: MANIFEST } });
+        await res.body.dump();
+        if (res.statusCode !== 200) throw new Error(`${method} ${origin}${path}: ${res.statusCode}`);
+        times.push(performance.now() - t0);
+      }
+    }),
+  );
   const seconds = (performance.now() - started) / 1000;
   await pool.close();
   times.sort((a, b) => a - b);
-  return { rps: n / seconds, p50: times[Math.floor(times.length * 0.5)] ?? 0, p99: times[Math.floor(times.length * 0.99)] ?? 0 };
+  return {
+    rps: n / seconds,
+    p50: times[Math.floor(times.length * 0.5)] ?? 0,
+    p99: times[Math.floor(times.length * 0.99)] ?? 0,
+  };
 }
 
 async function download(url: string, range = false): Promise<number> {
@@ -63,22 +89,40 @@ try {
   const key = generateKey('ecdsa-p256');
   await signImage(registry, 'bench/app', image.digest, key.privateKey);
   writeFileSync(join(work, 'ci.pub'), key.publicPem);
-  writeFileSync(join(work, 'policy.yaml'), stringify({
-    apiVersion: 'pullgate.dev/v1', kind: 'Policy',
-    attestors: { ci: { keys: [{ file: 'ci.pub' }] } },
-    defaultRule: { evaluationMode: 'requireAttestation', requireAttestors: ['ci'] },
-  }));
+  writeFileSync(
+    join(work, 'policy.yaml'),
+    stringify({
+      apiVersion: 'pullgate.dev/v1',
+      kind: 'Policy',
+      attestors: { ci: { keys: [{ file: 'ci.pub' }] } },
+      defaultRule: { evaluationMode: 'requireAttestation', requireAttestors: ['ci'] },
+    }),
+  );
   const port = await freePort();
-  writeFileSync(join(work, 'pullgate.yaml'), stringify({
-    listen: { host: '127.0.0.1', port },
-    upstreams: [{ host: 'bench.test', url: registry.url, insecure: true }],
-    policy: { file: 'policy.yaml' },
-    store: { sqlite: { path: 'state.db' } },
-    log: { level: 'warn' },
-  }));
-  proxyProcess = spawn(process.execPath, ['src/cli/main.ts', 'serve', '--config', join(work, 'pullgate.yaml')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  writeFileSync(
+    join(work, 'pullgate.yaml'),
+    stringify({
+      listen: { host: '127.0.0.1', port },
+      upstreams: [{ host: 'bench.test', url: registry.url, insecure: true }],
+      policy: { file: 'policy.yaml' },
+      store: { sqlite: { path: 'state.db' } },
+      log: { level: 'warn' },
+    }),
+  );
+  proxyProcess = spawn(process.execPath, ['src/cli/main.ts', 'serve', '--config', join(work, 'pullgate.yaml')], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
   const proxy = `http://127.0.0.1:${port}`;
-  await waitFor(async () => (await request(`${proxy}/readyz`).then(async (r) => { await r.body.dump(); return r.statusCode === 200; }).catch(() => false)) || undefined, { timeoutMs: 20_000, intervalMs: 100, what: 'proxy readiness' });
+  await waitFor(
+    async () =>
+      (await request(`${proxy}/readyz`)
+        .then(async (r) => {
+          await r.body.dump();
+          return r.statusCode === 200;
+        })
+        .catch(() => false)) || undefined,
+    { timeoutMs: 20_000, intervalMs: 100, what: 'proxy readiness' },
+  );
 
   const directManifest = `/v2/bench/app/manifests/${image.digest}`;
   const proxyManifest = `/v2/bench.test/bench/app/manifests/${image.digest}`;
@@ -99,7 +143,9 @@ try {
   const layer = image.blobs.at(-1)!;
   const rssBefore = rssMiB(proxyProcess.pid!);
   let rssPeak = rssBefore;
-  const sampler = setInterval(() => { rssPeak = Math.max(rssPeak, rssMiB(proxyProcess!.pid!)); }, 20);
+  const sampler = setInterval(() => {
+    rssPeak = Math.max(rssPeak, rssMiB(proxyProcess!.pid!));
+  }, 20);
   const directMbps: number[] = [];
   const proxyMbps: number[] = [];
   const rangeMbps: number[] = [];
@@ -113,21 +159,24 @@ try {
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[1] ?? 0;
 
   const f = (x: number, d = 1) => x.toFixed(d);
-  const row = (name: string, d: Timing, p: Timing) => `| ${name} | ${f(d.rps, 0)} req/s, p50 ${f(d.p50, 2)} ms, p99 ${f(d.p99, 2)} ms | ${f(p.rps, 0)} req/s, p50 ${f(p.p50, 2)} ms, p99 ${f(p.p99, 2)} ms | ${f(p.rps / d.rps, 2)} |`;
-  process.stdout.write([
-    `pullgate benchmark: ${REQUESTS} requests at concurrency ${CONCURRENCY}, ${BLOB_MIB} MiB blob, node ${process.version}`,
-    '',
-    '| path | direct upstream | through pullgate (signature policy) | throughput ratio |',
-    '|---|---|---|---|',
-    row('manifest GET by digest (cached verdict)', directGet, proxyGet),
-    row('manifest HEAD by tag (pin + upstream HEAD)', directHead, proxyHead),
-    `| blob GET ${BLOB_MIB} MiB, hashed in flight (median of 3) | ${f(median(directMbps))} MiB/s | ${f(median(proxyMbps))} MiB/s | ${f(median(proxyMbps) / median(directMbps), 2)} |`,
-    `| blob GET ${BLOB_MIB} MiB with Range: bytes=0- (not hashed) | ${f(median(directMbps))} MiB/s | ${f(median(rangeMbps))} MiB/s | ${f(median(rangeMbps) / median(directMbps), 2)} |`,
-    '',
-    `first pull through the proxy (fetch, evidence, verification, store): ${f(coldMs)} ms`,
-    `proxy RSS: ${f(rssBefore)} MiB before the blob downloads, peak ${f(rssPeak)} MiB while streaming ${BLOB_MIB} MiB six times`,
-    '',
-  ].join('\n'));
+  const row = (name: string, d: Timing, p: Timing) =>
+    `| ${name} | ${f(d.rps, 0)} req/s, p50 ${f(d.p50, 2)} ms, p99 ${f(d.p99, 2)} ms | ${f(p.rps, 0)} req/s, p50 ${f(p.p50, 2)} ms, p99 ${f(p.p99, 2)} ms | ${f(p.rps / d.rps, 2)} |`;
+  process.stdout.write(
+    [
+      `pullgate benchmark: ${REQUESTS} requests at concurrency ${CONCURRENCY}, ${BLOB_MIB} MiB blob, node ${process.version}`,
+      '',
+      '| path | direct upstream | through pullgate (signature policy) | throughput ratio |',
+      '|---|---|---|---|',
+      row('manifest GET by digest (cached verdict)', directGet, proxyGet),
+      row('manifest HEAD by tag (pin + upstream HEAD)', directHead, proxyHead),
+      `| blob GET ${BLOB_MIB} MiB, hashed in flight (median of 3) | ${f(median(directMbps))} MiB/s | ${f(median(proxyMbps))} MiB/s | ${f(median(proxyMbps) / median(directMbps), 2)} |`,
+      `| blob GET ${BLOB_MIB} MiB with Range: bytes=0- (not hashed) | ${f(median(directMbps))} MiB/s | ${f(median(rangeMbps))} MiB/s | ${f(median(rangeMbps) / median(directMbps), 2)} |`,
+      '',
+      `first pull through the proxy (fetch, evidence, verification, store): ${f(coldMs)} ms`,
+      `proxy RSS: ${f(rssBefore)} MiB before the blob downloads, peak ${f(rssPeak)} MiB while streaming ${BLOB_MIB} MiB six times`,
+      '',
+    ].join('\n'),
+  );
 } finally {
   proxyProcess?.kill('SIGTERM');
   await registry.stop();

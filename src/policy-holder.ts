@@ -18,10 +18,14 @@ export class PolicyHolder {
     this.#file = file;
     this.#logger = logger;
     this.#onChange = onChange;
-    this.#current = file ? loadPolicyFile(file) : parsePolicy(EMBEDDED_POLICY, { file: '<embedded policy>', baseDir: process.cwd() });
+    this.#current = file
+      ? loadPolicyFile(file)
+      : parsePolicy(EMBEDDED_POLICY, { file: '<embedded policy>', baseDir: process.cwd() });
   }
 
-  get current(): CompiledPolicy { return this.#current; }
+  get current(): CompiledPolicy {
+    return this.#current;
+  }
 
   /** Reloads from the file; returns whether the policy in force changed. */
   reload(): { ok: boolean; changed: boolean; error?: string } {

@@ -42,12 +42,22 @@ interface Listener {
   url: string;
 }
 
-async function listen(app: Express, host: string, port: number, tls?: { cert: string; key: string }): Promise<Listener> {
-  const server: Server = tls ? createHttpsServer({ cert: readFileSync(tls.cert), key: readFileSync(tls.key) }, app) : createHttpServer(app);
+async function listen(
+  app: Express,
+  host: string,
+  port: number,
+  tls?: { cert: string; key: string },
+): Promise<Listener> {
+  const server: Server = tls
+    ? createHttpsServer({ cert: readFileSync(tls.cert), key: readFileSync(tls.key) }, app)
+    : createHttpServer(app);
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => { server.off('error', reject); resolve(); });
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
   });
   const address = server.address() as AddressInfo;
   const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
@@ -75,12 +85,22 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
   const upstreams = new Upstreams(config, metrics);
   const decider = new Decider({ policy: () => policy.current, cache: config.cache, logger, metrics });
   gate = new PolicyGate({
-    upstreams, decider, store, revocations, logger, metrics,
-    manifestMaxBytes: config.manifestMaxBytes, maxCached: config.cache.maxEntries, staleGraceSeconds: config.staleGraceSeconds,
+    upstreams,
+    decider,
+    store,
+    revocations,
+    logger,
+    metrics,
+    manifestMaxBytes: config.manifestMaxBytes,
+    maxCached: config.cache.maxEntries,
+    staleGraceSeconds: config.staleGraceSeconds,
   });
   const unsubscribe = store.subscribe((e) => {
     if (e.type === 'revoked' || e.type === 'unrevoked') {
-      revocations.refresh().then(() => gate?.invalidate(), (err: unknown) => logger.error({ err }, 'revocation refresh failed'));
+      revocations.refresh().then(
+        () => gate?.invalidate(),
+        (err: unknown) => logger.error({ err }, 'revocation refresh failed'),
+      );
     } else if (e.type === 'policy-changed') {
       policy.reload();
     } else if (e.type === 'grant-changed') {
@@ -90,17 +110,46 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
   await revocations.start(opts.revocationRefreshMs ?? 5_000);
 
   let ready = false;
-  const app = createApp({ upstreams, gate, logger, metrics, manifestMaxBytes: config.manifestMaxBytes, ready: () => ready });
-  const tls = config.listen.tlsCert && config.listen.tlsKey ? { cert: config.listen.tlsCert, key: config.listen.tlsKey } : undefined;
+  const app = createApp({
+    upstreams,
+    gate,
+    logger,
+    metrics,
+    manifestMaxBytes: config.manifestMaxBytes,
+    ready: () => ready,
+  });
+  const tls =
+    config.listen.tlsCert && config.listen.tlsKey
+      ? { cert: config.listen.tlsCert, key: config.listen.tlsKey }
+      : undefined;
   const main = await listen(app, config.listen.host, config.listen.port, tls);
   const adminToken = config.admin.token;
   const admin = adminToken
-    ? await listen(createAdminApp({ store, token: adminToken, logger, canonical: (h) => upstreams.canonical(h), reloadPolicy: () => policy.reload() }), config.admin.host, config.admin.port)
+    ? await listen(
+        createAdminApp({
+          store,
+          token: adminToken,
+          logger,
+          canonical: (h) => upstreams.canonical(h),
+          reloadPolicy: () => policy.reload(),
+        }),
+        config.admin.host,
+        config.admin.port,
+      )
     : undefined;
   if (!admin) logger.warn('no admin token configured (admin.token or PULLGATE_ADMIN_TOKEN): the admin API is off');
   if (opts.watchPolicy) policy.watch();
   ready = true;
-  logger.info({ url: main.url, admin: admin?.url, upstreams: config.upstreams.map((u) => u.host), policy: policy.current.source, store: store.kind }, 'pullgate listening');
+  logger.info(
+    {
+      url: main.url,
+      admin: admin?.url,
+      upstreams: config.upstreams.map((u) => u.host),
+      policy: policy.current.source,
+      store: store.kind,
+    },
+    'pullgate listening',
+  );
 
   let closing: Promise<void> | undefined;
   return {
@@ -114,7 +163,10 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
         (main.server as HttpsServer).setSecureContext({ cert: readFileSync(tls.cert), key: readFileSync(tls.key) });
         logger.info({ cert: tls.cert }, 'TLS certificate reloaded');
       } catch (err) {
-        logger.error({ cert: tls.cert, error: (err as Error).message }, 'TLS reload failed; keeping the previous certificate');
+        logger.error(
+          { cert: tls.cert, error: (err as Error).message },
+          'TLS reload failed; keeping the previous certificate',
+        );
       }
     },
     close(drainMs = 10_000) {

@@ -16,7 +16,23 @@ export interface AdminDeps {
   reloadPolicy(): { ok: boolean; changed: boolean; error?: string };
 }
 
-const AUDIT_KINDS: readonly AuditKind[] = ['allow', 'deny', 'dryrun-deny', 'drift', 'approve', 'revoke', 'unrevoke', 'pin', 'repin', 'unpin', 'grant', 'grant-use', 'stale-serve', 'policy-reload', 'admin'];
+const AUDIT_KINDS: readonly AuditKind[] = [
+  'allow',
+  'deny',
+  'dryrun-deny',
+  'drift',
+  'approve',
+  'revoke',
+  'unrevoke',
+  'pin',
+  'repin',
+  'unpin',
+  'grant',
+  'grant-use',
+  'stale-serve',
+  'policy-reload',
+  'admin',
+];
 const DURATION_RE = /^(\d+)(s|m|h|d)$/;
 const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
 const MAX_GRANT_SECONDS = 30 * 86400;
@@ -49,12 +65,17 @@ export function createAdminApp(deps: AdminDeps): express.Express {
   const { store } = deps;
   const app = express();
   app.disable('x-powered-by');
-  app.get('/healthz', (_req, res) => { res.json({ status: 'ok' }); });
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
   app.use((req, res, next) => {
     const header = req.get('authorization') ?? '';
     const m = /^Bearer (.+)$/.exec(header);
     if (!m?.[1] || !sameToken(m[1], deps.token)) {
-      res.status(401).set('www-authenticate', 'Bearer realm="pullgate-admin"').json(new RegistryError(401, 'UNAUTHORIZED', 'admin API needs "Authorization: Bearer <admin token>"').body());
+      res
+        .status(401)
+        .set('www-authenticate', 'Bearer realm="pullgate-admin"')
+        .json(new RegistryError(401, 'UNAUTHORIZED', 'admin API needs "Authorization: Bearer <admin token>"').body());
       return;
     }
     next();
@@ -72,123 +93,218 @@ export function createAdminApp(deps: AdminDeps): express.Express {
     if (!upstream) throw bad(`registry "${parsed.registry}" is not an allowlisted upstream`);
     return { ...parsed, upstream };
   };
-  const wrap = (fn: (req: Request, res: Response) => Promise<unknown>) => (req: Request, res: Response, next: NextFunction) => {
-    fn(req, res).then((body) => { if (!res.headersSent) res.json(body); }, next);
-  };
+  const wrap =
+    (fn: (req: Request, res: Response) => Promise<unknown>) => (req: Request, res: Response, next: NextFunction) => {
+      fn(req, res).then((body) => {
+        if (!res.headersSent) res.json(body);
+      }, next);
+    };
 
-  app.get('/api/v1/pins', wrap(async (req) => {
-    const q = req.query;
-    return { pins: await store.listPins({ ...(typeof q.upstream === 'string' ? { upstream: q.upstream } : {}), ...(typeof q.repository === 'string' ? { repository: q.repository } : {}) }) };
-  }));
+  app.get(
+    '/api/v1/pins',
+    wrap(async (req) => {
+      const q = req.query;
+      return {
+        pins: await store.listPins({
+          ...(typeof q.upstream === 'string' ? { upstream: q.upstream } : {}),
+          ...(typeof q.repository === 'string' ? { repository: q.repository } : {}),
+        }),
+      };
+    }),
+  );
 
   /** Approve: move a pin to a digest (resolving its drift). The digest still has to pass policy when served. */
-  app.post('/api/v1/pins/approve', wrap(async (req) => {
-    const img = image(req.body?.image);
-    if (!img.tag) throw bad('image must name a tag, like registry/repo:tag');
-    const to = digest(req.body?.digest);
-    const actor = actorOf(req);
-    const pin = await store.getPin(img.upstream, img.repository, img.tag);
-    if (pin) {
-      if (!(await store.movePin(img.upstream, img.repository, img.tag, pin.digest, to, pin.rule, pin.attestors))) {
-        throw new RegistryError(409, 'DENIED', 'the pin changed while approving; list pins and try again');
+  app.post(
+    '/api/v1/pins/approve',
+    wrap(async (req) => {
+      const img = image(req.body?.image);
+      if (!img.tag) throw bad('image must name a tag, like registry/repo:tag');
+      const to = digest(req.body?.digest);
+      const actor = actorOf(req);
+      const pin = await store.getPin(img.upstream, img.repository, img.tag);
+      if (pin) {
+        if (!(await store.movePin(img.upstream, img.repository, img.tag, pin.digest, to, pin.rule, pin.attestors))) {
+          throw new RegistryError(409, 'DENIED', 'the pin changed while approving; list pins and try again');
+        }
+      } else {
+        await store.createPin({
+          upstream: img.upstream,
+          repository: img.repository,
+          tag: img.tag,
+          digest: to,
+          rule: 'admin',
+          attestors: [],
+        });
       }
-    } else {
-      await store.createPin({ upstream: img.upstream, repository: img.repository, tag: img.tag, digest: to, rule: 'admin', attestors: [] });
-    }
-    const resolved = [];
-    for (const d of await store.listDrift({ unresolvedOnly: true })) {
-      if (d.upstream === img.upstream && d.repository === img.repository && d.tag === img.tag) resolved.push((await store.resolveDrift(d.id))?.id);
-    }
-    await store.appendAudit({ kind: 'approve', actor, upstream: img.upstream, repository: img.repository, tag: img.tag, digest: to, detail: { from: pin?.digest ?? null, resolvedDrift: resolved } });
-    deps.logger.info({ actor, image: `${img.upstream}/${img.repository}:${img.tag}`, from: pin?.digest, to }, 'admin: pin approved');
-    return { pin: await store.getPin(img.upstream, img.repository, img.tag), resolvedDrift: resolved };
-  }));
-
-  app.delete('/api/v1/pins', wrap(async (req) => {
-    const img = image(req.body?.image);
-    if (!img.tag) throw bad('image must name a tag, like registry/repo:tag');
-    const removed = await store.deletePin(img.upstream, img.repository, img.tag);
-    if (removed) await store.appendAudit({ kind: 'unpin', actor: actorOf(req), upstream: img.upstream, repository: img.repository, tag: img.tag });
-    return { removed };
-  }));
-
-  app.get('/api/v1/drift', wrap(async (req) => ({ drift: await store.listDrift({ unresolvedOnly: req.query.all !== 'true' }) })));
-
-  app.get('/api/v1/revocations', wrap(async () => ({ revocations: await store.listRevocations() })));
-  app.post('/api/v1/revocations', wrap(async (req) => {
-    const d = digest(req.body?.digest);
-    const reason = text(req.body?.reason, 'reason');
-    const actor = actorOf(req);
-    const revocation = await store.revoke(d, reason, actor);
-    await store.appendAudit({ kind: 'revoke', actor, digest: d, reasons: [reason] });
-    deps.logger.warn({ actor, digest: d, reason }, 'admin: digest revoked');
-    return { revocation };
-  }));
-  app.delete('/api/v1/revocations/:digest', wrap(async (req) => {
-    const d = digest(req.params.digest);
-    const removed = await store.unrevoke(d, actorOf(req));
-    if (removed) await store.appendAudit({ kind: 'unrevoke', actor: actorOf(req), digest: d });
-    return { removed };
-  }));
-
-  app.get('/api/v1/grants', wrap(async (req) => ({ grants: await store.listGrants(req.query.all === 'true') })));
-  app.post('/api/v1/grants', wrap(async (req) => {
-    const body = req.body ?? {};
-    const reason = text(body.reason, 'reason');
-    const m = DURATION_RE.exec(text(body.expiresIn, 'expiresIn'));
-    const seconds = m ? Number(m[1]) * (UNIT_SECONDS[m[2] ?? 's'] ?? 1) : NaN;
-    if (!(seconds > 0 && seconds <= MAX_GRANT_SECONDS)) throw bad('expiresIn must be a duration like 30m, 4h or 2d, at most 30d');
-    let scope: { digest: string } | { upstream: string; repository: string };
-    if (body.digest !== undefined) scope = { digest: digest(body.digest) };
-    else {
-      const img = image(body.repository);
-      if (img.tag || img.digest) throw bad('repository must be registry/repository without a tag or digest');
-      scope = { upstream: img.upstream, repository: img.repository };
-    }
-    const actor = actorOf(req);
-    const grant = await store.createGrant({ scope, reason, actor, expiresAt: new Date(Date.now() + seconds * 1000) });
-    await store.appendAudit({ kind: 'grant', actor, ...('digest' in scope ? { digest: scope.digest } : { upstream: scope.upstream, repository: scope.repository }), reasons: [reason], detail: { grant: grant.id, expiresAt: grant.expiresAt.toISOString() } });
-    deps.logger.warn({ actor, grant: grant.id, scope, reason, expiresAt: grant.expiresAt }, 'admin: break-glass grant issued');
-    return { grant };
-  }));
-  app.delete('/api/v1/grants/:id', wrap(async (req) => {
-    const removed = await store.revokeGrant(text(req.params.id, 'id'));
-    if (removed) await store.appendAudit({ kind: 'admin', actor: actorOf(req), detail: { action: 'revoke-grant', grant: req.params.id } });
-    return { removed };
-  }));
-
-  app.get('/api/v1/audit', wrap(async (req) => {
-    const q = req.query;
-    const query: AuditQuery = {};
-    if (typeof q.digest === 'string') query.digest = digest(q.digest);
-    if (typeof q.image === 'string') query.image = q.image;
-    if (typeof q.kind === 'string') {
-      if (!AUDIT_KINDS.includes(q.kind as AuditKind)) throw bad(`kind must be one of ${AUDIT_KINDS.join(', ')}`);
-      query.kind = q.kind as AuditKind;
-    }
-    for (const key of ['since', 'until'] as const) {
-      const v = q[key];
-      if (typeof v === 'string') {
-        const t = new Date(v);
-        if (Number.isNaN(t.getTime())) throw bad(`${key} must be an RFC 3339 time`);
-        query[key] = t;
+      const resolved = [];
+      for (const d of await store.listDrift({ unresolvedOnly: true })) {
+        if (d.upstream === img.upstream && d.repository === img.repository && d.tag === img.tag)
+          resolved.push((await store.resolveDrift(d.id))?.id);
       }
-    }
-    if (typeof q.limit === 'string') query.limit = Math.min(10_000, Math.max(1, Number.parseInt(q.limit, 10) || 100));
-    if (typeof q.afterSeq === 'string') query.afterSeq = Number.parseInt(q.afterSeq, 10) || 0;
-    return { records: await store.queryAudit(query) };
-  }));
-  app.get('/api/v1/audit/verify', wrap(async () => store.verifyAudit()));
+      await store.appendAudit({
+        kind: 'approve',
+        actor,
+        upstream: img.upstream,
+        repository: img.repository,
+        tag: img.tag,
+        digest: to,
+        detail: { from: pin?.digest ?? null, resolvedDrift: resolved },
+      });
+      deps.logger.info(
+        { actor, image: `${img.upstream}/${img.repository}:${img.tag}`, from: pin?.digest, to },
+        'admin: pin approved',
+      );
+      return { pin: await store.getPin(img.upstream, img.repository, img.tag), resolvedDrift: resolved };
+    }),
+  );
 
-  app.post('/api/v1/policy/reload', wrap(async (req) => {
-    const result = deps.reloadPolicy();
-    if (!result.ok) throw new RegistryError(422, 'UNSUPPORTED', `policy not reloaded, the previous one stays in force: ${result.error}`);
-    await store.appendAudit({ kind: 'policy-reload', actor: actorOf(req), detail: { changed: result.changed } });
-    if (result.changed) await store.publish({ type: 'policy-changed' });
-    return result;
-  }));
+  app.delete(
+    '/api/v1/pins',
+    wrap(async (req) => {
+      const img = image(req.body?.image);
+      if (!img.tag) throw bad('image must name a tag, like registry/repo:tag');
+      const removed = await store.deletePin(img.upstream, img.repository, img.tag);
+      if (removed)
+        await store.appendAudit({
+          kind: 'unpin',
+          actor: actorOf(req),
+          upstream: img.upstream,
+          repository: img.repository,
+          tag: img.tag,
+        });
+      return { removed };
+    }),
+  );
 
-  app.use((_req, res) => { res.status(404).json(new RegistryError(404, 'UNSUPPORTED', 'no such admin endpoint').body()); });
+  app.get(
+    '/api/v1/drift',
+    wrap(async (req) => ({ drift: await store.listDrift({ unresolvedOnly: req.query.all !== 'true' }) })),
+  );
+
+  app.get(
+    '/api/v1/revocations',
+    wrap(async () => ({ revocations: await store.listRevocations() })),
+  );
+  app.post(
+    '/api/v1/revocations',
+    wrap(async (req) => {
+      const d = digest(req.body?.digest);
+      const reason = text(req.body?.reason, 'reason');
+      const actor = actorOf(req);
+      const revocation = await store.revoke(d, reason, actor);
+      await store.appendAudit({ kind: 'revoke', actor, digest: d, reasons: [reason] });
+      deps.logger.warn({ actor, digest: d, reason }, 'admin: digest revoked');
+      return { revocation };
+    }),
+  );
+  app.delete(
+    '/api/v1/revocations/:digest',
+    wrap(async (req) => {
+      const d = digest(req.params.digest);
+      const removed = await store.unrevoke(d, actorOf(req));
+      if (removed) await store.appendAudit({ kind: 'unrevoke', actor: actorOf(req), digest: d });
+      return { removed };
+    }),
+  );
+
+  app.get(
+    '/api/v1/grants',
+    wrap(async (req) => ({ grants: await store.listGrants(req.query.all === 'true') })),
+  );
+  app.post(
+    '/api/v1/grants',
+    wrap(async (req) => {
+      const body = req.body ?? {};
+      const reason = text(body.reason, 'reason');
+      const m = DURATION_RE.exec(text(body.expiresIn, 'expiresIn'));
+      const seconds = m ? Number(m[1]) * (UNIT_SECONDS[m[2] ?? 's'] ?? 1) : NaN;
+      if (!(seconds > 0 && seconds <= MAX_GRANT_SECONDS))
+        throw bad('expiresIn must be a duration like 30m, 4h or 2d, at most 30d');
+      let scope: { digest: string } | { upstream: string; repository: string };
+      if (body.digest !== undefined) scope = { digest: digest(body.digest) };
+      else {
+        const img = image(body.repository);
+        if (img.tag || img.digest) throw bad('repository must be registry/repository without a tag or digest');
+        scope = { upstream: img.upstream, repository: img.repository };
+      }
+      const actor = actorOf(req);
+      const grant = await store.createGrant({ scope, reason, actor, expiresAt: new Date(Date.now() + seconds * 1000) });
+      await store.appendAudit({
+        kind: 'grant',
+        actor,
+        ...('digest' in scope ? { digest: scope.digest } : { upstream: scope.upstream, repository: scope.repository }),
+        reasons: [reason],
+        detail: { grant: grant.id, expiresAt: grant.expiresAt.toISOString() },
+      });
+      deps.logger.warn(
+        { actor, grant: grant.id, scope, reason, expiresAt: grant.expiresAt },
+        'admin: break-glass grant issued',
+      );
+      return { grant };
+    }),
+  );
+  app.delete(
+    '/api/v1/grants/:id',
+    wrap(async (req) => {
+      const removed = await store.revokeGrant(text(req.params.id, 'id'));
+      if (removed)
+        await store.appendAudit({
+          kind: 'admin',
+          actor: actorOf(req),
+          detail: { action: 'revoke-grant', grant: req.params.id },
+        });
+      return { removed };
+    }),
+  );
+
+  app.get(
+    '/api/v1/audit',
+    wrap(async (req) => {
+      const q = req.query;
+      const query: AuditQuery = {};
+      if (typeof q.digest === 'string') query.digest = digest(q.digest);
+      if (typeof q.image === 'string') query.image = q.image;
+      if (typeof q.kind === 'string') {
+        if (!AUDIT_KINDS.includes(q.kind as AuditKind)) throw bad(`kind must be one of ${AUDIT_KINDS.join(', ')}`);
+        query.kind = q.kind as AuditKind;
+      }
+      for (const key of ['since', 'until'] as const) {
+        const v = q[key];
+        if (typeof v === 'string') {
+          const t = new Date(v);
+          if (Number.isNaN(t.getTime())) throw bad(`${key} must be an RFC 3339 time`);
+          query[key] = t;
+        }
+      }
+      if (typeof q.limit === 'string') query.limit = Math.min(10_000, Math.max(1, Number.parseInt(q.limit, 10) || 100));
+      if (typeof q.afterSeq === 'string') query.afterSeq = Number.parseInt(q.afterSeq, 10) || 0;
+      return { records: await store.queryAudit(query) };
+    }),
+  );
+  app.get(
+    '/api/v1/audit/verify',
+    wrap(async () => store.verifyAudit()),
+  );
+
+  app.post(
+    '/api/v1/policy/reload',
+    wrap(async (req) => {
+      const result = deps.reloadPolicy();
+      if (!result.ok)
+        throw new RegistryError(
+          422,
+          'UNSUPPORTED',
+          `policy not reloaded, the previous one stays in force: ${result.error}`,
+        );
+      await store.appendAudit({ kind: 'policy-reload', actor: actorOf(req), detail: { changed: result.changed } });
+      if (result.changed) await store.publish({ type: 'policy-changed' });
+      return result;
+    }),
+  );
+
+  app.use((_req, res) => {
+    res.status(404).json(new RegistryError(404, 'UNSUPPORTED', 'no such admin endpoint').body());
+  });
   app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
     if (err instanceof RegistryError) {
       res.status(err.status).json(err.body());

@@ -6,7 +6,10 @@ export class AdminClient {
   readonly #token: string;
 
   constructor(base: string, token: string | undefined) {
-    if (!token) throw new Error('no admin token: pass --token or set PULLGATE_ADMIN_TOKEN (the token the proxy was started with)');
+    if (!token)
+      throw new Error(
+        'no admin token: pass --token or set PULLGATE_ADMIN_TOKEN (the token the proxy was started with)',
+      );
     this.#base = base.replace(/\/$/, '');
     this.#token = token;
   }
@@ -16,13 +19,19 @@ export class AdminClient {
     try {
       res = await request(`${this.#base}${path}`, {
         method,
-        headers: { authorization: `Bearer ${this.#token}`, 'content-type': 'application/json', 'x-pullgate-actor': process.env.USER ?? 'cli' },
+        headers: {
+          authorization: `Bearer ${this.#token}`,
+          'content-type': 'application/json',
+          'x-pullgate-actor': process.env.USER ?? 'cli',
+        },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
         headersTimeout: 30_000,
         bodyTimeout: 30_000,
       });
     } catch (err) {
-      throw new Error(`cannot reach the admin API at ${this.#base} (${(err as { code?: string }).code ?? (err as Error).message}): is the proxy running with an admin token? Use --admin-url to point elsewhere`);
+      throw new Error(
+        `cannot reach the admin API at ${this.#base} (${(err as { code?: string }).code ?? (err as Error).message}): is the proxy running with an admin token? Use --admin-url to point elsewhere`,
+      );
     }
     const text = await res.body.text();
     let parsed: unknown;

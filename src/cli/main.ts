@@ -33,7 +33,9 @@ async function serve(args: string[]): Promise<number> {
     proxy.reloadTls();
   });
   await new Promise<void>((resolve) => {
-    const stop = () => { proxy.close().then(resolve, resolve); };
+    const stop = () => {
+      proxy.close().then(resolve, resolve);
+    };
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
   });
@@ -41,7 +43,10 @@ async function serve(args: string[]): Promise<number> {
 }
 
 const COMMANDS: Record<string, (args: string[], out: Output) => Promise<number>> = {
-  serve, check, 'policy lint': policyLint, ...ADMIN_COMMANDS,
+  serve,
+  check,
+  'policy lint': policyLint,
+  ...ADMIN_COMMANDS,
 };
 
 export async function main(argv: string[], out: Output = stdio): Promise<number> {

@@ -24,7 +24,12 @@ export interface Decision {
   failure?: 'transient' | 'error';
 }
 
-export type VerifyFn = (source: EvidenceSource, image: ImageRef, attestors: readonly CompiledAttestor[], opts?: { now?: Date }) => Promise<Map<string, AttestorFacts>>;
+export type VerifyFn = (
+  source: EvidenceSource,
+  image: ImageRef,
+  attestors: readonly CompiledAttestor[],
+  opts?: { now?: Date },
+) => Promise<Map<string, AttestorFacts>>;
 
 export interface DeciderDeps {
   policy: () => CompiledPolicy;
@@ -80,21 +85,36 @@ export class Decider {
       let facts: Map<string, AttestorFacts> = new Map();
       let verdict: Verdict;
       try {
-        const attestors = selected.attestors.map((name) => policy.attestors.get(name)).filter((a): a is CompiledAttestor => a !== undefined);
+        const attestors = selected.attestors
+          .map((name) => policy.attestors.get(name))
+          .filter((a): a is CompiledAttestor => a !== undefined);
         if (attestors.length > 0) facts = await this.#verify(source, image, attestors, { now });
         verdict = evaluate(selected, facts, now);
       } catch (err) {
         // Fail closed: evidence that cannot be fetched or judged is a deny, never cached as a verdict.
         const why = err instanceof RegistryError ? err.message : `verification failed: ${(err as Error).message}`;
         verdict = {
-          verdict: 'deny', judgement: 'deny', enforcementMode: 'enforce', rule: selected.name, ruleHash: selected.ruleHash,
-          tagMode: selected.tagMode, reasons: [`evidence could not be checked: ${why}`],
+          verdict: 'deny',
+          judgement: 'deny',
+          enforcementMode: 'enforce',
+          rule: selected.name,
+          ruleHash: selected.ruleHash,
+          tagMode: selected.tagMode,
+          reasons: [`evidence could not be checked: ${why}`],
         };
-        const decision: Decision = { image, verdict, facts, cached: false, ms: performance.now() - started, failure: isTransient(err) ? 'transient' : 'error' };
+        const decision: Decision = {
+          image,
+          verdict,
+          facts,
+          cached: false,
+          ms: performance.now() - started,
+          failure: isTransient(err) ? 'transient' : 'error',
+        };
         this.#log(decision, policy);
         return decision;
       }
-      const ttl = (verdict.judgement === 'allow' ? this.#deps.cache.allowTtlSeconds : this.#deps.cache.denyTtlSeconds) * 1000;
+      const ttl =
+        (verdict.judgement === 'allow' ? this.#deps.cache.allowTtlSeconds : this.#deps.cache.denyTtlSeconds) * 1000;
       if (ttl > 0) this.#cache.set(key, verdict, { ttl });
       const decision = { image, verdict, facts, cached: false, ms: performance.now() - started };
       this.#log(decision, policy);
@@ -108,8 +128,15 @@ export class Decider {
     const v = d.verdict;
     this.#deps.metrics.decisions.inc({ verdict: v.verdict, judgement: v.judgement, cached: 'false' });
     const line = {
-      image: imageName(d.image), digest: d.image.digest, rule: v.rule, mode: v.enforcementMode, verdict: v.verdict,
-      judgement: v.judgement, reasons: v.reasons, ms: Math.round(d.ms * 10) / 10, policy: policy.version.slice(0, 12),
+      image: imageName(d.image),
+      digest: d.image.digest,
+      rule: v.rule,
+      mode: v.enforcementMode,
+      verdict: v.verdict,
+      judgement: v.judgement,
+      reasons: v.reasons,
+      ms: Math.round(d.ms * 10) / 10,
+      policy: policy.version.slice(0, 12),
       ...(d.failure ? { failure: d.failure } : {}),
     };
     if (v.verdict === 'allow' && v.judgement === 'deny') this.#deps.logger.warn(line, 'decision: dry-run would deny');

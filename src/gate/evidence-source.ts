@@ -17,7 +17,9 @@ export function registryEvidenceSource(client: RegistryClient, manifestMaxBytes:
     blob: (repository, digest, maxBytes) => client.smallBlob(repository, digest, maxBytes),
     async referrers(repository: string, digest: string, artifactType?: string): Promise<ImageIndex> {
       const { index } = await client.referrers(repository, digest, manifestMaxBytes);
-      return artifactType ? { ...index, manifests: index.manifests.filter((d) => d.artifactType === artifactType) } : index;
+      return artifactType
+        ? { ...index, manifests: index.manifests.filter((d) => d.artifactType === artifactType) }
+        : index;
     },
   };
 }

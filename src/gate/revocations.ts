@@ -13,7 +13,9 @@ export class Revocations {
 
   async start(refreshMs: number): Promise<void> {
     await this.refresh();
-    this.#timer = setInterval(() => { this.refresh().catch(() => undefined); }, refreshMs);
+    this.#timer = setInterval(() => {
+      this.refresh().catch(() => undefined);
+    }, refreshMs);
     this.#timer.unref();
   }
 

@@ -14,8 +14,11 @@ export type TagAction =
 export function tagAction(pinned: string, upstreamDigest: string | undefined, mode: TagMode): TagAction {
   if (upstreamDigest === undefined || upstreamDigest === pinned) return { action: 'serve-pinned' };
   switch (mode) {
-    case 'pin': return { action: 'serve-pinned', drift: upstreamDigest };
-    case 'deny': return { action: 'deny-moved', from: pinned, to: upstreamDigest };
-    case 'follow': return { action: 'try-follow', from: pinned, to: upstreamDigest };
+    case 'pin':
+      return { action: 'serve-pinned', drift: upstreamDigest };
+    case 'deny':
+      return { action: 'deny-moved', from: pinned, to: upstreamDigest };
+    case 'follow':
+      return { action: 'try-follow', from: pinned, to: upstreamDigest };
   }
 }

@@ -21,8 +21,18 @@ export async function readLimited(body: Readable, maxBytes: number): Promise<Buf
 }
 
 const KNOWN_CODES = new Set<string>([
-  'BLOB_UNKNOWN', 'DIGEST_INVALID', 'MANIFEST_BLOB_UNKNOWN', 'MANIFEST_INVALID', 'MANIFEST_UNKNOWN',
-  'NAME_INVALID', 'NAME_UNKNOWN', 'SIZE_INVALID', 'UNAUTHORIZED', 'DENIED', 'UNSUPPORTED', 'TOOMANYREQUESTS',
+  'BLOB_UNKNOWN',
+  'DIGEST_INVALID',
+  'MANIFEST_BLOB_UNKNOWN',
+  'MANIFEST_INVALID',
+  'MANIFEST_UNKNOWN',
+  'NAME_INVALID',
+  'NAME_UNKNOWN',
+  'SIZE_INVALID',
+  'UNAUTHORIZED',
+  'DENIED',
+  'UNSUPPORTED',
+  'TOOMANYREQUESTS',
 ]);
 
 /** The first error code and message of an upstream's OCI error body, if it has one we recognise. */
@@ -41,14 +51,30 @@ export function upstreamErrorOf(body: Buffer): { code?: ErrorCode; message?: str
 }
 
 /** Maps an upstream's non-success answer onto the error this proxy returns, naming the upstream. */
-export function upstreamStatusError(host: string, status: number, body: Buffer, notFound: ErrorCode, retryAfter?: string): RegistryError {
+export function upstreamStatusError(
+  host: string,
+  status: number,
+  body: Buffer,
+  notFound: ErrorCode,
+  retryAfter?: string,
+): RegistryError {
   const { code, message } = upstreamErrorOf(body);
   const said = message ? `: ${message}` : '';
   if (status === 404) return new RegistryError(404, code ?? notFound, `upstream ${host} answered 404${said}`);
-  if (status === 401) return new RegistryError(401, 'UNAUTHORIZED', `upstream ${host} refused the proxy's credentials for this repository (it may not exist)${said}`);
+  if (status === 401)
+    return new RegistryError(
+      401,
+      'UNAUTHORIZED',
+      `upstream ${host} refused the proxy's credentials for this repository (it may not exist)${said}`,
+    );
   if (status === 403) return new RegistryError(403, 'DENIED', `upstream ${host} denied access${said}`);
   if (status === 429) {
-    return new RegistryError(429, 'TOOMANYREQUESTS', `upstream ${host} is rate limiting the proxy${said}`, retryAfter ? { headers: { 'retry-after': retryAfter } } : {});
+    return new RegistryError(
+      429,
+      'TOOMANYREQUESTS',
+      `upstream ${host} is rate limiting the proxy${said}`,
+      retryAfter ? { headers: { 'retry-after': retryAfter } } : {},
+    );
   }
   if (status === 400 && code) return new RegistryError(400, code, `upstream ${host} rejected the request${said}`);
   return new RegistryError(502, 'UNAVAILABLE', `upstream ${host} answered ${status}${said}`);

@@ -14,7 +14,9 @@ const TOKEN = /[!#$%&'*+.^_`|~0-9A-Za-z-]+/y;
 export function parseChallenges(header: string): Challenge[] {
   const out: Challenge[] = [];
   let i = 0;
-  const skipSpace = () => { while (i < header.length && (header[i] === ' ' || header[i] === '\t')) i++; };
+  const skipSpace = () => {
+    while (i < header.length && (header[i] === ' ' || header[i] === '\t')) i++;
+  };
   const token = (): string | undefined => {
     TOKEN.lastIndex = i;
     const m = TOKEN.exec(header);
@@ -27,8 +29,14 @@ export function parseChallenges(header: string): Challenge[] {
     let value = '';
     for (i++; i < header.length; i++) {
       const c = header[i];
-      if (c === '\\' && i + 1 < header.length) { value += header[++i]; continue; }
-      if (c === '"') { i++; return value; }
+      if (c === '\\' && i + 1 < header.length) {
+        value += header[++i];
+        continue;
+      }
+      if (c === '"') {
+        i++;
+        return value;
+      }
       value += c;
     }
     return undefined;
@@ -41,7 +49,10 @@ export function parseChallenges(header: string): Challenge[] {
   };
   while (i < header.length) {
     skipSpace();
-    if (header[i] === ',') { i++; continue; }
+    if (header[i] === ',') {
+      i++;
+      continue;
+    }
     const scheme = token();
     if (!scheme) break;
     const challenge: Challenge = { scheme: scheme.toLowerCase(), params: {} };
@@ -52,7 +63,10 @@ export function parseChallenges(header: string): Challenge[] {
       const name = token();
       if (!name) break;
       skipSpace();
-      if (header[i] !== '=') { i = start; break; } // the next challenge's scheme
+      if (header[i] !== '=') {
+        i = start;
+        break;
+      } // the next challenge's scheme
       i++;
       skipSpace();
       const value = quoted() ?? bare();

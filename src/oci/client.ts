@@ -47,7 +47,9 @@ function manifestAccept(accept: string | undefined): string {
   return accept && MANIFEST_MEDIA_TYPES.some((t) => accept.includes(t)) ? accept : ALL_MANIFEST_TYPES;
 }
 
-interface Credential { header: string }
+interface Credential {
+  header: string;
+}
 
 function headerValue(h: UpstreamResponse['headers'], name: string): string | undefined {
   const v = h[name];
@@ -64,7 +66,9 @@ export function networkError(host: string, err: unknown, timeouts: UpstreamConfi
   };
   const ms = timeoutMs[code];
   if (ms !== undefined) {
-    return new RegistryError(504, 'UNAVAILABLE', `upstream ${host} did not answer within ${ms} ms (${code})`, { cause: err });
+    return new RegistryError(504, 'UNAVAILABLE', `upstream ${host} did not answer within ${ms} ms (${code})`, {
+      cause: err,
+    });
   }
   const why = code || (err instanceof Error ? err.message : String(err));
   return new RegistryError(502, 'UNAVAILABLE', `upstream ${host} is unreachable: ${why}`, { cause: err });
@@ -98,14 +102,22 @@ export class RegistryClient {
     this.#observer = observer;
   }
 
-  get host(): string { return this.upstream.host; }
+  get host(): string {
+    return this.upstream.host;
+  }
 
   async close(): Promise<void> {
     await Promise.all([this.#agent.close(), this.#external.close()]);
   }
 
   /** One request to the upstream registry API, authenticated as the upstream demands. */
-  async send(method: Method, path: string, repository: string, headers: Record<string, string>, op: string): Promise<UpstreamResponse> {
+  async send(
+    method: Method,
+    path: string,
+    repository: string,
+    headers: Record<string, string>,
+    op: string,
+  ): Promise<UpstreamResponse> {
     const scope = `repository:${repository}:pull`;
     const url = new URL(path, this.#base);
     const first = await this.#roundTrip(this.#agent, method, url, { ...headers, ...this.#cachedAuth(scope) }, op);
@@ -118,8 +130,19 @@ export class RegistryClient {
   }
 
   /** Fetches a manifest once: size-limited, digest computed over the exact bytes, media type checked. */
-  async manifest(repository: string, reference: string, accept: string | undefined, maxBytes: number): Promise<FetchedManifest> {
-    const res = await this.send('GET', `/v2/${repository}/manifests/${reference}`, repository, { accept: manifestAccept(accept) }, 'manifest');
+  async manifest(
+    repository: string,
+    reference: string,
+    accept: string | undefined,
+    maxBytes: number,
+  ): Promise<FetchedManifest> {
+    const res = await this.send(
+      'GET',
+      `/v2/${repository}/manifests/${reference}`,
+      repository,
+      { accept: manifestAccept(accept) },
+      'manifest',
+    );
     if (res.status !== 200) throw await this.statusError(res, 'MANIFEST_UNKNOWN');
     const declared = Number(headerValue(res.headers, 'content-length'));
     if (declared > maxBytes) {
@@ -136,13 +159,21 @@ export class RegistryClient {
     const where = `${this.host}/${repository}:${reference}`;
     if (isDigest(reference)) {
       if (!matchesDigest(bytes, reference)) {
-        throw new RegistryError(502, 'MANIFEST_INVALID', `upstream ${this.host} returned a manifest for ${reference} whose content does not hash to that digest; refusing it`);
+        throw new RegistryError(
+          502,
+          'MANIFEST_INVALID',
+          `upstream ${this.host} returned a manifest for ${reference} whose content does not hash to that digest; refusing it`,
+        );
       }
     }
     const digest = isDigest(reference) ? reference : sha256Digest(bytes);
     const claimed = headerValue(res.headers, 'docker-content-digest');
     if (!isDigest(reference) && claimed?.startsWith('sha256:') && claimed !== digest) {
-      throw new RegistryError(502, 'MANIFEST_INVALID', `upstream ${this.host} claims ${where} is ${claimed} but its content hashes to ${digest}; refusing it`);
+      throw new RegistryError(
+        502,
+        'MANIFEST_INVALID',
+        `upstream ${this.host} claims ${where} is ${claimed} but its content hashes to ${digest}; refusing it`,
+      );
     }
     const mediaType = manifestMediaType(bytes, headerValue(res.headers, 'content-type'), where, this.host);
     return { bytes, mediaType, digest };
@@ -153,7 +184,13 @@ export class RegistryClient {
    * Only used to notice that a tag moved: what is served is always content the proxy hashed itself.
    */
   async resolveTag(repository: string, tag: string, accept: string | undefined, maxBytes: number): Promise<string> {
-    const res = await this.send('HEAD', `/v2/${repository}/manifests/${tag}`, repository, { accept: manifestAccept(accept) }, 'resolve');
+    const res = await this.send(
+      'HEAD',
+      `/v2/${repository}/manifests/${tag}`,
+      repository,
+      { accept: manifestAccept(accept) },
+      'resolve',
+    );
     if (res.status !== 200) throw await this.statusError(res, 'MANIFEST_UNKNOWN');
     await drain(res.body);
     const claimed = headerValue(res.headers, 'docker-content-digest');
@@ -167,11 +204,21 @@ export class RegistryClient {
     for (let hop = 0; isRedirect(res.status); hop++) {
       const location = headerValue(res.headers, 'location');
       await drain(res.body);
-      if (!location) throw new RegistryError(502, 'UNAVAILABLE', `upstream ${this.host} redirected ${digest} without a Location`);
-      if (hop >= MAX_REDIRECTS) throw new RegistryError(502, 'UNAVAILABLE', `upstream ${this.host} redirected ${digest} more than ${MAX_REDIRECTS} times`);
+      if (!location)
+        throw new RegistryError(502, 'UNAVAILABLE', `upstream ${this.host} redirected ${digest} without a Location`);
+      if (hop >= MAX_REDIRECTS)
+        throw new RegistryError(
+          502,
+          'UNAVAILABLE',
+          `upstream ${this.host} redirected ${digest} more than ${MAX_REDIRECTS} times`,
+        );
       const target = new URL(location, this.#base);
       if (target.protocol !== 'https:' && !(this.upstream.insecure && target.protocol === 'http:')) {
-        throw new RegistryError(502, 'UNAVAILABLE', `upstream ${this.host} redirected ${digest} to a non-HTTPS location; refusing to follow`);
+        throw new RegistryError(
+          502,
+          'UNAVAILABLE',
+          `upstream ${this.host} redirected ${digest} to a non-HTTPS location; refusing to follow`,
+        );
       }
       const sameOrigin = target.origin === this.#base.origin;
       // Object storage URLs carry their own signature: upstream credentials must not travel there.
@@ -190,23 +237,43 @@ export class RegistryClient {
     try {
       bytes = await readLimited(res.body, maxBytes);
     } catch (err) {
-      if (err instanceof TooLargeError) throw new RegistryError(502, 'SIZE_INVALID', `blob ${digest} in ${this.host}/${repository} is larger than ${maxBytes} bytes`);
+      if (err instanceof TooLargeError)
+        throw new RegistryError(
+          502,
+          'SIZE_INVALID',
+          `blob ${digest} in ${this.host}/${repository} is larger than ${maxBytes} bytes`,
+        );
       throw networkError(this.host, err, this.upstream.timeouts);
     }
     if (!matchesDigest(bytes, digest)) {
-      throw new RegistryError(502, 'DIGEST_INVALID', `upstream ${this.host} returned content for blob ${digest} that does not hash to it`);
+      throw new RegistryError(
+        502,
+        'DIGEST_INVALID',
+        `upstream ${this.host} returned content for blob ${digest} that does not hash to it`,
+      );
     }
     return bytes;
   }
 
   /** The upstream's referrers of a digest; on 404 (no referrers API) the tag schema fallback `sha256-<hex>`. */
-  async referrers(repository: string, digest: string, maxBytes: number): Promise<{ index: ImageIndex; source: 'api' | 'tag' | 'none' }> {
-    const res = await this.send('GET', `/v2/${repository}/referrers/${digest}`, repository, { accept: MediaType.ociIndex }, 'referrers');
+  async referrers(
+    repository: string,
+    digest: string,
+    maxBytes: number,
+  ): Promise<{ index: ImageIndex; source: 'api' | 'tag' | 'none' }> {
+    const res = await this.send(
+      'GET',
+      `/v2/${repository}/referrers/${digest}`,
+      repository,
+      { accept: MediaType.ociIndex },
+      'referrers',
+    );
     if (res.status === 200) {
       const bytes = await this.#readBody(res, maxBytes, `referrers of ${digest}`);
       return { index: parseIndex(bytes, `${this.host} referrers of ${digest}`), source: 'api' };
     }
-    if (res.status !== 404 && res.status !== 405 && res.status !== 400) throw await this.statusError(res, 'MANIFEST_UNKNOWN');
+    if (res.status !== 404 && res.status !== 405 && res.status !== 400)
+      throw await this.statusError(res, 'MANIFEST_UNKNOWN');
     await drain(res.body);
     const fallbackTag = digest.replace(':', '-');
     try {
@@ -222,7 +289,13 @@ export class RegistryClient {
   /** One page of the tag list, body as the upstream sent it (bounded) plus its Link header. */
   async tags(repository: string, query: URLSearchParams, maxBytes: number): Promise<{ body: Buffer; link?: string }> {
     const qs = query.size ? `?${query}` : '';
-    const res = await this.send('GET', `/v2/${repository}/tags/list${qs}`, repository, { accept: 'application/json' }, 'tags');
+    const res = await this.send(
+      'GET',
+      `/v2/${repository}/tags/list${qs}`,
+      repository,
+      { accept: 'application/json' },
+      'tags',
+    );
     if (res.status !== 200) throw await this.statusError(res, 'NAME_UNKNOWN');
     const body = await this.#readBody(res, maxBytes, `tag list of ${repository}`);
     const link = headerValue(res.headers, 'link');
@@ -233,7 +306,8 @@ export class RegistryClient {
     try {
       return await readLimited(res.body, maxBytes);
     } catch (err) {
-      if (err instanceof TooLargeError) throw new RegistryError(502, 'SIZE_INVALID', `upstream ${this.host}: ${what} is larger than ${maxBytes} bytes`);
+      if (err instanceof TooLargeError)
+        throw new RegistryError(502, 'SIZE_INVALID', `upstream ${this.host}: ${what} is larger than ${maxBytes} bytes`);
       throw networkError(this.host, err, this.upstream.timeouts);
     }
   }
@@ -244,7 +318,11 @@ export class RegistryClient {
   }
 
   #tooLarge(repository: string, reference: string, maxBytes: number): RegistryError {
-    return new RegistryError(502, 'MANIFEST_INVALID', `manifest ${this.host}/${repository}:${reference} is larger than the proxy's limit of ${maxBytes} bytes (manifestMaxBytes)`);
+    return new RegistryError(
+      502,
+      'MANIFEST_INVALID',
+      `manifest ${this.host}/${repository}:${reference} is larger than the proxy's limit of ${maxBytes} bytes (manifestMaxBytes)`,
+    );
   }
 
   #cachedAuth(scope: string): Record<string, string> {
@@ -288,7 +366,8 @@ export class RegistryClient {
 
   async #fetchToken(challenge: Challenge, scope: string): Promise<string> {
     const realm = challenge.params.realm;
-    if (!realm) throw new RegistryError(502, 'UNAVAILABLE', `upstream ${this.host} sent a Bearer challenge without a realm`);
+    if (!realm)
+      throw new RegistryError(502, 'UNAVAILABLE', `upstream ${this.host} sent a Bearer challenge without a realm`);
     let url: URL;
     try {
       url = new URL(realm);
@@ -296,7 +375,11 @@ export class RegistryClient {
       throw new RegistryError(502, 'UNAVAILABLE', `upstream ${this.host} sent an invalid token realm "${realm}"`);
     }
     if (url.protocol !== 'https:' && !(this.upstream.insecure && url.protocol === 'http:')) {
-      throw new RegistryError(502, 'UNAVAILABLE', `upstream ${this.host} names a non-HTTPS token realm ${url.origin}; set insecure: true only for test registries`);
+      throw new RegistryError(
+        502,
+        'UNAVAILABLE',
+        `upstream ${this.host} names a non-HTTPS token realm ${url.origin}; set insecure: true only for test registries`,
+      );
     }
     if (challenge.params.service) url.searchParams.set('service', challenge.params.service);
     url.searchParams.append('scope', challenge.params.scope || scope);
@@ -305,28 +388,57 @@ export class RegistryClient {
     const res = await this.#roundTrip(dispatcher, 'GET', url, basic ? { authorization: basic } : {}, 'token');
     if (res.status !== 200) {
       await drain(res.body);
-      throw new RegistryError(res.status === 401 || res.status === 403 ? 401 : 502, res.status === 401 || res.status === 403 ? 'UNAUTHORIZED' : 'UNAVAILABLE',
-        `token service ${url.origin} of upstream ${this.host} answered ${res.status}${basic ? ' to the configured credentials' : ' to an anonymous request'}`);
+      throw new RegistryError(
+        res.status === 401 || res.status === 403 ? 401 : 502,
+        res.status === 401 || res.status === 403 ? 'UNAUTHORIZED' : 'UNAVAILABLE',
+        `token service ${url.origin} of upstream ${this.host} answered ${res.status}${basic ? ' to the configured credentials' : ' to an anonymous request'}`,
+      );
     }
     const body = await this.#readBody(res, MAX_TOKEN_BODY, 'token response');
     let parsed: { token?: unknown; access_token?: unknown; expires_in?: unknown };
     try {
       parsed = JSON.parse(body.toString('utf8'));
     } catch {
-      throw new RegistryError(502, 'UNAVAILABLE', `token service ${url.origin} of upstream ${this.host} answered with invalid JSON`);
+      throw new RegistryError(
+        502,
+        'UNAVAILABLE',
+        `token service ${url.origin} of upstream ${this.host} answered with invalid JSON`,
+      );
     }
-    const token = typeof parsed.token === 'string' ? parsed.token : typeof parsed.access_token === 'string' ? parsed.access_token : undefined;
-    if (!token) throw new RegistryError(502, 'UNAVAILABLE', `token service ${url.origin} of upstream ${this.host} answered without a token`);
-    const seconds = typeof parsed.expires_in === 'number' && parsed.expires_in > 0 ? parsed.expires_in : DEFAULT_TOKEN_SECONDS;
+    const token =
+      typeof parsed.token === 'string'
+        ? parsed.token
+        : typeof parsed.access_token === 'string'
+          ? parsed.access_token
+          : undefined;
+    if (!token)
+      throw new RegistryError(
+        502,
+        'UNAVAILABLE',
+        `token service ${url.origin} of upstream ${this.host} answered without a token`,
+      );
+    const seconds =
+      typeof parsed.expires_in === 'number' && parsed.expires_in > 0 ? parsed.expires_in : DEFAULT_TOKEN_SECONDS;
     const ttl = Math.max(1, seconds - TOKEN_MARGIN_SECONDS) * 1000;
     this.#tokens.set(scope, token, { ttl });
     return token;
   }
 
-  async #roundTrip(dispatcher: Dispatcher, method: Method, url: URL, headers: Record<string, string>, op: string): Promise<UpstreamResponse> {
+  async #roundTrip(
+    dispatcher: Dispatcher,
+    method: Method,
+    url: URL,
+    headers: Record<string, string>,
+    op: string,
+  ): Promise<UpstreamResponse> {
     const started = performance.now();
     try {
-      const res = await request(url, { dispatcher, method, headers: { 'user-agent': 'pullgate', ...headers }, highWaterMark: BODY_HIGH_WATER_MARK });
+      const res = await request(url, {
+        dispatcher,
+        method,
+        headers: { 'user-agent': 'pullgate', ...headers },
+        highWaterMark: BODY_HIGH_WATER_MARK,
+      });
       this.#observer?.upstreamRequest(this.host, op, res.statusCode, (performance.now() - started) / 1000);
       return { status: res.statusCode, headers: res.headers, body: res.body };
     } catch (err) {
@@ -373,19 +485,38 @@ function manifestMediaType(bytes: Buffer, contentType: string | undefined, where
   try {
     doc = JSON.parse(bytes.toString('utf8'));
   } catch {
-    throw new RegistryError(502, 'MANIFEST_INVALID', `upstream ${host} returned a manifest for ${where} that is not valid JSON`);
+    throw new RegistryError(
+      502,
+      'MANIFEST_INVALID',
+      `upstream ${host} returned a manifest for ${where} that is not valid JSON`,
+    );
   }
   if (!doc || typeof doc !== 'object' || doc.schemaVersion !== 2) {
-    throw new RegistryError(502, 'MANIFEST_INVALID', `upstream ${host} returned a manifest for ${where} that is not schemaVersion 2 (Docker schema 1 is not supported)`);
+    throw new RegistryError(
+      502,
+      'MANIFEST_INVALID',
+      `upstream ${host} returned a manifest for ${where} that is not schemaVersion 2 (Docker schema 1 is not supported)`,
+    );
   }
   const header = contentType?.split(';')[0]?.trim();
   const declared = typeof doc.mediaType === 'string' ? doc.mediaType : undefined;
-  const mediaType = header && MANIFEST_MEDIA_TYPES.includes(header) ? header : declared ?? (Array.isArray(doc.manifests) ? MediaType.ociIndex : MediaType.ociManifest);
+  const mediaType =
+    header && MANIFEST_MEDIA_TYPES.includes(header)
+      ? header
+      : (declared ?? (Array.isArray(doc.manifests) ? MediaType.ociIndex : MediaType.ociManifest));
   if (!MANIFEST_MEDIA_TYPES.includes(mediaType)) {
-    throw new RegistryError(502, 'MANIFEST_INVALID', `upstream ${host} returned ${where} as unsupported media type "${mediaType}"`);
+    throw new RegistryError(
+      502,
+      'MANIFEST_INVALID',
+      `upstream ${host} returned ${where} as unsupported media type "${mediaType}"`,
+    );
   }
   if (declared !== undefined && declared !== mediaType) {
-    throw new RegistryError(502, 'MANIFEST_INVALID', `upstream ${host} served ${where} as ${mediaType} but the document says it is ${declared}; refusing ambiguous content`);
+    throw new RegistryError(
+      502,
+      'MANIFEST_INVALID',
+      `upstream ${host} served ${where} as ${mediaType} but the document says it is ${declared}; refusing ambiguous content`,
+    );
   }
   return mediaType;
 }

@@ -24,7 +24,11 @@ export function isTag(reference: string): boolean {
 
 export function assertRepository(name: string): void {
   if (!isValidRepository(name)) {
-    throw new RegistryError(400, 'NAME_INVALID', `invalid repository name "${name}": lowercase components of [a-z0-9] separated by "/", ".", "_" or "-", at most ${MAX_NAME_LENGTH} characters`);
+    throw new RegistryError(
+      400,
+      'NAME_INVALID',
+      `invalid repository name "${name}": lowercase components of [a-z0-9] separated by "/", ".", "_" or "-", at most ${MAX_NAME_LENGTH} characters`,
+    );
   }
 }
 
@@ -52,14 +56,24 @@ export function isDigest(reference: string): boolean {
 export function assertManifestReference(reference: string): void {
   if (reference.includes(':')) {
     const parsed = parseDigest(reference);
-    if (typeof parsed === 'string') throw new RegistryError(400, 'MANIFEST_INVALID', `invalid manifest reference: ${parsed}`);
+    if (typeof parsed === 'string')
+      throw new RegistryError(400, 'MANIFEST_INVALID', `invalid manifest reference: ${parsed}`);
     // Pins, revocations, grants and stored manifests are keyed by sha256: a manifest known under
     // another algorithm would slip past them.
-    if (parsed.algorithm !== 'sha256') throw new RegistryError(400, 'MANIFEST_INVALID', `manifests are addressed by sha256 digests here, not ${parsed.algorithm}`);
+    if (parsed.algorithm !== 'sha256')
+      throw new RegistryError(
+        400,
+        'MANIFEST_INVALID',
+        `manifests are addressed by sha256 digests here, not ${parsed.algorithm}`,
+      );
     return;
   }
   if (!isTag(reference)) {
-    throw new RegistryError(400, 'MANIFEST_INVALID', `invalid tag "${reference}": 1-128 characters of [A-Za-z0-9_.-], not starting with "." or "-"`);
+    throw new RegistryError(
+      400,
+      'MANIFEST_INVALID',
+      `invalid tag "${reference}": 1-128 characters of [A-Za-z0-9_.-], not starting with "." or "-"`,
+    );
   }
 }
 

@@ -13,7 +13,10 @@ export const MediaType = {
 
 /** Media types a manifest endpoint may answer with; anything else is refused. */
 export const MANIFEST_MEDIA_TYPES: readonly string[] = [
-  MediaType.ociManifest, MediaType.ociIndex, MediaType.dockerManifest, MediaType.dockerManifestList,
+  MediaType.ociManifest,
+  MediaType.ociIndex,
+  MediaType.dockerManifest,
+  MediaType.dockerManifestList,
 ];
 
 export const INDEX_MEDIA_TYPES: readonly string[] = [MediaType.ociIndex, MediaType.dockerManifestList];

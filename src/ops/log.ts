@@ -4,9 +4,23 @@ import { pino, type Logger } from 'pino';
 export type { Logger } from 'pino';
 
 export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
-  return pino({
-    level,
-    base: { service: 'pullgate' },
-    redact: { paths: ['authorization', '*.authorization', 'password', '*.password', 'token', '*.token', 'req.headers.authorization'], censor: '[redacted]' },
-  }, destination as never);
+  return pino(
+    {
+      level,
+      base: { service: 'pullgate' },
+      redact: {
+        paths: [
+          'authorization',
+          '*.authorization',
+          'password',
+          '*.password',
+          'token',
+          '*.token',
+          'req.headers.authorization',
+        ],
+        censor: '[redacted]',
+      },
+    },
+    destination as never,
+  );
 }

@@ -20,21 +20,38 @@ export interface CheckedPolicy {
   problems: Problem[];
 }
 
-const validateSchema = new Ajv({ allErrors: true, verbose: true, strict: true, allowUnionTypes: true }).compile<PolicyDocument>(schema);
+const validateSchema = new Ajv({
+  allErrors: true,
+  verbose: true,
+  strict: true,
+  allowUnionTypes: true,
+}).compile<PolicyDocument>(schema);
 
 export function checkPolicy(text: string, baseDir: string): CheckedPolicy {
   const attestors = new Map<string, CompiledAttestor>();
   const yaml = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
   if (yaml.errors.length > 0) {
-    return { doc: undefined, attestors, problems: yaml.errors.map((e) => ({ path: '', problem: `not valid YAML: ${(e.message.split('\n')[0] ?? '').replace(/:$/, '')}` })) };
+    return {
+      doc: undefined,
+      attestors,
+      problems: yaml.errors.map((e) => ({
+        path: '',
+        problem: `not valid YAML: ${(e.message.split('\n')[0] ?? '').replace(/:$/, '')}`,
+      })),
+    };
   }
   let data: unknown;
   try {
     data = yaml.toJS({ maxAliasCount: 100 });
   } catch (err) {
-    return { doc: undefined, attestors, problems: [{ path: '', problem: `not valid YAML: ${(err as Error).message}` }] };
+    return {
+      doc: undefined,
+      attestors,
+      problems: [{ path: '', problem: `not valid YAML: ${(err as Error).message}` }],
+    };
   }
-  if (!validateSchema(data)) return { doc: undefined, attestors, problems: schemaProblems(validateSchema.errors ?? []) };
+  if (!validateSchema(data))
+    return { doc: undefined, attestors, problems: schemaProblems(validateSchema.errors ?? []) };
   const doc = data;
   const problems = [...compileAttestors(doc, baseDir, attestors), ...allowlistProblems(doc), ...ruleProblems(doc)];
   return { doc, attestors, problems };
@@ -74,7 +91,11 @@ function ruleProblems(doc: PolicyDocument): Problem[] {
   (doc.rules ?? []).forEach((rule, i) => {
     const at = `/rules/${i}`;
     const earlier = firstIndex.get(rule.match);
-    if (earlier !== undefined) problems.push({ path: `${at}/match`, problem: `"${rule.match}" is already the match of /rules/${earlier}: merge the two rules` });
+    if (earlier !== undefined)
+      problems.push({
+        path: `${at}/match`,
+        problem: `"${rule.match}" is already the match of /rules/${earlier}: merge the two rules`,
+      });
     else firstIndex.set(rule.match, i);
     problems.push(...patternProblem(rule.match, `${at}/match`), ...checkRule(doc, rule, at));
   });
@@ -87,7 +108,10 @@ function checkRule(doc: PolicyDocument, rule: RuleSpec, at: string): Problem[] {
   const unknown = (name: string, path: string): void => {
     if (known.has(name)) return;
     const names = [...known];
-    problems.push({ path, problem: `unknown attestor "${name}"; ${names.length ? `defined: ${names.join(', ')}` : 'define it under attestors'}` });
+    problems.push({
+      path,
+      problem: `unknown attestor "${name}"; ${names.length ? `defined: ${names.join(', ')}` : 'define it under attestors'}`,
+    });
   };
   if (rule.requireAttestors !== undefined) {
     const { names, min, all, listPath } = requirementList(rule.requireAttestors);
@@ -99,17 +123,28 @@ function checkRule(doc: PolicyDocument, rule: RuleSpec, at: string): Problem[] {
       seen.add(name);
     });
     if (!all && (min < 1 || min > names.length)) {
-      problems.push({ path: `${at}/requireAttestors/min`, problem: `must be between 1 and ${names.length} (the number of attestors in anyOf), got ${min}` });
+      problems.push({
+        path: `${at}/requireAttestors/min`,
+        problem: `must be between 1 and ${names.length} (the number of attestors in anyOf), got ${min}`,
+      });
     }
   }
   (rule.attestations ?? []).forEach((req, i) => {
     unknown(req.attestor, `${at}/attestations/${i}/attestor`);
     (req.conditions ?? []).forEach((cond, j) => {
-      for (const { field, problem } of conditionProblems(cond)) problems.push({ path: `${at}/attestations/${i}/conditions/${j}${field ? `/${field}` : ''}`, problem });
+      for (const { field, problem } of conditionProblems(cond))
+        problems.push({ path: `${at}/attestations/${i}/conditions/${j}${field ? `/${field}` : ''}`, problem });
     });
   });
-  if (rule.evaluationMode === 'requireAttestation' && rule.requireAttestors === undefined && (rule.attestations ?? []).length === 0) {
-    problems.push({ path: `${at}/evaluationMode`, problem: 'requireAttestation needs requireAttestors or attestations (or both): name what must be verified' });
+  if (
+    rule.evaluationMode === 'requireAttestation' &&
+    rule.requireAttestors === undefined &&
+    (rule.attestations ?? []).length === 0
+  ) {
+    problems.push({
+      path: `${at}/evaluationMode`,
+      problem: 'requireAttestation needs requireAttestors or attestations (or both): name what must be verified',
+    });
   }
   return problems;
 }

@@ -3,7 +3,16 @@
 import { formatAge, parseDuration } from './duration.ts';
 import type { ConditionSpec } from './types.ts';
 
-export const OPERATORS = ['equals', 'oneOf', 'matches', 'lessThan', 'lessThanOrEqual', 'greaterThan', 'greaterThanOrEqual', 'maxAge'] as const;
+export const OPERATORS = [
+  'equals',
+  'oneOf',
+  'matches',
+  'lessThan',
+  'lessThanOrEqual',
+  'greaterThan',
+  'greaterThanOrEqual',
+  'maxAge',
+] as const;
 
 /** Time stamps this far in the future still count as fresh (clock skew between builder and proxy). */
 export const FUTURE_SKEW_MS = 5 * 60_000;
@@ -19,10 +28,16 @@ export function anchoredRegExp(pattern: string): RegExp {
 export function conditionProblems(spec: ConditionSpec): { field: string; problem: string }[] {
   const problems: { field: string; problem: string }[] = [];
   if (spec.path.split('.').some((segment) => segment === '')) {
-    problems.push({ field: 'path', problem: `"${spec.path}" has an empty segment: write a dot path such as runDetails.builder.id` });
+    problems.push({
+      field: 'path',
+      problem: `"${spec.path}" has an empty segment: write a dot path such as runDetails.builder.id`,
+    });
   }
   if (!OPERATORS.some((op) => spec[op] !== undefined)) {
-    problems.push({ field: '', problem: `condition on ${spec.path} has no test: give at least one of ${OPERATORS.join(', ')}` });
+    problems.push({
+      field: '',
+      problem: `condition on ${spec.path} has no test: give at least one of ${OPERATORS.join(', ')}`,
+    });
   }
   if (spec.matches !== undefined) {
     try {
@@ -32,7 +47,10 @@ export function conditionProblems(spec: ConditionSpec): { field: string; problem
     }
   }
   if (spec.maxAge !== undefined && parseDuration(spec.maxAge) === undefined) {
-    problems.push({ field: 'maxAge', problem: `"${spec.maxAge}" is not a duration: write a positive number and unit (w, d, h, m, s), e.g. 7d or 1d12h` });
+    problems.push({
+      field: 'maxAge',
+      problem: `"${spec.maxAge}" is not a duration: write a positive number and unit (w, d, h, m, s), e.g. 7d or 1d12h`,
+    });
   }
   return problems;
 }
@@ -43,7 +61,8 @@ function lookup(root: unknown, path: string): Lookup {
   let value = root;
   for (const segment of path.split('.')) {
     if (Array.isArray(value) && /^\d+$/.test(segment) && Number(segment) < value.length) value = value[Number(segment)];
-    else if (typeof value === 'object' && value !== null && !Array.isArray(value) && Object.hasOwn(value, segment)) value = (value as Record<string, unknown>)[segment];
+    else if (typeof value === 'object' && value !== null && !Array.isArray(value) && Object.hasOwn(value, segment))
+      value = (value as Record<string, unknown>)[segment];
     else return { found: false };
   }
   return { found: true, value };
@@ -59,7 +78,11 @@ function describe(value: unknown, max = 200): string {
 
 const expected = (value: unknown): string => describe(value, Number.POSITIVE_INFINITY);
 
-const NUMERIC: { op: 'lessThan' | 'lessThanOrEqual' | 'greaterThan' | 'greaterThanOrEqual'; words: string; holds: (v: number, limit: number) => boolean }[] = [
+const NUMERIC: {
+  op: 'lessThan' | 'lessThanOrEqual' | 'greaterThan' | 'greaterThanOrEqual';
+  words: string;
+  holds: (v: number, limit: number) => boolean;
+}[] = [
   { op: 'lessThan', words: 'less than', holds: (v, limit) => v < limit },
   { op: 'lessThanOrEqual', words: 'at most', holds: (v, limit) => v <= limit },
   { op: 'greaterThan', words: 'more than', holds: (v, limit) => v > limit },

@@ -3,7 +3,14 @@
 import { conditionFailure } from './conditions.ts';
 import type { SelectedRule } from './match.ts';
 import { requirementList } from './requirements.ts';
-import type { AttestationRequirement, AttestorFacts, AttestorRequirement, Verdict, VerdictKind, VerifiedEvidence } from './types.ts';
+import type {
+  AttestationRequirement,
+  AttestorFacts,
+  AttestorRequirement,
+  Verdict,
+  VerdictKind,
+  VerifiedEvidence,
+} from './types.ts';
 
 /** How many rejections or candidates a reason spells out before summarizing the rest. */
 const MAX_LISTED = 3;
@@ -33,12 +40,22 @@ function ruleLabel(name: string): string {
 
 function judge(selected: SelectedRule, facts: ReadonlyMap<string, AttestorFacts>, now: Date): Judgement {
   const { rule } = selected;
-  if (rule === null) return { judgement: 'allow', reasons: [`allowlisted by "${selected.name.replace(/^allowlist:/, '')}": no evidence required`] };
+  if (rule === null)
+    return {
+      judgement: 'allow',
+      reasons: [`allowlisted by "${selected.name.replace(/^allowlist:/, '')}": no evidence required`],
+    };
   switch (rule.evaluationMode) {
     case 'alwaysAllow':
-      return { judgement: 'allow', reasons: [`${ruleLabel(selected.name)} admits every image it governs (alwaysAllow)`] };
+      return {
+        judgement: 'allow',
+        reasons: [`${ruleLabel(selected.name)} admits every image it governs (alwaysAllow)`],
+      };
     case 'alwaysDeny':
-      return { judgement: 'deny', reasons: [selected.message ?? `${ruleLabel(selected.name)} denies every image it governs (alwaysDeny)`] };
+      return {
+        judgement: 'deny',
+        reasons: [selected.message ?? `${ruleLabel(selected.name)} denies every image it governs (alwaysDeny)`],
+      };
     case 'requireAttestation': {
       const results = [
         ...(rule.requireAttestors === undefined ? [] : [signaturesResult(rule.requireAttestors, facts)]),
@@ -83,7 +100,13 @@ function signaturesResult(req: AttestorRequirement, facts: ReadonlyMap<string, A
   const { names, min, all } = requirementList(req);
   const satisfied = names.filter((n) => signatureOf(facts.get(n)) !== undefined);
   if (satisfied.length >= min) {
-    return { ok: true, reasons: satisfied.map((n) => `attestor "${n}": signature verified (${describeEvidence(signatureOf(facts.get(n)) as VerifiedEvidence)})`) };
+    return {
+      ok: true,
+      reasons: satisfied.map(
+        (n) =>
+          `attestor "${n}": signature verified (${describeEvidence(signatureOf(facts.get(n)) as VerifiedEvidence)})`,
+      ),
+    };
   }
   const missing = names.filter((n) => !satisfied.includes(n)).map((n) => missingSignature(n, facts.get(n)));
   if (all) return { ok: false, reasons: missing };
@@ -108,15 +131,22 @@ function attestationResult(req: AttestationRequirement, f: AttestorFacts | undef
   const label = `attestation ${req.predicateType} by "${req.attestor}"`;
   const candidates = (f?.verified ?? []).filter((e) => e.predicateType === req.predicateType);
   if (candidates.length === 0) return { ok: false, reasons: [`${label}: ${noAttestation(f)}`] };
-  const checked = candidates.map((e) => ({ e, failures: (req.conditions ?? []).flatMap((c) => conditionFailure(c, e.predicate, now) ?? []) }));
+  const checked = candidates.map((e) => ({
+    e,
+    failures: (req.conditions ?? []).flatMap((c) => conditionFailure(c, e.predicate, now) ?? []),
+  }));
   const passing = checked.find((c) => c.failures.length === 0);
   if (passing) {
     const met = req.conditions?.length ? `, ${plural(req.conditions.length, 'condition')} met` : '';
     return { ok: true, reasons: [`${label}: verified${met} (${describeEvidence(passing.e)})`] };
   }
-  if (checked.length === 1) return { ok: false, reasons: [`${label}: ${(checked[0] as (typeof checked)[0]).failures.join('; ')}`] };
+  if (checked.length === 1)
+    return { ok: false, reasons: [`${label}: ${(checked[0] as (typeof checked)[0]).failures.join('; ')}`] };
   const each = checked.map((c) => `${c.e.source}: ${c.failures.join(', ')}`);
-  return { ok: false, reasons: [`${label}: none of ${checked.length} verified attestations meets the conditions: ${listSome(each)}`] };
+  return {
+    ok: false,
+    reasons: [`${label}: none of ${checked.length} verified attestations meets the conditions: ${listSome(each)}`],
+  };
 }
 
 function noAttestation(f: AttestorFacts | undefined): string {

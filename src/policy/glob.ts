@@ -24,12 +24,18 @@ export function parseGlob(pattern: string): Glob {
   if (!ALLOWED.test(pattern)) {
     throw new GlobError('may contain only letters, digits, ".", "_", "-", "/", ":" and the wildcards *, ** and ?');
   }
-  if (pattern.includes('***')) throw new GlobError('"***" is ambiguous: use * (within one path segment) or ** (across segments)');
+  if (pattern.includes('***'))
+    throw new GlobError('"***" is ambiguous: use * (within one path segment) or ** (across segments)');
   const { name, tag } = splitTag(pattern);
   if (!name.includes('/') && !name.startsWith('**')) {
-    throw new GlobError(`has no "/": patterns are registry/repository[:tag], e.g. ${pattern}/** for every repository of a registry`);
+    throw new GlobError(
+      `has no "/": patterns are registry/repository[:tag], e.g. ${pattern}/** for every repository of a registry`,
+    );
   }
-  if (/[A-Z]/.test(name)) throw new GlobError('registry and repository names are lower-case after normalization: this pattern would never match');
+  if (/[A-Z]/.test(name))
+    throw new GlobError(
+      'registry and repository names are lower-case after normalization: this pattern would never match',
+    );
   if (tag === '') throw new GlobError('empty tag after ":": drop the ":" to match every tag and digest pulls');
   if (tag?.includes(':')) throw new GlobError('a tag cannot contain ":"');
   if (tag?.includes('**')) throw new GlobError('"**" in the tag part: tags have no "/", use *');
@@ -79,14 +85,20 @@ const compiled = new WeakMap<readonly GlobToken[], RegExp>();
 function tokensMatch(tokens: readonly GlobToken[], text: string): boolean {
   let re = compiled.get(tokens);
   if (!re) {
-    const source = tokens.map((t) => {
-      switch (t.kind) {
-        case 'lit': return t.ch === '.' ? '\\.' : t.ch;
-        case 'one': return '[^/]';
-        case 'star': return '[^/]*';
-        case 'any': return '.*';
-      }
-    }).join('');
+    const source = tokens
+      .map((t) => {
+        switch (t.kind) {
+          case 'lit':
+            return t.ch === '.' ? '\\.' : t.ch;
+          case 'one':
+            return '[^/]';
+          case 'star':
+            return '[^/]*';
+          case 'any':
+            return '.*';
+        }
+      })
+      .join('');
     re = new RegExp(`^${source}$`, 's');
     compiled.set(tokens, re);
   }
@@ -150,7 +162,11 @@ function alphabet(a: readonly GlobToken[], b: readonly GlobToken[]): string[] {
  * Breadth-first search for the shortest string whose states in `a` and `b` satisfy `goal`;
  * `null` when none exists, `undefined` when the search was cut off.
  */
-function search(a: readonly GlobToken[], b: readonly GlobToken[], goal: (acceptA: boolean, acceptB: boolean) => boolean): string | null | undefined {
+function search(
+  a: readonly GlobToken[],
+  b: readonly GlobToken[],
+  goal: (acceptA: boolean, acceptB: boolean) => boolean,
+): string | null | undefined {
   const symbols = alphabet(a, b);
   const start: [StateSet, StateSet, string] = [closure(a, [0]), closure(b, [0]), ''];
   const seen = new Set<string>([`${start[0]}|${start[1]}`]);
@@ -187,7 +203,7 @@ export function globsOverlap(a: Glob, b: Glob): string | null | undefined {
   const name = tokensOverlap(a.name, b.name);
   if (typeof name !== 'string') return name;
   if (a.tag === undefined && b.tag === undefined) return `${name}${EXAMPLE_DIGEST}`;
-  const tag = tokensOverlap(a.tag ?? b.tag as GlobToken[], b.tag ?? a.tag as GlobToken[]);
+  const tag = tokensOverlap(a.tag ?? (b.tag as GlobToken[]), b.tag ?? (a.tag as GlobToken[]));
   return typeof tag === 'string' ? `${name}:${tag}` : tag;
 }
 

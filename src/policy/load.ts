@@ -49,7 +49,8 @@ defaultRule:
 export function parsePolicy(text: string, opts: { file: string; baseDir: string }): CompiledPolicy {
   const { doc, attestors, problems } = checkPolicy(text, opts.baseDir);
   const [first] = problems;
-  if (first !== undefined || doc === undefined) throw new PolicyError(opts.file, first?.path ?? '', first?.problem ?? 'invalid policy');
+  if (first !== undefined || doc === undefined)
+    throw new PolicyError(opts.file, first?.path ?? '', first?.problem ?? 'invalid policy');
   // Key and trust root files count: replacing one changes the policy in force as much as editing the text.
   const loaded = [...attestors].map(([name, a]) => [name, attestorFingerprint(undefined, a)]);
   return {
@@ -65,7 +66,11 @@ export function loadPolicyFile(file: string): CompiledPolicy {
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new PolicyError(file, '', `cannot read the policy file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    throw new PolicyError(
+      file,
+      '',
+      `cannot read the policy file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+    );
   }
   return parsePolicy(text, { file, baseDir: dirname(resolve(file)) });
 }

@@ -28,8 +28,9 @@ export const DEFAULT_TAG_MODE: TagMode = 'pin';
 /** Allowlisted images need no evidence, so a moved tag is simply followed (see docs/policy.md). */
 export const ALLOWLIST_TAG_MODE: TagMode = 'follow';
 
-const EMBEDDED_MESSAGE = 'no policy is configured: pullgate runs its embedded fail-closed policy, which denies every image; '
-  + 'write a policy (docs/policy.md) and set policy.file in the configuration';
+const EMBEDDED_MESSAGE =
+  'no policy is configured: pullgate runs its embedded fail-closed policy, which denies every image; ' +
+  'write a policy (docs/policy.md) and set policy.file in the configuration';
 
 interface Candidate {
   glob: Glob;
@@ -59,7 +60,14 @@ function prepare(policy: CompiledPolicy): Prepared {
     const name = `allowlist:${pattern}`;
     return {
       glob: parseGlob(pattern),
-      selected: { name, rule: null, ruleHash: ruleHash(name, null, specs, policy.attestors), attestors: [], tagMode: ALLOWLIST_TAG_MODE, enforcementMode: 'enforce' as const },
+      selected: {
+        name,
+        rule: null,
+        ruleHash: ruleHash(name, null, specs, policy.attestors),
+        attestors: [],
+        tagMode: ALLOWLIST_TAG_MODE,
+        enforcementMode: 'enforce' as const,
+      },
     };
   });
   const rules = (policy.doc.rules ?? [])
@@ -79,7 +87,8 @@ export function selectRule(policy: CompiledPolicy, image: ImageRef): SelectedRul
   }
   // A pull by tag is matched as `registry/repository:tag`, a pull by digest as `registry/repository@digest`.
   const subject = { name: `${image.registry}/${image.repository}`, tag: image.tag };
-  const hit = p.allowlist.find((c) => globMatches(c.glob, subject)) ?? p.rules.find((c) => globMatches(c.glob, subject));
+  const hit =
+    p.allowlist.find((c) => globMatches(c.glob, subject)) ?? p.rules.find((c) => globMatches(c.glob, subject));
   const selected = hit?.selected ?? p.fallback;
   return { ...selected, attestors: [...selected.attestors] };
 }

@@ -2,7 +2,12 @@
 import type { AttestorRequirement, RuleSpec } from './types.ts';
 
 /** `[a, b]` is "all of them"; `{anyOf, min}` is "at least min of them". `listPath` locates the names. */
-export function requirementList(req: AttestorRequirement): { names: string[]; min: number; all: boolean; listPath: string } {
+export function requirementList(req: AttestorRequirement): {
+  names: string[];
+  min: number;
+  all: boolean;
+  listPath: string;
+} {
   return Array.isArray(req)
     ? { names: req, min: req.length, all: true, listPath: '' }
     : { names: req.anyOf, min: req.min, all: false, listPath: '/anyOf' };

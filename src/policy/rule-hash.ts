@@ -10,7 +10,9 @@ import type { AttestorSpec, RuleSpec } from './types.ts';
 export function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
   if (typeof value === 'object' && value !== null) {
-    const entries = Object.entries(value).filter(([, v]) => v !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    const entries = Object.entries(value)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
   }
   return JSON.stringify(value) ?? 'null';
@@ -32,6 +34,11 @@ export function ruleHash(
   attestors: ReadonlyMap<string, CompiledAttestor>,
 ): string {
   const named = rule === null ? [] : referencedAttestors(rule);
-  const fingerprints = Object.fromEntries(named.map((n) => [n, attestorFingerprint(Object.hasOwn(attestorSpecs, n) ? attestorSpecs[n] : undefined, attestors.get(n))]));
+  const fingerprints = Object.fromEntries(
+    named.map((n) => [
+      n,
+      attestorFingerprint(Object.hasOwn(attestorSpecs, n) ? attestorSpecs[n] : undefined, attestors.get(n)),
+    ]),
+  );
   return sha256Hex(canonicalJson({ name, rule, attestors: fingerprints }));
 }

@@ -9,7 +9,13 @@ export interface Problem {
 }
 
 const TYPE_WORDS: Record<string, string> = {
-  object: 'a mapping', array: 'a list', string: 'a string', number: 'a number', integer: 'an integer', boolean: 'true or false', null: 'null',
+  object: 'a mapping',
+  array: 'a list',
+  string: 'a string',
+  number: 'a number',
+  integer: 'an integer',
+  boolean: 'true or false',
+  null: 'null',
 };
 
 export function pointerSegment(key: string | number): string {
@@ -24,7 +30,8 @@ function kindOf(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a mapping';
-  if (typeof value === 'string') return `the string ${JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}…` : value)}`;
+  if (typeof value === 'string')
+    return `the string ${JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}…` : value)}`;
   return `${typeof value} ${String(value)}`;
 }
 
@@ -59,11 +66,19 @@ function describe(e: ErrorObject): Problem {
     case 'false schema':
       return { path: e.instancePath, problem: 'is not allowed here' };
     case 'const':
-      return { path: e.instancePath, problem: `must be ${JSON.stringify(params.allowedValue)} (got ${kindOf(e.data)})` };
+      return {
+        path: e.instancePath,
+        problem: `must be ${JSON.stringify(params.allowedValue)} (got ${kindOf(e.data)})`,
+      };
     case 'enum':
-      return { path: e.instancePath, problem: `must be one of ${list(params.allowedValues as unknown[])} (got ${kindOf(e.data)})` };
+      return {
+        path: e.instancePath,
+        problem: `must be one of ${list(params.allowedValues as unknown[])} (got ${kindOf(e.data)})`,
+      };
     case 'type': {
-      const types = String(params.type).split(',').map((t) => TYPE_WORDS[t] ?? t);
+      const types = String(params.type)
+        .split(',')
+        .map((t) => TYPE_WORDS[t] ?? t);
       return { path: e.instancePath, problem: `must be ${types.join(' or ')} (got ${kindOf(e.data)})` };
     }
     case 'minProperties':
@@ -73,7 +88,10 @@ function describe(e: ErrorObject): Problem {
       return { path: e.instancePath, problem: `give exactly one of ${fields.join(' or ')}` };
     }
     case 'minItems':
-      return { path: e.instancePath, problem: `must list at least ${String(params.limit)} item${params.limit === 1 ? '' : 's'}` };
+      return {
+        path: e.instancePath,
+        problem: `must list at least ${String(params.limit)} item${params.limit === 1 ? '' : 's'}`,
+      };
     case 'minLength':
       return { path: e.instancePath, problem: 'must not be empty' };
     case 'pattern':

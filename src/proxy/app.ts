@@ -43,7 +43,10 @@ export function sendError(res: Response, err: RegistryError): void {
     return;
   }
   facts(res).error = `${err.code}: ${err.message}`;
-  res.status(err.status).set({ ...API_VERSION, ...err.headers, 'content-type': 'application/json' }).end(JSON.stringify(err.body()));
+  res
+    .status(err.status)
+    .set({ ...API_VERSION, ...err.headers, 'content-type': 'application/json' })
+    .end(JSON.stringify(err.body()));
 }
 
 export function createApp(deps: AppDeps): express.Express {
@@ -52,7 +55,10 @@ export function createApp(deps: AppDeps): express.Express {
   app.set('etag', false);
   app.use(requestLog(deps));
 
-  app.get('/healthz', (_req, res) => { facts(res).route = 'healthz'; res.json({ status: 'ok' }); });
+  app.get('/healthz', (_req, res) => {
+    facts(res).route = 'healthz';
+    res.json({ status: 'ok' });
+  });
   app.get('/readyz', (_req, res) => {
     facts(res).route = 'readyz';
     const ready = deps.ready();
@@ -74,7 +80,10 @@ export function createApp(deps: AppDeps): express.Express {
     const url = new URL(req.originalUrl, 'http://proxy.invalid');
     if (url.pathname === '/v2/' || url.pathname === '/v2') {
       f.route = 'base';
-      res.status(200).set({ ...API_VERSION, 'content-type': 'application/json' }).end('{}');
+      res
+        .status(200)
+        .set({ ...API_VERSION, 'content-type': 'application/json' })
+        .end('{}');
       return;
     }
     let target: Target;
@@ -113,7 +122,13 @@ function rawPath(originalUrl: string): string {
   return q < 0 ? originalUrl : originalUrl.slice(0, q);
 }
 
-async function handle(deps: AppDeps, target: Target, query: URLSearchParams, req: Request, res: Response): Promise<void> {
+async function handle(
+  deps: AppDeps,
+  target: Target,
+  query: URLSearchParams,
+  req: Request,
+  res: Response,
+): Promise<void> {
   const client = deps.upstreams.client(target.upstream);
   const f = facts(res);
   const { endpoint } = target;
@@ -137,12 +152,20 @@ async function handle(deps: AppDeps, target: Target, query: URLSearchParams, req
       const { maxBytes } = await deps.gate.blob(target, endpoint.digest);
       const range = req.get('range');
       const bounded = Number.isFinite(maxBytes);
-      if (bounded && range) throw new RegistryError(403, 'DENIED', `blob ${endpoint.digest} is signature data: fetch it whole, without Range`);
+      if (bounded && range)
+        throw new RegistryError(
+          403,
+          'DENIED',
+          `blob ${endpoint.digest} is signature data: fetch it whole, without Range`,
+        );
       const up = await client.blob(req.method as 'GET' | 'HEAD', target.repository, endpoint.digest, range);
       if (up.status !== 200 && up.status !== 206) {
         if (up.status === 416) {
           up.body.destroy();
-          res.status(416).set({ ...API_VERSION, ...pick(up.headers, ['content-range']) }).end();
+          res
+            .status(416)
+            .set({ ...API_VERSION, ...pick(up.headers, ['content-range']) })
+            .end();
           return;
         }
         throw await client.statusError(up, 'BLOB_UNKNOWN');
@@ -150,7 +173,11 @@ async function handle(deps: AppDeps, target: Target, query: URLSearchParams, req
       const length = Number(up.headers['content-length']);
       if (bounded && !(length <= maxBytes)) {
         up.body.destroy();
-        throw new RegistryError(403, 'DENIED', `blob ${endpoint.digest} is admitted as signature data of at most ${maxBytes} bytes, but the upstream offers ${Number.isFinite(length) ? length : 'an unknown number of'} bytes`);
+        throw new RegistryError(
+          403,
+          'DENIED',
+          `blob ${endpoint.digest} is admitted as signature data of at most ${maxBytes} bytes, but the upstream offers ${Number.isFinite(length) ? length : 'an unknown number of'} bytes`,
+        );
       }
       res.status(up.status).set({
         ...API_VERSION,
@@ -187,7 +214,10 @@ async function handle(deps: AppDeps, target: Target, query: URLSearchParams, req
       }
       const page = await client.tags(target.repository, pageQuery, LIST_MAX_BYTES);
       const { body, next } = paginateTags(page.body, target, pageQuery, page.link);
-      res.status(200).set({ ...API_VERSION, 'content-type': 'application/json', ...(next ? { link: next } : {}) }).end(body);
+      res
+        .status(200)
+        .set({ ...API_VERSION, 'content-type': 'application/json', ...(next ? { link: next } : {}) })
+        .end(body);
       return;
     }
     case 'referrers': {
@@ -196,7 +226,11 @@ async function handle(deps: AppDeps, target: Target, query: URLSearchParams, req
       const artifactType = query.get('artifactType');
       const manifests = artifactType ? index.manifests.filter((d) => d.artifactType === artifactType) : index.manifests;
       const body: ImageIndex = { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests };
-      res.status(200).set({ ...API_VERSION, 'content-type': MediaType.ociIndex, ...(artifactType ? { 'oci-filters-applied': 'artifactType' } : {}) });
+      res.status(200).set({
+        ...API_VERSION,
+        'content-type': MediaType.ociIndex,
+        ...(artifactType ? { 'oci-filters-applied': 'artifactType' } : {}),
+      });
       res.end(JSON.stringify(body));
       return;
     }
@@ -241,17 +275,27 @@ function verifyingStream(digest: string, upstream: string): Transform {
  * does for tags) are paginated here, in the spec's lexical order; an upstream's own next link is
  * pointed back at this proxy in the form the client addressed it.
  */
-export function paginateTags(upstreamBody: Buffer, target: Target, query: URLSearchParams, upstreamLink?: string): { body: string; next?: string } {
+export function paginateTags(
+  upstreamBody: Buffer,
+  target: Target,
+  query: URLSearchParams,
+  upstreamLink?: string,
+): { body: string; next?: string } {
   let doc: { name?: unknown; tags?: unknown };
   try {
     doc = JSON.parse(upstreamBody.toString('utf8'));
   } catch {
-    throw new RegistryError(502, 'UNAVAILABLE', `upstream ${target.upstream} answered the tag list of ${target.repository} with invalid JSON`);
+    throw new RegistryError(
+      502,
+      'UNAVAILABLE',
+      `upstream ${target.upstream} answered the tag list of ${target.repository} with invalid JSON`,
+    );
   }
   let tags = Array.isArray(doc.tags) ? doc.tags.filter((x): x is string => typeof x === 'string') : [];
   const nText = query.get('n');
   const n = nText === null ? undefined : Number(nText);
-  if (n !== undefined && (!Number.isInteger(n) || n < 0)) throw new RegistryError(400, 'UNSUPPORTED', `n must be a non-negative whole number, got "${nText}"`);
+  if (n !== undefined && (!Number.isInteger(n) || n < 0))
+    throw new RegistryError(400, 'UNSUPPORTED', `n must be a non-negative whole number, got "${nText}"`);
   const last = query.get('last');
   let nextLast: string | undefined;
   const upstreamNext = upstreamLink ? /<([^>]+)>\s*;\s*rel="?next"?/.exec(upstreamLink)?.[1] : undefined;
@@ -284,10 +328,21 @@ function requestLog(deps: AppDeps) {
       deps.metrics.requests.inc({ route, method: req.method, status: String(res.statusCode) });
       deps.metrics.latency.observe({ route }, ms / 1000);
       if (route === 'healthz' || route === 'readyz' || route === 'metrics') return;
-      deps.logger.info({
-        method: req.method, route, upstream: f.upstream, repository: f.repository, reference: f.reference, digest: f.digest,
-        status: res.statusCode, ms: Math.round(ms * 10) / 10, complete: res.writableFinished, ...(f.error ? { error: f.error } : {}),
-      }, 'request');
+      deps.logger.info(
+        {
+          method: req.method,
+          route,
+          upstream: f.upstream,
+          repository: f.repository,
+          reference: f.reference,
+          digest: f.digest,
+          status: res.statusCode,
+          ms: Math.round(ms * 10) / 10,
+          complete: res.writableFinished,
+          ...(f.error ? { error: f.error } : {}),
+        },
+        'request',
+      );
     });
     next();
   };

@@ -46,7 +46,11 @@ export function routeRequest(pathname: string, ns: string | undefined, upstreams
   const rest = pathname.slice('/v2/'.length);
   const m = ENDPOINT_RE.exec(rest);
   if (!pathname.startsWith('/v2/') || !m) {
-    throw new RegistryError(404, 'NAME_UNKNOWN', `no registry endpoint at ${pathname.slice(0, 200)}: expected /v2/<name>/manifests|blobs|tags/list|referrers/...`);
+    throw new RegistryError(
+      404,
+      'NAME_UNKNOWN',
+      `no registry endpoint at ${pathname.slice(0, 200)}: expected /v2/<name>/manifests|blobs|tags/list|referrers/...`,
+    );
   }
   const [, clientName = '', reference, blobDigest, tags, referrersDigest] = m;
   let endpoint: Endpoint;
@@ -70,17 +74,23 @@ export function routeRequest(pathname: string, ns: string | undefined, upstreams
     upstream = upstreams.canonical(ns.toLowerCase());
     if (!upstream) throw notAllowed(ns);
     // containerd with override_path on a path-prefixed host sends both: /v2/<registry>/<repo>?ns=<registry>
-    if (clientName.includes('/') && upstreams.canonical(first) === upstream) repository = clientName.slice(first.length + 1);
+    if (clientName.includes('/') && upstreams.canonical(first) === upstream)
+      repository = clientName.slice(first.length + 1);
   } else if (looksLikeHost(first) || upstreams.canonical(first)) {
     upstream = upstreams.canonical(first);
     if (!upstream) throw notAllowed(first);
     repository = clientName.slice(first.length + 1);
-    if (!repository) throw new RegistryError(400, 'NAME_INVALID', `"${clientName}" names registry ${first} but no repository in it`);
+    if (!repository)
+      throw new RegistryError(400, 'NAME_INVALID', `"${clientName}" names registry ${first} but no repository in it`);
   } else if (upstreams.defaultUpstream) {
     upstream = upstreams.canonical(upstreams.defaultUpstream);
   }
   if (!upstream) {
-    throw new RegistryError(403, 'DENIED', `"${clientName}" names no upstream registry: prefix it with an allowlisted registry host (e.g. /v2/docker.io/${clientName}) or configure defaultUpstream`);
+    throw new RegistryError(
+      403,
+      'DENIED',
+      `"${clientName}" names no upstream registry: prefix it with an allowlisted registry host (e.g. /v2/docker.io/${clientName}) or configure defaultUpstream`,
+    );
   }
   assertRepository(repository);
   if (upstream === DOCKER_HUB && !repository.includes('/')) repository = `library/${repository}`;
@@ -88,5 +98,9 @@ export function routeRequest(pathname: string, ns: string | undefined, upstreams
 }
 
 function notAllowed(host: string): RegistryError {
-  return new RegistryError(403, 'DENIED', `upstream not allowed: registry "${host.slice(0, 253)}" is not in this proxy's allowlist`);
+  return new RegistryError(
+    403,
+    'DENIED',
+    `upstream not allowed: registry "${host.slice(0, 253)}" is not in this proxy's allowlist`,
+  );
 }

@@ -8,7 +8,10 @@ import type { AuditInput, AuditProblem, AuditRecord } from './types.ts';
 export const GENESIS = '0'.repeat(64);
 
 /** The newest record's seq and hash, as written by the append that added it. */
-export interface ChainHead { seq: number; hash: string }
+export interface ChainHead {
+  seq: number;
+  hash: string;
+}
 
 type Unhashed = Omit<AuditRecord, 'prevHash' | 'hash'>;
 
@@ -26,7 +29,9 @@ export function normaliseAuditInput(e: AuditInput): AuditInput {
     if (e.reasons !== undefined) out.reasons = JSON.parse(JSON.stringify(e.reasons)) as string[];
     if (e.detail !== undefined) out.detail = JSON.parse(JSON.stringify(e.detail)) as Record<string, unknown>;
   } catch (err) {
-    throw new Error(`audit record of kind ${e.kind} cannot be stored: its reasons or detail are not JSON (${(err as Error).message})`);
+    throw new Error(
+      `audit record of kind ${e.kind} cannot be stored: its reasons or detail are not JSON (${(err as Error).message})`,
+    );
   }
   return out;
 }
@@ -34,14 +39,28 @@ export function normaliseAuditInput(e: AuditInput): AuditInput {
 /** The fields the hash covers, in a fixed order with absent fields as null and object keys sorted. */
 function canonical(r: Unhashed): string {
   return JSON.stringify([
-    r.seq, r.at.getTime(), r.kind, r.actor, r.upstream ?? null, r.repository ?? null, r.tag ?? null, r.digest ?? null,
-    r.rule ?? null, r.reasons ?? null, r.detail === undefined ? null : sortKeys(r.detail),
+    r.seq,
+    r.at.getTime(),
+    r.kind,
+    r.actor,
+    r.upstream ?? null,
+    r.repository ?? null,
+    r.tag ?? null,
+    r.digest ?? null,
+    r.rule ?? null,
+    r.reasons ?? null,
+    r.detail === undefined ? null : sortKeys(r.detail),
   ]);
 }
 
 function sortKeys(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(sortKeys);
-  if (v && typeof v === 'object') return Object.fromEntries(Object.keys(v).sort().map((k) => [k, sortKeys((v as Record<string, unknown>)[k])]));
+  if (v && typeof v === 'object')
+    return Object.fromEntries(
+      Object.keys(v)
+        .sort()
+        .map((k) => [k, sortKeys((v as Record<string, unknown>)[k])]),
+    );
   return v;
 }
 
@@ -50,7 +69,11 @@ export function chainHash(prevHash: string, record: Unhashed): string {
 }
 
 /** A record waiting for its successor, which decides whether the link after it holds. */
-interface Pending { record: AuditRecord; linkIn: boolean | undefined; afterForeign: boolean }
+interface Pending {
+  record: AuditRecord;
+  linkIn: boolean | undefined;
+  afterForeign: boolean;
+}
 
 /**
  * Checks records streamed in ascending seq order against the chain head. A link is checked only
@@ -62,7 +85,10 @@ interface Pending { record: AuditRecord; linkIn: boolean | undefined; afterForei
  * - `broken-link`: it does not carry its predecessor's hash although both verify alone: one of the
  *   two was rewritten and its hash recomputed.
  */
-export async function verifyChain(records: Iterable<AuditRecord> | AsyncIterable<AuditRecord>, head: ChainHead | undefined): Promise<{ records: number; problems: AuditProblem[] }> {
+export async function verifyChain(
+  records: Iterable<AuditRecord> | AsyncIterable<AuditRecord>,
+  head: ChainHead | undefined,
+): Promise<{ records: number; problems: AuditProblem[] }> {
   const problems: AuditProblem[] = [];
   let count = 0;
   let pending: Pending | undefined;
@@ -71,19 +97,39 @@ export async function verifyChain(records: Iterable<AuditRecord> | AsyncIterable
   const settle = (p: Pending, linkOut: boolean | undefined, isNewest: boolean): boolean => {
     const { record: r, linkIn } = p;
     if (head && r.seq > head.seq) {
-      problems.push({ seq: r.seq, problem: 'inserted', message: `record ${r.seq} lies past the chain head (record ${head.seq}): it was not appended by the store` });
+      problems.push({
+        seq: r.seq,
+        problem: 'inserted',
+        message: `record ${r.seq} lies past the chain head (record ${head.seq}): it was not appended by the store`,
+      });
       return true;
     }
     if (linkIn === false && linkOut === false) {
-      problems.push({ seq: r.seq, problem: 'inserted', message: `record ${r.seq} links to neither record ${r.seq - 1} nor record ${r.seq + 1}: it was put in place of the original` });
+      problems.push({
+        seq: r.seq,
+        problem: 'inserted',
+        message: `record ${r.seq} links to neither record ${r.seq - 1} nor record ${r.seq + 1}: it was put in place of the original`,
+      });
       return true;
     }
     if (r.hash !== chainHash(r.prevHash, r)) {
-      problems.push({ seq: r.seq, problem: 'modified', message: `record ${r.seq}'s content does not match its hash: it was edited after it was written` });
+      problems.push({
+        seq: r.seq,
+        problem: 'modified',
+        message: `record ${r.seq}'s content does not match its hash: it was edited after it was written`,
+      });
     } else if (linkIn === false && !p.afterForeign) {
-      problems.push({ seq: r.seq, problem: 'broken-link', message: `record ${r.seq} does not carry record ${r.seq - 1}'s hash: one of the two was rewritten with a recomputed hash` });
+      problems.push({
+        seq: r.seq,
+        problem: 'broken-link',
+        message: `record ${r.seq} does not carry record ${r.seq - 1}'s hash: one of the two was rewritten with a recomputed hash`,
+      });
     } else if (isNewest && linkOut === false) {
-      problems.push({ seq: r.seq, problem: 'modified', message: `record ${r.seq}'s hash is not the one the chain head recorded: it (or the head) was rewritten` });
+      problems.push({
+        seq: r.seq,
+        problem: 'modified',
+        message: `record ${r.seq}'s hash is not the one the chain head recorded: it (or the head) was rewritten`,
+      });
     }
     return false;
   };
@@ -93,13 +139,21 @@ export async function verifyChain(records: Iterable<AuditRecord> | AsyncIterable
     const expected = pending ? pending.record.seq + 1 : 1;
     // A seq that is not a whole number (SQLite stores what it is given) fails every comparison below.
     if (!Number.isSafeInteger(r.seq) || r.seq < expected) {
-      problems.push({ seq: r.seq, problem: 'inserted', message: `record ${r.seq} reuses a seq or is out of sequence (expected ${expected} or later)` });
+      problems.push({
+        seq: r.seq,
+        problem: 'inserted',
+        message: `record ${r.seq} reuses a seq or is out of sequence (expected ${expected} or later)`,
+      });
       continue;
     }
     const linkIn = r.seq === expected ? r.prevHash === (pending ? pending.record.hash : GENESIS) : undefined;
     const foreign = pending ? settle(pending, linkIn, false) : false;
     if (r.seq > expected) {
-      problems.push({ seq: r.seq, problem: 'deleted-before', message: `records ${expected}..${r.seq - 1} are missing before record ${r.seq}` });
+      problems.push({
+        seq: r.seq,
+        problem: 'deleted-before',
+        message: `records ${expected}..${r.seq - 1} are missing before record ${r.seq}`,
+      });
     }
     pending = { record: r, linkIn, afterForeign: foreign };
   }
@@ -110,9 +164,18 @@ export async function verifyChain(records: Iterable<AuditRecord> | AsyncIterable
     settle(pending, linkOut, true);
   }
   if (!head) {
-    if (count > 0) problems.push({ seq: newestSeq, problem: 'broken-link', message: 'the chain head is missing: whether records were cut off the end cannot be told' });
+    if (count > 0)
+      problems.push({
+        seq: newestSeq,
+        problem: 'broken-link',
+        message: 'the chain head is missing: whether records were cut off the end cannot be told',
+      });
   } else if (head.seq > newestSeq) {
-    problems.push({ seq: head.seq + 1, problem: 'deleted-before', message: `records ${newestSeq + 1}..${head.seq} are missing at the end of the trail: the chain head says the newest record is ${head.seq}` });
+    problems.push({
+      seq: head.seq + 1,
+      problem: 'deleted-before',
+      message: `records ${newestSeq + 1}..${head.seq} are missing at the end of the trail: the chain head says the newest record is ${head.seq}`,
+    });
   }
   return { records: count, problems };
 }

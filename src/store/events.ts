@@ -33,7 +33,9 @@ export class Subscribers {
 
   add(listener: (e: StoreEvent) => void): () => void {
     this.#listeners.add(listener);
-    return () => { this.#listeners.delete(listener); };
+    return () => {
+      this.#listeners.delete(listener);
+    };
   }
 
   clear(): void {
@@ -45,9 +47,13 @@ export class Subscribers {
 export function localBus(logger?: Logger): EventBus {
   const subscribers = new Subscribers(logger);
   return {
-    async send() { /* no other replica */ },
+    async send() {
+      /* no other replica */
+    },
     deliver: (e) => subscribers.deliver(e),
     subscribe: (listener) => subscribers.add(listener),
-    async close() { subscribers.clear(); },
+    async close() {
+      subscribers.clear();
+    },
   };
 }

@@ -48,14 +48,19 @@ export function migrations(dialect: 'sqlite' | 'postgres'): string[][] {
 /** Applies pending migrations; concurrent starts of several replicas serialise on the exclusive lock. */
 export async function migrate(db: Db): Promise<void> {
   const steps = migrations(db.dialect);
-  await db.transaction(async (tx) => {
-    await tx.run('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)');
-    const done = new Set((await tx.query('SELECT version FROM schema_migrations')).map((r) => Number(r.version)));
-    for (const [i, statements] of steps.entries()) {
-      const version = i + 1;
-      if (done.has(version)) continue;
-      for (const sql of statements) await tx.run(sql);
-      await tx.run('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)', [version, Date.now()]);
-    }
-  }, { exclusive: true });
+  await db.transaction(
+    async (tx) => {
+      await tx.run(
+        'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)',
+      );
+      const done = new Set((await tx.query('SELECT version FROM schema_migrations')).map((r) => Number(r.version)));
+      for (const [i, statements] of steps.entries()) {
+        const version = i + 1;
+        if (done.has(version)) continue;
+        for (const sql of statements) await tx.run(sql);
+        await tx.run('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)', [version, Date.now()]);
+      }
+    },
+    { exclusive: true },
+  );
 }

@@ -12,9 +12,18 @@ import type { StoreEvent } from './types.ts';
 const RECONNECT_MIN_MS = 100;
 const RECONNECT_MAX_MS = 5_000;
 const KEEPALIVE_MS = 10_000;
-const EVENT_TYPES: readonly StoreEvent['type'][] = ['revoked', 'unrevoked', 'pin-changed', 'grant-changed', 'policy-changed'];
+const EVENT_TYPES: readonly StoreEvent['type'][] = [
+  'revoked',
+  'unrevoked',
+  'pin-changed',
+  'grant-changed',
+  'policy-changed',
+];
 
-interface Wire { origin: string; event: StoreEvent }
+interface Wire {
+  origin: string;
+  event: StoreEvent;
+}
 
 /** PostgreSQL identifiers stop at 63 bytes; a longer schema name gets a hashed channel name. */
 export function channelFor(schema: string): string {
@@ -30,8 +39,15 @@ export function listenerName(schema: string): string {
 function parseWire(payload: string): Wire | undefined {
   try {
     const wire = JSON.parse(payload) as Partial<Wire>;
-    if (typeof wire.origin === 'string' && typeof wire.event?.type === 'string' && EVENT_TYPES.includes(wire.event.type)) return wire as Wire;
-  } catch { /* reported by the caller */ }
+    if (
+      typeof wire.origin === 'string' &&
+      typeof wire.event?.type === 'string' &&
+      EVENT_TYPES.includes(wire.event.type)
+    )
+      return wire as Wire;
+  } catch {
+    /* reported by the caller */
+  }
   return undefined;
 }
 
@@ -62,8 +78,11 @@ export async function postgresBus(url: string, schema: string, logger?: Logger):
 
   const connect = async (): Promise<pg.Client> => {
     const c = new pg.Client({
-      connectionString: url, application_name: listenerName(schema), connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
-      keepAlive: true, keepAliveInitialDelayMillis: KEEPALIVE_MS,
+      connectionString: url,
+      application_name: listenerName(schema),
+      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+      keepAlive: true,
+      keepAliveInitialDelayMillis: KEEPALIVE_MS,
     });
     c.on('notification', onNotification);
     c.on('error', (err) => lost(c, err.message));
@@ -82,17 +101,23 @@ export async function postgresBus(url: string, schema: string, logger?: Logger):
     if (closed || timer) return;
     timer = setTimeout(() => {
       timer = undefined;
-      connect().then(async (c) => {
-        if (closed) return void await c.end().catch(() => undefined);
-        client = c;
-        delay = RECONNECT_MIN_MS;
-        logger?.info({ channel }, 'store event connection re-established; subscribers told that anything may have changed');
-        for (const type of EVENT_TYPES) subscribers.deliver({ type });
-      }, (err: Error) => {
-        delay = Math.min(delay * 2, RECONNECT_MAX_MS);
-        logger?.warn({ channel, error: err.message, retryMs: delay }, 'store event reconnect failed');
-        schedule();
-      });
+      connect().then(
+        async (c) => {
+          if (closed) return void (await c.end().catch(() => undefined));
+          client = c;
+          delay = RECONNECT_MIN_MS;
+          logger?.info(
+            { channel },
+            'store event connection re-established; subscribers told that anything may have changed',
+          );
+          for (const type of EVENT_TYPES) subscribers.deliver({ type });
+        },
+        (err: Error) => {
+          delay = Math.min(delay * 2, RECONNECT_MAX_MS);
+          logger?.warn({ channel, error: err.message, retryMs: delay }, 'store event reconnect failed');
+          schedule();
+        },
+      );
     }, delay);
     timer.unref();
   }

@@ -21,7 +21,9 @@ export function redactUrl(url: string): string {
 
 export function checkSchemaName(schema: string): void {
   if (!SCHEMA_NAME.test(schema)) {
-    throw new Error(`store.schema ${JSON.stringify(schema)} is not a lowercase SQL identifier (letters a-z, digits and _, not starting with a digit, at most 63): choose another name`);
+    throw new Error(
+      `store.schema ${JSON.stringify(schema)} is not a lowercase SQL identifier (letters a-z, digits and _, not starting with a digit, at most 63): choose another name`,
+    );
   }
 }
 
@@ -45,10 +47,15 @@ function queryable(client: pg.Pool | pg.PoolClient): Queryable {
 export async function openPostgres(url: string, schema: string): Promise<Db> {
   checkSchemaName(schema);
   const pool = new pg.Pool({
-    connectionString: url, max: 10, options: `-c search_path=${schema}`, application_name: 'pullgate',
+    connectionString: url,
+    max: 10,
+    options: `-c search_path=${schema}`,
+    application_name: 'pullgate',
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
   });
-  pool.on('error', () => { /* an idle client's error surfaces on the next query that needs a connection */ });
+  pool.on('error', () => {
+    /* an idle client's error surfaces on the next query that needs a connection */
+  });
   const lockKey = `pullgate:${schema}`;
 
   async function inTransaction<T>(begin: string, fn: (tx: Queryable) => Promise<T>, exclusive = false): Promise<T> {
@@ -72,7 +79,9 @@ export async function openPostgres(url: string, schema: string): Promise<Db> {
     await inTransaction('BEGIN', (tx) => tx.run(`CREATE SCHEMA IF NOT EXISTS ${schema}`), true);
   } catch (err) {
     await pool.end();
-    throw new Error(`cannot prepare the PostgreSQL store at ${redactUrl(url)} (store.url), schema ${schema}: ${(err as Error).message}; check that the server is up and that the URL's user may create the schema`);
+    throw new Error(
+      `cannot prepare the PostgreSQL store at ${redactUrl(url)} (store.url), schema ${schema}: ${(err as Error).message}; check that the server is up and that the URL's user may create the schema`,
+    );
   }
   return {
     dialect: 'postgres',

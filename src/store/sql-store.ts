@@ -5,7 +5,17 @@ import type { Db, Param, Queryable, Row } from './db.ts';
 import { GENESIS, chainHash, normaliseAuditInput, verifyChain, type ChainHead } from './audit-chain.ts';
 import type { EventBus } from './events.ts';
 import type {
-  AuditInput, AuditProblem, AuditQuery, AuditRecord, DriftEvent, Grant, Pin, Revocation, Store, StoreEvent, StoredManifest,
+  AuditInput,
+  AuditProblem,
+  AuditQuery,
+  AuditRecord,
+  DriftEvent,
+  Grant,
+  Pin,
+  Revocation,
+  Store,
+  StoreEvent,
+  StoredManifest,
 } from './types.ts';
 
 const AUDIT_PAGE = 1000;
@@ -19,15 +29,29 @@ const opt = (v: unknown) => (v === null || v === undefined ? undefined : String(
 
 function pinOf(r: Row): Pin {
   return {
-    upstream: str(r.upstream), repository: str(r.repository), tag: str(r.tag), digest: str(r.digest), rule: str(r.rule),
-    attestors: JSON.parse(str(r.attestors)) as string[], createdAt: date(r.created_at), updatedAt: date(r.updated_at),
+    upstream: str(r.upstream),
+    repository: str(r.repository),
+    tag: str(r.tag),
+    digest: str(r.digest),
+    rule: str(r.rule),
+    attestors: JSON.parse(str(r.attestors)) as string[],
+    createdAt: date(r.created_at),
+    updatedAt: date(r.updated_at),
   };
 }
 
 function driftOf(r: Row): DriftEvent {
   return {
-    id: num(r.id), upstream: str(r.upstream), repository: str(r.repository), tag: str(r.tag), pinnedDigest: str(r.pinned_digest),
-    upstreamDigest: str(r.upstream_digest), firstSeen: date(r.first_seen), lastSeen: date(r.last_seen), count: num(r.count), resolved: num(r.resolved) === 1,
+    id: num(r.id),
+    upstream: str(r.upstream),
+    repository: str(r.repository),
+    tag: str(r.tag),
+    pinnedDigest: str(r.pinned_digest),
+    upstreamDigest: str(r.upstream_digest),
+    firstSeen: date(r.first_seen),
+    lastSeen: date(r.last_seen),
+    count: num(r.count),
+    resolved: num(r.resolved) === 1,
   };
 }
 
@@ -38,13 +62,24 @@ function revocationOf(r: Row): Revocation {
 function grantOf(r: Row): Grant {
   const digest = opt(r.digest);
   return {
-    id: str(r.id), scope: digest ? { digest } : { upstream: str(r.upstream), repository: str(r.repository) },
-    reason: str(r.reason), actor: str(r.actor), expiresAt: date(r.expires_at), createdAt: date(r.created_at),
+    id: str(r.id),
+    scope: digest ? { digest } : { upstream: str(r.upstream), repository: str(r.repository) },
+    reason: str(r.reason),
+    actor: str(r.actor),
+    expiresAt: date(r.expires_at),
+    createdAt: date(r.created_at),
   };
 }
 
 function auditOf(r: Row): AuditRecord {
-  const record: AuditRecord = { seq: num(r.seq), at: date(r.at), kind: str(r.kind) as AuditRecord['kind'], actor: str(r.actor), prevHash: str(r.prev_hash), hash: str(r.hash) };
+  const record: AuditRecord = {
+    seq: num(r.seq),
+    at: date(r.at),
+    kind: str(r.kind) as AuditRecord['kind'],
+    actor: str(r.actor),
+    prevHash: str(r.prev_hash),
+    hash: str(r.hash),
+  };
   for (const key of ['upstream', 'repository', 'tag', 'digest', 'rule'] as const) {
     const v = opt(r[key]);
     if (v !== undefined) record[key] = v;
@@ -56,7 +91,10 @@ function auditOf(r: Row): AuditRecord {
 
 /** The event a grant's scope maps to. */
 function grantEvent(scope: Grant['scope']): StoreEvent {
-  return { type: 'grant-changed', ...('digest' in scope ? { digest: scope.digest } : { upstream: scope.upstream, repository: scope.repository }) };
+  return {
+    type: 'grant-changed',
+    ...('digest' in scope ? { digest: scope.digest } : { upstream: scope.upstream, repository: scope.repository }),
+  };
 }
 
 /** `image` is a prefix of "upstream/repository": LIKE with its own wildcards escaped. */
@@ -119,30 +157,49 @@ export class SqlStore implements Store {
   }
 
   async getPin(upstream: string, repository: string, tag: string): Promise<Pin | undefined> {
-    const [row] = await this.#db.query('SELECT * FROM pins WHERE upstream = ? AND repository = ? AND tag = ?', [upstream, repository, tag]);
+    const [row] = await this.#db.query('SELECT * FROM pins WHERE upstream = ? AND repository = ? AND tag = ?', [
+      upstream,
+      repository,
+      tag,
+    ]);
     return row ? pinOf(row) : undefined;
   }
 
   createPin(p: Omit<Pin, 'createdAt' | 'updatedAt'>): Promise<{ pin: Pin; created: boolean }> {
     return this.#change(async (tx, emit) => {
       const now = Date.now();
-      const created = await tx.run(
-        'INSERT INTO pins (upstream, repository, tag, digest, rule, attestors, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
-        [p.upstream, p.repository, p.tag, p.digest, p.rule, JSON.stringify(p.attestors), now, now],
-      ) === 1;
-      const [row] = await tx.query('SELECT * FROM pins WHERE upstream = ? AND repository = ? AND tag = ?', [p.upstream, p.repository, p.tag]);
+      const created =
+        (await tx.run(
+          'INSERT INTO pins (upstream, repository, tag, digest, rule, attestors, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
+          [p.upstream, p.repository, p.tag, p.digest, p.rule, JSON.stringify(p.attestors), now, now],
+        )) === 1;
+      const [row] = await tx.query('SELECT * FROM pins WHERE upstream = ? AND repository = ? AND tag = ?', [
+        p.upstream,
+        p.repository,
+        p.tag,
+      ]);
       if (!row) throw new Error(`pin ${p.upstream}/${p.repository}:${p.tag} was deleted while being created; retry`);
-      if (created) emit({ type: 'pin-changed', upstream: p.upstream, repository: p.repository, tag: p.tag, digest: p.digest });
+      if (created)
+        emit({ type: 'pin-changed', upstream: p.upstream, repository: p.repository, tag: p.tag, digest: p.digest });
       return { pin: pinOf(row), created };
     });
   }
 
-  movePin(upstream: string, repository: string, tag: string, fromDigest: string, toDigest: string, rule: string, attestors: string[]): Promise<boolean> {
+  movePin(
+    upstream: string,
+    repository: string,
+    tag: string,
+    fromDigest: string,
+    toDigest: string,
+    rule: string,
+    attestors: string[],
+  ): Promise<boolean> {
     return this.#change(async (tx, emit) => {
-      const moved = await tx.run(
-        'UPDATE pins SET digest = ?, rule = ?, attestors = ?, updated_at = ? WHERE upstream = ? AND repository = ? AND tag = ? AND digest = ?',
-        [toDigest, rule, JSON.stringify(attestors), Date.now(), upstream, repository, tag, fromDigest],
-      ) === 1;
+      const moved =
+        (await tx.run(
+          'UPDATE pins SET digest = ?, rule = ?, attestors = ?, updated_at = ? WHERE upstream = ? AND repository = ? AND tag = ? AND digest = ?',
+          [toDigest, rule, JSON.stringify(attestors), Date.now(), upstream, repository, tag, fromDigest],
+        )) === 1;
       if (moved) emit({ type: 'pin-changed', upstream, repository, tag, digest: toDigest });
       return moved;
     });
@@ -150,7 +207,12 @@ export class SqlStore implements Store {
 
   deletePin(upstream: string, repository: string, tag: string): Promise<boolean> {
     return this.#change(async (tx, emit) => {
-      const removed = await tx.run('DELETE FROM pins WHERE upstream = ? AND repository = ? AND tag = ?', [upstream, repository, tag]) === 1;
+      const removed =
+        (await tx.run('DELETE FROM pins WHERE upstream = ? AND repository = ? AND tag = ?', [
+          upstream,
+          repository,
+          tag,
+        ])) === 1;
       if (removed) emit({ type: 'pin-changed', upstream, repository, tag });
       return removed;
     });
@@ -159,33 +221,56 @@ export class SqlStore implements Store {
   async listPins(filter: { upstream?: string; repository?: string } = {}): Promise<Pin[]> {
     const where: string[] = [];
     const params: Param[] = [];
-    if (filter.upstream) { where.push('upstream = ?'); params.push(filter.upstream); }
-    if (filter.repository) { where.push('repository = ?'); params.push(filter.repository); }
-    const rows = await this.#db.query(`SELECT * FROM pins ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY upstream, repository, tag`, params);
+    if (filter.upstream) {
+      where.push('upstream = ?');
+      params.push(filter.upstream);
+    }
+    if (filter.repository) {
+      where.push('repository = ?');
+      params.push(filter.repository);
+    }
+    const rows = await this.#db.query(
+      `SELECT * FROM pins ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY upstream, repository, tag`,
+      params,
+    );
     return rows.map(pinOf);
   }
 
-  recordDrift(upstream: string, repository: string, tag: string, pinnedDigest: string, upstreamDigest: string): Promise<{ event: DriftEvent; isNew: boolean }> {
+  recordDrift(
+    upstream: string,
+    repository: string,
+    tag: string,
+    pinnedDigest: string,
+    upstreamDigest: string,
+  ): Promise<{ event: DriftEvent; isNew: boolean }> {
     return this.#db.transaction(async (tx) => {
       const now = Date.now();
-      const isNew = await tx.run(
-        `INSERT INTO drift (upstream, repository, tag, pinned_digest, upstream_digest, first_seen, last_seen, count, resolved)
+      const isNew =
+        (await tx.run(
+          `INSERT INTO drift (upstream, repository, tag, pinned_digest, upstream_digest, first_seen, last_seen, count, resolved)
          VALUES (?, ?, ?, ?, ?, ?, ?, 1, 0) ON CONFLICT (upstream, repository, tag, upstream_digest) WHERE resolved = 0 DO NOTHING`,
-        [upstream, repository, tag, pinnedDigest, upstreamDigest, now, now],
-      ) === 1;
+          [upstream, repository, tag, pinnedDigest, upstreamDigest, now, now],
+        )) === 1;
       if (!isNew) {
-        await tx.run('UPDATE drift SET count = count + 1, last_seen = ? WHERE upstream = ? AND repository = ? AND tag = ? AND upstream_digest = ? AND resolved = 0',
-          [now, upstream, repository, tag, upstreamDigest]);
+        await tx.run(
+          'UPDATE drift SET count = count + 1, last_seen = ? WHERE upstream = ? AND repository = ? AND tag = ? AND upstream_digest = ? AND resolved = 0',
+          [now, upstream, repository, tag, upstreamDigest],
+        );
       }
-      const [row] = await tx.query('SELECT * FROM drift WHERE upstream = ? AND repository = ? AND tag = ? AND upstream_digest = ? AND resolved = 0',
-        [upstream, repository, tag, upstreamDigest]);
-      if (!row) throw new Error(`drift event for ${upstream}/${repository}:${tag} was resolved while being recorded; retry`);
+      const [row] = await tx.query(
+        'SELECT * FROM drift WHERE upstream = ? AND repository = ? AND tag = ? AND upstream_digest = ? AND resolved = 0',
+        [upstream, repository, tag, upstreamDigest],
+      );
+      if (!row)
+        throw new Error(`drift event for ${upstream}/${repository}:${tag} was resolved while being recorded; retry`);
       return { event: driftOf(row), isNew };
     });
   }
 
   async listDrift(filter: { unresolvedOnly?: boolean } = {}): Promise<DriftEvent[]> {
-    const rows = await this.#db.query(`SELECT * FROM drift ${filter.unresolvedOnly ? 'WHERE resolved = 0' : ''} ORDER BY id`);
+    const rows = await this.#db.query(
+      `SELECT * FROM drift ${filter.unresolvedOnly ? 'WHERE resolved = 0' : ''} ORDER BY id`,
+    );
     return rows.map(driftOf);
   }
 
@@ -198,25 +283,53 @@ export class SqlStore implements Store {
   }
 
   async putManifest(m: StoredManifest): Promise<void> {
-    await this.#db.run('INSERT INTO manifests (digest, media_type, bytes) VALUES (?, ?, ?) ON CONFLICT DO NOTHING', [m.digest, m.mediaType, m.bytes]);
+    await this.#db.run('INSERT INTO manifests (digest, media_type, bytes) VALUES (?, ?, ?) ON CONFLICT DO NOTHING', [
+      m.digest,
+      m.mediaType,
+      m.bytes,
+    ]);
   }
 
   async getManifest(digest: string): Promise<StoredManifest | undefined> {
     const [row] = await this.#db.query('SELECT * FROM manifests WHERE digest = ?', [digest]);
-    return row ? { digest: str(row.digest), mediaType: str(row.media_type), bytes: Buffer.from(row.bytes as Uint8Array) } : undefined;
+    return row
+      ? { digest: str(row.digest), mediaType: str(row.media_type), bytes: Buffer.from(row.bytes as Uint8Array) }
+      : undefined;
   }
 
-  async admit(upstream: string, repository: string, digest: string, blobs: string[], children: string[]): Promise<void> {
+  async admit(
+    upstream: string,
+    repository: string,
+    digest: string,
+    blobs: string[],
+    children: string[],
+  ): Promise<void> {
     await this.#db.transaction(async (tx) => {
       const now = Date.now();
-      if (await tx.run('UPDATE admissions SET admitted_at = ? WHERE upstream = ? AND repository = ? AND digest = ?', [now, upstream, repository, digest]) === 0) {
-        await tx.run('INSERT INTO admissions (upstream, repository, digest, admitted_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING', [upstream, repository, digest, now]);
+      if (
+        (await tx.run('UPDATE admissions SET admitted_at = ? WHERE upstream = ? AND repository = ? AND digest = ?', [
+          now,
+          upstream,
+          repository,
+          digest,
+        ])) === 0
+      ) {
+        await tx.run(
+          'INSERT INTO admissions (upstream, repository, digest, admitted_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING',
+          [upstream, repository, digest, now],
+        );
       }
       for (const blob of new Set(blobs)) {
-        await tx.run('INSERT INTO admitted_blobs (upstream, repository, blob, manifest) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING', [upstream, repository, blob, digest]);
+        await tx.run(
+          'INSERT INTO admitted_blobs (upstream, repository, blob, manifest) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING',
+          [upstream, repository, blob, digest],
+        );
       }
       for (const child of new Set(children)) {
-        await tx.run('INSERT INTO admitted_children (upstream, repository, child, parent) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING', [upstream, repository, child, digest]);
+        await tx.run(
+          'INSERT INTO admitted_children (upstream, repository, child, parent) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING',
+          [upstream, repository, child, digest],
+        );
       }
     });
   }
@@ -225,17 +338,24 @@ export class SqlStore implements Store {
     const rows = await this.#db.query(
       `SELECT 1 AS ok FROM admitted_blobs b WHERE b.upstream = ? AND b.repository = ? AND b.blob = ?
          AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.digest = b.manifest) LIMIT 1`,
-      [upstream, repository, blobDigest]);
+      [upstream, repository, blobDigest],
+    );
     return rows.length > 0;
   }
 
   async isAdmitted(upstream: string, repository: string, digest: string): Promise<{ admittedAt: Date } | undefined> {
     if (await this.getRevocation(digest)) return undefined;
-    const [own] = await this.#db.query('SELECT admitted_at FROM admissions WHERE upstream = ? AND repository = ? AND digest = ?', [upstream, repository, digest]);
+    const [own] = await this.#db.query(
+      'SELECT admitted_at FROM admissions WHERE upstream = ? AND repository = ? AND digest = ?',
+      [upstream, repository, digest],
+    );
     if (own) return { admittedAt: date(own.admitted_at) };
     const parent = await this.admittedParent(upstream, repository, digest);
     if (!parent) return undefined;
-    const [row] = await this.#db.query('SELECT admitted_at FROM admissions WHERE upstream = ? AND repository = ? AND digest = ?', [upstream, repository, parent]);
+    const [row] = await this.#db.query(
+      'SELECT admitted_at FROM admissions WHERE upstream = ? AND repository = ? AND digest = ?',
+      [upstream, repository, parent],
+    );
     return row ? { admittedAt: date(row.admitted_at) } : undefined;
   }
 
@@ -243,14 +363,17 @@ export class SqlStore implements Store {
     const [row] = await this.#db.query(
       `SELECT c.parent FROM admitted_children c JOIN admissions a ON a.upstream = c.upstream AND a.repository = c.repository AND a.digest = c.parent
        WHERE c.upstream = ? AND c.repository = ? AND c.child = ? AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.digest = c.parent) LIMIT 1`,
-      [upstream, repository, digest]);
+      [upstream, repository, digest],
+    );
     return row ? str(row.parent) : undefined;
   }
 
   revoke(digest: string, reason: string, actor: string): Promise<Revocation> {
     return this.#change(async (tx, emit) => {
-      await tx.run('INSERT INTO revocations (digest, reason, actor, at) VALUES (?, ?, ?, ?) ON CONFLICT (digest) DO UPDATE SET reason = excluded.reason, actor = excluded.actor, at = excluded.at',
-        [digest, reason, actor, Date.now()]);
+      await tx.run(
+        'INSERT INTO revocations (digest, reason, actor, at) VALUES (?, ?, ?, ?) ON CONFLICT (digest) DO UPDATE SET reason = excluded.reason, actor = excluded.actor, at = excluded.at',
+        [digest, reason, actor, Date.now()],
+      );
       // A revoked index withdraws the platform manifests it admitted: they were served on its word.
       await tx.run(`DELETE FROM admitted_blobs WHERE ${orphanedChild('admitted_blobs', 'manifest')}`, [digest]);
       await tx.run(`DELETE FROM admissions WHERE ${orphanedChild('admissions', 'digest')}`, [digest]);
@@ -263,7 +386,7 @@ export class SqlStore implements Store {
 
   unrevoke(digest: string, _actor: string): Promise<boolean> {
     return this.#change(async (tx, emit) => {
-      const removed = await tx.run('DELETE FROM revocations WHERE digest = ?', [digest]) === 1;
+      const removed = (await tx.run('DELETE FROM revocations WHERE digest = ?', [digest])) === 1;
       if (removed) emit({ type: 'unrevoked', digest });
       return removed;
     });
@@ -282,8 +405,10 @@ export class SqlStore implements Store {
     return this.#change(async (tx, emit) => {
       const id = randomUUID();
       const scope = 'digest' in g.scope ? [g.scope.digest, null, null] : [null, g.scope.upstream, g.scope.repository];
-      await tx.run('INSERT INTO grants (id, digest, upstream, repository, reason, actor, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-        [id, ...scope, g.reason, g.actor, g.expiresAt.getTime(), Date.now()]);
+      await tx.run(
+        'INSERT INTO grants (id, digest, upstream, repository, reason, actor, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+        [id, ...scope, g.reason, g.actor, g.expiresAt.getTime(), Date.now()],
+      );
       const [row] = await tx.query('SELECT * FROM grants WHERE id = ?', [id]);
       if (!row) throw new Error(`grant ${id} vanished while being written`);
       const grant = grantOf(row);
@@ -295,13 +420,14 @@ export class SqlStore implements Store {
   async findGrant(upstream: string, repository: string, digest: string, now: Date): Promise<Grant | undefined> {
     const [row] = await this.#db.query(
       `SELECT * FROM grants WHERE revoked = 0 AND expires_at > ? AND (digest = ? OR (upstream = ? AND repository = ?)) ORDER BY expires_at DESC LIMIT 1`,
-      [now.getTime(), digest, upstream, repository]);
+      [now.getTime(), digest, upstream, repository],
+    );
     return row ? grantOf(row) : undefined;
   }
 
   revokeGrant(id: string): Promise<boolean> {
     return this.#change(async (tx, emit) => {
-      if (await tx.run('UPDATE grants SET revoked = 1 WHERE id = ? AND revoked = 0', [id]) !== 1) return false;
+      if ((await tx.run('UPDATE grants SET revoked = 1 WHERE id = ? AND revoked = 0', [id])) !== 1) return false;
       const [row] = await tx.query('SELECT * FROM grants WHERE id = ?', [id]);
       if (row) emit(grantEvent(grantOf(row).scope));
       return true;
@@ -311,40 +437,80 @@ export class SqlStore implements Store {
   async listGrants(includeExpired = false): Promise<Grant[]> {
     const rows = includeExpired
       ? await this.#db.query('SELECT * FROM grants ORDER BY created_at, id')
-      : await this.#db.query('SELECT * FROM grants WHERE revoked = 0 AND expires_at > ? ORDER BY created_at, id', [Date.now()]);
+      : await this.#db.query('SELECT * FROM grants WHERE revoked = 0 AND expires_at > ? ORDER BY created_at, id', [
+          Date.now(),
+        ]);
     return rows.map(grantOf);
   }
 
   async appendAudit(e: AuditInput): Promise<AuditRecord> {
     const fields = normaliseAuditInput(e);
-    return this.#db.transaction(async (tx) => {
-      // Continue from the head, so a trail cut off at the end stays detectable after further appends;
-      // number past any record beyond it, so a forged record there cannot block appends.
-      const [headRow] = await tx.query('SELECT seq, hash FROM audit_head WHERE id = 1');
-      const [newest] = await tx.query('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1');
-      const head = headRow ?? newest;
-      const prevHash = head ? str(head.hash) : GENESIS;
-      const seq = Math.max(head ? num(head.seq) : 0, newest ? num(newest.seq) : 0) + 1;
-      const base = { ...fields, seq, at: new Date() };
-      const record: AuditRecord = { ...base, prevHash, hash: chainHash(prevHash, base) };
-      await tx.run(
-        'INSERT INTO audit (seq, at, kind, actor, upstream, repository, tag, digest, rule, reasons, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-        [record.seq, record.at.getTime(), record.kind, record.actor, record.upstream ?? null, record.repository ?? null, record.tag ?? null, record.digest ?? null,
-          record.rule ?? null, record.reasons ? JSON.stringify(record.reasons) : null, record.detail ? JSON.stringify(record.detail) : null, record.prevHash, record.hash]);
-      await tx.run('INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash', [record.seq, record.hash]);
-      return record;
-    }, { exclusive: true });
+    return this.#db.transaction(
+      async (tx) => {
+        // Continue from the head, so a trail cut off at the end stays detectable after further appends;
+        // number past any record beyond it, so a forged record there cannot block appends.
+        const [headRow] = await tx.query('SELECT seq, hash FROM audit_head WHERE id = 1');
+        const [newest] = await tx.query('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1');
+        const head = headRow ?? newest;
+        const prevHash = head ? str(head.hash) : GENESIS;
+        const seq = Math.max(head ? num(head.seq) : 0, newest ? num(newest.seq) : 0) + 1;
+        const base = { ...fields, seq, at: new Date() };
+        const record: AuditRecord = { ...base, prevHash, hash: chainHash(prevHash, base) };
+        await tx.run(
+          'INSERT INTO audit (seq, at, kind, actor, upstream, repository, tag, digest, rule, reasons, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+          [
+            record.seq,
+            record.at.getTime(),
+            record.kind,
+            record.actor,
+            record.upstream ?? null,
+            record.repository ?? null,
+            record.tag ?? null,
+            record.digest ?? null,
+            record.rule ?? null,
+            record.reasons ? JSON.stringify(record.reasons) : null,
+            record.detail ? JSON.stringify(record.detail) : null,
+            record.prevHash,
+            record.hash,
+          ],
+        );
+        await tx.run(
+          'INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash',
+          [record.seq, record.hash],
+        );
+        return record;
+      },
+      { exclusive: true },
+    );
   }
 
   async queryAudit(q: AuditQuery): Promise<AuditRecord[]> {
     const where: string[] = [];
     const params: Param[] = [];
-    if (q.digest) { where.push('digest = ?'); params.push(q.digest); }
-    if (q.image) { where.push(`(upstream || '/' || repository) LIKE ? ESCAPE '\\'`); params.push(likePrefix(q.image)); }
-    if (q.kind) { where.push('kind = ?'); params.push(q.kind); }
-    if (q.since) { where.push('at >= ?'); params.push(q.since.getTime()); }
-    if (q.until) { where.push('at <= ?'); params.push(q.until.getTime()); }
-    if (q.afterSeq !== undefined) { where.push('seq > ?'); params.push(q.afterSeq); }
+    if (q.digest) {
+      where.push('digest = ?');
+      params.push(q.digest);
+    }
+    if (q.image) {
+      where.push(`(upstream || '/' || repository) LIKE ? ESCAPE '\\'`);
+      params.push(likePrefix(q.image));
+    }
+    if (q.kind) {
+      where.push('kind = ?');
+      params.push(q.kind);
+    }
+    if (q.since) {
+      where.push('at >= ?');
+      params.push(q.since.getTime());
+    }
+    if (q.until) {
+      where.push('at <= ?');
+      params.push(q.until.getTime());
+    }
+    if (q.afterSeq !== undefined) {
+      where.push('seq > ?');
+      params.push(q.afterSeq);
+    }
     const sql = `SELECT * FROM audit ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT ${auditLimit(q.limit)}`;
     return (await this.#db.query(sql, params)).map(auditOf);
   }

@@ -27,7 +27,9 @@ function connect(path: string, readOnly: boolean): DatabaseSync {
   try {
     return new DatabaseSync(path, { readOnly, timeout: BUSY_TIMEOUT_MS });
   } catch (err) {
-    throw new Error(`cannot open the SQLite store at ${path} (store.path): ${(err as Error).message}; check that the directory exists and is writable by this user`);
+    throw new Error(
+      `cannot open the SQLite store at ${path} (store.path): ${(err as Error).message}; check that the directory exists and is writable by this user`,
+    );
   }
 }
 
@@ -45,17 +47,18 @@ export function openSqlite(path: string): Db {
     queue = next.catch(() => undefined);
     return next;
   };
-  const transaction = <T>(fn: (tx: Queryable) => Promise<T>, opts: { exclusive?: boolean } = {}): Promise<T> => enqueue(async () => {
-    db.exec(opts.exclusive ? 'BEGIN IMMEDIATE' : 'BEGIN');
-    try {
-      const result = await fn(q);
-      db.exec('COMMIT');
-      return result;
-    } catch (err) {
-      db.exec('ROLLBACK');
-      throw err;
-    }
-  });
+  const transaction = <T>(fn: (tx: Queryable) => Promise<T>, opts: { exclusive?: boolean } = {}): Promise<T> =>
+    enqueue(async () => {
+      db.exec(opts.exclusive ? 'BEGIN IMMEDIATE' : 'BEGIN');
+      try {
+        const result = await fn(q);
+        db.exec('COMMIT');
+        return result;
+      } catch (err) {
+        db.exec('ROLLBACK');
+        throw err;
+      }
+    });
   return {
     dialect: 'sqlite',
     query: (sql, params) => enqueue(() => q.query(sql, params)),

@@ -29,18 +29,102 @@
 //   of the repository lists them) together with their blobs; unrevoking does not restore them, the
 //   next pull of the index admits them again.
 
-export interface Pin { upstream: string; repository: string; tag: string; digest: string; rule: string; attestors: string[]; createdAt: Date; updatedAt: Date }
-export interface DriftEvent { id: number; upstream: string; repository: string; tag: string; pinnedDigest: string; upstreamDigest: string; firstSeen: Date; lastSeen: Date; count: number; resolved: boolean }
-export interface StoredManifest { digest: string; mediaType: string; bytes: Buffer }
-export interface Revocation { digest: string; reason: string; actor: string; at: Date }
-export interface Grant { id: string; scope: { digest: string } | { upstream: string; repository: string }; reason: string; actor: string; expiresAt: Date; createdAt: Date }
-export type AuditKind = 'allow' | 'deny' | 'dryrun-deny' | 'drift' | 'approve' | 'revoke' | 'unrevoke' | 'pin' | 'repin' | 'unpin' | 'grant' | 'grant-use' | 'stale-serve' | 'policy-reload' | 'admin';
-export interface AuditInput { kind: AuditKind; actor: string; upstream?: string; repository?: string; tag?: string; digest?: string; rule?: string; reasons?: string[]; detail?: Record<string, unknown> }
-export interface AuditRecord extends AuditInput { seq: number; at: Date; prevHash: string; hash: string }
-export interface AuditQuery { digest?: string; image?: string /* "upstream/repository" prefix */; kind?: AuditKind; since?: Date; until?: Date; limit?: number /* default 100, max 10000 */; afterSeq?: number }
-export type AuditProblem = { seq: number; problem: 'modified' | 'deleted-before' | 'inserted' | 'broken-link'; message: string };
+export interface Pin {
+  upstream: string;
+  repository: string;
+  tag: string;
+  digest: string;
+  rule: string;
+  attestors: string[];
+  createdAt: Date;
+  updatedAt: Date;
+}
+export interface DriftEvent {
+  id: number;
+  upstream: string;
+  repository: string;
+  tag: string;
+  pinnedDigest: string;
+  upstreamDigest: string;
+  firstSeen: Date;
+  lastSeen: Date;
+  count: number;
+  resolved: boolean;
+}
+export interface StoredManifest {
+  digest: string;
+  mediaType: string;
+  bytes: Buffer;
+}
+export interface Revocation {
+  digest: string;
+  reason: string;
+  actor: string;
+  at: Date;
+}
+export interface Grant {
+  id: string;
+  scope: { digest: string } | { upstream: string; repository: string };
+  reason: string;
+  actor: string;
+  expiresAt: Date;
+  createdAt: Date;
+}
+export type AuditKind =
+  | 'allow'
+  | 'deny'
+  | 'dryrun-deny'
+  | 'drift'
+  | 'approve'
+  | 'revoke'
+  | 'unrevoke'
+  | 'pin'
+  | 'repin'
+  | 'unpin'
+  | 'grant'
+  | 'grant-use'
+  | 'stale-serve'
+  | 'policy-reload'
+  | 'admin';
+export interface AuditInput {
+  kind: AuditKind;
+  actor: string;
+  upstream?: string;
+  repository?: string;
+  tag?: string;
+  digest?: string;
+  rule?: string;
+  reasons?: string[];
+  detail?: Record<string, unknown>;
+}
+export interface AuditRecord extends AuditInput {
+  seq: number;
+  at: Date;
+  prevHash: string;
+  hash: string;
+}
+export interface AuditQuery {
+  digest?: string;
+  image?: string /* "upstream/repository" prefix */;
+  kind?: AuditKind;
+  since?: Date;
+  until?: Date;
+  limit?: number /* default 100, max 10000 */;
+  afterSeq?: number;
+}
+export type AuditProblem = {
+  seq: number;
+  problem: 'modified' | 'deleted-before' | 'inserted' | 'broken-link';
+  message: string;
+};
 /** An event without subject fields (digest, upstream, …) means: anything of this type may have changed. */
-export type StoreEvent = { type: 'revoked' | 'unrevoked' | 'pin-changed' | 'grant-changed' | 'policy-changed'; digest?: string; upstream?: string; repository?: string; tag?: string };
+export type StoreEvent = {
+  type: 'revoked' | 'unrevoked' | 'pin-changed' | 'grant-changed' | 'policy-changed';
+  digest?: string;
+  upstream?: string;
+  repository?: string;
+  tag?: string;
+};
 
 export interface Store {
   readonly kind: 'sqlite' | 'postgres';
@@ -48,12 +132,26 @@ export interface Store {
   /** First writer wins, across replicas: an existing pin is returned unchanged with created=false. */
   createPin(pin: Omit<Pin, 'createdAt' | 'updatedAt'>): Promise<{ pin: Pin; created: boolean }>;
   /** Compare-and-set: false when the pin was not at `fromDigest`. */
-  movePin(upstream: string, repository: string, tag: string, fromDigest: string, toDigest: string, rule: string, attestors: string[]): Promise<boolean>;
+  movePin(
+    upstream: string,
+    repository: string,
+    tag: string,
+    fromDigest: string,
+    toDigest: string,
+    rule: string,
+    attestors: string[],
+  ): Promise<boolean>;
   deletePin(upstream: string, repository: string, tag: string): Promise<boolean>;
   listPins(filter?: { upstream?: string; repository?: string }): Promise<Pin[]>;
 
   /** Upserts the unresolved drift event for (tag, upstream digest), counting sightings. */
-  recordDrift(upstream: string, repository: string, tag: string, pinnedDigest: string, upstreamDigest: string): Promise<{ event: DriftEvent; isNew: boolean }>;
+  recordDrift(
+    upstream: string,
+    repository: string,
+    tag: string,
+    pinnedDigest: string,
+    upstreamDigest: string,
+  ): Promise<{ event: DriftEvent; isNew: boolean }>;
   listDrift(filter?: { unresolvedOnly?: boolean }): Promise<DriftEvent[]>;
   resolveDrift(id: number): Promise<DriftEvent | undefined>;
 

@@ -45,7 +45,12 @@ export function compileAttestor(
       return compileIdentity(identity);
     } catch (err) {
       if (!(err instanceof IdentitySpecError)) throw err;
-      throw new AttestorConfigError(name, `identities[${i}].${err.field}`, err.message, [...at, 'identities', i, err.field]);
+      throw new AttestorConfigError(name, `identities[${i}].${err.field}`, err.message, [
+        ...at,
+        'identities',
+        i,
+        err.field,
+      ]);
     }
   });
   if (keys.length === 0 && identities.length === 0) {
@@ -54,17 +59,28 @@ export function compileAttestor(
   const trustRootName = spec.trustRoot ?? DEFAULT_TRUST_ROOT;
   const rootSpec = Object.hasOwn(ctx.trustRoots, trustRootName)
     ? ctx.trustRoots[trustRootName]
-    : trustRootName === DEFAULT_TRUST_ROOT ? PUBLIC_GOOD_SPEC : undefined;
+    : trustRootName === DEFAULT_TRUST_ROOT
+      ? PUBLIC_GOOD_SPEC
+      : undefined;
   if (rootSpec === undefined) {
     const known = [DEFAULT_TRUST_ROOT, ...Object.keys(ctx.trustRoots).filter((k) => k !== DEFAULT_TRUST_ROOT)];
-    throw new AttestorConfigError(name, 'trustRoot', `unknown trust root "${trustRootName}"; known: ${known.join(', ')}`, [...at, 'trustRoot']);
+    throw new AttestorConfigError(
+      name,
+      'trustRoot',
+      `unknown trust root "${trustRootName}"; known: ${known.join(', ')}`,
+      [...at, 'trustRoot'],
+    );
   }
   let trustRoot: LoadedTrustRoot;
   try {
     trustRoot = loadTrustRoot(rootSpec, ctx.baseDir);
   } catch (err) {
     const field = rootSpec.file !== undefined ? 'file' : 'builtin';
-    throw new AttestorConfigError(name, `trust root "${trustRootName}"`, (err as Error).message, ['trustRoots', trustRootName, field]);
+    throw new AttestorConfigError(name, `trust root "${trustRootName}"`, (err as Error).message, [
+      'trustRoots',
+      trustRootName,
+      field,
+    ]);
   }
   return {
     name,
@@ -95,7 +111,12 @@ function compileKey(attestor: string, spec: KeySpec, index: number, baseDir: str
     pem = readFileSync(path.resolve(baseDir, file), 'utf8');
   } catch (err) {
     const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-    throw new AttestorConfigError(attestor, `${where}: file ${file}`, `cannot read (${reason}, relative to ${baseDir})`, [...at, 'file']);
+    throw new AttestorConfigError(
+      attestor,
+      `${where}: file ${file}`,
+      `cannot read (${reason}, relative to ${baseDir})`,
+      [...at, 'file'],
+    );
   }
   try {
     return parsePublicKey(pem);

@@ -20,7 +20,8 @@ export interface SignedBundle {
 }
 
 /** The certificate identity a keyless signature verified with, or why it did not. */
-export type KeylessResult = { ok: true; issuer: string | undefined; subject: string | undefined } | { ok: false; reason: string };
+export type KeylessResult =
+  { ok: true; issuer: string | undefined; subject: string | undefined } | { ok: false; reason: string };
 
 export function isKeyless(bundle: Bundle): boolean {
   return bundle.verificationMaterial.content.$case !== 'publicKey';
@@ -54,7 +55,12 @@ export function checkKeyed(signed: SignedBundle, attestor: CompiledAttestor, now
  * signature of a keyless bundle. Independent of identities, so the caller can share the result
  * between attestors with the same trust root and tlog requirement.
  */
-export function checkKeyless(signed: SignedBundle, trustRoot: LoadedTrustRoot, requireTlog: boolean, now: Date): KeylessResult {
+export function checkKeyless(
+  signed: SignedBundle,
+  trustRoot: LoadedTrustRoot,
+  requireTlog: boolean,
+  now: Date,
+): KeylessResult {
   const entity = signedEntity(signed);
   const tlog = checkTlog(entity, requireTlog ? 'keyless verification' : undefined, now);
   if (tlog) return tlog;
@@ -74,21 +80,33 @@ export function checkKeyless(signed: SignedBundle, trustRoot: LoadedTrustRoot, r
   }
 }
 
-export function matchIdentity(result: Extract<KeylessResult, { ok: true }>, attestor: CompiledAttestor): SignatureCheck {
+export function matchIdentity(
+  result: Extract<KeylessResult, { ok: true }>,
+  attestor: CompiledAttestor,
+): SignatureCheck {
   const { issuer, subject } = result;
   if (!attestor.identities.some((m) => m.matches(issuer, subject))) {
-    return fail(`certificate identity (issuer ${issuer ?? 'none'}, subject ${subject ?? 'none'}) matches no identity of attestor "${attestor.name}"`);
+    return fail(
+      `certificate identity (issuer ${issuer ?? 'none'}, subject ${subject ?? 'none'}) matches no identity of attestor "${attestor.name}"`,
+    );
   }
   return { ok: true, signer: `${issuer} ${subject}` };
 }
 
 /** `requiredBy` names who demands a log entry; undefined when none is required. */
-function checkTlog(entity: SignedEntity, requiredBy: string | undefined, now: Date): { ok: false; reason: string } | undefined {
-  if (requiredBy && entity.tlogEntries.length === 0) return fail(`no transparency-log entry, but ${requiredBy} requires one`);
+function checkTlog(
+  entity: SignedEntity,
+  requiredBy: string | undefined,
+  now: Date,
+): { ok: false; reason: string } | undefined {
+  if (requiredBy && entity.tlogEntries.length === 0)
+    return fail(`no transparency-log entry, but ${requiredBy} requires one`);
   for (const entry of entity.tlogEntries) {
     const integrated = Number(entry.integratedTime) * 1000;
     if (integrated > now.getTime() + MAX_CLOCK_SKEW_MS) {
-      return fail(`transparency-log entry ${entry.logIndex} claims integration at ${new Date(integrated).toISOString()}, in the future`);
+      return fail(
+        `transparency-log entry ${entry.logIndex} claims integration at ${new Date(integrated).toISOString()}, in the future`,
+      );
     }
   }
   return undefined;
@@ -101,9 +119,10 @@ function checkTlog(entity: SignedEntity, requiredBy: string | undefined, now: Da
 function signedEntity({ bundle, artifact }: SignedBundle): SignedEntity {
   const entity = toSignedEntity(bundle, artifact);
   const original = entity.signature;
-  const signedBytes = bundle.content.$case === 'dsseEnvelope'
-    ? dsse.preAuthEncoding(bundle.content.dsseEnvelope.payloadType, bundle.content.dsseEnvelope.payload)
-    : artifact;
+  const signedBytes =
+    bundle.content.$case === 'dsseEnvelope'
+      ? dsse.preAuthEncoding(bundle.content.dsseEnvelope.payloadType, bundle.content.dsseEnvelope.payload)
+      : artifact;
   if (!signedBytes) throw new Error('a message-signature bundle needs the signed artifact');
   const signature = original.signature;
   return {

@@ -31,12 +31,15 @@ export function evidenceJson(bytes: Buffer, what: string): unknown {
 export function simpleSigningBundle(payload: Buffer, annotations: Record<string, string>): Bundle {
   const signature = annotations[Annotation.signature];
   if (!signature) throw new EvidenceFormatError(`no ${Annotation.signature} annotation`);
-  return toBundle({
-    messageSignature: {
-      messageDigest: { algorithm: 'SHA2_256', digest: createHash('sha256').update(payload).digest('base64') },
-      signature: strictBase64(signature, Annotation.signature),
+  return toBundle(
+    {
+      messageSignature: {
+        messageDigest: { algorithm: 'SHA2_256', digest: createHash('sha256').update(payload).digest('base64') },
+        signature: strictBase64(signature, Annotation.signature),
+      },
     },
-  }, annotations);
+    annotations,
+  );
 }
 
 interface SerializedEnvelope {
@@ -48,9 +51,18 @@ interface SerializedEnvelope {
 /** A `.att` layer: a DSSE envelope; one bundle per envelope signature (bundles hold exactly one). */
 export function attestationBundles(envelopeBytes: Buffer, annotations: Record<string, string>): Bundle[] {
   const envelope = parseEnvelope(envelopeBytes);
-  return envelope.signatures.map((s) => toBundle({
-    dsseEnvelope: { payloadType: envelope.payloadType, payload: envelope.payload, signatures: [{ keyid: s.keyid ?? '', sig: s.sig }] },
-  }, annotations));
+  return envelope.signatures.map((s) =>
+    toBundle(
+      {
+        dsseEnvelope: {
+          payloadType: envelope.payloadType,
+          payload: envelope.payload,
+          signatures: [{ keyid: s.keyid ?? '', sig: s.sig }],
+        },
+      },
+      annotations,
+    ),
+  );
 }
 
 function parseEnvelope(bytes: Buffer): SerializedEnvelope {
@@ -61,7 +73,8 @@ function parseEnvelope(bytes: Buffer): SerializedEnvelope {
   }
   if (env.signatures.length === 0) throw new EvidenceFormatError('DSSE envelope has no signatures');
   for (const s of env.signatures) {
-    if (typeof s?.sig !== 'string' || (s.keyid !== undefined && typeof s.keyid !== 'string')) throw new EvidenceFormatError('DSSE envelope has a malformed signature entry');
+    if (typeof s?.sig !== 'string' || (s.keyid !== undefined && typeof s.keyid !== 'string'))
+      throw new EvidenceFormatError('DSSE envelope has a malformed signature entry');
   }
   return env as SerializedEnvelope;
 }
@@ -69,20 +82,25 @@ function parseEnvelope(bytes: Buffer): SerializedEnvelope {
 function toBundle(content: Record<string, unknown>, annotations: Record<string, string>): Bundle {
   const certificate = annotations[Annotation.certificate];
   const rekorBundle = annotations[Annotation.rekorBundle];
-  const certificates = certificate ? [...pemBlocks(certificate), ...pemBlocks(annotations[Annotation.chain] ?? '')] : [];
-  if (certificate && certificates.length === 0) throw new EvidenceFormatError(`${Annotation.certificate} holds no PEM certificate`);
+  const certificates = certificate
+    ? [...pemBlocks(certificate), ...pemBlocks(annotations[Annotation.chain] ?? '')]
+    : [];
+  if (certificate && certificates.length === 0)
+    throw new EvidenceFormatError(`${Annotation.certificate} holds no PEM certificate`);
   const verificationMaterial = {
     ...(certificate
       ? { x509CertificateChain: { certificates: certificates.map((rawBytes) => ({ rawBytes })) } }
-      // The key is whichever attestor key verifies; the hint is only a placeholder the key finder ignores.
-      : { publicKey: { hint: '' } }),
+      : // The key is whichever attestor key verifies; the hint is only a placeholder the key finder ignores.
+        { publicKey: { hint: '' } }),
     tlogEntries: rekorBundle ? [tlogEntry(rekorBundle)] : [],
   };
   try {
     return bundleFromJSON({ mediaType: BUNDLE_V01, verificationMaterial, ...content });
   } catch (err) {
     const fields = (err as { fields?: string[] }).fields;
-    throw new EvidenceFormatError(`cannot be read as a Sigstore bundle: ${(err as Error).message}${fields ? ` (${fields.join(', ')})` : ''}`);
+    throw new EvidenceFormatError(
+      `cannot be read as a Sigstore bundle: ${(err as Error).message}${fields ? ` (${fields.join(', ')})` : ''}`,
+    );
   }
 }
 
@@ -100,9 +118,17 @@ function tlogEntry(annotation: string): Record<string, unknown> {
     throw new EvidenceFormatError(`${Annotation.rekorBundle} is not valid JSON`);
   }
   const p = set?.Payload;
-  if (typeof set?.SignedEntryTimestamp !== 'string' || typeof p?.body !== 'string' || !Number.isSafeInteger(p.integratedTime)
-    || !Number.isSafeInteger(p.logIndex) || typeof p.logID !== 'string' || !/^[0-9a-f]{64}$/.test(p.logID)) {
-    throw new EvidenceFormatError(`${Annotation.rekorBundle} lacks SignedEntryTimestamp or Payload{body, integratedTime, logIndex, logID}`);
+  if (
+    typeof set?.SignedEntryTimestamp !== 'string' ||
+    typeof p?.body !== 'string' ||
+    !Number.isSafeInteger(p.integratedTime) ||
+    !Number.isSafeInteger(p.logIndex) ||
+    typeof p.logID !== 'string' ||
+    !/^[0-9a-f]{64}$/.test(p.logID)
+  ) {
+    throw new EvidenceFormatError(
+      `${Annotation.rekorBundle} lacks SignedEntryTimestamp or Payload{body, integratedTime, logIndex, logID}`,
+    );
   }
   const body = Buffer.from(strictBase64(p.body, `${Annotation.rekorBundle} body`), 'base64');
   let kindVersion: { kind: unknown; apiVersion: unknown };
@@ -119,17 +145,21 @@ function tlogEntry(annotation: string): Record<string, unknown> {
     logId: { keyId: Buffer.from(p.logID, 'hex').toString('base64') },
     kindVersion: { kind: kindVersion.kind, version: kindVersion.apiVersion },
     integratedTime: String(p.integratedTime),
-    inclusionPromise: { signedEntryTimestamp: strictBase64(set.SignedEntryTimestamp, `${Annotation.rekorBundle} SignedEntryTimestamp`) },
+    inclusionPromise: {
+      signedEntryTimestamp: strictBase64(set.SignedEntryTimestamp, `${Annotation.rekorBundle} SignedEntryTimestamp`),
+    },
     canonicalizedBody: p.body,
   };
 }
 
 function pemBlocks(text: string): string[] {
-  return [...text.matchAll(/-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+?)-----END CERTIFICATE-----/g)]
-    .map((m) => (m[1] ?? '').replace(/\s+/g, ''));
+  return [...text.matchAll(/-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+?)-----END CERTIFICATE-----/g)].map((m) =>
+    (m[1] ?? '').replace(/\s+/g, ''),
+  );
 }
 
 function strictBase64(value: string, what: string): string {
-  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(value) || value.length % 4 !== 0) throw new EvidenceFormatError(`${what} is not base64`);
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(value) || value.length % 4 !== 0)
+    throw new EvidenceFormatError(`${what} is not base64`);
   return value;
 }

@@ -41,7 +41,12 @@ export interface DiscoveryLimits {
   concurrency: number;
 }
 
-export const DEFAULT_DISCOVERY_LIMITS: DiscoveryLimits = { manifests: 64, layers: 128, blobBytes: 1024 * 1024, concurrency: 8 };
+export const DEFAULT_DISCOVERY_LIMITS: DiscoveryLimits = {
+  manifests: 64,
+  layers: 128,
+  blobBytes: 1024 * 1024,
+  concurrency: 8,
+};
 
 export function formatOfLayer(mediaType: string): EvidenceFormat | undefined {
   if (mediaType === MediaType.cosignSimpleSigning) return 'simple-signing';
@@ -69,9 +74,16 @@ export async function discoverEvidence(
   const skipped: string[] = [];
   const manifests = await fetchEvidenceManifests(source, repository, digest, limits, skipped);
   const wanted = selectLayers(manifests, digest, limits, skipped);
-  const evidence = await mapBounded(wanted, limits.concurrency, async ({ where, format, layer }): Promise<RawEvidence> => (
-    { source: where, format, bytes: await source.blob(repository, layer.digest, limits.blobBytes), annotations: layer.annotations ?? {} }
-  ));
+  const evidence = await mapBounded(
+    wanted,
+    limits.concurrency,
+    async ({ where, format, layer }): Promise<RawEvidence> => ({
+      source: where,
+      format,
+      bytes: await source.blob(repository, layer.digest, limits.blobBytes),
+      annotations: layer.annotations ?? {},
+    }),
+  );
   return { evidence, skipped };
 }
 
@@ -84,7 +96,13 @@ interface EvidenceManifest {
   isReferrer: boolean;
 }
 
-async function fetchEvidenceManifests(source: EvidenceSource, repository: string, digest: string, limits: DiscoveryLimits, skipped: string[]): Promise<EvidenceManifest[]> {
+async function fetchEvidenceManifests(
+  source: EvidenceSource,
+  repository: string,
+  digest: string,
+  limits: DiscoveryLimits,
+  skipped: string[],
+): Promise<EvidenceManifest[]> {
   const tag = digestTag(digest);
   const shortTag = digestTag(shortDigest(digest));
   const [sig, att, referrers] = await Promise.all([
@@ -93,28 +111,42 @@ async function fetchEvidenceManifests(source: EvidenceSource, repository: string
     source.referrers(repository, digest),
   ]);
   const manifests: EvidenceManifest[] = [];
-  for (const [suffix, fetched] of [['sig', sig], ['att', att]] as const) {
+  for (const [suffix, fetched] of [
+    ['sig', sig],
+    ['att', att],
+  ] as const) {
     if (fetched) manifests.push({ label: `tag ${shortTag}.${suffix}`, ...fetched, isReferrer: false });
   }
   const seen = new Set(manifests.map((m) => m.digest));
   const listed = referrers.manifests.filter((d) => !seen.has(d.digest) && seen.add(d.digest));
   const room = Math.max(0, limits.manifests - manifests.length);
   if (listed.length > room) {
-    skipped.push(`referrers of ${shortDigest(digest)}: ${listed.length} listed, only the first ${room} were examined (limit ${limits.manifests} evidence manifests)`);
+    skipped.push(
+      `referrers of ${shortDigest(digest)}: ${listed.length} listed, only the first ${room} were examined (limit ${limits.manifests} evidence manifests)`,
+    );
   }
   // Index entries (artifactType, annotations) are only hints anyone can write: open every manifest.
-  const fetched = await mapBounded(listed.slice(0, room), limits.concurrency, async (d) => ({ descriptor: d, manifest: await source.manifest(repository, d.digest) }));
+  const fetched = await mapBounded(listed.slice(0, room), limits.concurrency, async (d) => ({
+    descriptor: d,
+    manifest: await source.manifest(repository, d.digest),
+  }));
   for (const { descriptor, manifest } of fetched) {
     const label = `referrer ${shortDigest(descriptor.digest)}`;
     if (!manifest) skipped.push(`${label}: listed as a referrer but the registry does not have it`);
-    else if (manifest.digest !== descriptor.digest) skipped.push(`${label}: registry served content hashing to ${shortDigest(manifest.digest)}`);
+    else if (manifest.digest !== descriptor.digest)
+      skipped.push(`${label}: registry served content hashing to ${shortDigest(manifest.digest)}`);
     else manifests.push({ label, ...manifest, isReferrer: true });
   }
   return manifests;
 }
 
 /** The layers worth fetching, within the layer and size limits; what is left out is explained in `skipped`. */
-function selectLayers(manifests: EvidenceManifest[], digest: string, limits: DiscoveryLimits, skipped: string[]): { where: string; format: EvidenceFormat; layer: Descriptor }[] {
+function selectLayers(
+  manifests: EvidenceManifest[],
+  digest: string,
+  limits: DiscoveryLimits,
+  skipped: string[],
+): { where: string; format: EvidenceFormat; layer: Descriptor }[] {
   const wanted: { where: string; format: EvidenceFormat; layer: Descriptor }[] = [];
   for (const m of manifests) {
     const manifest = parseManifest(m.bytes, m.mediaType);
@@ -124,7 +156,8 @@ function selectLayers(manifests: EvidenceManifest[], digest: string, limits: Dis
     }
     if (m.isReferrer && manifest.subject?.digest !== digest) {
       // The tag-schema fallback index is a plain tag anyone with push rights can fill.
-      if (hasEvidenceLayers(manifest)) skipped.push(`${m.label}: its subject is ${manifest.subject?.digest ?? 'missing'}, not ${digest}`);
+      if (hasEvidenceLayers(manifest))
+        skipped.push(`${m.label}: its subject is ${manifest.subject?.digest ?? 'missing'}, not ${digest}`);
       continue;
     }
     for (const [i, layer] of manifest.layers.entries()) {
@@ -168,8 +201,17 @@ function parseManifest(bytes: Buffer, mediaType: string): ImageManifest | string
 
 function isDescriptor(d: unknown): d is Descriptor {
   const x = d as Descriptor | null;
-  return typeof x === 'object' && x !== null && typeof x.mediaType === 'string' && typeof x.digest === 'string' && typeof x.size === 'number'
-    && (x.annotations === undefined || (typeof x.annotations === 'object' && x.annotations !== null && Object.values(x.annotations).every((v) => typeof v === 'string')));
+  return (
+    typeof x === 'object' &&
+    x !== null &&
+    typeof x.mediaType === 'string' &&
+    typeof x.digest === 'string' &&
+    typeof x.size === 'number' &&
+    (x.annotations === undefined ||
+      (typeof x.annotations === 'object' &&
+        x.annotations !== null &&
+        Object.values(x.annotations).every((v) => typeof v === 'string')))
+  );
 }
 
 async function mapBounded<T, R>(items: readonly T[], concurrency: number, fn: (item: T) => Promise<R>): Promise<R[]> {

@@ -31,7 +31,11 @@ interface FieldMatcher {
   test(value: string): boolean;
 }
 
-function compileField(spec: IdentitySpec, exactKey: 'issuer' | 'subject', regexpKey: 'issuerRegExp' | 'subjectRegExp'): FieldMatcher {
+function compileField(
+  spec: IdentitySpec,
+  exactKey: 'issuer' | 'subject',
+  regexpKey: 'issuerRegExp' | 'subjectRegExp',
+): FieldMatcher {
   const exact = spec[exactKey];
   const pattern = spec[regexpKey];
   if (exact !== undefined && pattern !== undefined) {

@@ -28,7 +28,9 @@ export function parsePublicKey(pem: string): AttestorKey {
   } catch (err) {
     throw new Error(`not a PEM public key (${(err as Error).message})`);
   }
-  const id = `sha256:${createHash('sha256').update(key.export({ type: 'spki', format: 'der' })).digest('hex')}`;
+  const id = `sha256:${createHash('sha256')
+    .update(key.export({ type: 'spki', format: 'der' }))
+    .digest('hex')}`;
   return { id, key, algorithm: describeKey(key) };
 }
 
@@ -37,11 +39,13 @@ function describeKey(key: KeyObject): string {
   switch (key.asymmetricKeyType) {
     case 'ec': {
       const curve = CURVES[details.namedCurve ?? ''];
-      if (!curve) throw new Error(`unsupported elliptic curve ${details.namedCurve ?? '(unknown)'}; use P-256, P-384 or P-521`);
+      if (!curve)
+        throw new Error(`unsupported elliptic curve ${details.namedCurve ?? '(unknown)'}; use P-256, P-384 or P-521`);
       return curve.label;
     }
     case 'rsa':
-      if ((details.modulusLength ?? 0) < MIN_RSA_BITS) throw new Error(`RSA key of ${details.modulusLength} bits is too short; at least ${MIN_RSA_BITS} required`);
+      if ((details.modulusLength ?? 0) < MIN_RSA_BITS)
+        throw new Error(`RSA key of ${details.modulusLength} bits is too short; at least ${MIN_RSA_BITS} required`);
       return `RSA-${details.modulusLength}`;
     case 'ed25519':
       return 'Ed25519';

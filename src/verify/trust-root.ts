@@ -24,7 +24,8 @@ export function publicGoodTrustedRootBytes(): Buffer {
   const seedsPath = createRequire(import.meta.url).resolve('@sigstore/tuf/seeds.json');
   const seeds = JSON.parse(readFileSync(seedsPath, 'utf8')) as Record<string, { targets?: Record<string, string> }>;
   const encoded = seeds[PUBLIC_GOOD_TUF_MIRROR]?.targets?.['trusted_root.json'];
-  if (!encoded) throw new Error(`${seedsPath} holds no trusted_root.json for ${PUBLIC_GOOD_TUF_MIRROR}; reinstall @sigstore/tuf`);
+  if (!encoded)
+    throw new Error(`${seedsPath} holds no trusted_root.json for ${PUBLIC_GOOD_TUF_MIRROR}; reinstall @sigstore/tuf`);
   return Buffer.from(encoded, 'base64');
 }
 
@@ -36,7 +37,8 @@ interface RootSource {
 function readRoot(spec: TrustRootSpec, baseDir: string): RootSource {
   if (spec.builtin !== undefined && spec.file !== undefined) throw new Error('give either builtin or file, not both');
   if (spec.builtin !== undefined) {
-    if (spec.builtin !== 'sigstore-public-good') throw new Error(`unknown builtin trust root "${String(spec.builtin)}"; the only one is sigstore-public-good`);
+    if (spec.builtin !== 'sigstore-public-good')
+      throw new Error(`unknown builtin trust root "${String(spec.builtin)}"; the only one is sigstore-public-good`);
     return { bytes: publicGoodTrustedRootBytes(), description: 'builtin sigstore-public-good' };
   }
   if (spec.file === undefined) throw new Error('give builtin: sigstore-public-good or file: <trusted_root.json>');

@@ -5,7 +5,15 @@ import { HashAlgorithm } from '@sigstore/protobuf-specs';
 import { RegistryError } from '../oci/errors.ts';
 import type { AttestorFacts, ImageRef, VerifiedEvidence } from '../policy/types.ts';
 import type { CompiledAttestor } from './attestor.ts';
-import { checkKeyed, checkKeyless, isKeyless, matchIdentity, type KeylessResult, type SignatureCheck, type SignedBundle } from './check-signature.ts';
+import {
+  checkKeyed,
+  checkKeyless,
+  isKeyless,
+  matchIdentity,
+  type KeylessResult,
+  type SignatureCheck,
+  type SignedBundle,
+} from './check-signature.ts';
 import { checkSimpleSigningPayload, checkStatement, type ContentCheck } from './content.ts';
 import { attestationBundles, EvidenceFormatError, evidenceJson, simpleSigningBundle } from './cosign-layer.ts';
 import { BUNDLE_MEDIA_TYPES, discoverEvidence, type RawEvidence } from './discover.ts';
@@ -27,7 +35,9 @@ export async function verifyImage(
   opts: { now?: Date } = {},
 ): Promise<Map<string, AttestorFacts>> {
   const now = opts.now ?? new Date();
-  const facts = new Map<string, AttestorFacts>(attestors.map((a) => [a.name, { attestor: a.name, verified: [], rejected: [], examined: 0 }]));
+  const facts = new Map<string, AttestorFacts>(
+    attestors.map((a) => [a.name, { attestor: a.name, verified: [], rejected: [], examined: 0 }]),
+  );
   if (attestors.length === 0) return facts;
 
   const discovery = await discoverEvidence(source, image.repository, image.digest);
@@ -59,10 +69,18 @@ export async function verifyImage(
   return facts;
 }
 
-function checkPiece(piece: Piece, attestor: CompiledAttestor, keylessCache: Map<string, KeylessResult>, now: Date): VerifiedEvidence | { reason: string } {
+function checkPiece(
+  piece: Piece,
+  attestor: CompiledAttestor,
+  keylessCache: Map<string, KeylessResult>,
+  now: Date,
+): VerifiedEvidence | { reason: string } {
   let check: SignatureCheck;
   if (isKeyless(piece.signed.bundle) && attestor.identities.length === 0) {
-    check = { ok: false, reason: `signed with a certificate (keyless), but attestor "${attestor.name}" lists no identities` };
+    check = {
+      ok: false,
+      reason: `signed with a certificate (keyless), but attestor "${attestor.name}" lists no identities`,
+    };
   } else if (isKeyless(piece.signed.bundle)) {
     // Chain, SCT and log checks do not depend on the identities: share them between attestors.
     const cacheKey = `${attestor.trustRoot.digest} ${attestor.requireTlog.keyless}`;
@@ -76,11 +94,16 @@ function checkPiece(piece: Piece, attestor: CompiledAttestor, keylessCache: Map<
     check = checkKeyed(piece.signed, attestor, now);
   }
   if (!check.ok) return { reason: check.reason };
-  if (!piece.content.ok) return { reason: `signature by ${check.signer} verifies for attestor "${attestor.name}", but ${piece.content.reason}` };
+  if (!piece.content.ok)
+    return {
+      reason: `signature by ${check.signer} verifies for attestor "${attestor.name}", but ${piece.content.reason}`,
+    };
   return {
     attestor: attestor.name,
     kind: piece.content.kind,
-    ...(piece.content.predicateType === undefined ? {} : { predicateType: piece.content.predicateType, predicate: piece.content.predicate }),
+    ...(piece.content.predicateType === undefined
+      ? {}
+      : { predicateType: piece.content.predicateType, predicate: piece.content.predicate }),
     source: piece.source,
     signer: check.signer,
   };
@@ -90,7 +113,13 @@ async function preparePieces(raw: RawEvidence, digest: string, manifest: () => P
   try {
     switch (raw.format) {
       case 'simple-signing':
-        return [{ source: raw.source, signed: { bundle: simpleSigningBundle(raw.bytes, raw.annotations), artifact: raw.bytes }, content: checkSimpleSigningPayload(raw.bytes, digest) }];
+        return [
+          {
+            source: raw.source,
+            signed: { bundle: simpleSigningBundle(raw.bytes, raw.annotations), artifact: raw.bytes },
+            content: checkSimpleSigningPayload(raw.bytes, digest),
+          },
+        ];
       case 'dsse': {
         const bundles = attestationBundles(raw.bytes, raw.annotations);
         return bundles.map((bundle, i) => ({
@@ -110,13 +139,22 @@ async function preparePieces(raw: RawEvidence, digest: string, manifest: () => P
 
 async function bundlePiece(raw: RawEvidence, digest: string, manifest: () => Promise<Buffer>): Promise<Prepared> {
   const bundle = parseBundle(raw.bytes);
-  if (bundle.content.$case === 'dsseEnvelope') return { source: raw.source, signed: { bundle }, content: dsseContent(bundle, digest) };
+  if (bundle.content.$case === 'dsseEnvelope')
+    return { source: raw.source, signed: { bundle }, content: dsseContent(bundle, digest) };
   // A message signature over an image signs its manifest: the bundle's digest must be the served one.
   const { algorithm, digest: signedDigest } = bundle.content.messageSignature.messageDigest;
-  if (algorithm !== HashAlgorithm.SHA2_256) return { source: raw.source, reason: `message digest algorithm ${HashAlgorithm[algorithm]} is not supported (SHA2_256 only)` };
+  if (algorithm !== HashAlgorithm.SHA2_256)
+    return {
+      source: raw.source,
+      reason: `message digest algorithm ${HashAlgorithm[algorithm]} is not supported (SHA2_256 only)`,
+    };
   const named = `sha256:${Buffer.from(signedDigest).toString('hex')}`;
   if (named !== digest) return { source: raw.source, reason: `bundle signs ${named}, not the served ${digest}` };
-  return { source: raw.source, signed: { bundle, artifact: await manifest() }, content: { ok: true, kind: 'signature' } };
+  return {
+    source: raw.source,
+    signed: { bundle, artifact: await manifest() },
+    content: { ok: true, kind: 'signature' },
+  };
 }
 
 function parseBundle(bytes: Buffer): Bundle {
@@ -129,7 +167,9 @@ function parseBundle(bytes: Buffer): Bundle {
     return bundleFromJSON(json);
   } catch (err) {
     const fields = (err as { fields?: string[] }).fields;
-    throw new EvidenceFormatError(`invalid Sigstore bundle: ${(err as Error).message}${fields ? ` (${fields.join(', ')})` : ''}`);
+    throw new EvidenceFormatError(
+      `invalid Sigstore bundle: ${(err as Error).message}${fields ? ` (${fields.join(', ')})` : ''}`,
+    );
   }
 }
 
@@ -146,7 +186,11 @@ function lazyManifest(source: EvidenceSource, image: ImageRef): () => Promise<Bu
     pending ??= (async () => {
       const fetched = await source.manifest(image.repository, image.digest);
       if (!fetched || fetched.digest !== image.digest) {
-        throw new RegistryError(502, 'MANIFEST_UNKNOWN', `cannot re-read ${image.repository}@${image.digest} to check a message signature over it; try again`);
+        throw new RegistryError(
+          502,
+          'MANIFEST_UNKNOWN',
+          `cannot re-read ${image.repository}@${image.digest} to check a message signature over it; try again`,
+        );
       }
       return fetched.bytes;
     })();

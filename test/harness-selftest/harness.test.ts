@@ -7,15 +7,30 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  attestImage, buildImage, generateKey, pushImage, pushReferrer, runCommand, signImage, skopeoCopy, skopeoInspectDigest,
-  startContainerd, startProcess, startRegistry, waitFor, type BuiltImage, type Registry,
+  attestImage,
+  buildImage,
+  generateKey,
+  pushImage,
+  pushReferrer,
+  runCommand,
+  signImage,
+  skopeoCopy,
+  skopeoInspectDigest,
+  startContainerd,
+  startProcess,
+  startRegistry,
+  waitFor,
+  type BuiltImage,
+  type Registry,
 } from '../harness/index.ts';
 
 const MIB = 1024 * 1024;
 const BIG_LAYER_BYTES = 2 * MIB + 3;
 const ALL_MANIFESTS = [
-  'application/vnd.oci.image.manifest.v1+json', 'application/vnd.oci.image.index.v1+json',
-  'application/vnd.docker.distribution.manifest.v2+json', 'application/vnd.docker.distribution.manifest.list.v2+json',
+  'application/vnd.oci.image.manifest.v1+json',
+  'application/vnd.oci.image.index.v1+json',
+  'application/vnd.docker.distribution.manifest.v2+json',
+  'application/vnd.docker.distribution.manifest.list.v2+json',
 ].join(', ');
 
 let work: string;
@@ -28,11 +43,16 @@ test.before(async () => {
   work = await mkdtemp(join(tmpdir(), 'pullgate-harness-selftest-'));
   [registry, tokenRegistry] = await Promise.all([startRegistry(), startRegistry({ auth: 'token' })]);
   single = await buildImage(join(work, 'single'), '1.0', { seed: 'selftest single', layerBytes: BIG_LAYER_BYTES });
-  multi = await buildImage(join(work, 'multi'), '1.0', { seed: 'selftest multi', platforms: ['linux/amd64', 'linux/arm64'] });
+  multi = await buildImage(join(work, 'multi'), '1.0', {
+    seed: 'selftest multi',
+    platforms: ['linux/amd64', 'linux/arm64'],
+  });
   await Promise.all([
     pushImage(join(work, 'single'), '1.0', `${registry.host}/demo/single:1.0`),
     pushImage(join(work, 'multi'), '1.0', `${registry.host}/demo/multi:1.0`),
-    pushImage(join(work, 'single'), '1.0', `${tokenRegistry.host}/private/app:1.0`, { creds: tokenRegistry.credentials! }),
+    pushImage(join(work, 'single'), '1.0', `${tokenRegistry.host}/private/app:1.0`, {
+      creds: tokenRegistry.credentials!,
+    }),
   ]);
 });
 
@@ -62,7 +82,10 @@ test('the registry answers /v2/ as a distribution registry and stores under data
 });
 
 test('pushed images are pullable by digest with skopeo, single and multi-arch, digests unchanged', async (t) => {
-  for (const [repo, image] of [['demo/single', single], ['demo/multi', multi]] as const) {
+  for (const [repo, image] of [
+    ['demo/single', single],
+    ['demo/multi', multi],
+  ] as const) {
     const byDigest = `docker://${registry.host}/${repo}@${image.digest}`;
     t.is(await skopeoInspectDigest(byDigest), image.digest);
     const copy = join(work, `pulled-${repo.replace('/', '-')}`);
@@ -70,9 +93,19 @@ test('pushed images are pullable by digest with skopeo, single and multi-arch, d
     t.is(await skopeoInspectDigest(`oci:${copy}:pulled`), image.digest);
   }
   t.is(multi.mediaType, 'application/vnd.oci.image.index.v1+json');
-  t.deepEqual(multi.manifests.map((m) => m.platform), ['linux/amd64', 'linux/arm64']);
-  const index = JSON.parse((await getBytes(`${registry.url}/v2/demo/multi/manifests/${multi.digest}`, { accept: ALL_MANIFESTS })).bytes.toString());
-  t.deepEqual(index.manifests.map((m: { digest: string }) => m.digest), multi.manifests.map((m) => m.digest));
+  t.deepEqual(
+    multi.manifests.map((m) => m.platform),
+    ['linux/amd64', 'linux/arm64'],
+  );
+  const index = JSON.parse(
+    (
+      await getBytes(`${registry.url}/v2/demo/multi/manifests/${multi.digest}`, { accept: ALL_MANIFESTS })
+    ).bytes.toString(),
+  );
+  t.deepEqual(
+    index.manifests.map((m: { digest: string }) => m.digest),
+    multi.manifests.map((m) => m.digest),
+  );
 });
 
 test('buildImage: layers are gzip tars GNU tar reads, the big one of the requested size; the seed fixes the digest', async (t) => {
@@ -111,72 +144,93 @@ test('htpasswd registry: Basic challenge without credentials, 200 with them, 401
 });
 
 // serial: they count token server requests
-test.serial('token registry: anonymous manifest GET gets a Bearer challenge; a token from the realm opens it', async (t) => {
-  const url = `${tokenRegistry.url}/v2/private/app/manifests/1.0`;
-  const refused = await getBytes(url, { accept: ALL_MANIFESTS });
-  t.is(refused.status, 401);
-  const header = refused.headers.get('www-authenticate') ?? '';
-  t.regex(header, /^Bearer /);
-  const challenge = challengeParams(header);
-  t.is(challenge.realm, tokenRegistry.tokenServer!.url);
-  t.is(challenge.scope, 'repository:private/app:pull');
+test.serial(
+  'token registry: anonymous manifest GET gets a Bearer challenge; a token from the realm opens it',
+  async (t) => {
+    const url = `${tokenRegistry.url}/v2/private/app/manifests/1.0`;
+    const refused = await getBytes(url, { accept: ALL_MANIFESTS });
+    t.is(refused.status, 401);
+    const header = refused.headers.get('www-authenticate') ?? '';
+    t.regex(header, /^Bearer /);
+    const challenge = challengeParams(header);
+    t.is(challenge.realm, tokenRegistry.tokenServer!.url);
+    t.is(challenge.scope, 'repository:private/app:pull');
 
-  const before = tokenRegistry.tokenServer!.requests();
-  const realm = new URL(challenge.realm!);
-  realm.searchParams.set('service', challenge.service!);
-  realm.searchParams.set('scope', challenge.scope!);
-  const tokenAnswer = await getBytes(realm.href);
-  t.is(tokenAnswer.status, 200);
-  const body = JSON.parse(tokenAnswer.bytes.toString()) as { token: string; access_token: string; expires_in: number };
-  t.is(body.token, body.access_token);
-  t.true(body.expires_in > 0);
-  t.is(tokenRegistry.tokenServer!.requests(), before + 1);
+    const before = tokenRegistry.tokenServer!.requests();
+    const realm = new URL(challenge.realm!);
+    realm.searchParams.set('service', challenge.service!);
+    realm.searchParams.set('scope', challenge.scope!);
+    const tokenAnswer = await getBytes(realm.href);
+    t.is(tokenAnswer.status, 200);
+    const body = JSON.parse(tokenAnswer.bytes.toString()) as {
+      token: string;
+      access_token: string;
+      expires_in: number;
+    };
+    t.is(body.token, body.access_token);
+    t.true(body.expires_in > 0);
+    t.is(tokenRegistry.tokenServer!.requests(), before + 1);
 
-  const [header64, claims64] = body.token.split('.') as [string, string];
-  const jwtHeader = JSON.parse(Buffer.from(header64, 'base64url').toString());
-  t.is(jwtHeader.alg, 'ES256');
-  t.regex(jwtHeader.kid, /^([A-Z2-7]{4}:){11}[A-Z2-7]{4}$/);
-  t.deepEqual(JSON.parse(Buffer.from(claims64, 'base64url').toString()).access, [{ type: 'repository', name: 'private/app', actions: ['pull'] }]);
+    const [header64, claims64] = body.token.split('.') as [string, string];
+    const jwtHeader = JSON.parse(Buffer.from(header64, 'base64url').toString());
+    t.is(jwtHeader.alg, 'ES256');
+    t.regex(jwtHeader.kid, /^([A-Z2-7]{4}:){11}[A-Z2-7]{4}$/);
+    t.deepEqual(JSON.parse(Buffer.from(claims64, 'base64url').toString()).access, [
+      { type: 'repository', name: 'private/app', actions: ['pull'] },
+    ]);
 
-  const served = await getBytes(url, { accept: ALL_MANIFESTS, authorization: `Bearer ${body.token}` });
-  t.is(served.status, 200);
-  t.is(sha256(served.bytes), single.digest);
-  t.is(served.headers.get('docker-content-digest'), single.digest);
-});
+    const served = await getBytes(url, { accept: ALL_MANIFESTS, authorization: `Bearer ${body.token}` });
+    t.is(served.status, 200);
+    t.is(sha256(served.bytes), single.digest);
+    t.is(served.headers.get('docker-content-digest'), single.digest);
+  },
+);
 
-test.serial('token registry: anonymous tokens cannot push, authenticated ones can; wrong credentials get no token', async (t) => {
-  const server = tokenRegistry.tokenServer!;
-  const { username, password } = tokenRegistry.credentials!;
-  const tokenFor = async (auth?: string) => {
-    const u = new URL(server.url);
-    u.searchParams.set('service', 'pullgate-test-registry');
-    u.searchParams.set('scope', 'repository:private/new:pull,push');
-    return getBytes(u.href, auth ? { authorization: auth } : {});
-  };
-  const startUpload = async (token: string) => {
-    const res = await fetch(`${tokenRegistry.url}/v2/private/new/blobs/uploads/`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
-    await res.body?.cancel();
-    return res.status;
-  };
+test.serial(
+  'token registry: anonymous tokens cannot push, authenticated ones can; wrong credentials get no token',
+  async (t) => {
+    const server = tokenRegistry.tokenServer!;
+    const { username, password } = tokenRegistry.credentials!;
+    const tokenFor = async (auth?: string) => {
+      const u = new URL(server.url);
+      u.searchParams.set('service', 'pullgate-test-registry');
+      u.searchParams.set('scope', 'repository:private/new:pull,push');
+      return getBytes(u.href, auth ? { authorization: auth } : {});
+    };
+    const startUpload = async (token: string) => {
+      const res = await fetch(`${tokenRegistry.url}/v2/private/new/blobs/uploads/`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}` },
+      });
+      await res.body?.cancel();
+      return res.status;
+    };
 
-  const anonymous = JSON.parse((await tokenFor()).bytes.toString()).token as string;
-  t.is(await startUpload(anonymous), 401);
-  const basic = `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
-  const authed = JSON.parse((await tokenFor(basic)).bytes.toString()).token as string;
-  t.is(await startUpload(authed), 202);
-  const wrong = await tokenFor(`Basic ${Buffer.from(`${username}:nope`).toString('base64')}`);
-  t.is(wrong.status, 401);
-});
+    const anonymous = JSON.parse((await tokenFor()).bytes.toString()).token as string;
+    t.is(await startUpload(anonymous), 401);
+    const basic = `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
+    const authed = JSON.parse((await tokenFor(basic)).bytes.toString()).token as string;
+    t.is(await startUpload(authed), 202);
+    const wrong = await tokenFor(`Basic ${Buffer.from(`${username}:nope`).toString('base64')}`);
+    t.is(wrong.status, 401);
+  },
+);
 
-
-interface Layer { mediaType: string; digest: string; size: number; annotations?: Record<string, string> }
+interface Layer {
+  mediaType: string;
+  digest: string;
+  size: number;
+  annotations?: Record<string, string>;
+}
 
 /** The layers of the manifest at `tag`, with their bytes, read straight from the registry. */
 async function layersAt(repo: string, tag: string): Promise<(Layer & { bytes: Buffer })[]> {
   const manifest = await getBytes(`${registry.url}/v2/${repo}/manifests/${tag}`, { accept: ALL_MANIFESTS });
   if (manifest.status !== 200) throw new Error(`${repo}:${tag} answered ${manifest.status}`);
   const layers = (JSON.parse(manifest.bytes.toString()) as { layers: Layer[] }).layers;
-  return Promise.all(layers.map(async (l) => ({ ...l, bytes: (await getBytes(`${registry.url}/v2/${repo}/blobs/${l.digest}`)).bytes })));
+  return Promise.all(
+    layers.map(async (l) => ({ ...l, bytes: (await getBytes(`${registry.url}/v2/${repo}/blobs/${l.digest}`)).bytes })),
+  );
 }
 
 /** openssl's verdict on a signature over `data` by the key in `publicPem`. */
@@ -185,7 +239,18 @@ async function opensslVerifies(publicPem: string, data: Buffer, signature: Buffe
   const [pub, dataFile, sigFile] = [join(dir, 'pub.pem'), join(dir, 'data'), join(dir, 'sig')];
   await Promise.all([writeFile(pub, publicPem), writeFile(dataFile, data), writeFile(sigFile, signature)]);
   const r = ed25519
-    ? await runCommand('openssl', ['pkeyutl', '-verify', '-pubin', '-inkey', pub, '-rawin', '-in', dataFile, '-sigfile', sigFile])
+    ? await runCommand('openssl', [
+        'pkeyutl',
+        '-verify',
+        '-pubin',
+        '-inkey',
+        pub,
+        '-rawin',
+        '-in',
+        dataFile,
+        '-sigfile',
+        sigFile,
+      ])
     : await runCommand('openssl', ['dgst', '-sha256', '-verify', pub, '-signature', sigFile, dataFile]);
   return r.code === 0;
 }
@@ -203,20 +268,35 @@ test('signImage: one layer per signature under sha256-<hex>.sig, each verified b
     t.is(payload.critical.image['docker-manifest-digest'], single.digest);
     t.is(payload.critical.type, 'cosign container image signature');
     const signature = Buffer.from(layer.annotations?.['dev.cosignproject.cosign/signature'] ?? '', 'base64');
-    t.true(await opensslVerifies(k.publicPem, layer.bytes, signature, k.alg === 'ed25519'), `${k.alg} signature verifies`);
+    t.true(
+      await opensslVerifies(k.publicPem, layer.bytes, signature, k.alg === 'ed25519'),
+      `${k.alg} signature verifies`,
+    );
     const stranger = generateKey(k.alg);
-    t.false(await opensslVerifies(stranger.publicPem, layer.bytes, signature, k.alg === 'ed25519'), `${k.alg} signature fails with another key`);
+    t.false(
+      await opensslVerifies(stranger.publicPem, layer.bytes, signature, k.alg === 'ed25519'),
+      `${k.alg} signature fails with another key`,
+    );
   }
 });
 
 test('signImage with payloadDigest: a valid signature over a payload naming another image', async (t) => {
   const key = generateKey('ecdsa-p256');
-  await signImage(registry, 'demo/multi', multi.digest, key.privateKey, { payloadDigest: single.digest, identity: 'example.test/forged' });
+  await signImage(registry, 'demo/multi', multi.digest, key.privateKey, {
+    payloadDigest: single.digest,
+    identity: 'example.test/forged',
+  });
   const [layer] = await layersAt('demo/multi', `${multi.digest.replace(':', '-')}.sig`);
   const payload = JSON.parse(layer!.bytes.toString());
   t.is(payload.critical.image['docker-manifest-digest'], single.digest);
   t.is(payload.critical.identity['docker-reference'], 'example.test/forged');
-  t.true(await opensslVerifies(key.publicPem, layer!.bytes, Buffer.from(layer!.annotations!['dev.cosignproject.cosign/signature']!, 'base64')));
+  t.true(
+    await opensslVerifies(
+      key.publicPem,
+      layer!.bytes,
+      Buffer.from(layer!.annotations!['dev.cosignproject.cosign/signature']!, 'base64'),
+    ),
+  );
 });
 
 test('attestImage: a DSSE in-toto layer under sha256-<hex>.att whose PAE signature openssl verifies', async (t) => {
@@ -226,7 +306,11 @@ test('attestImage: a DSSE in-toto layer under sha256-<hex>.att whose PAE signatu
   const [layer] = await layersAt('demo/multi', `${multi.digest.replace(':', '-')}.att`);
   t.is(layer!.mediaType, 'application/vnd.dsse.envelope.v1+json');
   t.is(layer!.annotations?.predicateType, 'https://slsa.dev/provenance/v1');
-  const envelope = JSON.parse(layer!.bytes.toString()) as { payloadType: string; payload: string; signatures: { sig: string }[] };
+  const envelope = JSON.parse(layer!.bytes.toString()) as {
+    payloadType: string;
+    payload: string;
+    signatures: { sig: string }[];
+  };
   t.is(envelope.payloadType, 'application/vnd.in-toto+json');
   const statement = Buffer.from(envelope.payload, 'base64');
   const parsed = JSON.parse(statement.toString());
@@ -234,9 +318,15 @@ test('attestImage: a DSSE in-toto layer under sha256-<hex>.att whose PAE signatu
   t.deepEqual(parsed.predicate, predicate);
   t.is(`sha256:${parsed.subject[0].digest.sha256}`, multi.digest);
   // the DSSE pre-authentication encoding, spelled out here independently of the harness
-  const pae = Buffer.concat([Buffer.from(`DSSEv1 ${envelope.payloadType.length} ${envelope.payloadType} ${statement.length} `), statement]);
+  const pae = Buffer.concat([
+    Buffer.from(`DSSEv1 ${envelope.payloadType.length} ${envelope.payloadType} ${statement.length} `),
+    statement,
+  ]);
   t.true(await opensslVerifies(key.publicPem, pae, Buffer.from(envelope.signatures[0]!.sig, 'base64')));
-  t.false(await opensslVerifies(key.publicPem, statement, Buffer.from(envelope.signatures[0]!.sig, 'base64')), 'the signature is over the PAE, not the bare statement');
+  t.false(
+    await opensslVerifies(key.publicPem, statement, Buffer.from(envelope.signatures[0]!.sig, 'base64')),
+    'the signature is over the PAE, not the bare statement',
+  );
 });
 
 test('pushReferrer: distribution 2.8 has no referrers API, so referrers are listed in the sha256-<hex> fallback index', async (t) => {
@@ -244,11 +334,15 @@ test('pushReferrer: distribution 2.8 has no referrers API, so referrers are list
   const noApi = await getBytes(`${registry.url}/v2/${repo}/referrers/${single.digest}`);
   t.is(noApi.status, 404, 'distribution 2.8 does not implement GET /v2/<name>/referrers/<digest>');
   const sbom = await pushReferrer(registry, repo, single.digest, {
-    artifactType: 'application/spdx+json', layerMediaType: 'application/spdx+json', layerBytes: Buffer.from('{"spdxVersion":"SPDX-2.3"}'),
+    artifactType: 'application/spdx+json',
+    layerMediaType: 'application/spdx+json',
+    layerBytes: Buffer.from('{"spdxVersion":"SPDX-2.3"}'),
     annotations: { 'org.example/kind': 'sbom' },
   });
   const bundle = await pushReferrer(registry, repo, single.digest, {
-    artifactType: 'application/vnd.dev.sigstore.bundle.v0.3+json', layerMediaType: 'application/vnd.dev.sigstore.bundle.v0.3+json', layerBytes: Buffer.from('{}'),
+    artifactType: 'application/vnd.dev.sigstore.bundle.v0.3+json',
+    layerMediaType: 'application/vnd.dev.sigstore.bundle.v0.3+json',
+    layerBytes: Buffer.from('{}'),
   });
   const referrer = await getBytes(`${registry.url}/v2/${repo}/manifests/${sbom}`, { accept: ALL_MANIFESTS });
   t.is(referrer.status, 200);
@@ -258,10 +352,22 @@ test('pushReferrer: distribution 2.8 has no referrers API, so referrers are list
   t.is(manifest.subject.digest, single.digest);
   t.is(manifest.config.mediaType, 'application/vnd.oci.empty.v1+json');
   t.is(manifest.config.size, 2);
-  const fallback = await getBytes(`${registry.url}/v2/${repo}/manifests/${single.digest.replace(':', '-')}`, { accept: ALL_MANIFESTS });
+  const fallback = await getBytes(`${registry.url}/v2/${repo}/manifests/${single.digest.replace(':', '-')}`, {
+    accept: ALL_MANIFESTS,
+  });
   t.is(fallback.headers.get('content-type'), 'application/vnd.oci.image.index.v1+json');
-  const listed = (JSON.parse(fallback.bytes.toString()) as { manifests: { digest: string; artifactType: string; annotations?: Record<string, string> }[] }).manifests;
-  t.deepEqual(listed.map((m) => [m.digest, m.artifactType]), [[sbom, 'application/spdx+json'], [bundle, 'application/vnd.dev.sigstore.bundle.v0.3+json']]);
+  const listed = (
+    JSON.parse(fallback.bytes.toString()) as {
+      manifests: { digest: string; artifactType: string; annotations?: Record<string, string> }[];
+    }
+  ).manifests;
+  t.deepEqual(
+    listed.map((m) => [m.digest, m.artifactType]),
+    [
+      [sbom, 'application/spdx+json'],
+      [bundle, 'application/vnd.dev.sigstore.bundle.v0.3+json'],
+    ],
+  );
   t.is(listed[0]!.annotations?.['org.example/kind'], 'sbom');
 });
 
@@ -272,7 +378,11 @@ test('containerd pulls an index straight from the registry and records the pushe
   const r = await containerd.pull(ref, { registry: registry.host, server: registry.url }, { timeoutMs: 30_000 });
   t.is(r.code, 0, r.stderr);
   t.is(await containerd.imageDigest(ref), multi.digest);
-  const missing = await containerd.pull(`${registry.host}/demo/absent:1.0`, { registry: registry.host, server: registry.url }, { timeoutMs: 30_000 });
+  const missing = await containerd.pull(
+    `${registry.host}/demo/absent:1.0`,
+    { registry: registry.host, server: registry.url },
+    { timeoutMs: 30_000 },
+  );
   t.not(missing.code, 0);
   t.regex(missing.stderr, /not found/);
 });
@@ -293,10 +403,15 @@ async function liveGroupMembers(pgid: number): Promise<number[]> {
 test('startProcess: a process that never gets ready is stopped, and the error quotes its log', async (t) => {
   const dir = await mkdtemp(join(work, 'proc-'));
   const pidFile = join(dir, 'pid');
-  const err = await t.throwsAsync(startProcess({
-    cmd: 'sh', args: ['-c', `echo $$ > ${pidFile}; echo marker-from-the-log; exec sleep 30`],
-    logFile: join(dir, 'log'), ready: async () => false, readyTimeoutMs: 700,
-  }));
+  const err = await t.throwsAsync(
+    startProcess({
+      cmd: 'sh',
+      args: ['-c', `echo $$ > ${pidFile}; echo marker-from-the-log; exec sleep 30`],
+      logFile: join(dir, 'log'),
+      ready: async () => false,
+      readyTimeoutMs: 700,
+    }),
+  );
   t.regex(err!.message, /did not become ready/);
   t.regex(err!.message, /marker-from-the-log/);
   const pid = Number((await runCommand('cat', [pidFile])).stdout);
@@ -306,16 +421,25 @@ test('startProcess: a process that never gets ready is stopped, and the error qu
 
 test('startProcess: early exit is reported with its code; stop() escalates to SIGKILL when SIGTERM is ignored', async (t) => {
   const dir = await mkdtemp(join(work, 'proc-'));
-  const early = await t.throwsAsync(startProcess({
-    cmd: 'sh', args: ['-c', 'echo boom; exit 3'], logFile: join(dir, 'early.log'), ready: async () => false, readyTimeoutMs: 5_000,
-  }));
+  const early = await t.throwsAsync(
+    startProcess({
+      cmd: 'sh',
+      args: ['-c', 'echo boom; exit 3'],
+      logFile: join(dir, 'early.log'),
+      ready: async () => false,
+      readyTimeoutMs: 5_000,
+    }),
+  );
   t.regex(early!.message, /exited with code 3/);
   t.regex(early!.message, /boom/);
 
   const readyFile = join(dir, 'ready');
   const stubborn = await startProcess({
-    cmd: 'sh', args: ['-c', `trap '' TERM; touch ${readyFile}; while :; do sleep 0.1; done`],
-    logFile: join(dir, 'stubborn.log'), ready: async () => existsSync(readyFile), stopTimeoutMs: 300,
+    cmd: 'sh',
+    args: ['-c', `trap '' TERM; touch ${readyFile}; while :; do sleep 0.1; done`],
+    logFile: join(dir, 'stubborn.log'),
+    ready: async () => existsSync(readyFile),
+    stopTimeoutMs: 300,
   });
   const started = Date.now();
   await stubborn.stop();
@@ -327,6 +451,13 @@ test('waitFor: resolves with the first truthy value; on timeout names what it wa
   let calls = 0;
   t.is(await waitFor(() => (++calls >= 3 ? 'done' : undefined), { what: 'three calls', intervalMs: 10 }), 'done');
   t.is(calls, 3);
-  const err = await t.throwsAsync(waitFor(() => { throw new Error('still broken'); }, { what: 'the widget', timeoutMs: 200, intervalMs: 20 }));
+  const err = await t.throwsAsync(
+    waitFor(
+      () => {
+        throw new Error('still broken');
+      },
+      { what: 'the widget', timeoutMs: 200, intervalMs: 20 },
+    ),
+  );
   t.regex(err!.message, /timed out after 200 ms waiting for the widget \(last error: still broken\)/);
 });

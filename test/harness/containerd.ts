@@ -43,21 +43,28 @@ export async function startContainerd(): Promise<Containerd> {
   // a short path: the socket path must fit in sun_path (108 bytes)
   const dir = await mkdtemp(join(tmpdir(), 'pg-ctrd-'));
   const address = join(dir, 'c.sock');
-  await writeFile(join(dir, 'config.toml'), [
-    'version = 2',
-    `root = "${join(dir, 'root')}"`,
-    `state = "${join(dir, 'state')}"`,
-    'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
-    '[grpc]',
-    `  address = "${address}"`,
-    '[ttrpc]',
-    `  address = "${join(dir, 't.sock')}"`,
-    '',
-  ].join('\n'));
+  await writeFile(
+    join(dir, 'config.toml'),
+    [
+      'version = 2',
+      `root = "${join(dir, 'root')}"`,
+      `state = "${join(dir, 'state')}"`,
+      'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
+      '[grpc]',
+      `  address = "${address}"`,
+      '[ttrpc]',
+      `  address = "${join(dir, 't.sock')}"`,
+      '',
+    ].join('\n'),
+  );
   const ctr = (args: string[], timeoutMs = 15_000) => runCommand('ctr', ['--address', address, ...args], { timeoutMs });
   const proc = await startProcess({
-    cmd: 'containerd', args: ['--config', join(dir, 'config.toml')], logFile: join(dir, 'containerd.log'),
-    ready: async () => (await ctr(['version'], 5_000)).code === 0, readyTimeoutMs: 30_000, readyIntervalMs: 200,
+    cmd: 'containerd',
+    args: ['--config', join(dir, 'config.toml')],
+    logFile: join(dir, 'containerd.log'),
+    ready: async () => (await ctr(['version'], 5_000)).code === 0,
+    readyTimeoutMs: 30_000,
+    readyIntervalMs: 200,
   });
   let hostsCount = 0;
   return {

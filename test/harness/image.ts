@@ -77,7 +77,10 @@ async function writeJsonBlob(layout: string, value: object, mediaType: string): 
 /** The layer every image has: one small file naming the seed and platform. */
 async function writeSmallLayer(layout: string, seed: string, platform: string): Promise<Layer> {
   const tar = tarArchive([{ name: 'hello.txt', content: Buffer.from(`${seed} ${platform}\n`) }]);
-  return { descriptor: await writeBlob(layout, gzipSync(tar), LAYER_GZIP), diffId: `sha256:${sha256(tar).toString('hex')}` };
+  return {
+    descriptor: await writeBlob(layout, gzipSync(tar), LAYER_GZIP),
+    diffId: `sha256:${sha256(tar).toString('hex')}`,
+  };
 }
 
 /** A pass-through stream that feeds a hash and counts bytes. */
@@ -98,7 +101,8 @@ async function* bigFileTar(size: number, seed: string): AsyncGenerator<Buffer> {
   yield tarHeader('big.bin', size);
   const cipher = createCipheriv('aes-256-ctr', sha256(`big layer ${seed}`), Buffer.alloc(16));
   const zeros = Buffer.alloc(STREAM_CHUNK);
-  for (let left = size; left > 0; left -= STREAM_CHUNK) yield cipher.update(zeros.subarray(0, Math.min(left, STREAM_CHUNK)));
+  for (let left = size; left > 0; left -= STREAM_CHUNK)
+    yield cipher.update(zeros.subarray(0, Math.min(left, STREAM_CHUNK)));
   yield tarPadding(size);
   yield TAR_END;
 }
@@ -112,27 +116,52 @@ async function writeBigLayer(layout: string, size: number, seed: string): Promis
   const blobHash = createHash('sha256');
   const blobTap = tap(blobHash);
   const tmp = join(layout, 'blobs', 'sha256', `.incoming-${process.pid}-${Date.now()}`);
-  await pipeline(Readable.from(bigFileTar(size, seed)), tap(diffHash), createGzip({ level: 0 }), blobTap, createWriteStream(tmp));
+  await pipeline(
+    Readable.from(bigFileTar(size, seed)),
+    tap(diffHash),
+    createGzip({ level: 0 }),
+    blobTap,
+    createWriteStream(tmp),
+  );
   const hex = blobHash.digest('hex');
   await rename(tmp, join(layout, 'blobs', 'sha256', hex));
-  return { descriptor: { mediaType: LAYER_GZIP, digest: `sha256:${hex}`, size: blobTap.bytes }, diffId: `sha256:${diffHash.digest('hex')}` };
+  return {
+    descriptor: { mediaType: LAYER_GZIP, digest: `sha256:${hex}`, size: blobTap.bytes },
+    diffId: `sha256:${diffHash.digest('hex')}`,
+  };
 }
 
-async function writeImageManifest(layout: string, platform: string, layers: Layer[]): Promise<{ manifest: Descriptor; config: Descriptor }> {
+async function writeImageManifest(
+  layout: string,
+  platform: string,
+  layers: Layer[],
+): Promise<{ manifest: Descriptor; config: Descriptor }> {
   const p = parsePlatform(platform);
-  const config = await writeJsonBlob(layout, {
-    ...p,
-    config: { Cmd: ['/hello.txt'] },
-    rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) },
-  }, CONFIG);
-  const manifest: ImageManifest = { schemaVersion: 2, mediaType: MediaType.ociManifest, config, layers: layers.map((l) => l.descriptor) };
+  const config = await writeJsonBlob(
+    layout,
+    {
+      ...p,
+      config: { Cmd: ['/hello.txt'] },
+      rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) },
+    },
+    CONFIG,
+  );
+  const manifest: ImageManifest = {
+    schemaVersion: 2,
+    mediaType: MediaType.ociManifest,
+    config,
+    layers: layers.map((l) => l.descriptor),
+  };
   return { manifest: { ...(await writeJsonBlob(layout, manifest, MediaType.ociManifest)), platform: p }, config };
 }
 
 /** Points `tag` in the layout's index.json at `top`, keeping other tags. */
 async function tagInLayout(layout: string, tag: string, top: Descriptor): Promise<void> {
   const indexFile = join(layout, 'index.json');
-  const existing = await readFile(indexFile, 'utf8').then((s) => JSON.parse(s) as ImageIndex, () => undefined);
+  const existing = await readFile(indexFile, 'utf8').then(
+    (s) => JSON.parse(s) as ImageIndex,
+    () => undefined,
+  );
   const others = (existing?.manifests ?? []).filter((m) => m.annotations?.[REF_NAME] !== tag);
   const index: ImageIndex = { schemaVersion: 2, manifests: [...others, { ...top, annotations: { [REF_NAME]: tag } }] };
   await writeFile(join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
@@ -176,18 +205,31 @@ const credsArg = (flag: string, c: Credentials | undefined) => (c ? [`${flag}=${
 
 /** Copies between any two skopeo references (docker://, oci:, …); registries over plain HTTP. */
 export async function skopeoCopy(src: string, dst: string, opts: SkopeoCopyOptions = {}): Promise<void> {
-  await runChecked('skopeo', [
-    'copy', '--quiet', '--src-tls-verify=false', '--dest-tls-verify=false',
-    ...(opts.all ? ['--all'] : []),
-    ...(opts.preserveDigests ? ['--preserve-digests'] : []),
-    ...credsArg('--src-creds', opts.srcCreds),
-    ...credsArg('--dest-creds', opts.destCreds),
-    src, dst,
-  ], { timeoutMs: opts.timeoutMs ?? SKOPEO_TIMEOUT_MS });
+  await runChecked(
+    'skopeo',
+    [
+      'copy',
+      '--quiet',
+      '--src-tls-verify=false',
+      '--dest-tls-verify=false',
+      ...(opts.all ? ['--all'] : []),
+      ...(opts.preserveDigests ? ['--preserve-digests'] : []),
+      ...credsArg('--src-creds', opts.srcCreds),
+      ...credsArg('--dest-creds', opts.destCreds),
+      src,
+      dst,
+    ],
+    { timeoutMs: opts.timeoutMs ?? SKOPEO_TIMEOUT_MS },
+  );
 }
 
 /** Pushes tag `tag` of the layout (all platforms, digests unchanged) to `dest` = host/repo:tag. */
-export async function pushImage(layoutDir: string, tag: string, dest: string, opts: { creds?: Credentials; timeoutMs?: number } = {}): Promise<void> {
+export async function pushImage(
+  layoutDir: string,
+  tag: string,
+  dest: string,
+  opts: { creds?: Credentials; timeoutMs?: number } = {},
+): Promise<void> {
   await skopeoCopy(`oci:${layoutDir}:${tag}`, `docker://${dest}`, {
     all: true,
     preserveDigests: true,
@@ -197,9 +239,16 @@ export async function pushImage(layoutDir: string, tag: string, dest: string, op
 }
 
 /** Digest of the top manifest at a skopeo reference: the sha256 of the exact bytes skopeo gets. */
-export async function skopeoInspectDigest(ref: string, opts: { creds?: Credentials; timeoutMs?: number } = {}): Promise<string> {
-  const raw = await runChecked('skopeo', ['inspect', '--raw', '--tls-verify=false', ...credsArg('--creds', opts.creds), ref], {
-    timeoutMs: opts.timeoutMs ?? SKOPEO_TIMEOUT_MS,
-  });
+export async function skopeoInspectDigest(
+  ref: string,
+  opts: { creds?: Credentials; timeoutMs?: number } = {},
+): Promise<string> {
+  const raw = await runChecked(
+    'skopeo',
+    ['inspect', '--raw', '--tls-verify=false', ...credsArg('--creds', opts.creds), ref],
+    {
+      timeoutMs: opts.timeoutMs ?? SKOPEO_TIMEOUT_MS,
+    },
+  );
   return `sha256:${sha256(raw).toString('hex')}`;
 }

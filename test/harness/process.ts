@@ -97,8 +97,14 @@ function exitOf(child: ChildProcess): string {
 function waitForExit(child: ChildProcess, timeoutMs: number): Promise<boolean> {
   if (hasExited(child)) return Promise.resolve(true);
   return new Promise((resolve) => {
-    const timer = setTimeout(() => { child.off('exit', onExit); resolve(false); }, timeoutMs);
-    const onExit = () => { clearTimeout(timer); resolve(true); };
+    const timer = setTimeout(() => {
+      child.off('exit', onExit);
+      resolve(false);
+    }, timeoutMs);
+    const onExit = () => {
+      clearTimeout(timer);
+      resolve(true);
+    };
     child.once('exit', onExit);
   });
 }
@@ -192,7 +198,8 @@ export async function startProcess(opts: StartProcessOptions): Promise<RunningPr
         signal(pid, 'SIGTERM', true);
         if (!(await waitForExit(child, stopTimeoutMs))) {
           signal(pid, 'SIGKILL', true);
-          if (!(await waitForExit(child, KILL_WAIT_MS))) throw new Error(`${what} (pid ${pid}) survived SIGKILL for ${KILL_WAIT_MS} ms`);
+          if (!(await waitForExit(child, KILL_WAIT_MS)))
+            throw new Error(`${what} (pid ${pid}) survived SIGKILL for ${KILL_WAIT_MS} ms`);
         }
       }
       // anything the server left behind in its group
@@ -204,17 +211,25 @@ export async function startProcess(opts: StartProcessOptions): Promise<RunningPr
   const abort = new AbortController();
   const exited = new Promise<never>((_, reject) => {
     const onExit = () => reject(new Error(`exited with ${exitOf(child)} before it was ready`));
-    if (hasExited(child)) onExit(); else child.once('exit', onExit);
+    if (hasExited(child)) onExit();
+    else child.once('exit', onExit);
   });
   const readyTimeoutMs = opts.readyTimeoutMs ?? 20_000;
   try {
     await Promise.race([
-      waitFor(opts.ready, { what: 'readiness', timeoutMs: readyTimeoutMs, intervalMs: opts.readyIntervalMs ?? 100, signal: abort.signal }),
+      waitFor(opts.ready, {
+        what: 'readiness',
+        timeoutMs: readyTimeoutMs,
+        intervalMs: opts.readyIntervalMs ?? 100,
+        signal: abort.signal,
+      }),
       exited,
     ]);
   } catch (err) {
     await stop().catch(() => undefined);
-    throw new Error(`${what} did not become ready: ${(err as Error).message}\n--- tail of ${opts.logFile} ---\n${logTail(opts.logFile)}`);
+    throw new Error(
+      `${what} did not become ready: ${(err as Error).message}\n--- tail of ${opts.logFile} ---\n${logTail(opts.logFile)}`,
+    );
   } finally {
     abort.abort();
     exited.catch(() => undefined);
@@ -226,16 +241,25 @@ export async function startProcess(opts: StartProcessOptions): Promise<RunningPr
 export async function runCommand(cmd: string, args: string[], opts: RunCommandOptions = {}): Promise<CommandResult> {
   const timeoutMs = opts.timeoutMs ?? 60_000;
   const [file, argv] = withParentDeathSignal(cmd, args);
-  const child = spawn(file, argv, { cwd: opts.cwd, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(file, argv, {
+    cwd: opts.cwd,
+    env: { ...process.env, ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const stdout: Buffer[] = [];
   const stderr: Buffer[] = [];
   child.stdout?.on('data', (d: Buffer) => stdout.push(d));
   child.stderr?.on('data', (d: Buffer) => stderr.push(d));
   let timedOut = false;
-  const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, timeoutMs);
+  const timer = setTimeout(() => {
+    timedOut = true;
+    child.kill('SIGKILL');
+  }, timeoutMs);
   try {
     const code = await new Promise<number>((resolve, reject) => {
-      child.once('error', (err) => reject(new Error(`cannot run ${cmd}: ${err.message} (is it installed and on PATH?)`)));
+      child.once('error', (err) =>
+        reject(new Error(`cannot run ${cmd}: ${err.message} (is it installed and on PATH?)`)),
+      );
       child.once('spawn', () => track(child, false));
       // 'close' (not 'exit') so that all output has been read
       child.once('close', (c) => resolve(c ?? -1));
@@ -254,6 +278,7 @@ export async function runCommand(cmd: string, args: string[], opts: RunCommandOp
 /** runCommand that resolves with stdout, and throws with the command line and stderr on failure. */
 export async function runChecked(cmd: string, args: string[], opts: RunCommandOptions = {}): Promise<string> {
   const r = await runCommand(cmd, args, opts);
-  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (exit ${r.code}):\n${r.stderr.trim() || r.stdout.trim()}`);
+  if (r.code !== 0)
+    throw new Error(`${cmd} ${args.join(' ')} failed (exit ${r.code}):\n${r.stderr.trim() || r.stdout.trim()}`);
   return r.stdout;
 }

@@ -42,9 +42,7 @@ const PORT_ATTEMPTS = 3;
 const BCRYPT_COST = 4;
 
 type AuthSection =
-  | { kind: 'none' }
-  | { kind: 'htpasswd'; path: string }
-  | { kind: 'token'; realm: string; certFile: string };
+  { kind: 'none' } | { kind: 'htpasswd'; path: string } | { kind: 'token'; realm: string; certFile: string };
 
 /** The registry's configuration document. */
 export function registryConfig(port: number, dataDir: string, auth: AuthSection): Record<string, unknown> {
@@ -61,7 +59,9 @@ export function registryConfig(port: number, dataDir: string, auth: AuthSection)
   };
   if (auth.kind === 'htpasswd') config.auth = { htpasswd: { realm: 'pullgate-test', path: auth.path } };
   if (auth.kind === 'token') {
-    config.auth = { token: { realm: auth.realm, service: TOKEN_SERVICE, issuer: TOKEN_ISSUER, rootcertbundle: auth.certFile } };
+    config.auth = {
+      token: { realm: auth.realm, service: TOKEN_SERVICE, issuer: TOKEN_ISSUER, rootcertbundle: auth.certFile },
+    };
   }
   return config;
 }
@@ -70,10 +70,27 @@ export function registryConfig(port: number, dataDir: string, auth: AuthSection)
 async function makeTokenSigningCert(dir: string): Promise<{ keyFile: string; certFile: string }> {
   const keyFile = join(dir, 'token-key.pem');
   const certFile = join(dir, 'token-cert.pem');
-  await runChecked('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-    '-keyout', keyFile, '-out', certFile, '-days', '2', '-subj', `/CN=${TOKEN_ISSUER}`,
-  ], { timeoutMs: 15_000 });
+  await runChecked(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      keyFile,
+      '-out',
+      certFile,
+      '-days',
+      '2',
+      '-subj',
+      `/CN=${TOKEN_ISSUER}`,
+    ],
+    { timeoutMs: 15_000 },
+  );
   return { keyFile, certFile };
 }
 

@@ -16,7 +16,8 @@ const octal = (n: number, digits: number) => n.toString(8).padStart(digits, '0')
 /** The 512-byte header of a regular file (mode 0644, root-owned, mtime 0). */
 export function tarHeader(name: string, size: number): Buffer {
   if (Buffer.byteLength(name) > 100) throw new Error(`tar: file name longer than 100 bytes: ${name}`);
-  if (!Number.isSafeInteger(size) || size < 0 || size > MAX_SIZE) throw new Error(`tar: file size ${size} outside 0..${MAX_SIZE}`);
+  if (!Number.isSafeInteger(size) || size < 0 || size > MAX_SIZE)
+    throw new Error(`tar: file size ${size} outside 0..${MAX_SIZE}`);
   const h = Buffer.alloc(TAR_BLOCK);
   field(h, 0, 100, name);
   field(h, 100, 8, `${octal(0o644, 7)}\0`);

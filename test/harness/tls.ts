@@ -12,8 +12,27 @@ export interface TestCa {
 export async function makeCa(dir: string, commonName = 'pullgate test CA'): Promise<TestCa> {
   const certFile = join(dir, 'ca.crt');
   const keyFile = join(dir, 'ca.key');
-  await runChecked('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', keyFile, '-out', certFile,
-    '-days', '1', '-subj', `/CN=${commonName}`, '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign']);
+  await runChecked('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    keyFile,
+    '-out',
+    certFile,
+    '-days',
+    '1',
+    '-subj',
+    `/CN=${commonName}`,
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign',
+  ]);
   return {
     certFile,
     keyFile,
@@ -22,9 +41,41 @@ export async function makeCa(dir: string, commonName = 'pullgate test CA'): Prom
       const csr = join(dir, `${name}.csr`);
       const cert = join(dir, `${name}.crt`);
       const ext = join(dir, `${name}.ext`);
-      await runChecked('openssl', ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', csr, '-subj', `/CN=${name}`]);
-      await runChecked('sh', ['-c', `printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nextendedKeyUsage=serverAuth\\n' > '${ext}'`]);
-      await runChecked('openssl', ['x509', '-req', '-in', csr, '-CA', certFile, '-CAkey', keyFile, '-CAcreateserial', '-days', '1', '-out', cert, '-extfile', ext]);
+      await runChecked('openssl', [
+        'req',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        csr,
+        '-subj',
+        `/CN=${name}`,
+      ]);
+      await runChecked('sh', [
+        '-c',
+        `printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nextendedKeyUsage=serverAuth\\n' > '${ext}'`,
+      ]);
+      await runChecked('openssl', [
+        'x509',
+        '-req',
+        '-in',
+        csr,
+        '-CA',
+        certFile,
+        '-CAkey',
+        keyFile,
+        '-CAcreateserial',
+        '-days',
+        '1',
+        '-out',
+        cert,
+        '-extfile',
+        ext,
+      ]);
       return { certFile: cert, keyFile: key };
     },
   };

@@ -78,8 +78,18 @@ export function grantedAccess(scopeParams: string[], authenticated: boolean): Ac
     if (first < 0 || last === first) continue;
     const type = scope.slice(0, first);
     const name = scope.slice(first + 1, last);
-    const requested = scope.slice(last + 1).split(',').filter(Boolean);
-    const allowed = type === 'repository' ? (authenticated ? AUTHENTICATED_ACTIONS : ANONYMOUS_ACTIONS) : authenticated ? requested : [];
+    const requested = scope
+      .slice(last + 1)
+      .split(',')
+      .filter(Boolean);
+    const allowed =
+      type === 'repository'
+        ? authenticated
+          ? AUTHENTICATED_ACTIONS
+          : ANONYMOUS_ACTIONS
+        : authenticated
+          ? requested
+          : [];
     const actions = requested.filter((a) => allowed.includes(a));
     granted.push({ type, name, actions });
   }
@@ -119,27 +129,35 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TokenS
   let count = 0;
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://token.invalid');
-    if (url.pathname !== '/token') return answer(res, 404, tokenError('NOT_FOUND', `no such endpoint ${url.pathname}; the realm is /token`));
+    if (url.pathname !== '/token')
+      return answer(res, 404, tokenError('NOT_FOUND', `no such endpoint ${url.pathname}; the realm is /token`));
     count++;
     // POST is OAuth2; answering 405 makes containerd fall back to the GET protocol
-    if (req.method !== 'GET') return answer(res, 405, tokenError('UNSUPPORTED', `${req.method} /token is not supported; use GET`));
+    if (req.method !== 'GET')
+      return answer(res, 405, tokenError('UNSUPPORTED', `${req.method} /token is not supported; use GET`));
     const service = url.searchParams.get('service');
-    if (service !== opts.service) return answer(res, 400, tokenError('INVALID_SERVICE', `service must be ${opts.service}, got ${service}`));
+    if (service !== opts.service)
+      return answer(res, 400, tokenError('INVALID_SERVICE', `service must be ${opts.service}, got ${service}`));
     const user = basicUser(req, opts.username, opts.password);
     if (user === null) {
-      return answer(res, 401, tokenError('UNAUTHORIZED', 'wrong username or password'), { 'www-authenticate': 'Basic realm="pullgate-test-token"' });
+      return answer(res, 401, tokenError('UNAUTHORIZED', 'wrong username or password'), {
+        'www-authenticate': 'Basic realm="pullgate-test-token"',
+      });
     }
     const now = Math.floor(Date.now() / 1000);
-    const token = signJwt({
-      iss: opts.issuer,
-      sub: user ?? '',
-      aud: opts.service,
-      exp: now + ttl,
-      nbf: now - NOT_BEFORE_SKEW_S,
-      iat: now,
-      jti: randomUUID(),
-      access: grantedAccess(url.searchParams.getAll('scope'), user !== undefined),
-    }, opts.signingKey);
+    const token = signJwt(
+      {
+        iss: opts.issuer,
+        sub: user ?? '',
+        aud: opts.service,
+        exp: now + ttl,
+        nbf: now - NOT_BEFORE_SKEW_S,
+        iat: now,
+        jti: randomUUID(),
+        access: grantedAccess(url.searchParams.getAll('scope'), user !== undefined),
+      },
+      opts.signingKey,
+    );
     answer(res, 200, { token, access_token: token, expires_in: ttl, issued_at: new Date(now * 1000).toISOString() });
   });
   await new Promise<void>((resolve, reject) => {
@@ -147,13 +165,15 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TokenS
     server.listen(0, '127.0.0.1', resolve);
   });
   const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error(`token server: unexpected listen address ${String(address)}`);
+  if (address === null || typeof address === 'string')
+    throw new Error(`token server: unexpected listen address ${String(address)}`);
   return {
     url: `http://127.0.0.1:${address.port}/token`,
     requests: () => count,
-    close: () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }

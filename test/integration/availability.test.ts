@@ -25,11 +25,24 @@ test('upstream down: pinned and admitted digests are served stale within the gra
   await pushImage(join(work, 'never'), '1', `${registry.host}/app/never:1`);
   await signImage(registry, 'app/never', never.digest, key.privateKey);
   const proxy = await startTestProxy({
-    policy: stringify({ apiVersion: 'pullgate.dev/v1', kind: 'Policy', attestors: { ci: { keys: [{ file: join(work, 'ci.pub') }] } }, defaultRule: { evaluationMode: 'requireAttestation', requireAttestors: ['ci'] } }),
+    policy: stringify({
+      apiVersion: 'pullgate.dev/v1',
+      kind: 'Policy',
+      attestors: { ci: { keys: [{ file: join(work, 'ci.pub') }] } },
+      defaultRule: { evaluationMode: 'requireAttestation', requireAttestors: ['ci'] },
+    }),
     // no verdict caching, so that every pull needs the evidence and the stale path is what serves it
-    config: { upstreams: [{ host: REG, url: registry.url, insecure: true, timeouts: { connectMs: 500, headersMs: 1000 } }], cache: { allowTtlSeconds: 0, denyTtlSeconds: 0 }, staleGraceSeconds: 3 },
+    config: {
+      upstreams: [{ host: REG, url: registry.url, insecure: true, timeouts: { connectMs: 500, headersMs: 1000 } }],
+      cache: { allowTtlSeconds: 0, denyTtlSeconds: 0 },
+      staleGraceSeconds: 3,
+    },
   });
-  t.teardown(async () => { await proxy.close(); await registry.stop(); rmSync(work, { recursive: true, force: true }); });
+  t.teardown(async () => {
+    await proxy.close();
+    await registry.stop();
+    rmSync(work, { recursive: true, force: true });
+  });
   const get = async (repo: string, ref: string) => {
     const res = await request(`${proxy.url}/v2/${REG}/${repo}/manifests/${ref}`, { headers: { accept: MANIFEST } });
     const body = await res.body.text();
@@ -59,8 +72,15 @@ test('graceful shutdown lets a running blob transfer finish', async (t) => {
   const registry = await startRegistry();
   const image = await buildImage(join(work, 'img'), '1', { seed: 'drain', layerBytes: 48 * 1024 * 1024 });
   await pushImage(join(work, 'img'), '1', `${registry.host}/app/big:1`);
-  const proxy = await startTestProxy({ policy: ALLOW_ALL, config: { upstreams: [{ host: REG, url: registry.url, insecure: true }] } });
-  t.teardown(async () => { await proxy.close(); await registry.stop(); rmSync(work, { recursive: true, force: true }); });
+  const proxy = await startTestProxy({
+    policy: ALLOW_ALL,
+    config: { upstreams: [{ host: REG, url: registry.url, insecure: true }] },
+  });
+  t.teardown(async () => {
+    await proxy.close();
+    await registry.stop();
+    rmSync(work, { recursive: true, force: true });
+  });
   const m = await request(`${proxy.url}/v2/${REG}/app/big/manifests/1`, { headers: { accept: MANIFEST } });
   await m.body.dump();
   const layer = image.blobs.at(-1)!;
@@ -74,7 +94,10 @@ test('graceful shutdown lets a running blob transfer finish', async (t) => {
     if (first) {
       first = false;
       closing = proxy.proxy.close(20_000);
-      const refused = await request(`${proxy.url}/readyz`).then((r) => r.statusCode, () => 'refused');
+      const refused = await request(`${proxy.url}/readyz`).then(
+        (r) => r.statusCode,
+        () => 'refused',
+      );
       t.not(refused, 200, 'no new work is accepted while draining');
     }
   }

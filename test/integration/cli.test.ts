@@ -7,7 +7,16 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DatabaseSync } from 'node:sqlite';
 import { stringify } from 'yaml';
-import { buildImage, freePort, generateKey, pushImage, signImage, startRegistry, waitFor, type Registry } from '../harness/index.ts';
+import {
+  buildImage,
+  freePort,
+  generateKey,
+  pushImage,
+  signImage,
+  startRegistry,
+  waitFor,
+  type Registry,
+} from '../harness/index.ts';
 import { startTestProxy, type TestProxy } from './proxy-fixture.ts';
 
 const CLI = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
@@ -19,35 +28,56 @@ let registry: Registry;
 let proxy: TestProxy;
 const digests: Record<string, string> = {};
 
-function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+function cli(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, timeout: 60_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [CLI, ...args],
+      { env: { ...process.env, ...env }, timeout: 60_000 },
+      (err, stdout, stderr) => {
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
 test.before(async () => {
   registry = await startRegistry();
-  for (const [repo, signed] of [['demo/signed', true], ['demo/unsigned', false]] as const) {
+  for (const [repo, signed] of [
+    ['demo/signed', true],
+    ['demo/unsigned', false],
+  ] as const) {
     const image = await buildImage(join(work, repo), '1.0', { seed: repo });
     await pushImage(join(work, repo), '1.0', `${registry.host}/${repo}:1.0`);
     if (signed) await signImage(registry, repo, image.digest, key.privateKey);
     digests[repo] = image.digest;
   }
   writeFileSync(join(work, 'ci.pub'), key.publicPem);
-  writeFileSync(join(work, 'policy.yaml'), stringify({
-    apiVersion: 'pullgate.dev/v1', kind: 'Policy',
-    attestors: { ci: { keys: [{ file: 'ci.pub' }] } },
-    defaultRule: { evaluationMode: 'requireAttestation', requireAttestors: ['ci'] },
-  }));
-  writeFileSync(join(work, 'pullgate.yaml'), stringify({
-    upstreams: [{ host: REG, url: registry.url, insecure: true }],
-    policy: { file: 'policy.yaml' },
-  }));
+  writeFileSync(
+    join(work, 'policy.yaml'),
+    stringify({
+      apiVersion: 'pullgate.dev/v1',
+      kind: 'Policy',
+      attestors: { ci: { keys: [{ file: 'ci.pub' }] } },
+      defaultRule: { evaluationMode: 'requireAttestation', requireAttestors: ['ci'] },
+    }),
+  );
+  writeFileSync(
+    join(work, 'pullgate.yaml'),
+    stringify({
+      upstreams: [{ host: REG, url: registry.url, insecure: true }],
+      policy: { file: 'policy.yaml' },
+    }),
+  );
   proxy = await startTestProxy({
     policy: `apiVersion: pullgate.dev/v1\nkind: Policy\nattestors: {ci: {keys: [{file: ${join(work, 'ci.pub')}}]}}\ndefaultRule: {evaluationMode: requireAttestation, requireAttestors: [ci]}\n`,
-    config: { upstreams: [{ host: REG, url: registry.url, insecure: true }], admin: { host: '127.0.0.1', port: 0, token: TOKEN } },
+    config: {
+      upstreams: [{ host: REG, url: registry.url, insecure: true }],
+      admin: { host: '127.0.0.1', port: 0, token: TOKEN },
+    },
   });
 });
 
@@ -76,7 +106,10 @@ test('check: exit 0 and ALLOW for a signed image, exit 1 and the reason for an u
 test('policy lint: exit 0 for a good policy, 1 with the path for a bad one', async (t) => {
   const good = await cli(['policy', 'lint', join(work, 'policy.yaml')]);
   t.is(good.code, 0, good.stdout);
-  writeFileSync(join(work, 'bad.yaml'), 'apiVersion: pullgate.dev/v1\nkind: Policy\ndefaultRule: {evaluationMode: requireAttestation, requireAttestors: [nobody]}\n');
+  writeFileSync(
+    join(work, 'bad.yaml'),
+    'apiVersion: pullgate.dev/v1\nkind: Policy\ndefaultRule: {evaluationMode: requireAttestation, requireAttestors: [nobody]}\n',
+  );
   const bad = await cli(['policy', 'lint', join(work, 'bad.yaml')]);
   t.is(bad.code, 1);
   t.regex(bad.stdout, /error: \/defaultRule\/requireAttestors\/0: .*nobody/);
@@ -120,31 +153,64 @@ test('serve reloads the policy on SIGHUP and when the file changes; an invalid e
   const deny = 'apiVersion: pullgate.dev/v1\nkind: Policy\ndefaultRule: {evaluationMode: alwaysDeny}\n';
   const allow = 'apiVersion: pullgate.dev/v1\nkind: Policy\ndefaultRule: {evaluationMode: alwaysAllow}\n';
   writeFileSync(policyFile, deny);
-  writeFileSync(join(dir, 'pullgate.yaml'), stringify({
-    listen: { host: '127.0.0.1', port }, upstreams: [{ host: REG, url: registry.url, insecure: true }],
-    policy: { file: 'policy.yaml' }, store: { sqlite: { path: 'state.db' } }, cache: { allowTtlSeconds: 0, denyTtlSeconds: 0 },
-  }));
-  const child = spawn(process.execPath, [CLI, 'serve', '--config', join(dir, 'pullgate.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  writeFileSync(
+    join(dir, 'pullgate.yaml'),
+    stringify({
+      listen: { host: '127.0.0.1', port },
+      upstreams: [{ host: REG, url: registry.url, insecure: true }],
+      policy: { file: 'policy.yaml' },
+      store: { sqlite: { path: 'state.db' } },
+      cache: { allowTtlSeconds: 0, denyTtlSeconds: 0 },
+    }),
+  );
+  const child = spawn(process.execPath, [CLI, 'serve', '--config', join(dir, 'pullgate.yaml')], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let log = '';
-  child.stdout.on('data', (d: Buffer) => { log += d.toString(); });
-  t.teardown(() => { child.kill('SIGKILL'); });
-  const status = async () => (await fetch(`http://127.0.0.1:${port}/v2/${REG}/demo/signed/manifests/${digests['demo/signed']}`).catch(() => undefined))?.status;
-  await waitFor(async () => (await status()) === 403 || undefined, { timeoutMs: 15_000, intervalMs: 100, what: 'the proxy serving with the deny-all policy' });
+  child.stdout.on('data', (d: Buffer) => {
+    log += d.toString();
+  });
+  t.teardown(() => {
+    child.kill('SIGKILL');
+  });
+  const status = async () =>
+    (
+      await fetch(`http://127.0.0.1:${port}/v2/${REG}/demo/signed/manifests/${digests['demo/signed']}`).catch(
+        () => undefined,
+      )
+    )?.status;
+  await waitFor(async () => (await status()) === 403 || undefined, {
+    timeoutMs: 15_000,
+    intervalMs: 100,
+    what: 'the proxy serving with the deny-all policy',
+  });
 
   // SIGHUP: an edit made while watching is off would be picked up by the signal alone
   writeFileSync(policyFile, allow);
   child.kill('SIGHUP');
-  await waitFor(async () => (await status()) === 200 || undefined, { timeoutMs: 3_000, intervalMs: 50, what: 'the allow policy after SIGHUP or the file change' });
+  await waitFor(async () => (await status()) === 200 || undefined, {
+    timeoutMs: 3_000,
+    intervalMs: 50,
+    what: 'the allow policy after SIGHUP or the file change',
+  });
 
   // an invalid edit is refused and logged; the allow policy stays in force
   writeFileSync(policyFile, 'apiVersion: pullgate.dev/v1\nkind: Policy\ndefaultRule: {evaluationMode: sometimes}\n');
   child.kill('SIGHUP');
-  await waitFor(() => log.includes('policy reload failed; keeping the previous policy') || undefined, { timeoutMs: 3_000, intervalMs: 50, what: 'the reload failure in the log' });
+  await waitFor(() => log.includes('policy reload failed; keeping the previous policy') || undefined, {
+    timeoutMs: 3_000,
+    intervalMs: 50,
+    what: 'the reload failure in the log',
+  });
   t.is(await status(), 200);
 
   // a file change alone (no signal) is picked up by the watcher
   writeFileSync(policyFile, deny);
-  await waitFor(async () => (await status()) === 403 || undefined, { timeoutMs: 3_000, intervalMs: 50, what: 'the deny policy after the file change' });
+  await waitFor(async () => (await status()) === 403 || undefined, {
+    timeoutMs: 3_000,
+    intervalMs: 50,
+    what: 'the deny policy after the file change',
+  });
   child.kill('SIGTERM');
   const code = await new Promise((resolve) => child.once('exit', resolve));
   t.is(code, 0, 'SIGTERM drains and exits cleanly');

@@ -6,7 +6,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { stringify } from 'yaml';
-import { buildImage, generateKey, pushImage, putManifest, signImage, startRegistry, type Registry } from '../harness/index.ts';
+import {
+  buildImage,
+  generateKey,
+  pushImage,
+  putManifest,
+  signImage,
+  startRegistry,
+  type Registry,
+} from '../harness/index.ts';
 import { startTestProxy, type TestProxy } from './proxy-fixture.ts';
 
 const REG = 'registry.example.test';
@@ -20,15 +28,24 @@ let version = 0;
 test.before(async () => {
   registry = await startRegistry();
   writeFileSync(join(work, 'ci.pub'), key.publicPem);
-  const rule = (match: string, tagMode: string) => ({ match, evaluationMode: 'requireAttestation', requireAttestors: ['ci'], tagMode });
+  const rule = (match: string, tagMode: string) => ({
+    match,
+    evaluationMode: 'requireAttestation',
+    requireAttestors: ['ci'],
+    tagMode,
+  });
   proxy = await startTestProxy({
     policy: stringify({
-      apiVersion: 'pullgate.dev/v1', kind: 'Policy',
+      apiVersion: 'pullgate.dev/v1',
+      kind: 'Policy',
       attestors: { ci: { keys: [{ file: join(work, 'ci.pub') }] } },
       defaultRule: { evaluationMode: 'requireAttestation', requireAttestors: ['ci'] },
       rules: [rule(`${REG}/pin/*`, 'pin'), rule(`${REG}/deny/*`, 'deny'), rule(`${REG}/follow/*`, 'follow')],
     }),
-    config: { upstreams: [{ host: REG, url: registry.url, insecure: true }], admin: { host: '127.0.0.1', port: 0, token: TOKEN } },
+    config: {
+      upstreams: [{ host: REG, url: registry.url, insecure: true }],
+      admin: { host: '127.0.0.1', port: 0, token: TOKEN },
+    },
   });
 });
 
@@ -48,16 +65,25 @@ async function pushNew(repo: string, tag: string, signed: boolean) {
 }
 
 async function manifest(repo: string, ref: string, method: 'GET' | 'HEAD' = 'GET') {
-  const res = await request(`${proxy.url}/v2/${REG}/${repo}/manifests/${ref}`, { method, headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+  const res = await request(`${proxy.url}/v2/${REG}/${repo}/manifests/${ref}`, {
+    method,
+    headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+  });
   const body = method === 'GET' ? await res.body.text() : (await res.body.dump(), '');
-  return { status: res.statusCode, digest: res.headers['docker-content-digest'] as string | undefined, message: res.statusCode === 200 || !body ? '' : String(JSON.parse(body).errors[0].message) };
+  return {
+    status: res.statusCode,
+    digest: res.headers['docker-content-digest'] as string | undefined,
+    message: res.statusCode === 200 || !body ? '' : String(JSON.parse(body).errors[0].message),
+  };
 }
 
 async function admin(method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown, token = TOKEN) {
   const res = await request(`${proxy.proxy.adminUrl}${path}`, {
-    method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, ...(body ? { body: JSON.stringify(body) } : {}),
+    method,
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    ...(body ? { body: JSON.stringify(body) } : {}),
   });
-  return { status: res.statusCode, body: await res.body.json() as Record<string, unknown> };
+  return { status: res.statusCode, body: (await res.body.json()) as Record<string, unknown> };
 }
 
 for (const signedOverwrite of [false, true]) {
@@ -72,8 +98,14 @@ for (const signedOverwrite of [false, true]) {
     t.is(head.status, 200);
     t.is(head.digest, first.digest, 'HEAD (what containerd resolves) answers the pin');
     t.is((await manifest(repo, '1')).digest, first.digest);
-    const drift = (await admin('GET', '/api/v1/drift')).body.drift as { repository: string; pinnedDigest: string; upstreamDigest: string }[];
-    t.true(drift.some((d) => d.repository === repo && d.pinnedDigest === first.digest && d.upstreamDigest === second.digest));
+    const drift = (await admin('GET', '/api/v1/drift')).body.drift as {
+      repository: string;
+      pinnedDigest: string;
+      upstreamDigest: string;
+    }[];
+    t.true(
+      drift.some((d) => d.repository === repo && d.pinnedDigest === first.digest && d.upstreamDigest === second.digest),
+    );
   });
 
   test(`deny mode, ${variant} overwrite: the moved tag is refused with both digests and how to approve`, async (t) => {
@@ -86,7 +118,10 @@ for (const signedOverwrite of [false, true]) {
     t.true(r.message.includes(first.digest) && r.message.includes(second.digest), r.message);
     t.regex(r.message, /pullgate pins approve/);
     if (signedOverwrite) {
-      t.is((await admin('POST', '/api/v1/pins/approve', { image: `${REG}/${repo}:1`, digest: second.digest })).status, 200);
+      t.is(
+        (await admin('POST', '/api/v1/pins/approve', { image: `${REG}/${repo}:1`, digest: second.digest })).status,
+        200,
+      );
       t.is((await manifest(repo, '1')).digest, second.digest, 'after approval the new digest is served');
     }
   });
@@ -106,9 +141,22 @@ test('an index pushed under an evidence tag does not admit the manifests it list
   const admitted = await pushNew('pin/evil', '1', true);
   const payload = await pushNew('pin/evil', 'payload', false);
   t.is((await manifest('pin/evil', '1')).status, 200);
-  const index = { schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: payload.digest, size: 1 }] };
-  await putManifest(registry, 'pin/evil', admitted.digest.replace(':', '-'), Buffer.from(JSON.stringify(index)), index.mediaType);
-  const viaEvidenceTag = await request(`${proxy.url}/v2/${REG}/pin/evil/manifests/${admitted.digest.replace(':', '-')}`, { headers: { accept: index.mediaType } });
+  const index = {
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.index.v1+json',
+    manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: payload.digest, size: 1 }],
+  };
+  await putManifest(
+    registry,
+    'pin/evil',
+    admitted.digest.replace(':', '-'),
+    Buffer.from(JSON.stringify(index)),
+    index.mediaType,
+  );
+  const viaEvidenceTag = await request(
+    `${proxy.url}/v2/${REG}/pin/evil/manifests/${admitted.digest.replace(':', '-')}`,
+    { headers: { accept: index.mediaType } },
+  );
   await viaEvidenceTag.body.dump();
   t.is(viaEvidenceTag.statusCode, 200, 'the referrers fallback index of an admitted image is served');
   const child = await manifest('pin/evil', payload.digest);
@@ -137,7 +185,11 @@ test('blob gating: only blobs of admitted manifests are served', async (t) => {
     t.regex(r.text, /not part of an admitted image/);
   }
   t.is((await manifest('pin/blobs-unsigned', '1')).status, 403);
-  t.is((await blob('pin/blobs-unsigned', unsigned.blobs[0]!)).status, 403, 'a denied manifest admits none of its blobs');
+  t.is(
+    (await blob('pin/blobs-unsigned', unsigned.blobs[0]!)).status,
+    403,
+    'a denied manifest admits none of its blobs',
+  );
   t.is((await manifest('pin/blobs-signed', '1')).status, 200);
   for (const d of signed.blobs) t.is((await blob('pin/blobs-signed', d)).status, 200);
   t.is((await blob('pin/blobs-unsigned', signed.blobs[1]!)).status, 403, 'admission is per repository');

@@ -35,20 +35,27 @@ export async function startTestProxy(opts: TestProxyOptions): Promise<TestProxy>
   const policyFile = join(dir, 'policy.yaml');
   writeFileSync(policyFile, opts.policy);
   const configFile = join(dir, 'pullgate.yaml');
-  writeFileSync(configFile, stringify({
-    listen: { host: '127.0.0.1', port: 0 },
-    store: { sqlite: { path: join(dir, 'state.db') } },
-    policy: { file: policyFile },
-    ...opts.config,
-  }));
+  writeFileSync(
+    configFile,
+    stringify({
+      listen: { host: '127.0.0.1', port: 0 },
+      store: { sqlite: { path: join(dir, 'state.db') } },
+      policy: { file: policyFile },
+      ...opts.config,
+    }),
+  );
   const logs: Record<string, unknown>[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line) logs.push(JSON.parse(line) as Record<string, unknown>);
+      for (const line of chunk.toString('utf8').split('\n'))
+        if (line) logs.push(JSON.parse(line) as Record<string, unknown>);
       cb();
     },
   });
-  const proxy = await startProxy(loadConfig(configFile, {}), { logger: createLogger('debug', sink), revocationRefreshMs: 1_000 });
+  const proxy = await startProxy(loadConfig(configFile, {}), {
+    logger: createLogger('debug', sink),
+    revocationRefreshMs: 1_000,
+  });
   return {
     proxy,
     url: proxy.url,

@@ -6,7 +6,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request as rawRequest } from 'node:http';
 import { request } from 'undici';
-import { buildImage, freePort, pushImage, pushReferrer, skopeoCopy, skopeoInspectDigest, startContainerd, startRegistry, type Containerd, type Registry } from '../harness/index.ts';
+import {
+  buildImage,
+  freePort,
+  pushImage,
+  pushReferrer,
+  skopeoCopy,
+  skopeoInspectDigest,
+  startContainerd,
+  startRegistry,
+  type Containerd,
+  type Registry,
+} from '../harness/index.ts';
 import { ALLOW_ALL, startTestProxy, type TestProxy } from './proxy-fixture.ts';
 
 let registry: Registry;
@@ -25,13 +36,21 @@ test.before(async () => {
   await pushImage(join(work, 'single'), '1.0', `${registry.host}/demo/single:1.0`);
   await pushImage(join(work, 'single'), '1.0', `${registry.host}/demo/single:2.0`);
   await pushImage(join(work, 'multi'), '1.0', `${registry.host}/demo/multi:1.0`);
-  await pushImage(join(work, 'single'), '1.0', `${tokenRegistry.host}/private/app:1.0`, { creds: tokenRegistry.credentials! });
+  await pushImage(join(work, 'single'), '1.0', `${tokenRegistry.host}/private/app:1.0`, {
+    creds: tokenRegistry.credentials!,
+  });
   proxy = await startTestProxy({
     policy: ALLOW_ALL,
     config: {
       upstreams: [
         { host: REGISTRY_NAME, url: registry.url, insecure: true, aliases: [registry.host] },
-        { host: 'private.example.test', url: tokenRegistry.url, insecure: true, username: tokenRegistry.credentials!.username, password: tokenRegistry.credentials!.password },
+        {
+          host: 'private.example.test',
+          url: tokenRegistry.url,
+          insecure: true,
+          username: tokenRegistry.credentials!.username,
+          password: tokenRegistry.credentials!.password,
+        },
       ],
       defaultUpstream: REGISTRY_NAME,
     },
@@ -59,9 +78,13 @@ test('GET /v2/ answers with the distribution API version header', async (t) => {
 });
 
 test('manifest by tag: exact bytes, upstream media type, digest computed by the proxy; HEAD agrees', async (t) => {
-  const direct = await request(`${registry.url}/v2/demo/single/manifests/1.0`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+  const direct = await request(`${registry.url}/v2/demo/single/manifests/1.0`, {
+    headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+  });
   const directBytes = Buffer.from(await direct.body.arrayBuffer());
-  const r = await request(`${proxy.url}/v2/${REGISTRY_NAME}/demo/single/manifests/1.0`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+  const r = await request(`${proxy.url}/v2/${REGISTRY_NAME}/demo/single/manifests/1.0`, {
+    headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+  });
   const bytes = Buffer.from(await r.body.arrayBuffer());
   t.is(r.statusCode, 200);
   t.true(bytes.equals(directBytes));
@@ -74,7 +97,10 @@ test('manifest by tag: exact bytes, upstream media type, digest computed by the 
 });
 
 test('skopeo copies single-arch and multi-arch images through the proxy with identical digests', async (t) => {
-  for (const [repo, image] of [['demo/single', single], ['demo/multi', multi]] as const) {
+  for (const [repo, image] of [
+    ['demo/single', single],
+    ['demo/multi', multi],
+  ] as const) {
     const dest = join(work, `copy-${repo.replace('/', '-')}`);
     await skopeoCopy(`docker://${proxy.host}/${REGISTRY_NAME}/${repo}:1.0`, `oci:${dest}:1.0`, { all: true });
     t.is(await skopeoInspectDigest(`docker://${proxy.host}/${REGISTRY_NAME}/${repo}:1.0`), image.digest);
@@ -89,17 +115,27 @@ test('bearer-token upstream: the proxy negotiates tokens and caches them per sco
   t.is(await skopeoInspectDigest(`oci:${dest}:1.0`), single.digest);
   const used = tokenRegistry.tokenServer!.requests() - before;
   t.true(used >= 1, 'a token was fetched');
-  await skopeoCopy(`docker://${proxy.host}/private.example.test/private/app:1.0`, `oci:${join(work, 'copy-private-2')}:1.0`);
+  await skopeoCopy(
+    `docker://${proxy.host}/private.example.test/private/app:1.0`,
+    `oci:${join(work, 'copy-private-2')}:1.0`,
+  );
   t.is(tokenRegistry.tokenServer!.requests() - before, used, 'the second pull reused the cached token');
 });
 
 test('containerd pulls through the proxy as its mirror, using the ns parameter', async (t) => {
   containerd = await startContainerd();
-  const r = await containerd.pull(`${REGISTRY_NAME}/demo/multi:1.0`, { registry: REGISTRY_NAME, server: `https://${REGISTRY_NAME}`, mirrors: [proxy.url] });
+  const r = await containerd.pull(`${REGISTRY_NAME}/demo/multi:1.0`, {
+    registry: REGISTRY_NAME,
+    server: `https://${REGISTRY_NAME}`,
+    mirrors: [proxy.url],
+  });
   t.is(r.code, 0, r.stderr);
   t.is(await containerd.imageDigest(`${REGISTRY_NAME}/demo/multi:1.0`), multi.digest);
   const seen = proxy.lines('request').filter((l) => l.route === 'manifest' && l.repository === 'demo/multi');
-  t.true(seen.some((l) => l.method === 'HEAD' && l.reference === '1.0'), 'containerd resolved the tag with HEAD');
+  t.true(
+    seen.some((l) => l.method === 'HEAD' && l.reference === '1.0'),
+    'containerd resolved the tag with HEAD',
+  );
   t.true(proxy.lines('request').some((l) => l.route === 'blob' && l.status === 200 && l.upstream === REGISTRY_NAME));
 });
 
@@ -110,7 +146,9 @@ test('blobs stream with Range support and the digest header', async (t) => {
   const all = Buffer.from(await full.body.arrayBuffer());
   t.is(full.statusCode, 200);
   t.is(full.headers['docker-content-digest'], layer);
-  const part = await request(`${proxy.url}/v2/${REGISTRY_NAME}/demo/single/blobs/${layer}`, { headers: { range: 'bytes=5-' } });
+  const part = await request(`${proxy.url}/v2/${REGISTRY_NAME}/demo/single/blobs/${layer}`, {
+    headers: { range: 'bytes=5-' },
+  });
   const tail = Buffer.from(await part.body.arrayBuffer());
   t.is(part.statusCode, 206);
   t.true(tail.equals(all.subarray(5)));
@@ -129,12 +167,28 @@ test('referrers: the tag-schema fallback answers an OCI index, empty when nothin
   t.is(r.headers['content-type'], 'application/vnd.oci.image.index.v1+json');
   t.deepEqual(JSON.parse(r.body).manifests, []);
   const child = multi.manifests[0]!.digest;
-  const sbom = await pushReferrer(registry, 'demo/multi', child, { artifactType: 'application/spdx+json', layerMediaType: 'application/spdx+json', layerBytes: Buffer.from('{}') });
-  const sig = await pushReferrer(registry, 'demo/multi', child, { artifactType: 'application/vnd.dev.sigstore.bundle.v0.3+json', layerMediaType: 'application/vnd.dev.sigstore.bundle.v0.3+json', layerBytes: Buffer.from('{"a":1}') });
+  const sbom = await pushReferrer(registry, 'demo/multi', child, {
+    artifactType: 'application/spdx+json',
+    layerMediaType: 'application/spdx+json',
+    layerBytes: Buffer.from('{}'),
+  });
+  const sig = await pushReferrer(registry, 'demo/multi', child, {
+    artifactType: 'application/vnd.dev.sigstore.bundle.v0.3+json',
+    layerMediaType: 'application/vnd.dev.sigstore.bundle.v0.3+json',
+    layerBytes: Buffer.from('{"a":1}'),
+  });
   const all = await get(`/v2/${REGISTRY_NAME}/demo/multi/referrers/${child}`);
-  t.deepEqual(JSON.parse(all.body).manifests.map((m: { digest: string }) => m.digest).sort(), [sbom, sig].sort());
+  t.deepEqual(
+    JSON.parse(all.body)
+      .manifests.map((m: { digest: string }) => m.digest)
+      .sort(),
+    [sbom, sig].sort(),
+  );
   const filtered = await get(`/v2/${REGISTRY_NAME}/demo/multi/referrers/${child}?artifactType=application/spdx%2Bjson`);
-  t.deepEqual(JSON.parse(filtered.body).manifests.map((m: { digest: string }) => m.digest), [sbom]);
+  t.deepEqual(
+    JSON.parse(filtered.body).manifests.map((m: { digest: string }) => m.digest),
+    [sbom],
+  );
   t.is(filtered.headers['oci-filters-applied'], 'artifactType');
 });
 
@@ -144,7 +198,9 @@ function sendRaw(method: string, path: string): Promise<{ status: number; body: 
   return new Promise((resolve, reject) => {
     const req = rawRequest({ host: hostname, port, method, path }, (res) => {
       let body = '';
-      res.on('data', (d: Buffer) => { body += d.toString(); });
+      res.on('data', (d: Buffer) => {
+        body += d.toString();
+      });
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
     });
     req.on('error', reject);
@@ -155,7 +211,10 @@ function sendRaw(method: string, path: string): Promise<{ status: number; body: 
 /** Upstream round trips the proxy has made so far, from its own metrics. */
 async function upstreamCalls(): Promise<number> {
   const text = (await get('/metrics')).body;
-  return [...text.matchAll(/^pullgate_upstream_duration_seconds_count\{[^}]*\} (\d+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+  return [...text.matchAll(/^pullgate_upstream_duration_seconds_count\{[^}]*\} (\d+)$/gm)].reduce(
+    (sum, m) => sum + Number(m[1]),
+    0,
+  );
 }
 
 test.serial('bad input: each a clear OCI error, and no upstream request', async (t) => {
@@ -193,7 +252,9 @@ test('unknown manifests and blobs keep the upstream error code', async (t) => {
 
 test('unreachable and silent upstreams: 502 and 504 naming the upstream', async (t) => {
   const closedPort = await freePort();
-  const silent: Server = createServer(() => { /* accept and never answer */ });
+  const silent: Server = createServer(() => {
+    /* accept and never answer */
+  });
   await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
   const silentPort = (silent.address() as { port: number }).port;
   const p = await startTestProxy({
@@ -201,11 +262,19 @@ test('unreachable and silent upstreams: 502 and 504 naming the upstream', async 
     config: {
       upstreams: [
         { host: 'down.example.test', url: `http://127.0.0.1:${closedPort}`, insecure: true },
-        { host: 'slow.example.test', url: `http://127.0.0.1:${silentPort}`, insecure: true, timeouts: { headersMs: 300 } },
+        {
+          host: 'slow.example.test',
+          url: `http://127.0.0.1:${silentPort}`,
+          insecure: true,
+          timeouts: { headersMs: 300 },
+        },
       ],
     },
   });
-  t.teardown(async () => { await p.close(); silent.close(); });
+  t.teardown(async () => {
+    await p.close();
+    silent.close();
+  });
   const down = await request(`${p.url}/v2/down.example.test/a/manifests/1`);
   const downBody = JSON.parse(await down.body.text());
   t.is(down.statusCode, 502);
@@ -222,5 +291,8 @@ test('health, readiness and Prometheus metrics', async (t) => {
   const m = await get('/metrics');
   t.is(m.status, 200);
   t.regex(m.body, /pullgate_requests_total\{route="manifest",method="GET",status="200"\} \d+/);
-  t.regex(m.body, /pullgate_upstream_duration_seconds_bucket\{le="[^"]+",upstream="registry\.example\.test",op="manifest"\}/);
+  t.regex(
+    m.body,
+    /pullgate_upstream_duration_seconds_bucket\{le="[^"]+",upstream="registry\.example\.test",op="manifest"\}/,
+  );
 });

@@ -16,14 +16,26 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 test('demo:seed pushes a signed and an unsigned image; check admits the first and denies the second', async (t) => {
   const registry = await startRegistry();
   const out = mkdtempSync(join(tmpdir(), 'pullgate-quickstart-'));
-  t.teardown(async () => { await registry.stop(); rmSync(out, { recursive: true, force: true }); });
-  const seeded = await run(process.execPath, [join(ROOT, 'scripts/demo-seed.ts'), '--registry', registry.host, '--out', out], { timeout: 60_000 });
+  t.teardown(async () => {
+    await registry.stop();
+    rmSync(out, { recursive: true, force: true });
+  });
+  const seeded = await run(
+    process.execPath,
+    [join(ROOT, 'scripts/demo-seed.ts'), '--registry', registry.host, '--out', out],
+    { timeout: 60_000 },
+  );
   t.regex(seeded.stdout, /demo\/signed:1\.0 = sha256:[a-f0-9]{64} \(signed by ci\.pub\)/);
   const config = loadConfig(join(out, 'pullgate.yaml'), {});
   t.is(config.listen.port, 5050);
   t.is(config.defaultUpstream, 'registry.demo');
-  const check = (image: string) => run(process.execPath, [join(ROOT, 'src/cli/main.ts'), 'check', image, '--config', join(out, 'pullgate.yaml')], { timeout: 60_000 })
-    .then((r) => ({ code: 0, stdout: r.stdout }), (err: { code: number; stdout: string }) => ({ code: err.code, stdout: err.stdout }));
+  const check = (image: string) =>
+    run(process.execPath, [join(ROOT, 'src/cli/main.ts'), 'check', image, '--config', join(out, 'pullgate.yaml')], {
+      timeout: 60_000,
+    }).then(
+      (r) => ({ code: 0, stdout: r.stdout }),
+      (err: { code: number; stdout: string }) => ({ code: err.code, stdout: err.stdout }),
+    );
   const signed = await check('registry.demo/demo/signed:1.0');
   t.is(signed.code, 0, signed.stdout);
   t.regex(signed.stdout, /^ALLOW/);

@@ -16,7 +16,12 @@ function put(file: string, content: Buffer | string): void {
 }
 
 /** Loads FIXTURE_DIR (manifest.json + signature.json) as repo:tag; returns the manifest digest. */
-export async function loadCosignFixture(registry: { url: string; dataDir: string }, repo: string, tag: string, fixtureDir: string): Promise<string> {
+export async function loadCosignFixture(
+  registry: { url: string; dataDir: string },
+  repo: string,
+  tag: string,
+  fixtureDir: string,
+): Promise<string> {
   const manifest = readFileSync(join(fixtureDir, 'manifest.json'));
   const hex = createHash('sha256').update(manifest).digest('hex');
   const v2 = join(registry.dataDir, 'docker/registry/v2');
@@ -26,15 +31,38 @@ export async function loadCosignFixture(registry: { url: string; dataDir: string
   put(join(links, 'tags', tag, 'current/link'), `sha256:${hex}`);
   put(join(links, 'tags', tag, 'index/sha256', hex, 'link'), `sha256:${hex}`);
 
-  const signature = JSON.parse(readFileSync(join(fixtureDir, 'signature.json'), 'utf8')) as { mimeType: string; payload: string; annotations: Record<string, string> };
+  const signature = JSON.parse(readFileSync(join(fixtureDir, 'signature.json'), 'utf8')) as {
+    mimeType: string;
+    payload: string;
+    annotations: Record<string, string>;
+  };
   const payload = Buffer.from(signature.payload, 'base64');
-  const config = Buffer.from(JSON.stringify({ architecture: '', os: '', config: {}, rootfs: { type: 'layers', diff_ids: [] } }));
+  const config = Buffer.from(
+    JSON.stringify({ architecture: '', os: '', config: {}, rootfs: { type: 'layers', diff_ids: [] } }),
+  );
   const sigManifest = {
     schemaVersion: 2,
     mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: await uploadBlob(registry, repo, config), size: config.length },
-    layers: [{ mediaType: signature.mimeType, digest: await uploadBlob(registry, repo, payload), size: payload.length, annotations: signature.annotations }],
+    config: {
+      mediaType: 'application/vnd.oci.image.config.v1+json',
+      digest: await uploadBlob(registry, repo, config),
+      size: config.length,
+    },
+    layers: [
+      {
+        mediaType: signature.mimeType,
+        digest: await uploadBlob(registry, repo, payload),
+        size: payload.length,
+        annotations: signature.annotations,
+      },
+    ],
   };
-  await putManifest(registry, repo, `sha256-${hex}.sig`, Buffer.from(JSON.stringify(sigManifest)), sigManifest.mediaType);
+  await putManifest(
+    registry,
+    repo,
+    `sha256-${hex}.sig`,
+    Buffer.from(JSON.stringify(sigManifest)),
+    sigManifest.mediaType,
+  );
   return `sha256:${hex}`;
 }

@@ -10,7 +10,17 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { request } from 'undici';
 import { stringify } from 'yaml';
-import { buildImage, freePort, generateKey, pushImage, putManifest, signImage, startRegistry, waitFor, type Registry } from '../harness/index.ts';
+import {
+  buildImage,
+  freePort,
+  generateKey,
+  pushImage,
+  putManifest,
+  signImage,
+  startRegistry,
+  waitFor,
+  type Registry,
+} from '../harness/index.ts';
 
 const PG_URL = process.env.PULLGATE_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const REG = 'registry.example.test';
@@ -27,24 +37,39 @@ const replicas: { url: string; admin: string }[] = [];
 async function startReplica(name: string): Promise<{ url: string; admin: string }> {
   const [port, adminPort] = [await freePort(), await freePort()];
   const config = join(work, `${name}.yaml`);
-  writeFileSync(config, stringify({
-    listen: { host: '127.0.0.1', port },
-    admin: { host: '127.0.0.1', port: adminPort, token: TOKEN },
-    upstreams: [{ host: REG, url: registry.url, insecure: true }],
-    policy: { file: 'policy.yaml' },
-    store: { postgres: { url: PG_URL, schema } },
-    log: { level: 'warn' },
-  }));
+  writeFileSync(
+    config,
+    stringify({
+      listen: { host: '127.0.0.1', port },
+      admin: { host: '127.0.0.1', port: adminPort, token: TOKEN },
+      upstreams: [{ host: REG, url: registry.url, insecure: true }],
+      policy: { file: 'policy.yaml' },
+      store: { postgres: { url: PG_URL, schema } },
+      log: { level: 'warn' },
+    }),
+  );
   const child = spawn(process.execPath, [CLI, 'serve', '--config', config], { stdio: ['ignore', 'ignore', 'inherit'] });
   children.push(child);
   const url = `http://127.0.0.1:${port}`;
-  await waitFor(async () => request(`${url}/readyz`).then(async (r) => { await r.body.dump(); return r.statusCode === 200 || undefined; }, () => undefined),
-    { timeoutMs: 20_000, intervalMs: 100, what: `replica ${name} ready` });
+  await waitFor(
+    async () =>
+      request(`${url}/readyz`).then(
+        async (r) => {
+          await r.body.dump();
+          return r.statusCode === 200 || undefined;
+        },
+        () => undefined,
+      ),
+    { timeoutMs: 20_000, intervalMs: 100, what: `replica ${name} ready` },
+  );
   return { url, admin: `http://127.0.0.1:${adminPort}` };
 }
 
 async function head(url: string, ref: string): Promise<{ status: number; digest?: string }> {
-  const res = await request(`${url}/v2/${REG}/race/app/manifests/${ref}`, { method: 'HEAD', headers: { accept: MANIFEST } });
+  const res = await request(`${url}/v2/${REG}/race/app/manifests/${ref}`, {
+    method: 'HEAD',
+    headers: { accept: MANIFEST },
+  });
   await res.body.dump();
   return { status: res.statusCode, digest: res.headers['docker-content-digest'] as string | undefined };
 }
@@ -52,11 +77,15 @@ async function head(url: string, ref: string): Promise<{ status: number; digest?
 test.before(async () => {
   registry = await startRegistry();
   writeFileSync(join(work, 'ci.pub'), key.publicPem);
-  writeFileSync(join(work, 'policy.yaml'), stringify({
-    apiVersion: 'pullgate.dev/v1', kind: 'Policy',
-    attestors: { ci: { keys: [{ file: 'ci.pub' }] } },
-    defaultRule: { evaluationMode: 'requireAttestation', requireAttestors: ['ci'], tagMode: 'pin' },
-  }));
+  writeFileSync(
+    join(work, 'policy.yaml'),
+    stringify({
+      apiVersion: 'pullgate.dev/v1',
+      kind: 'Policy',
+      attestors: { ci: { keys: [{ file: 'ci.pub' }] } },
+      defaultRule: { evaluationMode: 'requireAttestation', requireAttestors: ['ci'], tagMode: 'pin' },
+    }),
+  );
   replicas.push(await startReplica('a'), await startReplica('b'));
 });
 
@@ -78,7 +107,11 @@ test.serial('racing first pulls while the tag flips upstream: both replicas pin 
     const image = await buildImage(dir, seed, { seed });
     await pushImage(dir, seed, `${registry.host}/race/app:${seed}`);
     await signImage(registry, 'race/app', image.digest, key.privateKey);
-    const bytes = Buffer.from(await (await request(`${registry.url}/v2/race/app/manifests/${image.digest}`, { headers: { accept: MANIFEST } })).body.arrayBuffer());
+    const bytes = Buffer.from(
+      await (
+        await request(`${registry.url}/v2/race/app/manifests/${image.digest}`, { headers: { accept: MANIFEST } })
+      ).body.arrayBuffer(),
+    );
     images.push({ digest: image.digest, bytes });
   }
   for (let round = 0; round < 5; round++) {
@@ -86,18 +119,30 @@ test.serial('racing first pulls while the tag flips upstream: both replicas pin 
     await putManifest(registry, 'race/app', tag, images[0]!.bytes, MANIFEST);
     let flipping = true;
     const flipper = (async () => {
-      for (let i = 0; flipping && i < 200; i++) await putManifest(registry, 'race/app', tag, images[i % 2]!.bytes, MANIFEST);
+      for (let i = 0; flipping && i < 200; i++)
+        await putManifest(registry, 'race/app', tag, images[i % 2]!.bytes, MANIFEST);
     })();
-    const answers = await Promise.all([head(replicas[0]!.url, tag), head(replicas[1]!.url, tag), head(replicas[0]!.url, tag), head(replicas[1]!.url, tag)]);
+    const answers = await Promise.all([
+      head(replicas[0]!.url, tag),
+      head(replicas[1]!.url, tag),
+      head(replicas[0]!.url, tag),
+      head(replicas[1]!.url, tag),
+    ]);
     flipping = false;
     await flipper;
     // distribution itself answers 500 now and then while a tag is rewritten under it: the proxy
     // passes that on as 502, and must never answer another digest than the pin
-    t.true(answers.every((a) => a.status === 200 || a.status === 502), JSON.stringify(answers));
+    t.true(
+      answers.every((a) => a.status === 200 || a.status === 502),
+      JSON.stringify(answers),
+    );
     const [afterA, afterB] = [await head(replicas[0]!.url, tag), await head(replicas[1]!.url, tag)];
     t.is(afterA.status, 200);
     t.is(afterA.digest, afterB.digest, `round ${round}: the replicas agree on the pin`);
-    t.true(answers.every((a) => a.status !== 200 || a.digest === afterA.digest), `round ${round}: every admitted answer was the pinned digest: ${JSON.stringify(answers)}`);
+    t.true(
+      answers.every((a) => a.status !== 200 || a.digest === afterA.digest),
+      `round ${round}: every admitted answer was the pinned digest: ${JSON.stringify(answers)}`,
+    );
   }
 });
 
@@ -108,11 +153,17 @@ test.serial('a revocation on replica A is enforced by replica B within one secon
   await signImage(registry, 'race/app', image.digest, key.privateKey);
   t.is((await head(replicas[1]!.url, 'rev')).status, 200, 'B admits and caches the verdict');
   const res = await request(`${replicas[0]!.admin}/api/v1/revocations`, {
-    method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify({ digest: image.digest, reason: 'leaked key' }),
+    method: 'POST',
+    headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ digest: image.digest, reason: 'leaked key' }),
   });
   await res.body.dump();
   t.is(res.statusCode, 200);
   const started = Date.now();
-  await waitFor(async () => ((await head(replicas[1]!.url, 'rev')).status === 403 ? true : undefined), { timeoutMs: 1000, intervalMs: 25, what: 'replica B denies the revoked digest' });
+  await waitFor(async () => ((await head(replicas[1]!.url, 'rev')).status === 403 ? true : undefined), {
+    timeoutMs: 1000,
+    intervalMs: 25,
+    what: 'replica B denies the revoked digest',
+  });
   t.true(Date.now() - started <= 1000);
 });

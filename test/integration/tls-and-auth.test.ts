@@ -8,7 +8,15 @@ import { connect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { buildImage, makeCa, pushImage, runChecked, skopeoCopy, skopeoInspectDigest, startRegistry } from '../harness/index.ts';
+import {
+  buildImage,
+  makeCa,
+  pushImage,
+  runChecked,
+  skopeoCopy,
+  skopeoInspectDigest,
+  startRegistry,
+} from '../harness/index.ts';
 import { ALLOW_ALL, startTestProxy } from './proxy-fixture.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'pullgate-tls-'));
@@ -34,9 +42,15 @@ test('TLS termination: clients verify the proxy with its CA, the certificate rel
   await pushImage(join(work, 'img'), '1', `${registry.host}/app/tls:1`);
   const front = await startTestProxy({
     policy: ALLOW_ALL,
-    config: { listen: { host: '127.0.0.1', port: 0, tls: { cert: first.certFile, key: first.keyFile } }, upstreams: [{ host: 'registry.test', url: registry.url, insecure: true }] },
+    config: {
+      listen: { host: '127.0.0.1', port: 0, tls: { cert: first.certFile, key: first.keyFile } },
+      upstreams: [{ host: 'registry.test', url: registry.url, insecure: true }],
+    },
   });
-  t.teardown(async () => { await front.close(); await registry.stop(); });
+  t.teardown(async () => {
+    await front.close();
+    await registry.stop();
+  });
   t.regex(front.url, /^https:/);
   const port = Number(new URL(front.url).port);
 
@@ -44,14 +58,30 @@ test('TLS termination: clients verify the proxy with its CA, the certificate rel
   const certDir = join(work, 'certs');
   mkdirSync(certDir);
   copyFileSync(ca.certFile, join(certDir, 'ca.crt'));
-  const raw = await runChecked('skopeo', ['inspect', '--raw', `--cert-dir=${certDir}`, `docker://${front.host}/registry.test/app/tls:1`]);
+  const raw = await runChecked('skopeo', [
+    'inspect',
+    '--raw',
+    `--cert-dir=${certDir}`,
+    `docker://${front.host}/registry.test/app/tls:1`,
+  ]);
   t.is(`sha256:${createHash('sha256').update(raw).digest('hex')}`, image.digest);
 
   // a second proxy whose upstream is the first one, reached over TLS with the private CA
-  const chained = await startTestProxy({ policy: ALLOW_ALL, config: { upstreams: [{ host: 'front.test', url: front.url, caFile: ca.certFile }] } });
-  const untrusting = await startTestProxy({ policy: ALLOW_ALL, config: { upstreams: [{ host: 'front.test', url: front.url }] } });
-  t.teardown(async () => { await chained.close(); await untrusting.close(); });
-  const viaChain = await request(`${chained.url}/v2/front.test/registry.test/app/tls/manifests/1`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+  const chained = await startTestProxy({
+    policy: ALLOW_ALL,
+    config: { upstreams: [{ host: 'front.test', url: front.url, caFile: ca.certFile }] },
+  });
+  const untrusting = await startTestProxy({
+    policy: ALLOW_ALL,
+    config: { upstreams: [{ host: 'front.test', url: front.url }] },
+  });
+  t.teardown(async () => {
+    await chained.close();
+    await untrusting.close();
+  });
+  const viaChain = await request(`${chained.url}/v2/front.test/registry.test/app/tls/manifests/1`, {
+    headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+  });
   await viaChain.body.dump();
   t.is(viaChain.statusCode, 200);
   t.is(viaChain.headers['docker-content-digest'], image.digest);
@@ -75,11 +105,31 @@ test('basic auth upstream: credentials from the config are used; without them th
   const registry = await startRegistry({ auth: 'htpasswd' });
   const image = await buildImage(join(work, 'basic'), '1', { seed: 'basic' });
   await pushImage(join(work, 'basic'), '1', `${registry.host}/app/basic:1`, { creds: registry.credentials! });
-  const withCreds = await startTestProxy({ policy: ALLOW_ALL, config: { upstreams: [{ host: 'private.test', url: registry.url, insecure: true, usernameEnv: 'UNUSED_U', passwordEnv: 'UNUSED_P' }] } }).catch((err: Error) => err);
-  t.true(withCreds instanceof Error && /UNUSED_U is not set/.test(withCreds.message), 'a missing credential variable stops the start');
-  const proxy = await startTestProxy({ policy: ALLOW_ALL, config: { upstreams: [{ host: 'private.test', url: registry.url, insecure: true, ...registry.credentials }] } });
-  const anonymous = await startTestProxy({ policy: ALLOW_ALL, config: { upstreams: [{ host: 'private.test', url: registry.url, insecure: true }] } });
-  t.teardown(async () => { await proxy.close(); await anonymous.close(); await registry.stop(); });
+  const withCreds = await startTestProxy({
+    policy: ALLOW_ALL,
+    config: {
+      upstreams: [
+        { host: 'private.test', url: registry.url, insecure: true, usernameEnv: 'UNUSED_U', passwordEnv: 'UNUSED_P' },
+      ],
+    },
+  }).catch((err: Error) => err);
+  t.true(
+    withCreds instanceof Error && /UNUSED_U is not set/.test(withCreds.message),
+    'a missing credential variable stops the start',
+  );
+  const proxy = await startTestProxy({
+    policy: ALLOW_ALL,
+    config: { upstreams: [{ host: 'private.test', url: registry.url, insecure: true, ...registry.credentials }] },
+  });
+  const anonymous = await startTestProxy({
+    policy: ALLOW_ALL,
+    config: { upstreams: [{ host: 'private.test', url: registry.url, insecure: true }] },
+  });
+  t.teardown(async () => {
+    await proxy.close();
+    await anonymous.close();
+    await registry.stop();
+  });
   await skopeoCopy(`docker://${proxy.host}/private.test/app/basic:1`, `oci:${join(work, 'basic-out')}:1`);
   t.is(await skopeoInspectDigest(`oci:${join(work, 'basic-out')}:1`), image.digest);
   const denied = await request(`${anonymous.url}/v2/private.test/app/basic/manifests/1`);
@@ -98,12 +148,22 @@ test('blob redirects to another origin are followed by the proxy without the ups
   // A front like a registry on object storage: blob GETs answer 307 to a "storage" origin
   // (localhost instead of 127.0.0.1), which serves the bytes with its own credentials.
   const storageSaw: IncomingHttpHeaders[] = [];
-  const forward = (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse, auth?: string) => {
+  const forward = (
+    req: import('node:http').IncomingMessage,
+    res: import('node:http').ServerResponse,
+    auth?: string,
+  ) => {
     const headers = { ...req.headers, host: registry.host, ...(auth ? { authorization: auth } : {}) };
-    const up = httpRequest(`${registry.url}${req.url}`, { method: req.method, headers }, (r) => { res.writeHead(r.statusCode ?? 502, r.headers); r.pipe(res); });
+    const up = httpRequest(`${registry.url}${req.url}`, { method: req.method, headers }, (r) => {
+      res.writeHead(r.statusCode ?? 502, r.headers);
+      r.pipe(res);
+    });
     req.pipe(up);
   };
-  const storage = createServer((req, res) => { storageSaw.push(req.headers); forward(req, res, basic); });
+  const storage = createServer((req, res) => {
+    storageSaw.push(req.headers);
+    forward(req, res, basic);
+  });
   await new Promise<void>((r) => storage.listen(0, '127.0.0.1', r));
   const storagePort = (storage.address() as { port: number }).port;
   const front = createServer((req, res) => {
@@ -116,11 +176,22 @@ test('blob redirects to another origin are followed by the proxy without the ups
   });
   await new Promise<void>((r) => front.listen(0, '127.0.0.1', r));
   const frontUrl = `http://127.0.0.1:${(front.address() as { port: number }).port}`;
-  const proxy = await startTestProxy({ policy: ALLOW_ALL, config: { upstreams: [{ host: 'objects.test', url: frontUrl, insecure: true, ...registry.credentials }] } });
-  t.teardown(async () => { await proxy.close(); storage.close(); front.close(); await registry.stop(); });
+  const proxy = await startTestProxy({
+    policy: ALLOW_ALL,
+    config: { upstreams: [{ host: 'objects.test', url: frontUrl, insecure: true, ...registry.credentials }] },
+  });
+  t.teardown(async () => {
+    await proxy.close();
+    storage.close();
+    front.close();
+    await registry.stop();
+  });
 
   await skopeoCopy(`docker://${proxy.host}/objects.test/app/redir:1`, `oci:${join(work, 'redir-out')}:1`);
   t.is(await skopeoInspectDigest(`oci:${join(work, 'redir-out')}:1`), image.digest);
   t.true(storageSaw.length >= 2, 'config and layer came from the storage origin');
-  t.true(storageSaw.every((h) => h.authorization === undefined), 'the upstream credentials were not sent to the other origin');
+  t.true(
+    storageSaw.every((h) => h.authorization === undefined),
+    'the upstream credentials were not sent to the other origin',
+  );
 });

@@ -21,206 +21,329 @@ export function conformance(test: TestFn, backend: Backend): void {
     }
   };
 
-  test('pins: first writer wins, compare-and-set moves, delete, list', (t) => withStore(async (s) => {
-    const first = await s.createPin({ upstream: 'r', repository: 'a/b', tag: '1', digest: D('a'), rule: 'default', attestors: ['ci'] });
-    t.true(first.created);
-    t.deepEqual(first.pin.attestors, ['ci']);
-    const second = await s.createPin({ upstream: 'r', repository: 'a/b', tag: '1', digest: D('b'), rule: 'default', attestors: [] });
-    t.false(second.created);
-    t.is(second.pin.digest, D('a'));
-    t.false(await s.movePin('r', 'a/b', '1', D('c'), D('b'), 'x', []), 'a stale from-digest does not move the pin');
-    t.true(await s.movePin('r', 'a/b', '1', D('a'), D('b'), 'rule:x', ['ci']));
-    t.is((await s.getPin('r', 'a/b', '1'))?.digest, D('b'));
-    await s.createPin({ upstream: 'r', repository: 'c/d', tag: '2', digest: D('c'), rule: 'default', attestors: [] });
-    t.deepEqual((await s.listPins({ repository: 'c/d' })).map((p) => p.tag), ['2']);
-    t.is((await s.listPins()).length, 2);
-    t.true(await s.deletePin('r', 'a/b', '1'));
-    t.false(await s.deletePin('r', 'a/b', '1'));
-    t.is(await s.getPin('r', 'a/b', '1'), undefined);
-  }));
+  test('pins: first writer wins, compare-and-set moves, delete, list', (t) =>
+    withStore(async (s) => {
+      const first = await s.createPin({
+        upstream: 'r',
+        repository: 'a/b',
+        tag: '1',
+        digest: D('a'),
+        rule: 'default',
+        attestors: ['ci'],
+      });
+      t.true(first.created);
+      t.deepEqual(first.pin.attestors, ['ci']);
+      const second = await s.createPin({
+        upstream: 'r',
+        repository: 'a/b',
+        tag: '1',
+        digest: D('b'),
+        rule: 'default',
+        attestors: [],
+      });
+      t.false(second.created);
+      t.is(second.pin.digest, D('a'));
+      t.false(await s.movePin('r', 'a/b', '1', D('c'), D('b'), 'x', []), 'a stale from-digest does not move the pin');
+      t.true(await s.movePin('r', 'a/b', '1', D('a'), D('b'), 'rule:x', ['ci']));
+      t.is((await s.getPin('r', 'a/b', '1'))?.digest, D('b'));
+      await s.createPin({ upstream: 'r', repository: 'c/d', tag: '2', digest: D('c'), rule: 'default', attestors: [] });
+      t.deepEqual(
+        (await s.listPins({ repository: 'c/d' })).map((p) => p.tag),
+        ['2'],
+      );
+      t.is((await s.listPins()).length, 2);
+      t.true(await s.deletePin('r', 'a/b', '1'));
+      t.false(await s.deletePin('r', 'a/b', '1'));
+      t.is(await s.getPin('r', 'a/b', '1'), undefined);
+    }));
 
-  test('drift: one open event per moved-to digest, counted; resolving opens a new one next time', (t) => withStore(async (s) => {
-    const a = await s.recordDrift('r', 'a', '1', D('a'), D('b'));
-    t.true(a.isNew);
-    const again = await s.recordDrift('r', 'a', '1', D('a'), D('b'));
-    t.false(again.isNew);
-    t.is(again.event.id, a.event.id);
-    t.is(again.event.count, 2);
-    t.true((await s.recordDrift('r', 'a', '1', D('a'), D('c'))).isNew);
-    t.is((await s.listDrift({ unresolvedOnly: true })).length, 2);
-    t.true((await s.resolveDrift(a.event.id))?.resolved);
-    t.is((await s.listDrift({ unresolvedOnly: true })).length, 1);
-    t.true((await s.recordDrift('r', 'a', '1', D('a'), D('b'))).isNew);
-    t.is((await s.listDrift()).length, 3);
-  }));
+  test('drift: one open event per moved-to digest, counted; resolving opens a new one next time', (t) =>
+    withStore(async (s) => {
+      const a = await s.recordDrift('r', 'a', '1', D('a'), D('b'));
+      t.true(a.isNew);
+      const again = await s.recordDrift('r', 'a', '1', D('a'), D('b'));
+      t.false(again.isNew);
+      t.is(again.event.id, a.event.id);
+      t.is(again.event.count, 2);
+      t.true((await s.recordDrift('r', 'a', '1', D('a'), D('c'))).isNew);
+      t.is((await s.listDrift({ unresolvedOnly: true })).length, 2);
+      t.true((await s.resolveDrift(a.event.id))?.resolved);
+      t.is((await s.listDrift({ unresolvedOnly: true })).length, 1);
+      t.true((await s.recordDrift('r', 'a', '1', D('a'), D('b'))).isNew);
+      t.is((await s.listDrift()).length, 3);
+    }));
 
-  test('manifests and admissions: blobs and children are admitted per repository, revocation withdraws them', (t) => withStore(async (s) => {
-    const bytes = Buffer.from('{"schemaVersion":2}');
-    await s.putManifest({ digest: D('1'), mediaType: 'application/vnd.oci.image.index.v1+json', bytes });
-    await s.putManifest({ digest: D('1'), mediaType: 'application/vnd.oci.image.index.v1+json', bytes });
-    t.true((await s.getManifest(D('1')))?.bytes.equals(bytes));
-    t.is(await s.getManifest(D('9')), undefined);
-    await s.admit('r', 'a', D('1'), [], [D('2')]);
-    await s.admit('r', 'a', D('2'), [D('c'), D('d')], []);
-    t.true(await s.isBlobAdmitted('r', 'a', D('c')));
-    t.false(await s.isBlobAdmitted('r', 'other', D('c')));
-    t.false(await s.isBlobAdmitted('r', 'a', D('e')));
-    t.is(await s.admittedParent('r', 'a', D('2')), D('1'));
-    t.is(await s.admittedParent('r', 'other', D('2')), undefined);
-    t.truthy(await s.isAdmitted('r', 'a', D('1')));
-    await s.revoke(D('2'), 'bad', 'admin');
-    t.false(await s.isBlobAdmitted('r', 'a', D('c')), 'blobs of a revoked manifest are no longer admitted');
-    t.is(await s.isAdmitted('r', 'a', D('2')), undefined);
-    await s.revoke(D('1'), 'bad', 'admin');
-    t.is(await s.admittedParent('r', 'a', D('2')), undefined, 'a revoked index admits no children');
-  }));
+  test('manifests and admissions: blobs and children are admitted per repository, revocation withdraws them', (t) =>
+    withStore(async (s) => {
+      const bytes = Buffer.from('{"schemaVersion":2}');
+      await s.putManifest({ digest: D('1'), mediaType: 'application/vnd.oci.image.index.v1+json', bytes });
+      await s.putManifest({ digest: D('1'), mediaType: 'application/vnd.oci.image.index.v1+json', bytes });
+      t.true((await s.getManifest(D('1')))?.bytes.equals(bytes));
+      t.is(await s.getManifest(D('9')), undefined);
+      await s.admit('r', 'a', D('1'), [], [D('2')]);
+      await s.admit('r', 'a', D('2'), [D('c'), D('d')], []);
+      t.true(await s.isBlobAdmitted('r', 'a', D('c')));
+      t.false(await s.isBlobAdmitted('r', 'other', D('c')));
+      t.false(await s.isBlobAdmitted('r', 'a', D('e')));
+      t.is(await s.admittedParent('r', 'a', D('2')), D('1'));
+      t.is(await s.admittedParent('r', 'other', D('2')), undefined);
+      t.truthy(await s.isAdmitted('r', 'a', D('1')));
+      await s.revoke(D('2'), 'bad', 'admin');
+      t.false(await s.isBlobAdmitted('r', 'a', D('c')), 'blobs of a revoked manifest are no longer admitted');
+      t.is(await s.isAdmitted('r', 'a', D('2')), undefined);
+      await s.revoke(D('1'), 'bad', 'admin');
+      t.is(await s.admittedParent('r', 'a', D('2')), undefined, 'a revoked index admits no children');
+    }));
 
-  test('revoking an index withdraws the platform manifests admitted through it, unless another live index lists them', (t) => withStore(async (s) => {
-    // Index 1 lists children 2 and 3; index 4 lists child 3 too. The gate admits each child with its blobs.
-    await s.admit('r', 'a', D('1'), [], [D('2'), D('3')]);
-    await s.admit('r', 'a', D('4'), [], [D('3')]);
-    await s.admit('r', 'a', D('2'), [D('b')], []);
-    await s.admit('r', 'a', D('3'), [D('c')], []);
-    await s.admit('r', 'other', D('2'), [D('b')], []);
-    await s.revoke(D('1'), 'compromised', 'admin');
-    t.is(await s.isAdmitted('r', 'a', D('2')), undefined, 'a child only index 1 listed is withdrawn');
-    t.false(await s.isBlobAdmitted('r', 'a', D('b')), 'and so are its blobs');
-    t.truthy(await s.isAdmitted('r', 'a', D('3')), 'a child that index 4 also lists stays');
-    t.true(await s.isBlobAdmitted('r', 'a', D('c')));
-    t.is(await s.admittedParent('r', 'a', D('3')), D('4'));
-    t.true(await s.isBlobAdmitted('r', 'other', D('b')), 'the same manifest admitted on its own in another repository stays');
-    t.true(await s.unrevoke(D('1'), 'admin'));
-    t.is(await s.admittedParent('r', 'a', D('2')), D('1'), 'after unrevoking, the index vouches for its children again');
-    t.false(await s.isBlobAdmitted('r', 'a', D('b')), 'their blobs come back when the child is admitted again');
-    await s.admit('r', 'a', D('2'), [D('b')], []);
-    t.true(await s.isBlobAdmitted('r', 'a', D('b')));
-  }));
+  test('revoking an index withdraws the platform manifests admitted through it, unless another live index lists them', (t) =>
+    withStore(async (s) => {
+      // Index 1 lists children 2 and 3; index 4 lists child 3 too. The gate admits each child with its blobs.
+      await s.admit('r', 'a', D('1'), [], [D('2'), D('3')]);
+      await s.admit('r', 'a', D('4'), [], [D('3')]);
+      await s.admit('r', 'a', D('2'), [D('b')], []);
+      await s.admit('r', 'a', D('3'), [D('c')], []);
+      await s.admit('r', 'other', D('2'), [D('b')], []);
+      await s.revoke(D('1'), 'compromised', 'admin');
+      t.is(await s.isAdmitted('r', 'a', D('2')), undefined, 'a child only index 1 listed is withdrawn');
+      t.false(await s.isBlobAdmitted('r', 'a', D('b')), 'and so are its blobs');
+      t.truthy(await s.isAdmitted('r', 'a', D('3')), 'a child that index 4 also lists stays');
+      t.true(await s.isBlobAdmitted('r', 'a', D('c')));
+      t.is(await s.admittedParent('r', 'a', D('3')), D('4'));
+      t.true(
+        await s.isBlobAdmitted('r', 'other', D('b')),
+        'the same manifest admitted on its own in another repository stays',
+      );
+      t.true(await s.unrevoke(D('1'), 'admin'));
+      t.is(
+        await s.admittedParent('r', 'a', D('2')),
+        D('1'),
+        'after unrevoking, the index vouches for its children again',
+      );
+      t.false(await s.isBlobAdmitted('r', 'a', D('b')), 'their blobs come back when the child is admitted again');
+      await s.admit('r', 'a', D('2'), [D('b')], []);
+      t.true(await s.isBlobAdmitted('r', 'a', D('b')));
+    }));
 
-  test('every change publishes its own event to this process before it returns, and only when something changed', (t) => withStore(async (s) => {
-    const events: StoreEvent[] = [];
-    s.subscribe(() => { throw new Error('a broken listener must not stop the others or the change'); });
-    const off = s.subscribe((e) => events.push(e));
-    const take = () => events.splice(0).map((e) => JSON.stringify(e));
-    const pin = { upstream: 'r', repository: 'a', tag: '1', digest: D('a'), rule: 'default', attestors: [] };
-    await s.createPin(pin);
-    t.deepEqual(take(), [JSON.stringify({ type: 'pin-changed', upstream: 'r', repository: 'a', tag: '1', digest: D('a') })]);
-    await s.createPin({ ...pin, digest: D('b') });
-    t.deepEqual(take(), [], 'a pin that already existed changed nothing');
-    t.false(await s.movePin('r', 'a', '1', D('c'), D('b'), 'x', []));
-    t.deepEqual(take(), []);
-    await s.movePin('r', 'a', '1', D('a'), D('b'), 'x', []);
-    t.deepEqual(take(), [JSON.stringify({ type: 'pin-changed', upstream: 'r', repository: 'a', tag: '1', digest: D('b') })]);
-    await s.deletePin('r', 'a', '1');
-    t.deepEqual(take(), [JSON.stringify({ type: 'pin-changed', upstream: 'r', repository: 'a', tag: '1' })]);
-    await s.revoke(D('c'), 'bad', 'admin');
-    await s.unrevoke(D('c'), 'admin');
-    await s.unrevoke(D('c'), 'admin');
-    t.deepEqual(take(), [JSON.stringify({ type: 'revoked', digest: D('c') }), JSON.stringify({ type: 'unrevoked', digest: D('c') })]);
-    const grant = await s.createGrant({ scope: { upstream: 'r', repository: 'a' }, reason: 'x', actor: 'bob', expiresAt: new Date(Date.now() + 60_000) });
-    await s.revokeGrant(grant.id);
-    await s.revokeGrant(grant.id);
-    t.deepEqual(take(), [JSON.stringify({ type: 'grant-changed', upstream: 'r', repository: 'a' }), JSON.stringify({ type: 'grant-changed', upstream: 'r', repository: 'a' })]);
-    await s.publish({ type: 'policy-changed' });
-    t.deepEqual(take(), [JSON.stringify({ type: 'policy-changed' })]);
-    off();
-    await s.publish({ type: 'policy-changed' });
-    t.deepEqual(take(), [], 'unsubscribed');
-  }));
+  test('every change publishes its own event to this process before it returns, and only when something changed', (t) =>
+    withStore(async (s) => {
+      const events: StoreEvent[] = [];
+      s.subscribe(() => {
+        throw new Error('a broken listener must not stop the others or the change');
+      });
+      const off = s.subscribe((e) => events.push(e));
+      const take = () => events.splice(0).map((e) => JSON.stringify(e));
+      const pin = { upstream: 'r', repository: 'a', tag: '1', digest: D('a'), rule: 'default', attestors: [] };
+      await s.createPin(pin);
+      t.deepEqual(take(), [
+        JSON.stringify({ type: 'pin-changed', upstream: 'r', repository: 'a', tag: '1', digest: D('a') }),
+      ]);
+      await s.createPin({ ...pin, digest: D('b') });
+      t.deepEqual(take(), [], 'a pin that already existed changed nothing');
+      t.false(await s.movePin('r', 'a', '1', D('c'), D('b'), 'x', []));
+      t.deepEqual(take(), []);
+      await s.movePin('r', 'a', '1', D('a'), D('b'), 'x', []);
+      t.deepEqual(take(), [
+        JSON.stringify({ type: 'pin-changed', upstream: 'r', repository: 'a', tag: '1', digest: D('b') }),
+      ]);
+      await s.deletePin('r', 'a', '1');
+      t.deepEqual(take(), [JSON.stringify({ type: 'pin-changed', upstream: 'r', repository: 'a', tag: '1' })]);
+      await s.revoke(D('c'), 'bad', 'admin');
+      await s.unrevoke(D('c'), 'admin');
+      await s.unrevoke(D('c'), 'admin');
+      t.deepEqual(take(), [
+        JSON.stringify({ type: 'revoked', digest: D('c') }),
+        JSON.stringify({ type: 'unrevoked', digest: D('c') }),
+      ]);
+      const grant = await s.createGrant({
+        scope: { upstream: 'r', repository: 'a' },
+        reason: 'x',
+        actor: 'bob',
+        expiresAt: new Date(Date.now() + 60_000),
+      });
+      await s.revokeGrant(grant.id);
+      await s.revokeGrant(grant.id);
+      t.deepEqual(take(), [
+        JSON.stringify({ type: 'grant-changed', upstream: 'r', repository: 'a' }),
+        JSON.stringify({ type: 'grant-changed', upstream: 'r', repository: 'a' }),
+      ]);
+      await s.publish({ type: 'policy-changed' });
+      t.deepEqual(take(), [JSON.stringify({ type: 'policy-changed' })]);
+      off();
+      await s.publish({ type: 'policy-changed' });
+      t.deepEqual(take(), [], 'unsubscribed');
+    }));
 
-  test('revocations: revoke, list, unrevoke, each published as an event', (t) => withStore(async (s) => {
-    const events: string[] = [];
-    const off = s.subscribe((e) => events.push(`${e.type}:${e.digest ?? ''}`));
-    const r = await s.revoke(D('a'), 'CVE-1', 'alice');
-    t.is(r.reason, 'CVE-1');
-    t.is((await s.getRevocation(D('a')))?.actor, 'alice');
-    t.is((await s.listRevocations()).length, 1);
-    t.true(await s.unrevoke(D('a'), 'alice'));
-    t.false(await s.unrevoke(D('a'), 'alice'));
-    await waitUntil(() => events.includes(`unrevoked:${D('a')}`));
-    t.true(events.includes(`revoked:${D('a')}`));
-    off();
-  }));
+  test('revocations: revoke, list, unrevoke, each published as an event', (t) =>
+    withStore(async (s) => {
+      const events: string[] = [];
+      const off = s.subscribe((e) => events.push(`${e.type}:${e.digest ?? ''}`));
+      const r = await s.revoke(D('a'), 'CVE-1', 'alice');
+      t.is(r.reason, 'CVE-1');
+      t.is((await s.getRevocation(D('a')))?.actor, 'alice');
+      t.is((await s.listRevocations()).length, 1);
+      t.true(await s.unrevoke(D('a'), 'alice'));
+      t.false(await s.unrevoke(D('a'), 'alice'));
+      await waitUntil(() => events.includes(`unrevoked:${D('a')}`));
+      t.true(events.includes(`revoked:${D('a')}`));
+      off();
+    }));
 
-  test('grants: by digest or repository, until they expire or are revoked', (t) => withStore(async (s) => {
-    const now = new Date();
-    const byDigest = await s.createGrant({ scope: { digest: D('a') }, reason: 'incident', actor: 'bob', expiresAt: new Date(now.getTime() + 60_000) });
-    await s.createGrant({ scope: { upstream: 'r', repository: 'x/y' }, reason: 'migration', actor: 'bob', expiresAt: new Date(now.getTime() + 60_000) });
-    t.is((await s.findGrant('r', 'any', D('a'), now))?.id, byDigest.id);
-    t.truthy(await s.findGrant('r', 'x/y', D('z'), now));
-    t.is(await s.findGrant('r', 'x/y', D('z'), new Date(now.getTime() + 120_000)), undefined, 'expired');
-    t.true(await s.revokeGrant(byDigest.id));
-    t.is(await s.findGrant('r', 'any', D('a'), now), undefined);
-    t.is((await s.listGrants()).length, 1);
-    t.is((await s.listGrants(true)).length, 2);
-  }));
+  test('grants: by digest or repository, until they expire or are revoked', (t) =>
+    withStore(async (s) => {
+      const now = new Date();
+      const byDigest = await s.createGrant({
+        scope: { digest: D('a') },
+        reason: 'incident',
+        actor: 'bob',
+        expiresAt: new Date(now.getTime() + 60_000),
+      });
+      await s.createGrant({
+        scope: { upstream: 'r', repository: 'x/y' },
+        reason: 'migration',
+        actor: 'bob',
+        expiresAt: new Date(now.getTime() + 60_000),
+      });
+      t.is((await s.findGrant('r', 'any', D('a'), now))?.id, byDigest.id);
+      t.truthy(await s.findGrant('r', 'x/y', D('z'), now));
+      t.is(await s.findGrant('r', 'x/y', D('z'), new Date(now.getTime() + 120_000)), undefined, 'expired');
+      t.true(await s.revokeGrant(byDigest.id));
+      t.is(await s.findGrant('r', 'any', D('a'), now), undefined);
+      t.is((await s.listGrants()).length, 1);
+      t.is((await s.listGrants(true)).length, 2);
+    }));
 
-  test('audit: a hash chain that verifies; queries by digest, image, kind and time, newest first', (t) => withStore(async (s) => {
-    const start = new Date(Date.now() - 1000);
-    for (let i = 0; i < 5; i++) {
-      await s.appendAudit({ kind: i % 2 ? 'deny' : 'allow', actor: 'policy', upstream: 'r', repository: `team/app${i}`, digest: D(String(i)), reasons: [`r${i}`], detail: { i, nested: { b: 1, a: 2 } } });
-    }
-    const v = await s.verifyAudit();
-    t.true(v.ok, JSON.stringify(v.problems));
-    t.is(v.records, 5);
-    t.deepEqual((await s.queryAudit({ kind: 'deny' })).map((r) => r.seq), [4, 2]);
-    t.is((await s.queryAudit({ digest: D('3') }))[0]?.repository, 'team/app3');
-    t.is((await s.queryAudit({ image: 'r/team/app' })).length, 5);
-    t.is((await s.queryAudit({ image: 'r/team/app_' })).length, 0, 'LIKE wildcards in the filter are literal');
-    t.is((await s.queryAudit({ since: start, limit: 2 })).length, 2);
-    t.is((await s.queryAudit({ until: start })).length, 0);
-    t.deepEqual((await s.queryAudit({ afterSeq: 3 })).map((r) => r.seq), [5, 4]);
-    t.deepEqual((await s.queryAudit({ digest: D('1') }))[0]?.detail, { i: 1, nested: { b: 1, a: 2 } });
-    t.is((await s.queryAudit({ limit: 0 })).length, 1, 'a limit below 1 returns one record');
-    t.is((await s.queryAudit({ limit: Number.NaN })).length, 5, 'a limit that is not a number means the default');
-  }));
+  test('audit: a hash chain that verifies; queries by digest, image, kind and time, newest first', (t) =>
+    withStore(async (s) => {
+      const start = new Date(Date.now() - 1000);
+      for (let i = 0; i < 5; i++) {
+        await s.appendAudit({
+          kind: i % 2 ? 'deny' : 'allow',
+          actor: 'policy',
+          upstream: 'r',
+          repository: `team/app${i}`,
+          digest: D(String(i)),
+          reasons: [`r${i}`],
+          detail: { i, nested: { b: 1, a: 2 } },
+        });
+      }
+      const v = await s.verifyAudit();
+      t.true(v.ok, JSON.stringify(v.problems));
+      t.is(v.records, 5);
+      t.deepEqual(
+        (await s.queryAudit({ kind: 'deny' })).map((r) => r.seq),
+        [4, 2],
+      );
+      t.is((await s.queryAudit({ digest: D('3') }))[0]?.repository, 'team/app3');
+      t.is((await s.queryAudit({ image: 'r/team/app' })).length, 5);
+      t.is((await s.queryAudit({ image: 'r/team/app_' })).length, 0, 'LIKE wildcards in the filter are literal');
+      t.is((await s.queryAudit({ since: start, limit: 2 })).length, 2);
+      t.is((await s.queryAudit({ until: start })).length, 0);
+      t.deepEqual(
+        (await s.queryAudit({ afterSeq: 3 })).map((r) => r.seq),
+        [5, 4],
+      );
+      t.deepEqual((await s.queryAudit({ digest: D('1') }))[0]?.detail, { i: 1, nested: { b: 1, a: 2 } });
+      t.is((await s.queryAudit({ limit: 0 })).length, 1, 'a limit below 1 returns one record');
+      t.is((await s.queryAudit({ limit: Number.NaN })).length, 5, 'a limit that is not a number means the default');
+    }));
 
-  test('audit: what is returned is what is stored and hashed, whatever the detail held', (t) => withStore(async (s) => {
-    const when = new Date('2024-05-01T00:00:00Z');
-    const appended = await s.appendAudit({ kind: 'admin', actor: 'a', tag: undefined, detail: { when, gone: undefined } });
-    t.deepEqual(appended.detail, { when: when.toISOString() });
-    t.false('tag' in appended);
-    const [read] = await s.queryAudit({});
-    t.deepEqual(read, appended);
-    const v = await s.verifyAudit();
-    t.true(v.ok, JSON.stringify(v.problems));
-    await t.throwsAsync(s.appendAudit({ kind: 'admin', actor: 'a', detail: { n: 1n } }), { message: /cannot be stored/ });
-    t.is((await s.verifyAudit()).records, 1, 'a rejected record leaves no trace');
-  }));
+  test('audit: what is returned is what is stored and hashed, whatever the detail held', (t) =>
+    withStore(async (s) => {
+      const when = new Date('2024-05-01T00:00:00Z');
+      const appended = await s.appendAudit({
+        kind: 'admin',
+        actor: 'a',
+        tag: undefined,
+        detail: { when, gone: undefined },
+      });
+      t.deepEqual(appended.detail, { when: when.toISOString() });
+      t.false('tag' in appended);
+      const [read] = await s.queryAudit({});
+      t.deepEqual(read, appended);
+      const v = await s.verifyAudit();
+      t.true(v.ok, JSON.stringify(v.problems));
+      await t.throwsAsync(s.appendAudit({ kind: 'admin', actor: 'a', detail: { n: 1n } }), {
+        message: /cannot be stored/,
+      });
+      t.is((await s.verifyAudit()).records, 1, 'a rejected record leaves no trace');
+    }));
 
-  test('audit: verification reads one snapshot while appends go on, and pages through a long trail', (t) => withStore(async (s) => {
-    for (let i = 0; i < 2100; i++) await s.appendAudit({ kind: 'allow', actor: 'policy', detail: { i } });
-    const appending = Promise.all(Array.from({ length: 60 }, (_, i) => s.appendAudit({ kind: 'deny', actor: 'policy', detail: { i } })));
-    const verifications = await Promise.all([s.verifyAudit(), s.verifyAudit(), s.verifyAudit()]);
-    await appending;
-    for (const v of verifications) t.true(v.ok, JSON.stringify(v.problems));
-    const final = await s.verifyAudit();
-    t.true(final.ok);
-    t.is(final.records, 2160);
-    await backend.tamper(s, "UPDATE audit SET actor = 'mallory' WHERE seq IN (1500, 2150)");
-    t.deepEqual((await s.verifyAudit()).problems.map((p) => [p.seq, p.problem]), [[1500, 'modified'], [2150, 'modified']]);
-  }));
+  test('audit: verification reads one snapshot while appends go on, and pages through a long trail', (t) =>
+    withStore(async (s) => {
+      for (let i = 0; i < 2100; i++) await s.appendAudit({ kind: 'allow', actor: 'policy', detail: { i } });
+      const appending = Promise.all(
+        Array.from({ length: 60 }, (_, i) => s.appendAudit({ kind: 'deny', actor: 'policy', detail: { i } })),
+      );
+      const verifications = await Promise.all([s.verifyAudit(), s.verifyAudit(), s.verifyAudit()]);
+      await appending;
+      for (const v of verifications) t.true(v.ok, JSON.stringify(v.problems));
+      const final = await s.verifyAudit();
+      t.true(final.ok);
+      t.is(final.records, 2160);
+      await backend.tamper(s, "UPDATE audit SET actor = 'mallory' WHERE seq IN (1500, 2150)");
+      t.deepEqual(
+        (await s.verifyAudit()).problems.map((p) => [p.seq, p.problem]),
+        [
+          [1500, 'modified'],
+          [2150, 'modified'],
+        ],
+      );
+    }));
 
-  test('audit tampering is detected and located: modified, deleted, inserted, cut off, appended', (t) => withStore(async (s) => {
-    for (let i = 0; i < 8; i++) await s.appendAudit({ kind: 'allow', actor: 'policy', digest: D(String(i)) });
-    const problems = async () => (await s.verifyAudit()).problems.map((p) => [p.seq, p.problem]);
-    await backend.tamper(s, "UPDATE audit SET kind = 'deny' WHERE seq = 2");
-    t.deepEqual(await problems(), [[2, 'modified']]);
-    await backend.tamper(s, "UPDATE audit SET kind = 'allow' WHERE seq = 2");
-    t.true((await s.verifyAudit()).ok, 'restoring the content restores the chain');
-    await backend.tamper(s, 'DELETE FROM audit WHERE seq = 4');
-    t.deepEqual(await problems(), [[5, 'deleted-before']]);
-    await backend.tamper(s, `INSERT INTO audit (seq, at, kind, actor, prev_hash, hash) VALUES (4, 0, 'allow', 'mallory', '${'0'.repeat(64)}', '${'f'.repeat(64)}')`);
-    t.deepEqual(await problems(), [[4, 'inserted']], 'a forged record in the gap');
-    await backend.tamper(s, 'DELETE FROM audit WHERE seq >= 7');
-    t.deepEqual(await problems(), [[4, 'inserted'], [9, 'deleted-before']], 'the cut-off end too');
-    const appended = await s.appendAudit({ kind: 'admin', actor: 'ops' });
-    t.is(appended.seq, 9, 'appends continue from the chain head, past the cut');
-    t.deepEqual(await problems(), [[4, 'inserted'], [9, 'deleted-before']], 'and do not hide it');
-    const last = (await s.queryAudit({ limit: 1 }))[0]!;
-    await backend.tamper(s, `INSERT INTO audit (seq, at, kind, actor, prev_hash, hash) VALUES (10, 0, 'allow', 'mallory', '${last.hash}', '${'e'.repeat(64)}')`);
-    t.deepEqual(await problems(), [[4, 'inserted'], [9, 'deleted-before'], [10, 'inserted']], 'a record appended behind the store\'s back');
-    t.is((await s.appendAudit({ kind: 'admin', actor: 'ops' })).seq, 11, 'a forged record past the head does not block appends');
-  }));
+  test('audit tampering is detected and located: modified, deleted, inserted, cut off, appended', (t) =>
+    withStore(async (s) => {
+      for (let i = 0; i < 8; i++) await s.appendAudit({ kind: 'allow', actor: 'policy', digest: D(String(i)) });
+      const problems = async () => (await s.verifyAudit()).problems.map((p) => [p.seq, p.problem]);
+      await backend.tamper(s, "UPDATE audit SET kind = 'deny' WHERE seq = 2");
+      t.deepEqual(await problems(), [[2, 'modified']]);
+      await backend.tamper(s, "UPDATE audit SET kind = 'allow' WHERE seq = 2");
+      t.true((await s.verifyAudit()).ok, 'restoring the content restores the chain');
+      await backend.tamper(s, 'DELETE FROM audit WHERE seq = 4');
+      t.deepEqual(await problems(), [[5, 'deleted-before']]);
+      await backend.tamper(
+        s,
+        `INSERT INTO audit (seq, at, kind, actor, prev_hash, hash) VALUES (4, 0, 'allow', 'mallory', '${'0'.repeat(64)}', '${'f'.repeat(64)}')`,
+      );
+      t.deepEqual(await problems(), [[4, 'inserted']], 'a forged record in the gap');
+      await backend.tamper(s, 'DELETE FROM audit WHERE seq >= 7');
+      t.deepEqual(
+        await problems(),
+        [
+          [4, 'inserted'],
+          [9, 'deleted-before'],
+        ],
+        'the cut-off end too',
+      );
+      const appended = await s.appendAudit({ kind: 'admin', actor: 'ops' });
+      t.is(appended.seq, 9, 'appends continue from the chain head, past the cut');
+      t.deepEqual(
+        await problems(),
+        [
+          [4, 'inserted'],
+          [9, 'deleted-before'],
+        ],
+        'and do not hide it',
+      );
+      const last = (await s.queryAudit({ limit: 1 }))[0]!;
+      await backend.tamper(
+        s,
+        `INSERT INTO audit (seq, at, kind, actor, prev_hash, hash) VALUES (10, 0, 'allow', 'mallory', '${last.hash}', '${'e'.repeat(64)}')`,
+      );
+      t.deepEqual(
+        await problems(),
+        [
+          [4, 'inserted'],
+          [9, 'deleted-before'],
+          [10, 'inserted'],
+        ],
+        "a record appended behind the store's back",
+      );
+      t.is(
+        (await s.appendAudit({ kind: 'admin', actor: 'ops' })).seq,
+        11,
+        'a forged record past the head does not block appends',
+      );
+    }));
 }
 
 async function waitUntil(cond: () => boolean, timeoutMs = 2000): Promise<void> {

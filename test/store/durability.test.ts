@@ -14,17 +14,26 @@ const WRITER = fileURLToPath(new URL('./pin-writer.ts', import.meta.url));
 const ROUNDS = 3;
 
 /** Runs the writer until it has acknowledged `killAfter` pins, then SIGKILLs it; returns every acknowledged tag. */
-async function writeUntilKilled(path: string, prefix: string, killAfter: number, track: (c: ChildProcess) => void): Promise<string[]> {
+async function writeUntilKilled(
+  path: string,
+  prefix: string,
+  killAfter: number,
+  track: (c: ChildProcess) => void,
+): Promise<string[]> {
   const child = spawn(NODE, [WRITER, path, prefix], { stdio: ['ignore', 'pipe', 'pipe'] });
   track(child);
   const acked: string[] = [];
   let buffered = '';
   let stderr = '';
-  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
   await new Promise<void>((resolve, reject) => {
     const deadline = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`the writer acknowledged only ${acked.length} of ${killAfter} pins in 30 s; its stderr: ${stderr}`));
+      reject(
+        new Error(`the writer acknowledged only ${acked.length} of ${killAfter} pins in 30 s; its stderr: ${stderr}`),
+      );
     }, 30_000);
     child.stdout.on('data', (chunk: Buffer) => {
       buffered += chunk.toString();
@@ -59,14 +68,22 @@ test('every pin acknowledged before SIGKILL is there after reopening, the databa
     allAcked.push(...acked);
 
     const check = new DatabaseSync(path);
-    t.is((check.prepare('PRAGMA integrity_check').get() as { integrity_check: string }).integrity_check, 'ok', `round ${round}: integrity_check`);
+    t.is(
+      (check.prepare('PRAGMA integrity_check').get() as { integrity_check: string }).integrity_check,
+      'ok',
+      `round ${round}: integrity_check`,
+    );
     t.is((check.prepare('PRAGMA journal_mode').get() as { journal_mode: string }).journal_mode, 'wal');
     check.close();
 
     const store = await openStore({ kind: 'sqlite', path });
     try {
       const pinned = new Set((await store.listPins()).map((p) => p.tag));
-      t.deepEqual(allAcked.filter((tag) => !pinned.has(tag)), [], `round ${round}: no acknowledged pin was lost`);
+      t.deepEqual(
+        allAcked.filter((tag) => !pinned.has(tag)),
+        [],
+        `round ${round}: no acknowledged pin was lost`,
+      );
       const audit = await store.verifyAudit();
       t.true(audit.ok, `round ${round}: ${JSON.stringify(audit.problems)}`);
       t.true(audit.records >= allAcked.length);

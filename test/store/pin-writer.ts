@@ -7,7 +7,14 @@ if (!path || !prefix) throw new Error('usage: pin-writer.ts <database path> <tag
 const store = await openStore({ kind: 'sqlite', path });
 for (let i = 0; i < 100_000; i++) {
   const tag = `${prefix}${i}`;
-  await store.createPin({ upstream: 'r', repository: 'app', tag, digest: `sha256:${String(i).padStart(64, '0')}`, rule: 'default', attestors: [] });
+  await store.createPin({
+    upstream: 'r',
+    repository: 'app',
+    tag,
+    digest: `sha256:${String(i).padStart(64, '0')}`,
+    rule: 'default',
+    attestors: [],
+  });
   await store.appendAudit({ kind: 'pin', actor: 'writer', tag });
   process.stdout.write(`${tag}\n`);
 }

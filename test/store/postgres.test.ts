@@ -20,7 +20,9 @@ async function admin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
   try {
     await c.connect();
   } catch (err) {
-    throw new Error(`PostgreSQL is required for these tests at ${PG_URL} (start it: pg_ctlcluster <version> main start): ${(err as Error).message}`);
+    throw new Error(
+      `PostgreSQL is required for these tests at ${PG_URL} (start it: pg_ctlcluster <version> main start): ${(err as Error).message}`,
+    );
   }
   try {
     return await fn(c);
@@ -40,7 +42,9 @@ test.before('PostgreSQL is reachable', async () => {
 });
 
 test.after.always(async () => {
-  await admin(async (c) => { for (const s of schemas) await c.query(`DROP SCHEMA IF EXISTS ${s} CASCADE`); });
+  await admin(async (c) => {
+    for (const s of schemas) await c.query(`DROP SCHEMA IF EXISTS ${s} CASCADE`);
+  });
 });
 
 conformance(test, {
@@ -60,13 +64,33 @@ conformance(test, {
 
 test('two replicas racing to pin one tag: exactly one digest wins and both see it', async (t) => {
   const schema = newSchema();
-  const [a, b] = await Promise.all([openStore({ kind: 'postgres', url: PG_URL, schema }), openStore({ kind: 'postgres', url: PG_URL, schema })]);
-  t.teardown(async () => { await a.close(); await b.close(); });
+  const [a, b] = await Promise.all([
+    openStore({ kind: 'postgres', url: PG_URL, schema }),
+    openStore({ kind: 'postgres', url: PG_URL, schema }),
+  ]);
+  t.teardown(async () => {
+    await a.close();
+    await b.close();
+  });
   for (let round = 0; round < 20; round++) {
     const tag = `t${round}`;
     const results = await Promise.all([
-      a.createPin({ upstream: 'r', repository: 'app', tag, digest: `sha256:${'a'.repeat(64)}`, rule: 'default', attestors: [] }),
-      b.createPin({ upstream: 'r', repository: 'app', tag, digest: `sha256:${'b'.repeat(64)}`, rule: 'default', attestors: [] }),
+      a.createPin({
+        upstream: 'r',
+        repository: 'app',
+        tag,
+        digest: `sha256:${'a'.repeat(64)}`,
+        rule: 'default',
+        attestors: [],
+      }),
+      b.createPin({
+        upstream: 'r',
+        repository: 'app',
+        tag,
+        digest: `sha256:${'b'.repeat(64)}`,
+        rule: 'default',
+        attestors: [],
+      }),
     ]);
     t.is(results.filter((r) => r.created).length, 1, `round ${round}: one creator`);
     t.is(results[0].pin.digest, results[1].pin.digest, `round ${round}: one digest`);
@@ -78,12 +102,22 @@ test('a revocation on one replica reaches the other within one second', async (t
   const schema = newSchema();
   const a = await openStore({ kind: 'postgres', url: PG_URL, schema });
   const b = await openStore({ kind: 'postgres', url: PG_URL, schema });
-  t.teardown(async () => { await a.close(); await b.close(); });
+  t.teardown(async () => {
+    await a.close();
+    await b.close();
+  });
   const digest = `sha256:${'c'.repeat(64)}`;
-  const seen = new Promise<StoreEvent>((resolve) => b.subscribe((e) => { if (e.type === 'revoked') resolve(e); }));
+  const seen = new Promise<StoreEvent>((resolve) =>
+    b.subscribe((e) => {
+      if (e.type === 'revoked') resolve(e);
+    }),
+  );
   const started = Date.now();
   await a.revoke(digest, 'compromised', 'admin');
-  const event = await Promise.race([seen, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no event within 1 s')), 1000))]);
+  const event = await Promise.race([
+    seen,
+    new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no event within 1 s')), 1000)),
+  ]);
   t.is(event.digest, digest);
   t.true(Date.now() - started < 1000);
   t.is((await b.getRevocation(digest))?.reason, 'compromised');
@@ -93,8 +127,15 @@ test('interleaved audit appends from two replicas keep one valid chain', async (
   const schema = newSchema();
   const a = await openStore({ kind: 'postgres', url: PG_URL, schema });
   const b = await openStore({ kind: 'postgres', url: PG_URL, schema });
-  t.teardown(async () => { await a.close(); await b.close(); });
-  await Promise.all(Array.from({ length: 40 }, (_, i) => (i % 2 ? a : b).appendAudit({ kind: 'allow', actor: i % 2 ? 'a' : 'b', detail: { i } })));
+  t.teardown(async () => {
+    await a.close();
+    await b.close();
+  });
+  await Promise.all(
+    Array.from({ length: 40 }, (_, i) =>
+      (i % 2 ? a : b).appendAudit({ kind: 'allow', actor: i % 2 ? 'a' : 'b', detail: { i } }),
+    ),
+  );
   const v = await a.verifyAudit();
   t.true(v.ok, JSON.stringify(v.problems));
   t.is(v.records, 40);
@@ -103,28 +144,59 @@ test('interleaved audit appends from two replicas keep one valid chain', async (
 test('concurrent first starts of several replicas all migrate cleanly, once', async (t) => {
   const schema = newSchema();
   const stores = await Promise.all([1, 2, 3].map(() => openStore({ kind: 'postgres', url: PG_URL, schema })));
-  t.teardown(async () => { for (const s of stores) await s.close(); });
-  const versions = await admin(async (c) => (await c.query(`SELECT version FROM ${schema}.schema_migrations ORDER BY version`)).rows);
-  t.deepEqual(versions.map((r) => Number(r.version)), migrations('postgres').map((_, i) => i + 1));
+  t.teardown(async () => {
+    for (const s of stores) await s.close();
+  });
+  const versions = await admin(
+    async (c) => (await c.query(`SELECT version FROM ${schema}.schema_migrations ORDER BY version`)).rows,
+  );
+  t.deepEqual(
+    versions.map((r) => Number(r.version)),
+    migrations('postgres').map((_, i) => i + 1),
+  );
   const again = await openStore({ kind: 'postgres', url: PG_URL, schema });
   await again.close();
-  t.is(await admin(async (c) => Number((await c.query(`SELECT count(*) AS n FROM ${schema}.schema_migrations`)).rows[0].n)), migrations('postgres').length, 'a restart applies nothing twice');
+  t.is(
+    await admin(async (c) =>
+      Number((await c.query(`SELECT count(*) AS n FROM ${schema}.schema_migrations`)).rows[0].n),
+    ),
+    migrations('postgres').length,
+    'a restart applies nothing twice',
+  );
 });
 
 test('a replica hears its own changes once, and the others hear them too', async (t) => {
   const schema = newSchema();
   const a = await openStore({ kind: 'postgres', url: PG_URL, schema });
   const b = await openStore({ kind: 'postgres', url: PG_URL, schema });
-  t.teardown(async () => { await a.close(); await b.close(); });
+  t.teardown(async () => {
+    await a.close();
+    await b.close();
+  });
   const heardByA: StoreEvent[] = [];
   const heardByB: StoreEvent[] = [];
   a.subscribe((e) => heardByA.push(e));
   b.subscribe((e) => heardByB.push(e));
-  await a.createPin({ upstream: 'r', repository: 'app', tag: '1', digest: `sha256:${'a'.repeat(64)}`, rule: 'default', attestors: [] });
+  await a.createPin({
+    upstream: 'r',
+    repository: 'app',
+    tag: '1',
+    digest: `sha256:${'a'.repeat(64)}`,
+    rule: 'default',
+    attestors: [],
+  });
   t.is(heardByA.length, 1, 'delivered to its own subscribers before the call returned');
-  await a.createGrant({ scope: { digest: `sha256:${'d'.repeat(64)}` }, reason: 'incident', actor: 'bob', expiresAt: new Date(Date.now() + 60_000) });
+  await a.createGrant({
+    scope: { digest: `sha256:${'d'.repeat(64)}` },
+    reason: 'incident',
+    actor: 'bob',
+    expiresAt: new Date(Date.now() + 60_000),
+  });
   await waitFor(() => heardByB.length >= 2, 'B to hear both changes');
-  t.deepEqual(heardByB.map((e) => e.type), ['pin-changed', 'grant-changed']);
+  t.deepEqual(
+    heardByB.map((e) => e.type),
+    ['pin-changed', 'grant-changed'],
+  );
   t.is(heardByB[1]?.digest, `sha256:${'d'.repeat(64)}`);
   await new Promise((r) => setTimeout(r, 300));
   t.is(heardByA.length, 2, 'its own notifications are not delivered a second time');
@@ -136,29 +208,61 @@ test('the listening connection comes back after the server drops it; subscribers
   const logger = captureLogger(logs);
   const a = await openStore({ kind: 'postgres', url: PG_URL, schema });
   const b = await openStore({ kind: 'postgres', url: PG_URL, schema }, { logger });
-  t.teardown(async () => { await a.close(); await b.close(); });
+  t.teardown(async () => {
+    await a.close();
+    await b.close();
+  });
   const heard: StoreEvent[] = [];
   b.subscribe((e) => heard.push(e));
-  const killed = await admin(async (c) => (await c.query('SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = $1', [listenerName(schema)])).rows);
+  const killed = await admin(
+    async (c) =>
+      (
+        await c.query('SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = $1', [
+          listenerName(schema),
+        ])
+      ).rows,
+  );
   t.is(killed.length, 2, "both replicas' listening connections were dropped");
   await waitFor(() => heard.length >= 5, 'the resync events after reconnecting', 5000);
-  t.deepEqual(heard.map((e) => e.type).sort(), ['grant-changed', 'pin-changed', 'policy-changed', 'revoked', 'unrevoked']);
-  t.true(heard.every((e) => e.digest === undefined && e.upstream === undefined), 'subject-less: anything of the type may have changed');
-  t.true(logs.some((l) => l.level === 'warn' && /connection lost/.test(l.msg)), JSON.stringify(logs));
+  t.deepEqual(heard.map((e) => e.type).sort(), [
+    'grant-changed',
+    'pin-changed',
+    'policy-changed',
+    'revoked',
+    'unrevoked',
+  ]);
+  t.true(
+    heard.every((e) => e.digest === undefined && e.upstream === undefined),
+    'subject-less: anything of the type may have changed',
+  );
+  t.true(
+    logs.some((l) => l.level === 'warn' && /connection lost/.test(l.msg)),
+    JSON.stringify(logs),
+  );
   heard.length = 0;
   const digest = `sha256:${'e'.repeat(64)}`;
   await a.revoke(digest, 'compromised', 'admin');
-  await waitFor(() => heard.some((e) => e.type === 'revoked' && e.digest === digest), 'a revocation after the reconnect');
+  await waitFor(
+    () => heard.some((e) => e.type === 'revoked' && e.digest === digest),
+    'a revocation after the reconnect',
+  );
   t.pass();
 });
 
 test('a bad schema name or an unreachable server fails at open with a message saying what to fix', async (t) => {
-  await t.throwsAsync(openStore({ kind: 'postgres', url: PG_URL, schema: 'Bad-Name; DROP' }), { message: /store\.schema "Bad-Name; DROP" is not a lowercase SQL identifier/ });
+  await t.throwsAsync(openStore({ kind: 'postgres', url: PG_URL, schema: 'Bad-Name; DROP' }), {
+    message: /store\.schema "Bad-Name; DROP" is not a lowercase SQL identifier/,
+  });
   const port = await closedPort();
   const started = Date.now();
-  await t.throwsAsync(openStore({ kind: 'postgres', url: `postgres://postgres:secret@127.0.0.1:${port}/test`, schema: 'x' }), {
-    message: new RegExp(`cannot prepare the PostgreSQL store at postgres://postgres:\\*\\*\\*@127\\.0\\.0\\.1:${port}/test \\(store\\.url\\)`),
-  });
+  await t.throwsAsync(
+    openStore({ kind: 'postgres', url: `postgres://postgres:secret@127.0.0.1:${port}/test`, schema: 'x' }),
+    {
+      message: new RegExp(
+        `cannot prepare the PostgreSQL store at postgres://postgres:\\*\\*\\*@127\\.0\\.0\\.1:${port}/test \\(store\\.url\\)`,
+      ),
+    },
+  );
   t.true(Date.now() - started < 15_000);
 });
 
@@ -179,8 +283,17 @@ async function waitFor(cond: () => boolean, what: string, timeoutMs = 2000): Pro
 
 /** A pino-shaped logger that keeps what it is told. */
 function captureLogger(into: { level: string; msg: string }[]): Logger {
-  const at = (level: string) => (obj: unknown, msg?: string) => { into.push({ level, msg: msg ?? String(obj) }); };
-  return { trace: at('trace'), debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error'), fatal: at('fatal') } as unknown as Logger;
+  const at = (level: string) => (obj: unknown, msg?: string) => {
+    into.push({ level, msg: msg ?? String(obj) });
+  };
+  return {
+    trace: at('trace'),
+    debug: at('debug'),
+    info: at('info'),
+    warn: at('warn'),
+    error: at('error'),
+    fatal: at('fatal'),
+  } as unknown as Logger;
 }
 
 async function closedPort(): Promise<number> {

@@ -23,7 +23,7 @@ export interface KeyPair {
 }
 
 export async function generateEcKey(): Promise<KeyPair> {
-  const pair = await webcrypto.subtle.generateKey(EC_P256, true, ['sign', 'verify']) as webcrypto.CryptoKeyPair;
+  const pair = (await webcrypto.subtle.generateKey(EC_P256, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
   return { privateKey: KeyObject.from(pair.privateKey), publicKey: KeyObject.from(pair.publicKey), crypto: pair };
 }
 
@@ -40,7 +40,9 @@ export function logId(key: KeyObjectType): Buffer {
 export function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
   if (value !== null && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
   }
   return JSON.stringify(value);
@@ -114,24 +116,34 @@ export class SigstoreInstance {
     const logKey = (k: KeyPair, url: string) => ({
       baseUrl: url,
       hashAlgorithm: 'SHA2_256',
-      publicKey: { rawBytes: spki(k.publicKey).toString('base64'), keyDetails: 'PKIX_ECDSA_P256_SHA_256', validFor: { start: '2020-01-01T00:00:00Z' } },
+      publicKey: {
+        rawBytes: spki(k.publicKey).toString('base64'),
+        keyDetails: 'PKIX_ECDSA_P256_SHA_256',
+        validFor: { start: '2020-01-01T00:00:00Z' },
+      },
       logId: { keyId: logId(k.publicKey).toString('base64') },
     });
     return {
       mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1',
       tlogs: omit.tlogs ? [] : [logKey(this.rekorKey, 'https://rekor.test.invalid')],
-      certificateAuthorities: [{
-        subject: { organization: 'pullgate-test', commonName: 'test-fulcio-root' },
-        uri: 'https://fulcio.test.invalid',
-        certChain: { certificates: [{ rawBytes: Buffer.from(this.root.rawData).toString('base64') }] },
-        validFor: { start: '2020-01-01T00:00:00Z' },
-      }],
+      certificateAuthorities: [
+        {
+          subject: { organization: 'pullgate-test', commonName: 'test-fulcio-root' },
+          uri: 'https://fulcio.test.invalid',
+          certChain: { certificates: [{ rawBytes: Buffer.from(this.root.rawData).toString('base64') }] },
+          validFor: { start: '2020-01-01T00:00:00Z' },
+        },
+      ],
       ctlogs: omit.ctlogs ? [] : [logKey(this.ctKey, 'https://ctfe.test.invalid')],
       timestampAuthorities: [],
     };
   }
 
-  async writeTrustedRoot(dir: string, name = 'trusted_root.json', omit: { tlogs?: boolean; ctlogs?: boolean } = {}): Promise<string> {
+  async writeTrustedRoot(
+    dir: string,
+    name = 'trusted_root.json',
+    omit: { tlogs?: boolean; ctlogs?: boolean } = {},
+  ): Promise<string> {
     const file = path.join(dir, name);
     await writeFile(file, JSON.stringify(this.trustedRoot(omit), null, 2));
     return file;
@@ -140,7 +152,11 @@ export class SigstoreInstance {
   /** Issues a Fulcio-style leaf certificate for a fresh key. */
   async issue(opts: LeafOptions): Promise<Leaf> {
     const keys = await generateEcKey();
-    const serialNumber = createHash('sha256').update(`${Date.now()}-${Math.random()}`).digest('hex').slice(0, 30).replace(/^[89a-f]/, '1');
+    const serialNumber = createHash('sha256')
+      .update(`${Date.now()}-${Math.random()}`)
+      .digest('hex')
+      .slice(0, 30)
+      .replace(/^[89a-f]/, '1');
     const names: x509.JsonGeneralName[] = [];
     if (opts.email) names.push({ type: 'email', value: opts.email });
     if (opts.uri) names.push({ type: 'url', value: opts.uri });
@@ -169,7 +185,10 @@ export class SigstoreInstance {
       // The precertificate TBS is the final TBS without the SCT extension: issuing the same
       // fields without it first yields exactly those bytes.
       const sctList = this.#sctList(tbsOf(Buffer.from(certificate.rawData)), opts.notBefore);
-      certificate = await x509.X509CertificateGenerator.create({ ...params, extensions: [...extensions, new x509.Extension(OID_SCT_LIST, false, derOctetString(sctList))] });
+      certificate = await x509.X509CertificateGenerator.create({
+        ...params,
+        extensions: [...extensions, new x509.Extension(OID_SCT_LIST, false, derOctetString(sctList))],
+      });
     }
     return { keys, certificate, pem: certificate.toString('pem') };
   }
@@ -184,14 +203,19 @@ export class SigstoreInstance {
       timestamp,
       uint(1, 2), // precert_entry
       issuerKeyHash,
-      uint(precertTbs.length, 3), precertTbs,
+      uint(precertTbs.length, 3),
+      precertTbs,
       uint(0, 2), // no extensions
     ]);
     const signature = sign('sha256', signed, this.ctKey.privateKey);
     const sct = Buffer.concat([
-      Buffer.from([0]), logId(this.ctKey.publicKey), timestamp, uint(0, 2),
+      Buffer.from([0]),
+      logId(this.ctKey.publicKey),
+      timestamp,
+      uint(0, 2),
       Buffer.from([4, 3]), // sha256, ecdsa
-      uint(signature.length, 2), signature,
+      uint(signature.length, 2),
+      signature,
     ]);
     return Buffer.concat([uint(sct.length + 2, 2), uint(sct.length, 2), sct]);
   }

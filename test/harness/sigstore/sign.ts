@@ -19,25 +19,53 @@ export interface SignedLayer {
 }
 
 export function simpleSigningPayload(digest: string, reference = 'registry.test/app'): Buffer {
-  return Buffer.from(JSON.stringify({
-    critical: { identity: { 'docker-reference': reference }, image: { 'docker-manifest-digest': digest }, type: 'cosign container image signature' },
-    optional: null,
-  }));
+  return Buffer.from(
+    JSON.stringify({
+      critical: {
+        identity: { 'docker-reference': reference },
+        image: { 'docker-manifest-digest': digest },
+        type: 'cosign container image signature',
+      },
+      optional: null,
+    }),
+  );
 }
 
-export function inTotoStatement(digest: string, predicateType: string, predicate: unknown, type = 'https://in-toto.io/Statement/v1'): Buffer {
+export function inTotoStatement(
+  digest: string,
+  predicateType: string,
+  predicate: unknown,
+  type = 'https://in-toto.io/Statement/v1',
+): Buffer {
   const [algorithm = 'sha256', hex = ''] = digest.split(':');
-  return Buffer.from(JSON.stringify({ _type: type, subject: [{ name: 'registry.test/app', digest: { [algorithm]: hex } }], predicateType, predicate }));
+  return Buffer.from(
+    JSON.stringify({
+      _type: type,
+      subject: [{ name: 'registry.test/app', digest: { [algorithm]: hex } }],
+      predicateType,
+      predicate,
+    }),
+  );
 }
 
 export function pae(payloadType: string, payload: Buffer): Buffer {
-  return Buffer.concat([Buffer.from(`DSSEv1 ${Buffer.byteLength(payloadType)} ${payloadType} ${payload.length} `), payload]);
+  return Buffer.concat([
+    Buffer.from(`DSSEv1 ${Buffer.byteLength(payloadType)} ${payloadType} ${payload.length} `),
+    payload,
+  ]);
 }
 
 /** Signs bytes as cosign would with this key type (ECDSA with the curve's hash, RSA PKCS#1 v1.5, Ed25519 pure). */
 export function rawSign(privateKey: KeyObject, data: Buffer): Buffer {
   const curve = privateKey.asymmetricKeyDetails?.namedCurve;
-  const hash = privateKey.asymmetricKeyType === 'ed25519' ? null : curve === 'secp384r1' ? 'sha384' : curve === 'secp521r1' ? 'sha512' : 'sha256';
+  const hash =
+    privateKey.asymmetricKeyType === 'ed25519'
+      ? null
+      : curve === 'secp384r1'
+        ? 'sha384'
+        : curve === 'secp521r1'
+          ? 'sha512'
+          : 'sha256';
   return sign(hash, data, privateKey);
 }
 
@@ -52,10 +80,14 @@ function signerPem(signer: Signer): string {
 /** A cosign `.sig` layer: the payload as layer bytes, signature and keyless material in annotations. */
 export function signSimpleSigning(payload: Buffer, signer: Signer, opts: SignOptions = {}): SignedLayer {
   const signature = rawSign(signerKey(signer), payload).toString('base64');
-  const annotations: Record<string, string> = { 'dev.cosignproject.cosign/signature': signature, ...certificateAnnotations(signer) };
+  const annotations: Record<string, string> = {
+    'dev.cosignproject.cosign/signature': signature,
+    ...certificateAnnotations(signer),
+  };
   if (opts.tlog) {
     const body = {
-      apiVersion: '0.0.1', kind: 'hashedrekord',
+      apiVersion: '0.0.1',
+      kind: 'hashedrekord',
       spec: {
         data: { hash: { algorithm: 'sha256', value: createHash('sha256').update(payload).digest('hex') } },
         signature: { content: signature, publicKey: { content: Buffer.from(signerPem(signer)).toString('base64') } },
@@ -71,15 +103,26 @@ export interface SignedEnvelope {
   tlogEntry?: ReturnType<SigstoreInstance['logEntry']>;
 }
 
-export function signEnvelope(statement: Buffer, signer: Signer, opts: SignOptions = {}, payloadType = 'application/vnd.in-toto+json'): SignedEnvelope {
+export function signEnvelope(
+  statement: Buffer,
+  signer: Signer,
+  opts: SignOptions = {},
+  payloadType = 'application/vnd.in-toto+json',
+): SignedEnvelope {
   const sig = rawSign(signerKey(signer), pae(payloadType, statement)).toString('base64');
   const envelope = { payloadType, payload: statement.toString('base64'), signatures: [{ keyid: '', sig }] };
   if (!opts.tlog) return { envelope };
   const body = {
-    apiVersion: '0.0.2', kind: 'intoto',
+    apiVersion: '0.0.2',
+    kind: 'intoto',
     spec: {
       content: {
-        envelope: { payloadType, signatures: [{ publicKey: Buffer.from(signerPem(signer)).toString('base64'), sig: Buffer.from(sig).toString('base64') }] },
+        envelope: {
+          payloadType,
+          signatures: [
+            { publicKey: Buffer.from(signerPem(signer)).toString('base64'), sig: Buffer.from(sig).toString('base64') },
+          ],
+        },
         hash: { algorithm: 'sha256', value: createHash('sha256').update(JSON.stringify(envelope)).digest('hex') },
         payloadHash: { algorithm: 'sha256', value: createHash('sha256').update(statement).digest('hex') },
       },
@@ -91,7 +134,10 @@ export function signEnvelope(statement: Buffer, signer: Signer, opts: SignOption
 /** A cosign `.att` layer: the DSSE envelope as layer bytes. */
 export function signAttestationLayer(statement: Buffer, signer: Signer, opts: SignOptions = {}): SignedLayer {
   const { envelope, tlogEntry } = signEnvelope(statement, signer, opts);
-  const annotations: Record<string, string> = { 'dev.cosignproject.cosign/signature': '', ...certificateAnnotations(signer) };
+  const annotations: Record<string, string> = {
+    'dev.cosignproject.cosign/signature': '',
+    ...certificateAnnotations(signer),
+  };
   if (tlogEntry) annotations['dev.sigstore.cosign/bundle'] = setAnnotation(tlogEntry);
   return { bytes: Buffer.from(JSON.stringify(envelope)), annotations };
 }
@@ -99,41 +145,63 @@ export function signAttestationLayer(statement: Buffer, signer: Signer, opts: Si
 /** A Sigstore bundle (v0.1: inclusion promise, no proof) holding a DSSE envelope or a message signature. */
 export function dsseBundle(statement: Buffer, signer: Signer, opts: SignOptions = {}): Buffer {
   const { envelope, tlogEntry } = signEnvelope(statement, signer, opts);
-  return Buffer.from(JSON.stringify({
-    mediaType: 'application/vnd.dev.sigstore.bundle+json;version=0.1',
-    verificationMaterial: verificationMaterial(signer, tlogEntry),
-    dsseEnvelope: envelope,
-  }));
+  return Buffer.from(
+    JSON.stringify({
+      mediaType: 'application/vnd.dev.sigstore.bundle+json;version=0.1',
+      verificationMaterial: verificationMaterial(signer, tlogEntry),
+      dsseEnvelope: envelope,
+    }),
+  );
 }
 
 /** A message-signature bundle over `artifact` (for an image: its manifest bytes). */
 export function messageBundle(artifact: Buffer, signer: Signer, opts: SignOptions = {}): Buffer {
   const signature = rawSign(signerKey(signer), artifact).toString('base64');
   const digestHex = createHash('sha256').update(artifact).digest('hex');
-  const tlogEntry = opts.tlog?.instance.logEntry({
-    apiVersion: '0.0.1', kind: 'hashedrekord',
-    spec: { data: { hash: { algorithm: 'sha256', value: digestHex } }, signature: { content: signature, publicKey: { content: Buffer.from(signerPem(signer)).toString('base64') } } },
-  }, opts.tlog.at);
-  return Buffer.from(JSON.stringify({
-    mediaType: 'application/vnd.dev.sigstore.bundle+json;version=0.1',
-    verificationMaterial: verificationMaterial(signer, tlogEntry),
-    messageSignature: { messageDigest: { algorithm: 'SHA2_256', digest: Buffer.from(digestHex, 'hex').toString('base64') }, signature },
-  }));
+  const tlogEntry = opts.tlog?.instance.logEntry(
+    {
+      apiVersion: '0.0.1',
+      kind: 'hashedrekord',
+      spec: {
+        data: { hash: { algorithm: 'sha256', value: digestHex } },
+        signature: { content: signature, publicKey: { content: Buffer.from(signerPem(signer)).toString('base64') } },
+      },
+    },
+    opts.tlog.at,
+  );
+  return Buffer.from(
+    JSON.stringify({
+      mediaType: 'application/vnd.dev.sigstore.bundle+json;version=0.1',
+      verificationMaterial: verificationMaterial(signer, tlogEntry),
+      messageSignature: {
+        messageDigest: { algorithm: 'SHA2_256', digest: Buffer.from(digestHex, 'hex').toString('base64') },
+        signature,
+      },
+    }),
+  );
 }
 
 function verificationMaterial(signer: Signer, entry: SignedEnvelope['tlogEntry']): object {
   return {
     ...(signer.kind === 'certificate'
-      ? { x509CertificateChain: { certificates: [{ rawBytes: Buffer.from(signer.leaf.certificate.rawData).toString('base64') }] } }
+      ? {
+          x509CertificateChain: {
+            certificates: [{ rawBytes: Buffer.from(signer.leaf.certificate.rawData).toString('base64') }],
+          },
+        }
       : { publicKey: { hint: '' } }),
-    tlogEntries: entry ? [{
-      logIndex: String(entry.logIndex),
-      logId: { keyId: Buffer.from(entry.logID, 'hex').toString('base64') },
-      kindVersion: kindVersionOf(entry.body),
-      integratedTime: String(entry.integratedTime),
-      inclusionPromise: { signedEntryTimestamp: entry.signedEntryTimestamp },
-      canonicalizedBody: entry.body,
-    }] : [],
+    tlogEntries: entry
+      ? [
+          {
+            logIndex: String(entry.logIndex),
+            logId: { keyId: Buffer.from(entry.logID, 'hex').toString('base64') },
+            kindVersion: kindVersionOf(entry.body),
+            integratedTime: String(entry.integratedTime),
+            inclusionPromise: { signedEntryTimestamp: entry.signedEntryTimestamp },
+            canonicalizedBody: entry.body,
+          },
+        ]
+      : [],
   };
 }
 

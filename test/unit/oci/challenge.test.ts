@@ -2,9 +2,21 @@ import test from 'ava';
 import { parseChallenges } from '../../../src/oci/challenge.ts';
 
 test('parses a registry bearer challenge', (t) => {
-  t.deepEqual(parseChallenges('Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/nginx:pull"'), [
-    { scheme: 'bearer', params: { realm: 'https://auth.docker.io/token', service: 'registry.docker.io', scope: 'repository:library/nginx:pull' } },
-  ]);
+  t.deepEqual(
+    parseChallenges(
+      'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/nginx:pull"',
+    ),
+    [
+      {
+        scheme: 'bearer',
+        params: {
+          realm: 'https://auth.docker.io/token',
+          service: 'registry.docker.io',
+          scope: 'repository:library/nginx:pull',
+        },
+      },
+    ],
+  );
 });
 
 test('parses several challenges, unquoted values and escapes', (t) => {

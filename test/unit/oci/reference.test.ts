@@ -4,7 +4,11 @@ import { upstreamStatusError } from '../../../src/oci/body.ts';
 
 test('parseImageName reads registry/repository[:tag][@digest]', (t) => {
   const d = `sha256:${'c'.repeat(64)}`;
-  t.deepEqual(parseImageName('registry.test:5000/demo/app:1.0'), { registry: 'registry.test:5000', repository: 'demo/app', tag: '1.0' });
+  t.deepEqual(parseImageName('registry.test:5000/demo/app:1.0'), {
+    registry: 'registry.test:5000',
+    repository: 'demo/app',
+    tag: '1.0',
+  });
   t.deepEqual(parseImageName(`ghcr.io/a/b@${d}`), { registry: 'ghcr.io', repository: 'a/b', digest: d });
   t.regex(parseImageName('nginx') as string, /registry host/);
   t.regex(parseImageName('ghcr.io/A/b') as string, /not a valid repository/);
@@ -19,7 +23,12 @@ test('parseDigest accepts sha256 and sha512 only, lowercase hex of the right len
 });
 
 test('upstream answers map to OCI errors that name the upstream', (t) => {
-  const nf = upstreamStatusError('r.test', 404, Buffer.from('{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}'), 'BLOB_UNKNOWN');
+  const nf = upstreamStatusError(
+    'r.test',
+    404,
+    Buffer.from('{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}'),
+    'BLOB_UNKNOWN',
+  );
   t.is(nf.status, 404);
   t.is(nf.code, 'MANIFEST_UNKNOWN');
   t.regex(nf.message, /upstream r\.test answered 404: manifest unknown/);

@@ -12,14 +12,31 @@ const SLSA = 'https://slsa.dev/provenance/v1';
 const VULN = 'https://cosign.sigstore.dev/attestation/vuln/v1';
 
 function selected(rule: RuleSpec | null, over: Partial<SelectedRule> = {}): SelectedRule {
-  return { name: 'rule:ghcr.io/acme/**', rule, ruleHash: 'h'.repeat(64), attestors: [], tagMode: 'pin', enforcementMode: rule?.enforcementMode ?? 'enforce', ...over };
+  return {
+    name: 'rule:ghcr.io/acme/**',
+    rule,
+    ruleHash: 'h'.repeat(64),
+    attestors: [],
+    tagMode: 'pin',
+    enforcementMode: rule?.enforcementMode ?? 'enforce',
+    ...over,
+  };
 }
 
-const requireSigs = (requireAttestors: RuleSpec['requireAttestors']): RuleSpec => ({ evaluationMode: 'requireAttestation', requireAttestors });
+const requireSigs = (requireAttestors: RuleSpec['requireAttestors']): RuleSpec => ({
+  evaluationMode: 'requireAttestation',
+  requireAttestors,
+});
 
 test('an allowlisted image is admitted without evidence', (t) => {
   const v = evaluate(selected(null, { name: 'allowlist:registry.k8s.io/pause', tagMode: 'follow' }), new Map(), NOW);
-  t.like(v, { verdict: 'allow', judgement: 'allow', rule: 'allowlist:registry.k8s.io/pause', tagMode: 'follow', enforcementMode: 'enforce' });
+  t.like(v, {
+    verdict: 'allow',
+    judgement: 'allow',
+    rule: 'allowlist:registry.k8s.io/pause',
+    tagMode: 'follow',
+    enforcementMode: 'enforce',
+  });
   t.deepEqual(v.reasons, ['allowlisted by "registry.k8s.io/pause": no evidence required']);
 });
 
@@ -27,7 +44,11 @@ test('alwaysAllow and alwaysDeny ignore evidence', (t) => {
   const allow = evaluate(selected({ evaluationMode: 'alwaysAllow' }), new Map(), NOW);
   t.like(allow, { verdict: 'allow', judgement: 'allow' });
   t.regex(allow.reasons[0] as string, /rule "ghcr.io\/acme\/\*\*" admits every image/);
-  const deny = evaluate(selected({ evaluationMode: 'alwaysDeny' }, { name: 'default' }), facts({ attestor: 'ci', verified: [signature('ci')] }), NOW);
+  const deny = evaluate(
+    selected({ evaluationMode: 'alwaysDeny' }, { name: 'default' }),
+    facts({ attestor: 'ci', verified: [signature('ci')] }),
+    NOW,
+  );
   t.like(deny, { verdict: 'deny', judgement: 'deny', rule: 'default' });
   t.regex(deny.reasons[0] as string, /the default rule denies every image/);
   const told = evaluate(selected({ evaluationMode: 'alwaysDeny' }, { message: 'configure a policy' }), new Map(), NOW);
@@ -41,31 +62,56 @@ test('verdict carries the rule, its hash and tag mode', (t) => {
 
 test('[a, b]: every attestor needs a verified signature', (t) => {
   const rule = requireSigs(['ci', 'release']);
-  const both = evaluate(selected(rule), facts({ attestor: 'ci', verified: [signature('ci', 'key sha256:c1')] }, { attestor: 'release', verified: [signature('release')] }), NOW);
+  const both = evaluate(
+    selected(rule),
+    facts(
+      { attestor: 'ci', verified: [signature('ci', 'key sha256:c1')] },
+      { attestor: 'release', verified: [signature('release')] },
+    ),
+    NOW,
+  );
   t.is(both.verdict, 'allow');
   t.deepEqual(both.reasons, [
     'attestor "ci": signature verified (key sha256:c1, tag sha256-0.sig layer 0)',
     'attestor "release": signature verified (key sha256:aa, tag sha256-0.sig layer 0)',
   ]);
-  const one = evaluate(selected(rule), facts({ attestor: 'ci', verified: [signature('ci')] }, { attestor: 'release' }), NOW);
+  const one = evaluate(
+    selected(rule),
+    facts({ attestor: 'ci', verified: [signature('ci')] }, { attestor: 'release' }),
+    NOW,
+  );
   t.is(one.verdict, 'deny');
   t.deepEqual(one.reasons, ['attestor "release": no signatures or attestations found for this image']);
 });
 
-test('a signature rejected for an attestor is explained with the verifier\'s reasons', (t) => {
-  const f = facts({ attestor: 'ci', examined: 2, rejected: ['tag sha256-0.sig layer 0: signed by a key not listed for attestor "ci"', 'tag sha256-0.sig layer 1: signed by a key not listed for attestor "ci"'] });
+test("a signature rejected for an attestor is explained with the verifier's reasons", (t) => {
+  const f = facts({
+    attestor: 'ci',
+    examined: 2,
+    rejected: [
+      'tag sha256-0.sig layer 0: signed by a key not listed for attestor "ci"',
+      'tag sha256-0.sig layer 1: signed by a key not listed for attestor "ci"',
+    ],
+  });
   const v = evaluate(selected(requireSigs(['ci'])), f, NOW);
   t.is(v.verdict, 'deny');
-  t.deepEqual(v.reasons, ['attestor "ci": 2 signatures or attestations found, none verified: tag sha256-0.sig layer 0: signed by a key not listed for attestor "ci"; tag sha256-0.sig layer 1: signed by a key not listed for attestor "ci"']);
+  t.deepEqual(v.reasons, [
+    'attestor "ci": 2 signatures or attestations found, none verified: tag sha256-0.sig layer 0: signed by a key not listed for attestor "ci"; tag sha256-0.sig layer 1: signed by a key not listed for attestor "ci"',
+  ]);
   const many = facts({ attestor: 'ci', rejected: ['r1', 'r2', 'r3', 'r4', 'r5'] });
-  t.deepEqual(evaluate(selected(requireSigs(['ci'])), many, NOW).reasons, ['attestor "ci": 5 signatures or attestations found, none verified: r1; r2; r3; and 2 more']);
+  t.deepEqual(evaluate(selected(requireSigs(['ci'])), many, NOW).reasons, [
+    'attestor "ci": 5 signatures or attestations found, none verified: r1; r2; r3; and 2 more',
+  ]);
 });
 
 test('a verified attestation alone does not satisfy an attestor: it is not a signature', (t) => {
   const f = facts({ attestor: 'ci', verified: [attestation('ci', SLSA, {})] });
   const v = evaluate(selected(requireSigs(['ci'])), f, NOW);
   t.is(v.verdict, 'deny');
-  t.regex(v.reasons[0] as string, /^attestor "ci": 1 attestation verified but no signature \(an attestation does not count as a signature/);
+  t.regex(
+    v.reasons[0] as string,
+    /^attestor "ci": 1 attestation verified but no signature \(an attestation does not count as a signature/,
+  );
 });
 
 test('an attestor without facts is not satisfied (fail closed)', (t) => {
@@ -76,22 +122,48 @@ test('an attestor without facts is not satisfied (fail closed)', (t) => {
 
 test('{anyOf, min}: at least min attestors must be satisfied', (t) => {
   const rule = requireSigs({ anyOf: ['a', 'b', 'c'], min: 2 });
-  const one = evaluate(selected(rule), facts({ attestor: 'a', verified: [signature('a')] }, { attestor: 'b' }, { attestor: 'c', rejected: ['bad signature'] }), NOW);
+  const one = evaluate(
+    selected(rule),
+    facts(
+      { attestor: 'a', verified: [signature('a')] },
+      { attestor: 'b' },
+      { attestor: 'c', rejected: ['bad signature'] },
+    ),
+    NOW,
+  );
   t.is(one.verdict, 'deny');
   t.deepEqual(one.reasons, [
     'signatures from at least 2 of "a", "b", "c" required, 1 found ("a")',
     'attestor "b": no signatures or attestations found for this image',
     'attestor "c": 1 signature or attestation found, none verified: bad signature',
   ]);
-  const two = evaluate(selected(rule), facts({ attestor: 'a', verified: [signature('a')] }, { attestor: 'b' }, { attestor: 'c', verified: [signature('c')] }), NOW);
+  const two = evaluate(
+    selected(rule),
+    facts(
+      { attestor: 'a', verified: [signature('a')] },
+      { attestor: 'b' },
+      { attestor: 'c', verified: [signature('c')] },
+    ),
+    NOW,
+  );
   t.is(two.verdict, 'allow');
-  t.deepEqual(two.reasons.map((r) => r.split(':')[0]), ['attestor "a"', 'attestor "c"']);
-  const minOne = evaluate(selected(requireSigs({ anyOf: ['a', 'b'], min: 1 })), facts({ attestor: 'b', verified: [signature('b')] }), NOW);
+  t.deepEqual(
+    two.reasons.map((r) => r.split(':')[0]),
+    ['attestor "a"', 'attestor "c"'],
+  );
+  const minOne = evaluate(
+    selected(requireSigs({ anyOf: ['a', 'b'], min: 1 })),
+    facts({ attestor: 'b', verified: [signature('b')] }),
+    NOW,
+  );
   t.is(minOne.verdict, 'allow');
 });
 
 function withConditions(conditions: ConditionSpec[], predicate: unknown, now = NOW) {
-  const rule: RuleSpec = { evaluationMode: 'requireAttestation', attestations: [{ attestor: 'ci', predicateType: SLSA, conditions }] };
+  const rule: RuleSpec = {
+    evaluationMode: 'requireAttestation',
+    attestations: [{ attestor: 'ci', predicateType: SLSA, conditions }],
+  };
   return evaluate(selected(rule), facts({ attestor: 'ci', verified: [attestation('ci', SLSA, predicate)] }), now);
 }
 
@@ -107,8 +179,16 @@ const predicate = {
 
 // [title, condition, failure message or undefined when it must hold]
 const conditionCases: [string, ConditionSpec, string | undefined][] = [
-  ['equals string', { path: 'buildType', equals: 'https://slsa-framework.github.io/github-actions-buildtypes/workflow/v1' }, undefined],
-  ['equals string, different', { path: 'buildType', equals: 'https://example.com/x' }, 'buildType is "https://slsa-framework.github.io/github-actions-buildtypes/workflow/v1", expected "https://example.com/x"'],
+  [
+    'equals string',
+    { path: 'buildType', equals: 'https://slsa-framework.github.io/github-actions-buildtypes/workflow/v1' },
+    undefined,
+  ],
+  [
+    'equals string, different',
+    { path: 'buildType', equals: 'https://example.com/x' },
+    'buildType is "https://slsa-framework.github.io/github-actions-buildtypes/workflow/v1", expected "https://example.com/x"',
+  ],
   ['equals number', { path: 'count', equals: 3 }, undefined],
   ['equals is type-strict', { path: 'text', equals: 3 }, 'text is "3", expected 3'],
   ['equals boolean', { path: 'flag', equals: true }, undefined],
@@ -117,7 +197,11 @@ const conditionCases: [string, ConditionSpec, string | undefined][] = [
   ['oneOf', { path: 'count', oneOf: [1, 2, 3] }, undefined],
   ['oneOf, none', { path: 'text', oneOf: ['1', '2'] }, 'text is "3", expected one of "1", "2"'],
   ['matches', { path: 'buildType', matches: 'https://slsa-framework\\.github\\.io/.*' }, undefined],
-  ['matches is anchored', { path: 'buildType', matches: 'github' }, 'buildType is "https://slsa-framework.github.io/github-actions-buildtypes/workflow/v1", expected a string matching github'],
+  [
+    'matches is anchored',
+    { path: 'buildType', matches: 'github' },
+    'buildType is "https://slsa-framework.github.io/github-actions-buildtypes/workflow/v1", expected a string matching github',
+  ],
   ['matches needs a string', { path: 'count', matches: '3' }, 'count is 3, expected a string matching 3'],
   ['array index in the path', { path: 'list.1.name', equals: 'second' }, undefined],
   ['index out of range', { path: 'list.2.name', equals: 'second' }, 'list.2.name is missing'],
@@ -130,13 +214,29 @@ const conditionCases: [string, ConditionSpec, string | undefined][] = [
   ['greaterThan, equal', { path: 'count', greaterThan: 3 }, 'count is 3, expected more than 3'],
   ['greaterThanOrEqual', { path: 'count', greaterThanOrEqual: 3 }, undefined],
   ['greaterThanOrEqual, below', { path: 'count', greaterThanOrEqual: 4 }, 'count is 3, expected at least 4'],
-  ['numeric comparison of a non-number fails', { path: 'text', lessThan: 10 }, 'text is "3", expected a number less than 10'],
+  [
+    'numeric comparison of a non-number fails',
+    { path: 'text', lessThan: 10 },
+    'text is "3", expected a number less than 10',
+  ],
   ['range in one condition', { path: 'count', greaterThan: 0, lessThan: 10 }, undefined],
-  ['range in one condition, outside', { path: 'count', greaterThan: 0, lessThan: 2 }, 'count is 3, expected less than 2'],
+  [
+    'range in one condition, outside',
+    { path: 'count', greaterThan: 0, lessThan: 2 },
+    'count is 3, expected less than 2',
+  ],
   ['maxAge', { path: 'at', maxAge: '3d' }, undefined],
   ['maxAge, too old', { path: 'at', maxAge: '1d12h' }, 'at is 2 days old, max 1d12h'],
-  ['maxAge on a non-time', { path: 'text', maxAge: '7d' }, 'text is "3", expected an RFC 3339 time (e.g. 2025-01-31T12:00:00Z)'],
-  ['maxAge on a number', { path: 'count', maxAge: '7d' }, 'count is 3, expected an RFC 3339 time (e.g. 2025-01-31T12:00:00Z)'],
+  [
+    'maxAge on a non-time',
+    { path: 'text', maxAge: '7d' },
+    'text is "3", expected an RFC 3339 time (e.g. 2025-01-31T12:00:00Z)',
+  ],
+  [
+    'maxAge on a number',
+    { path: 'count', maxAge: '7d' },
+    'count is 3, expected an RFC 3339 time (e.g. 2025-01-31T12:00:00Z)',
+  ],
 ];
 
 for (const [title, condition, failure] of conditionCases) {
@@ -162,7 +262,14 @@ test('maxAge: a time in the future beyond clock skew fails, within it holds', (t
 });
 
 test('all failing conditions of an attestation are reported', (t) => {
-  const v = withConditions([{ path: 'count', equals: 1 }, { path: 'flag', equals: true }, { path: 'text', equals: 'x' }], predicate);
+  const v = withConditions(
+    [
+      { path: 'count', equals: 1 },
+      { path: 'flag', equals: true },
+      { path: 'text', equals: 'x' },
+    ],
+    predicate,
+  );
   t.deepEqual(v.reasons, [`${label}: count is 3, expected 1; text is "3", expected "x"`]);
 });
 
@@ -173,43 +280,71 @@ function provenance(builder: string, repository: string) {
       buildType: 'https://slsa-framework.github.io/github-actions-buildtypes/workflow/v1',
       externalParameters: { workflow: { ref: 'refs/tags/v1.2.0', repository, path: '.github/workflows/release.yml' } },
     },
-    runDetails: { builder: { id: builder }, metadata: { invocationId: 'https://github.com/acme/app/actions/runs/1/attempts/1' } },
+    runDetails: {
+      builder: { id: builder },
+      metadata: { invocationId: 'https://github.com/acme/app/actions/runs/1/attempts/1' },
+    },
   };
 }
 
-const BUILDER = 'https://github.com/slsa-framework/slsa-github-generator/.github/workflows/generator_container_slsa3.yml@refs/tags/v2.0.0';
+const BUILDER =
+  'https://github.com/slsa-framework/slsa-github-generator/.github/workflows/generator_container_slsa3.yml@refs/tags/v2.0.0';
 const slsaRule: RuleSpec = {
   evaluationMode: 'requireAttestation',
   requireAttestors: ['ci'],
-  attestations: [{
-    attestor: 'ci',
-    predicateType: SLSA,
-    conditions: [
-      { path: 'runDetails.builder.id', equals: BUILDER },
-      { path: 'buildDefinition.externalParameters.workflow.repository', matches: 'https://github\\.com/acme/.+' },
-    ],
-  }],
+  attestations: [
+    {
+      attestor: 'ci',
+      predicateType: SLSA,
+      conditions: [
+        { path: 'runDetails.builder.id', equals: BUILDER },
+        { path: 'buildDefinition.externalParameters.workflow.repository', matches: 'https://github\\.com/acme/.+' },
+      ],
+    },
+  ],
 };
 
 test('SLSA provenance: built by builder X from a repository of org Y', (t) => {
-  const good = facts({ attestor: 'ci', verified: [signature('ci'), attestation('ci', SLSA, provenance(BUILDER, 'https://github.com/acme/app'))] });
+  const good = facts({
+    attestor: 'ci',
+    verified: [signature('ci'), attestation('ci', SLSA, provenance(BUILDER, 'https://github.com/acme/app'))],
+  });
   const v = evaluate(selected(slsaRule), good, NOW);
   t.is(v.verdict, 'allow', v.reasons.join('\n'));
   t.is(v.reasons.length, 2);
-  t.regex(v.reasons[1] as string, /^attestation https:\/\/slsa\.dev\/provenance\/v1 by "ci": verified, 2 conditions met/);
+  t.regex(
+    v.reasons[1] as string,
+    /^attestation https:\/\/slsa\.dev\/provenance\/v1 by "ci": verified, 2 conditions met/,
+  );
 
-  const otherBuilder = facts({ attestor: 'ci', verified: [signature('ci'), attestation('ci', SLSA, provenance('x', 'https://github.com/acme/app'))] });
-  t.deepEqual(evaluate(selected(slsaRule), otherBuilder, NOW).reasons, [`attestation https://slsa.dev/provenance/v1 by "ci": runDetails.builder.id is "x", expected "${BUILDER}"`]);
+  const otherBuilder = facts({
+    attestor: 'ci',
+    verified: [signature('ci'), attestation('ci', SLSA, provenance('x', 'https://github.com/acme/app'))],
+  });
+  t.deepEqual(evaluate(selected(slsaRule), otherBuilder, NOW).reasons, [
+    `attestation https://slsa.dev/provenance/v1 by "ci": runDetails.builder.id is "x", expected "${BUILDER}"`,
+  ]);
 
-  const fork = facts({ attestor: 'ci', verified: [signature('ci'), attestation('ci', SLSA, provenance(BUILDER, 'https://github.com/evil/app'))] });
-  t.deepEqual(evaluate(selected(slsaRule), fork, NOW).reasons, ['attestation https://slsa.dev/provenance/v1 by "ci": buildDefinition.externalParameters.workflow.repository is "https://github.com/evil/app", expected a string matching https://github\\.com/acme/.+']);
+  const fork = facts({
+    attestor: 'ci',
+    verified: [signature('ci'), attestation('ci', SLSA, provenance(BUILDER, 'https://github.com/evil/app'))],
+  });
+  t.deepEqual(evaluate(selected(slsaRule), fork, NOW).reasons, [
+    'attestation https://slsa.dev/provenance/v1 by "ci": buildDefinition.externalParameters.workflow.repository is "https://github.com/evil/app", expected a string matching https://github\\.com/acme/.+',
+  ]);
 });
 
 test('SLSA provenance: no provenance at all says what did verify', (t) => {
-  const f = facts({ attestor: 'ci', verified: [signature('ci'), attestation('ci', 'https://spdx.dev/Document', {})], rejected: ['tag sha256-0.att layer 1: statement names another digest'] });
+  const f = facts({
+    attestor: 'ci',
+    verified: [signature('ci'), attestation('ci', 'https://spdx.dev/Document', {})],
+    rejected: ['tag sha256-0.att layer 1: statement names another digest'],
+  });
   const v = evaluate(selected(slsaRule), f, NOW);
   t.is(v.verdict, 'deny');
-  t.deepEqual(v.reasons, ['attestation https://slsa.dev/provenance/v1 by "ci": none verified (3 signatures or attestations examined; verified for it: signature, https://spdx.dev/Document; rejected: tag sha256-0.att layer 1: statement names another digest)']);
+  t.deepEqual(v.reasons, [
+    'attestation https://slsa.dev/provenance/v1 by "ci": none verified (3 signatures or attestations examined; verified for it: signature, https://spdx.dev/Document; rejected: tag sha256-0.att layer 1: statement names another digest)',
+  ]);
   const nothing = evaluate(selected(slsaRule), facts({ attestor: 'ci', examined: 0 }), NOW);
   t.deepEqual(nothing.reasons, [
     'attestor "ci": no signatures or attestations found for this image',
@@ -221,36 +356,51 @@ test('SLSA provenance: no provenance at all says what did verify', (t) => {
 function scan(critical: number, finished: string) {
   return {
     invocation: { uri: 'https://github.com/acme/app/actions/runs/1' },
-    scanner: { uri: 'pkg:github/aquasecurity/trivy@0.50.0', version: '0.50.0', result: { summary: { critical, high: 4 } } },
+    scanner: {
+      uri: 'pkg:github/aquasecurity/trivy@0.50.0',
+      version: '0.50.0',
+      result: { summary: { critical, high: 4 } },
+    },
     metadata: { scanStartedOn: finished, scanFinishedOn: finished },
   };
 }
 
 const vulnRule: RuleSpec = {
   evaluationMode: 'requireAttestation',
-  attestations: [{
-    attestor: 'scanner',
-    predicateType: VULN,
-    conditions: [
-      { path: 'scanner.result.summary.critical', equals: 0 },
-      { path: 'metadata.scanFinishedOn', maxAge: '7d' },
-    ],
-  }],
+  attestations: [
+    {
+      attestor: 'scanner',
+      predicateType: VULN,
+      conditions: [
+        { path: 'scanner.result.summary.critical', equals: 0 },
+        { path: 'metadata.scanFinishedOn', maxAge: '7d' },
+      ],
+    },
+  ],
 };
 
 test('vulnerability scan: zero critical findings, not older than 7 days', (t) => {
-  const judge = (...predicates: unknown[]) => evaluate(selected(vulnRule), facts({
-    attestor: 'scanner',
-    verified: predicates.map((p, i) => attestation('scanner', VULN, p, `referrer sha256:${i}`)),
-  }), NOW);
+  const judge = (...predicates: unknown[]) =>
+    evaluate(
+      selected(vulnRule),
+      facts({
+        attestor: 'scanner',
+        verified: predicates.map((p, i) => attestation('scanner', VULN, p, `referrer sha256:${i}`)),
+      }),
+      NOW,
+    );
   t.is(judge(scan(0, ago(DAY))).verdict, 'allow');
-  t.deepEqual(judge(scan(0, ago(9 * DAY))).reasons, [`attestation ${VULN} by "scanner": metadata.scanFinishedOn is 9 days old, max 7d`]);
-  t.deepEqual(judge(scan(2, ago(DAY))).reasons, [`attestation ${VULN} by "scanner": scanner.result.summary.critical is 2, expected 0`]);
+  t.deepEqual(judge(scan(0, ago(9 * DAY))).reasons, [
+    `attestation ${VULN} by "scanner": metadata.scanFinishedOn is 9 days old, max 7d`,
+  ]);
+  t.deepEqual(judge(scan(2, ago(DAY))).reasons, [
+    `attestation ${VULN} by "scanner": scanner.result.summary.critical is 2, expected 0`,
+  ]);
   // A fresh scan among stale ones is enough.
   t.is(judge(scan(0, ago(30 * DAY)), scan(0, ago(2 * DAY))).verdict, 'allow');
   t.deepEqual(judge(scan(1, ago(DAY)), scan(0, ago(8 * DAY))).reasons, [
-    `attestation ${VULN} by "scanner": none of 2 verified attestations meets the conditions: referrer sha256:0: scanner.result.summary.critical is 1, expected 0; `
-      + 'referrer sha256:1: metadata.scanFinishedOn is 8 days old, max 7d',
+    `attestation ${VULN} by "scanner": none of 2 verified attestations meets the conditions: referrer sha256:0: scanner.result.summary.critical is 1, expected 0; ` +
+      'referrer sha256:1: metadata.scanFinishedOn is 8 days old, max 7d',
   ]);
 });
 
@@ -267,7 +417,11 @@ test('dry-run: a deny judgement is served, with reasons saying what would have b
 });
 
 test('signatures and attestations must both hold; every failure is reported', (t) => {
-  const v = evaluate(selected(slsaRule), facts({ attestor: 'ci', verified: [attestation('ci', SLSA, provenance('x', 'https://github.com/acme/app'))] }), NOW);
+  const v = evaluate(
+    selected(slsaRule),
+    facts({ attestor: 'ci', verified: [attestation('ci', SLSA, provenance('x', 'https://github.com/acme/app'))] }),
+    NOW,
+  );
   t.is(v.verdict, 'deny');
   t.is(v.reasons.length, 2);
   t.regex(v.reasons[0] as string, /^attestor "ci": 1 attestation verified but no signature/);

@@ -1,5 +1,12 @@
 import test from 'ava';
-import { compareSpecificity, GlobError, globCovers, globMatch, globsOverlap, parseGlob } from '../../../src/policy/glob.ts';
+import {
+  compareSpecificity,
+  GlobError,
+  globCovers,
+  globMatch,
+  globsOverlap,
+  parseGlob,
+} from '../../../src/policy/glob.ts';
 
 const matches: [string, string, boolean][] = [
   // `*` stays within one path segment.
@@ -108,5 +115,8 @@ test('overlap: an example image both patterns match, or null', (t) => {
   t.is(overlap('ghcr.io/acme/*', 'ghcr.io/other/*'), null);
   t.is(overlap('ghcr.io/acme/app:v1', 'ghcr.io/acme/app:v2'), null);
   const tagged = overlap('ghcr.io/acme/app', 'ghcr.io/acme/*:v?');
-  t.true(typeof tagged === 'string' && globMatch('ghcr.io/acme/app', tagged) && globMatch('ghcr.io/acme/*:v?', tagged), String(tagged));
+  t.true(
+    typeof tagged === 'string' && globMatch('ghcr.io/acme/app', tagged) && globMatch('ghcr.io/acme/*:v?', tagged),
+    String(tagged),
+  );
 });

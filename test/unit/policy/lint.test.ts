@@ -20,11 +20,14 @@ function at(findings: LintFinding[], path: string): LintFinding[] {
 }
 
 test('a clean policy has no findings', (t) => {
-  t.deepEqual(lint(`defaultRule: {evaluationMode: requireAttestation, requireAttestors: [ci]}
+  t.deepEqual(
+    lint(`defaultRule: {evaluationMode: requireAttestation, requireAttestors: [ci]}
 rules:
   - {match: "ghcr.io/acme/**", evaluationMode: requireAttestation, requireAttestors: [ci], tagMode: follow}
   - {match: "docker.io/library/*", evaluationMode: alwaysDeny}
-`), []);
+`),
+    [],
+  );
 });
 
 test('errors: all problems are reported at once, with their paths', (t) => {
@@ -35,12 +38,15 @@ rules:
     evaluationMode: requireAttestation
     attestations: [{attestor: ci, predicateType: x, conditions: [{path: a, maxAge: soon}]}]
 `);
-  t.deepEqual(findings.filter((f) => f.level === 'error').map((f) => f.path), [
-    '/defaultRule/evaluationMode',
-    '/rules/0/match',
-    '/rules/0/requireAttestors/1',
-    '/rules/1/attestations/0/conditions/0/maxAge',
-  ]);
+  t.deepEqual(
+    findings.filter((f) => f.level === 'error').map((f) => f.path),
+    [
+      '/defaultRule/evaluationMode',
+      '/rules/0/match',
+      '/rules/0/requireAttestors/1',
+      '/rules/1/attestations/0/conditions/0/maxAge',
+    ],
+  );
 });
 
 test('schema errors stop the analysis: no warnings on a document that did not parse', (t) => {
@@ -84,7 +90,10 @@ rules:
 `);
   const later = at(findings, '/rules/1/match');
   t.is(later.length, 1);
-  t.regex(later[0]?.message as string, /as specific as \/rules\/0\/match \("ghcr.io\/acme\/\*"\): for images both match, e\.g\. ghcr\.io\/acme\/acme@sha256:…, the earlier rule applies/);
+  t.regex(
+    later[0]?.message as string,
+    /as specific as \/rules\/0\/match \("ghcr.io\/acme\/\*"\): for images both match, e\.g\. ghcr\.io\/acme\/acme@sha256:…, the earlier rule applies/,
+  );
   t.deepEqual(at(findings, '/rules/0/match'), []);
   t.deepEqual(at(findings, '/rules/2/match'), [], 'equally specific but disjoint: nothing to say');
 });
@@ -96,7 +105,10 @@ rules:
 `);
   const tagged = at(findings, '/rules/0/match');
   t.is(tagged.length, 1);
-  t.regex(tagged[0]?.message as string, /matches pulls by tag only: a pull by digest \(ghcr\.io\/acme\/app@sha256:…\) never matches .* add a rule "ghcr\.io\/acme\/app"/);
+  t.regex(
+    tagged[0]?.message as string,
+    /matches pulls by tag only: a pull by digest \(ghcr\.io\/acme\/app@sha256:…\) never matches .* add a rule "ghcr\.io\/acme\/app"/,
+  );
 });
 
 test('dry-run rules, fail-open defaults and ignored requirements are flagged', (t) => {
@@ -104,21 +116,30 @@ test('dry-run rules, fail-open defaults and ignored requirements are flagged', (
 rules:
   - {match: "ghcr.io/**", evaluationMode: requireAttestation, enforcementMode: dryrun, requireAttestors: [ci]}
 `);
-  t.regex(at(findings, '/defaultRule/enforcementMode')[0]?.message as string, /dry-run: images this rule would deny are served anyway/);
+  t.regex(
+    at(findings, '/defaultRule/enforcementMode')[0]?.message as string,
+    /dry-run: images this rule would deny are served anyway/,
+  );
   t.regex(at(findings, '/rules/0/enforcementMode')[0]?.message as string, /dry-run/);
   t.regex(at(findings, '/defaultRule/evaluationMode')[0]?.message as string, /fail-open/);
-  t.regex(at(findings, '/defaultRule/requireAttestors')[0]?.message as string, /ignored: evaluationMode is alwaysAllow/);
+  t.regex(
+    at(findings, '/defaultRule/requireAttestors')[0]?.message as string,
+    /ignored: evaluationMode is alwaysAllow/,
+  );
   t.true(findings.every((f) => f.level === 'warning'));
 });
 
 test('unused attestors and trust roots are flagged; duplicate and redundant allowlist entries too', (t) => {
-  const findings = lint(`trustRoots:
+  const findings = lint(
+    `trustRoots:
   public-good: {builtin: sigstore-public-good}
   spare: {builtin: sigstore-public-good}
 allowlist: ["registry.k8s.io/**", "registry.k8s.io/pause", "quay.io/a", "quay.io/a"]
 defaultRule: {evaluationMode: alwaysDeny}
-`, `${HEADER}  unused: {identities: [{issuer: https://accounts.google.com, subject: me@example.com}]}
-`);
+`,
+    `${HEADER}  unused: {identities: [{issuer: https://accounts.google.com, subject: me@example.com}]}
+`,
+  );
   t.regex(at(findings, '/attestors/ci')[0]?.message as string, /attestor "ci" is not referenced by any rule/);
   t.regex(at(findings, '/attestors/unused')[0]?.message as string, /not referenced/);
   t.regex(at(findings, '/trustRoots/spare')[0]?.message as string, /trust root "spare" is not used/);
@@ -134,26 +155,44 @@ defaultRule: {evaluationMode: alwaysDeny}
 rules:
   - {match: "acme/app", evaluationMode: requireAttestation, requireAttestors: [ci]}
 `);
-  t.regex(at(findings, '/allowlist/0')[0]?.message as string, /"library" does not look like a registry host: .* write docker\.io\/library\/nginx/);
+  t.regex(
+    at(findings, '/allowlist/0')[0]?.message as string,
+    /"library" does not look like a registry host: .* write docker\.io\/library\/nginx/,
+  );
   t.regex(at(findings, '/rules/0/match')[0]?.message as string, /write docker\.io\/acme\/app/);
-  t.deepEqual([1, 2, 3].flatMap((i) => at(findings, `/allowlist/${i}`)).filter((f) => f.message.includes('registry host')), []);
+  t.deepEqual(
+    [1, 2, 3].flatMap((i) => at(findings, `/allowlist/${i}`)).filter((f) => f.message.includes('registry host')),
+    [],
+  );
 });
 
 test('a key or trust root takes exactly one source', (t) => {
-  const findings = lintPolicy(`apiVersion: pullgate.dev/v1
+  const findings = lintPolicy(
+    `apiVersion: pullgate.dev/v1
 kind: Policy
 trustRoots: {private: {}}
 attestors: {ci: {keys: [{pem: ${KEY}, file: ci.pub}]}}
 defaultRule: {evaluationMode: requireAttestation, requireAttestors: [ci]}
-`, opts);
-  t.deepEqual(findings.map((f) => [f.level, f.path, f.message]), [
-    ['error', '/trustRoots/private', 'give exactly one of builtin or file'],
-    ['error', '/attestors/ci/keys/0', 'give exactly one of pem or file'],
-  ]);
+`,
+    opts,
+  );
+  t.deepEqual(
+    findings.map((f) => [f.level, f.path, f.message]),
+    [
+      ['error', '/trustRoots/private', 'give exactly one of builtin or file'],
+      ['error', '/attestors/ci/keys/0', 'give exactly one of pem or file'],
+    ],
+  );
 });
 
 test('the example policy lints with only its deliberate dry-run warning', (t) => {
   const file = new URL('../../../config/policy.example.yaml', import.meta.url);
-  const findings = lintPolicy(readFileSync(file, 'utf8'), { file: file.pathname, baseDir: new URL('.', file).pathname });
-  t.deepEqual(findings.map((f) => [f.level, f.path]), [['warning', '/rules/2/enforcementMode']]);
+  const findings = lintPolicy(readFileSync(file, 'utf8'), {
+    file: file.pathname,
+    baseDir: new URL('.', file).pathname,
+  });
+  t.deepEqual(
+    findings.map((f) => [f.level, f.path]),
+    [['warning', '/rules/2/enforcementMode']],
+  );
 });

@@ -1,7 +1,13 @@
 import test from 'ava';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { EMBEDDED_POLICY, EMBEDDED_SOURCE, loadPolicyFile, parsePolicy, PolicyError } from '../../../src/policy/load.ts';
+import {
+  EMBEDDED_POLICY,
+  EMBEDDED_SOURCE,
+  loadPolicyFile,
+  parsePolicy,
+  PolicyError,
+} from '../../../src/policy/load.ts';
 import { selectRule } from '../../../src/policy/match.ts';
 import { evaluate } from '../../../src/policy/evaluate.ts';
 import { publicKeyPem, tempDirs, yamlBlock } from './helpers.ts';
@@ -51,60 +57,195 @@ rules:
 // Each case: document body (after apiVersion/kind), the JSON pointer of the problem, and its wording.
 const invalid: [string, string, string, RegExp][] = [
   ['missing defaultRule', `${ATTESTORS}`, '/defaultRule', /is required/],
-  ['unknown top-level field', 'defaultRule: {evaluationMode: alwaysDeny}\nrule: []', '/rule', /unknown field; expected one of: .*rules/],
-  ['unknown evaluation mode', 'defaultRule: {evaluationMode: allow}', '/defaultRule/evaluationMode', /must be one of alwaysAllow, alwaysDeny, requireAttestation \(got the string "allow"\)/],
-  ['match on the default rule', 'defaultRule: {evaluationMode: alwaysDeny, match: "x/**"}', '/defaultRule/match', /not allowed/],
-  ['rule without match', 'defaultRule: {evaluationMode: alwaysDeny}\nrules: [{evaluationMode: alwaysAllow}]', '/rules/0/match', /is required/],
-  ['requireAttestors as a string', `${ATTESTORS}defaultRule: {evaluationMode: requireAttestation, requireAttestors: ci}`, '/defaultRule/requireAttestors', /must be a list or a mapping/],
-  ['min not an integer', `${ATTESTORS}defaultRule: {evaluationMode: requireAttestation, requireAttestors: {anyOf: [ci], min: 0.5}}`, '/defaultRule/requireAttestors/min', /integer/],
-  ['unknown tag mode', 'defaultRule: {evaluationMode: alwaysDeny, tagMode: latest}', '/defaultRule/tagMode', /pin, deny, follow/],
-  ['bad attestor name', 'attestors: {"ci team": {keys: [{pem: x}]}}\ndefaultRule: {evaluationMode: alwaysDeny}', '/attestors/ci team', /invalid name/],
-  ['unknown attestor in anyOf', `${ATTESTORS}defaultRule: {evaluationMode: alwaysDeny}
+  [
+    'unknown top-level field',
+    'defaultRule: {evaluationMode: alwaysDeny}\nrule: []',
+    '/rule',
+    /unknown field; expected one of: .*rules/,
+  ],
+  [
+    'unknown evaluation mode',
+    'defaultRule: {evaluationMode: allow}',
+    '/defaultRule/evaluationMode',
+    /must be one of alwaysAllow, alwaysDeny, requireAttestation \(got the string "allow"\)/,
+  ],
+  [
+    'match on the default rule',
+    'defaultRule: {evaluationMode: alwaysDeny, match: "x/**"}',
+    '/defaultRule/match',
+    /not allowed/,
+  ],
+  [
+    'rule without match',
+    'defaultRule: {evaluationMode: alwaysDeny}\nrules: [{evaluationMode: alwaysAllow}]',
+    '/rules/0/match',
+    /is required/,
+  ],
+  [
+    'requireAttestors as a string',
+    `${ATTESTORS}defaultRule: {evaluationMode: requireAttestation, requireAttestors: ci}`,
+    '/defaultRule/requireAttestors',
+    /must be a list or a mapping/,
+  ],
+  [
+    'min not an integer',
+    `${ATTESTORS}defaultRule: {evaluationMode: requireAttestation, requireAttestors: {anyOf: [ci], min: 0.5}}`,
+    '/defaultRule/requireAttestors/min',
+    /integer/,
+  ],
+  [
+    'unknown tag mode',
+    'defaultRule: {evaluationMode: alwaysDeny, tagMode: latest}',
+    '/defaultRule/tagMode',
+    /pin, deny, follow/,
+  ],
+  [
+    'bad attestor name',
+    'attestors: {"ci team": {keys: [{pem: x}]}}\ndefaultRule: {evaluationMode: alwaysDeny}',
+    '/attestors/ci team',
+    /invalid name/,
+  ],
+  [
+    'unknown attestor in anyOf',
+    `${ATTESTORS}defaultRule: {evaluationMode: alwaysDeny}
 rules:
   - {match: a/b, evaluationMode: alwaysAllow}
   - {match: a/c, evaluationMode: alwaysAllow}
   - match: a/d
     evaluationMode: requireAttestation
-    requireAttestors: {anyOf: [ci, sigstore], min: 1}`, '/rules/2/requireAttestors/anyOf/1', /unknown attestor "sigstore"; defined: ci, scanner/],
-  ['unknown attestor in a list', `${ATTESTORS}defaultRule: {evaluationMode: requireAttestation, requireAttestors: [ci, cd]}`, '/defaultRule/requireAttestors/1', /unknown attestor "cd"/],
-  ['unknown attestor in attestations', `${ATTESTORS}defaultRule:
+    requireAttestors: {anyOf: [ci, sigstore], min: 1}`,
+    '/rules/2/requireAttestors/anyOf/1',
+    /unknown attestor "sigstore"; defined: ci, scanner/,
+  ],
+  [
+    'unknown attestor in a list',
+    `${ATTESTORS}defaultRule: {evaluationMode: requireAttestation, requireAttestors: [ci, cd]}`,
+    '/defaultRule/requireAttestors/1',
+    /unknown attestor "cd"/,
+  ],
+  [
+    'unknown attestor in attestations',
+    `${ATTESTORS}defaultRule:
   evaluationMode: requireAttestation
-  attestations: [{attestor: sbom, predicateType: https://spdx.dev/Document}]`, '/defaultRule/attestations/0/attestor', /unknown attestor "sbom"/],
-  ['min larger than the list', `${ATTESTORS}defaultRule: {evaluationMode: requireAttestation, requireAttestors: {anyOf: [ci, scanner], min: 3}}`, '/defaultRule/requireAttestors/min', /between 1 and 2.*got 3/],
-  ['min below 1', `${ATTESTORS}defaultRule: {evaluationMode: requireAttestation, requireAttestors: {anyOf: [ci, scanner], min: 0}}`, '/defaultRule/requireAttestors/min', /between 1 and 2.*got 0/],
-  ['attestor listed twice', `${ATTESTORS}defaultRule: {evaluationMode: requireAttestation, requireAttestors: [ci, ci]}`, '/defaultRule/requireAttestors/1', /listed twice/],
-  ['requireAttestation with nothing required', 'defaultRule: {evaluationMode: requireAttestation}', '/defaultRule/evaluationMode', /needs requireAttestors or attestations/],
-  ['invalid condition regexp', `${ATTESTORS}defaultRule:
+  attestations: [{attestor: sbom, predicateType: https://spdx.dev/Document}]`,
+    '/defaultRule/attestations/0/attestor',
+    /unknown attestor "sbom"/,
+  ],
+  [
+    'min larger than the list',
+    `${ATTESTORS}defaultRule: {evaluationMode: requireAttestation, requireAttestors: {anyOf: [ci, scanner], min: 3}}`,
+    '/defaultRule/requireAttestors/min',
+    /between 1 and 2.*got 3/,
+  ],
+  [
+    'min below 1',
+    `${ATTESTORS}defaultRule: {evaluationMode: requireAttestation, requireAttestors: {anyOf: [ci, scanner], min: 0}}`,
+    '/defaultRule/requireAttestors/min',
+    /between 1 and 2.*got 0/,
+  ],
+  [
+    'attestor listed twice',
+    `${ATTESTORS}defaultRule: {evaluationMode: requireAttestation, requireAttestors: [ci, ci]}`,
+    '/defaultRule/requireAttestors/1',
+    /listed twice/,
+  ],
+  [
+    'requireAttestation with nothing required',
+    'defaultRule: {evaluationMode: requireAttestation}',
+    '/defaultRule/evaluationMode',
+    /needs requireAttestors or attestations/,
+  ],
+  [
+    'invalid condition regexp',
+    `${ATTESTORS}defaultRule:
   evaluationMode: requireAttestation
   attestations:
     - attestor: ci
       predicateType: https://slsa.dev/provenance/v1
-      conditions: [{path: runDetails.builder.id, matches: "https://(github"}]`, '/defaultRule/attestations/0/conditions/0/matches', /invalid regular expression/],
-  ['invalid duration', `${ATTESTORS}defaultRule:
+      conditions: [{path: runDetails.builder.id, matches: "https://(github"}]`,
+    '/defaultRule/attestations/0/conditions/0/matches',
+    /invalid regular expression/,
+  ],
+  [
+    'invalid duration',
+    `${ATTESTORS}defaultRule:
   evaluationMode: requireAttestation
   attestations:
     - attestor: scanner
       predicateType: https://cosign.sigstore.dev/attestation/vuln/v1
-      conditions: [{path: metadata.scanFinishedOn, maxAge: 1 week}]`, '/defaultRule/attestations/0/conditions/0/maxAge', /not a duration.*7d/],
-  ['condition without a test', `${ATTESTORS}defaultRule:
+      conditions: [{path: metadata.scanFinishedOn, maxAge: 1 week}]`,
+    '/defaultRule/attestations/0/conditions/0/maxAge',
+    /not a duration.*7d/,
+  ],
+  [
+    'condition without a test',
+    `${ATTESTORS}defaultRule:
   evaluationMode: requireAttestation
-  attestations: [{attestor: ci, predicateType: x, conditions: [{path: a.b}]}]`, '/defaultRule/attestations/0/conditions/0', /no test: give at least one of equals/],
-  ['condition path with an empty segment', `${ATTESTORS}defaultRule:
+  attestations: [{attestor: ci, predicateType: x, conditions: [{path: a.b}]}]`,
+    '/defaultRule/attestations/0/conditions/0',
+    /no test: give at least one of equals/,
+  ],
+  [
+    'condition path with an empty segment',
+    `${ATTESTORS}defaultRule:
   evaluationMode: requireAttestation
-  attestations: [{attestor: ci, predicateType: x, conditions: [{path: a..b, equals: 1}]}]`, '/defaultRule/attestations/0/conditions/0/path', /empty segment/],
-  ['duplicate rule match', `defaultRule: {evaluationMode: alwaysDeny}
+  attestations: [{attestor: ci, predicateType: x, conditions: [{path: a..b, equals: 1}]}]`,
+    '/defaultRule/attestations/0/conditions/0/path',
+    /empty segment/,
+  ],
+  [
+    'duplicate rule match',
+    `defaultRule: {evaluationMode: alwaysDeny}
 rules:
   - {match: "ghcr.io/**", evaluationMode: alwaysAllow}
-  - {match: "ghcr.io/**", evaluationMode: alwaysDeny}`, '/rules/1/match', /already the match of \/rules\/0/],
-  ['invalid rule pattern', 'defaultRule: {evaluationMode: alwaysDeny}\nrules: [{match: "ghcr.io/app@sha256:00", evaluationMode: alwaysAllow}]', '/rules/0/match', /digests cannot be matched/],
-  ['invalid allowlist pattern', 'allowlist: [ok.io/x, docker.io]\ndefaultRule: {evaluationMode: alwaysDeny}', '/allowlist/1', /has no "\/"/],
-  ['attestor with neither keys nor identities', 'attestors: {ci: {description: nothing}}\ndefaultRule: {evaluationMode: alwaysDeny}', '/attestors/ci', /neither keys nor identities/],
-  ['unknown trust root', `attestors: {ci: {trustRoot: private, identities: [{issuer: https://x, subject: me}]}}
-defaultRule: {evaluationMode: alwaysDeny}`, '/attestors/ci/trustRoot', /unknown trust root "private"/],
-  ['invalid identity regexp', `attestors: {ci: {identities: [{issuer: https://x, subjectRegExp: "(("}]}}
-defaultRule: {evaluationMode: alwaysDeny}`, '/attestors/ci/identities/0/subjectRegExp', /invalid regular expression/],
-  ['not a public key', 'attestors: {ci: {keys: [{pem: hello}]}}\ndefaultRule: {evaluationMode: alwaysDeny}', '/attestors/ci/keys/0/pem', /not a PEM public key/],
-  ['duplicate YAML keys', 'defaultRule: {evaluationMode: alwaysDeny}\ndefaultRule: {evaluationMode: alwaysAllow}', '', /not valid YAML: Map keys must be unique/],
+  - {match: "ghcr.io/**", evaluationMode: alwaysDeny}`,
+    '/rules/1/match',
+    /already the match of \/rules\/0/,
+  ],
+  [
+    'invalid rule pattern',
+    'defaultRule: {evaluationMode: alwaysDeny}\nrules: [{match: "ghcr.io/app@sha256:00", evaluationMode: alwaysAllow}]',
+    '/rules/0/match',
+    /digests cannot be matched/,
+  ],
+  [
+    'invalid allowlist pattern',
+    'allowlist: [ok.io/x, docker.io]\ndefaultRule: {evaluationMode: alwaysDeny}',
+    '/allowlist/1',
+    /has no "\/"/,
+  ],
+  [
+    'attestor with neither keys nor identities',
+    'attestors: {ci: {description: nothing}}\ndefaultRule: {evaluationMode: alwaysDeny}',
+    '/attestors/ci',
+    /neither keys nor identities/,
+  ],
+  [
+    'unknown trust root',
+    `attestors: {ci: {trustRoot: private, identities: [{issuer: https://x, subject: me}]}}
+defaultRule: {evaluationMode: alwaysDeny}`,
+    '/attestors/ci/trustRoot',
+    /unknown trust root "private"/,
+  ],
+  [
+    'invalid identity regexp',
+    `attestors: {ci: {identities: [{issuer: https://x, subjectRegExp: "(("}]}}
+defaultRule: {evaluationMode: alwaysDeny}`,
+    '/attestors/ci/identities/0/subjectRegExp',
+    /invalid regular expression/,
+  ],
+  [
+    'not a public key',
+    'attestors: {ci: {keys: [{pem: hello}]}}\ndefaultRule: {evaluationMode: alwaysDeny}',
+    '/attestors/ci/keys/0/pem',
+    /not a PEM public key/,
+  ],
+  [
+    'duplicate YAML keys',
+    'defaultRule: {evaluationMode: alwaysDeny}\ndefaultRule: {evaluationMode: alwaysAllow}',
+    '',
+    /not valid YAML: Map keys must be unique/,
+  ],
   ['YAML syntax', 'defaultRule: [', '', /not valid YAML/],
 ];
 
@@ -119,10 +260,16 @@ for (const [title, body, path, problem] of invalid) {
 }
 
 test('the apiVersion and kind are checked', (t) => {
-  const version = t.throws(() => parsePolicy('apiVersion: pullgate.dev/v2\nkind: Policy\ndefaultRule: {evaluationMode: alwaysDeny}\n', opts), { instanceOf: PolicyError });
+  const version = t.throws(
+    () => parsePolicy('apiVersion: pullgate.dev/v2\nkind: Policy\ndefaultRule: {evaluationMode: alwaysDeny}\n', opts),
+    { instanceOf: PolicyError },
+  );
   t.is(version.path, '/apiVersion');
   t.regex(version.problem, /must be "pullgate.dev\/v1" \(got the string "pullgate.dev\/v2"\)/);
-  const kind = t.throws(() => parsePolicy('apiVersion: pullgate.dev/v1\ndefaultRule: {evaluationMode: alwaysDeny}\n', opts), { instanceOf: PolicyError });
+  const kind = t.throws(
+    () => parsePolicy('apiVersion: pullgate.dev/v1\ndefaultRule: {evaluationMode: alwaysDeny}\n', opts),
+    { instanceOf: PolicyError },
+  );
   t.is(kind.path, '/kind');
   t.regex(kind.problem, /is required/);
 });
@@ -137,15 +284,22 @@ test('loadPolicyFile reads key files relative to the policy file; replacing one 
   const dir = tmp.make();
   writeFileSync(join(dir, 'ci.pub'), publicKeyPem());
   const file = join(dir, 'policy.yaml');
-  writeFileSync(file, `${HEADER}attestors: {ci: {keys: [{file: ci.pub}]}}
+  writeFileSync(
+    file,
+    `${HEADER}attestors: {ci: {keys: [{file: ci.pub}]}}
 defaultRule: {evaluationMode: requireAttestation, requireAttestors: [ci]}
-`);
+`,
+  );
   const first = loadPolicyFile(file);
   t.is(first.source, file);
   t.is(first.attestors.get('ci')?.keys.length, 1);
   t.is(loadPolicyFile(file).version, first.version);
   writeFileSync(join(dir, 'ci.pub'), publicKeyPem());
-  t.not(loadPolicyFile(file).version, first.version, 'a rotated key file is a new policy even if the text is unchanged');
+  t.not(
+    loadPolicyFile(file).version,
+    first.version,
+    'a rotated key file is a new policy even if the text is unchanged',
+  );
 });
 
 test('loadPolicyFile names the file it cannot read or the key file it cannot find', (t) => {
@@ -153,7 +307,10 @@ test('loadPolicyFile names the file it cannot read or the key file it cannot fin
   const missing = t.throws(() => loadPolicyFile(join(dir, 'nope.yaml')), { instanceOf: PolicyError });
   t.regex(missing.message, /nope\.yaml: \/: cannot read the policy file \(ENOENT\)/);
   const file = join(dir, 'policy.yaml');
-  writeFileSync(file, `${HEADER}attestors: {ci: {keys: [{file: keys/ci.pub}]}}\ndefaultRule: {evaluationMode: alwaysDeny}\n`);
+  writeFileSync(
+    file,
+    `${HEADER}attestors: {ci: {keys: [{file: keys/ci.pub}]}}\ndefaultRule: {evaluationMode: alwaysDeny}\n`,
+  );
   const err = t.throws(() => loadPolicyFile(file), { instanceOf: PolicyError });
   t.is(err.path, '/attestors/ci/keys/0/file');
   t.regex(err.problem, /keys\/ci\.pub.*cannot read \(ENOENT, relative to /);

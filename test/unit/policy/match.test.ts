@@ -19,25 +19,80 @@ function image(ref: string): ImageRef {
   const colon = name.indexOf(':', name.lastIndexOf('/') + 1);
   const registry = name.slice(0, slash);
   const repository = name.slice(slash + 1, colon >= 0 ? colon : undefined);
-  return colon >= 0 ? { registry, repository, tag: name.slice(colon + 1), digest: DIGEST } : { registry, repository, digest: at >= 0 ? ref.slice(at + 1) : DIGEST };
+  return colon >= 0
+    ? { registry, repository, tag: name.slice(colon + 1), digest: DIGEST }
+    : { registry, repository, digest: at >= 0 ? ref.slice(at + 1) : DIGEST };
 }
 
 function policy(rules: string[], extra = ''): ReturnType<typeof parsePolicy> {
   const body = rules.map((r) => `{match: "${r}", evaluationMode: alwaysAllow}`).join(', ');
-  return parsePolicy(`apiVersion: pullgate.dev/v1\nkind: Policy\n${extra}defaultRule: {evaluationMode: alwaysDeny}\nrules: [${body}]\n`, opts);
+  return parsePolicy(
+    `apiVersion: pullgate.dev/v1\nkind: Policy\n${extra}defaultRule: {evaluationMode: alwaysDeny}\nrules: [${body}]\n`,
+    opts,
+  );
 }
 
 const precedence: [string, string[], string, string][] = [
-  ['exact name beats a segment wildcard', ['docker.io/library/*', 'docker.io/library/nginx'], 'docker.io/library/nginx:1.25', 'rule:docker.io/library/nginx'],
-  ['a segment wildcard beats **', ['docker.io/**', 'docker.io/library/*'], 'docker.io/library/nginx:1', 'rule:docker.io/library/*'],
-  ['order in the file does not matter when specificity differs', ['docker.io/library/nginx', 'docker.io/**'], 'docker.io/library/nginx:1', 'rule:docker.io/library/nginx'],
-  ['a tag rule beats the untagged rule for its tags', ['ghcr.io/acme/app', 'ghcr.io/acme/app:v*'], 'ghcr.io/acme/app:v2', 'rule:ghcr.io/acme/app:v*'],
-  ['a tag rule does not apply to other tags', ['ghcr.io/acme/app', 'ghcr.io/acme/app:v*'], 'ghcr.io/acme/app:latest', 'rule:ghcr.io/acme/app'],
-  ['a tag rule never applies to a digest pull', ['ghcr.io/acme/app', 'ghcr.io/acme/app:v*'], `ghcr.io/acme/app@${DIGEST}`, 'rule:ghcr.io/acme/app'],
-  ['equal literals: fewer wildcards wins', ['ghcr.io/acme/ap?*', 'ghcr.io/acme/ap?'], 'ghcr.io/acme/app:1', 'rule:ghcr.io/acme/ap?'],
-  ['** counts as one wildcard: equal specificity, the earlier rule wins', ['ghcr.io/acme/ap**', 'ghcr.io/acme/ap?'], 'ghcr.io/acme/app:1', 'rule:ghcr.io/acme/ap**'],
-  ['equal specificity: the earlier rule wins', ['ghcr.io/*/acme', 'ghcr.io/acme/*'], 'ghcr.io/acme/acme:1', 'rule:ghcr.io/*/acme'],
-  ['equal specificity, other order', ['ghcr.io/acme/*', 'ghcr.io/*/acme'], 'ghcr.io/acme/acme:1', 'rule:ghcr.io/acme/*'],
+  [
+    'exact name beats a segment wildcard',
+    ['docker.io/library/*', 'docker.io/library/nginx'],
+    'docker.io/library/nginx:1.25',
+    'rule:docker.io/library/nginx',
+  ],
+  [
+    'a segment wildcard beats **',
+    ['docker.io/**', 'docker.io/library/*'],
+    'docker.io/library/nginx:1',
+    'rule:docker.io/library/*',
+  ],
+  [
+    'order in the file does not matter when specificity differs',
+    ['docker.io/library/nginx', 'docker.io/**'],
+    'docker.io/library/nginx:1',
+    'rule:docker.io/library/nginx',
+  ],
+  [
+    'a tag rule beats the untagged rule for its tags',
+    ['ghcr.io/acme/app', 'ghcr.io/acme/app:v*'],
+    'ghcr.io/acme/app:v2',
+    'rule:ghcr.io/acme/app:v*',
+  ],
+  [
+    'a tag rule does not apply to other tags',
+    ['ghcr.io/acme/app', 'ghcr.io/acme/app:v*'],
+    'ghcr.io/acme/app:latest',
+    'rule:ghcr.io/acme/app',
+  ],
+  [
+    'a tag rule never applies to a digest pull',
+    ['ghcr.io/acme/app', 'ghcr.io/acme/app:v*'],
+    `ghcr.io/acme/app@${DIGEST}`,
+    'rule:ghcr.io/acme/app',
+  ],
+  [
+    'equal literals: fewer wildcards wins',
+    ['ghcr.io/acme/ap?*', 'ghcr.io/acme/ap?'],
+    'ghcr.io/acme/app:1',
+    'rule:ghcr.io/acme/ap?',
+  ],
+  [
+    '** counts as one wildcard: equal specificity, the earlier rule wins',
+    ['ghcr.io/acme/ap**', 'ghcr.io/acme/ap?'],
+    'ghcr.io/acme/app:1',
+    'rule:ghcr.io/acme/ap**',
+  ],
+  [
+    'equal specificity: the earlier rule wins',
+    ['ghcr.io/*/acme', 'ghcr.io/acme/*'],
+    'ghcr.io/acme/acme:1',
+    'rule:ghcr.io/*/acme',
+  ],
+  [
+    'equal specificity, other order',
+    ['ghcr.io/acme/*', 'ghcr.io/*/acme'],
+    'ghcr.io/acme/acme:1',
+    'rule:ghcr.io/acme/*',
+  ],
   ['no match falls to the default rule', ['ghcr.io/acme/*'], 'quay.io/x/y:1', 'default'],
   ['* does not cross /', ['ghcr.io/acme/*'], 'ghcr.io/acme/team/app:1', 'default'],
 ];
@@ -67,7 +122,8 @@ test('a tagged allowlist entry does not allowlist digest pulls', (t) => {
 
 test('selected rule carries its modes, defaults and the attestors that need verifying', (t) => {
   const key = publicKeyPem();
-  const p = parsePolicy(`apiVersion: pullgate.dev/v1
+  const p = parsePolicy(
+    `apiVersion: pullgate.dev/v1
 kind: Policy
 attestors:
   ci: {keys: [{pem: "${key.replace(/\n/g, '\\n')}"}]}
@@ -83,12 +139,21 @@ rules:
   - match: quay.io/**
     evaluationMode: alwaysAllow
     requireAttestors: [ci]
-`, opts);
+`,
+    opts,
+  );
   const s = selectRule(p, image('ghcr.io/a/b:1'));
-  t.deepEqual([s.name, s.enforcementMode, s.tagMode, s.attestors], ['rule:ghcr.io/**', 'dryrun', 'deny', ['ci', 'scan']]);
+  t.deepEqual(
+    [s.name, s.enforcementMode, s.tagMode, s.attestors],
+    ['rule:ghcr.io/**', 'dryrun', 'deny', ['ci', 'scan']],
+  );
   t.is(s.rule, p.doc.rules?.[0] ?? null);
   const allow = selectRule(p, image('quay.io/a/b:1'));
-  t.deepEqual([allow.enforcementMode, allow.tagMode, allow.attestors], ['enforce', 'pin', []], 'no verification for alwaysAllow');
+  t.deepEqual(
+    [allow.enforcementMode, allow.tagMode, allow.attestors],
+    ['enforce', 'pin', []],
+    'no verification for alwaysAllow',
+  );
   const def = selectRule(p, image('x.io/a/b:1'));
   t.is(def.name, 'default');
   t.is(def.message, undefined, 'only the embedded policy adds a message');
@@ -96,7 +161,9 @@ rules:
 
 function attestorPolicy(dir: string, defaultRule: string, extra = ''): string {
   const file = join(dir, 'policy.yaml');
-  writeFileSync(file, `apiVersion: pullgate.dev/v1
+  writeFileSync(
+    file,
+    `apiVersion: pullgate.dev/v1
 kind: Policy
 ${extra}attestors:
   ci: {keys: [{file: ci.pub}]}
@@ -104,7 +171,8 @@ ${extra}attestors:
 defaultRule: ${defaultRule}
 rules:
   - {match: "ghcr.io/acme/**", evaluationMode: requireAttestation, requireAttestors: [other]}
-`);
+`,
+  );
   return file;
 }
 
@@ -124,7 +192,7 @@ test('ruleHash changes when the rule, a key of its attestors or their trust root
 
   writeFileSync(join(dir, 'ci.pub'), publicKeyPem());
   const rotated = hash();
-  t.not(rotated, first, 'a rotated key of the rule\'s attestor invalidates cached verdicts');
+  t.not(rotated, first, "a rotated key of the rule's attestor invalidates cached verdicts");
 
   attestorPolicy(dir, '{evaluationMode: requireAttestation, requireAttestors: [ci], tagMode: follow}');
   const edited = hash();
@@ -144,6 +212,8 @@ test('ruleHash changes when the rule, a key of its attestors or their trust root
 
 test('ruleHash differs between rules with the same content and between allowlist entries', (t) => {
   const p = policy(['ghcr.io/a/*', 'ghcr.io/b/*'], 'allowlist: [quay.io/x, quay.io/y]\n');
-  const hashes = ['ghcr.io/a/x:1', 'ghcr.io/b/x:1', 'quay.io/x:1', 'quay.io/y:1', 'other.io/z/z:1'].map((r) => selectRule(p, image(r)).ruleHash);
+  const hashes = ['ghcr.io/a/x:1', 'ghcr.io/b/x:1', 'quay.io/x:1', 'quay.io/y:1', 'other.io/z/z:1'].map(
+    (r) => selectRule(p, image(r)).ruleHash,
+  );
   t.is(new Set(hashes).size, hashes.length);
 });

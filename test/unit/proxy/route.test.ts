@@ -3,7 +3,13 @@ import { RegistryError, type ErrorCode } from '../../../src/oci/errors.ts';
 import { routeRequest, type UpstreamNames } from '../../../src/proxy/route.ts';
 
 const names = (defaultUpstream?: string): UpstreamNames => {
-  const map: Record<string, string> = { 'docker.io': 'docker.io', 'index.docker.io': 'docker.io', 'ghcr.io': 'ghcr.io', 'registry.test:5000': 'registry.test:5000', hub: 'docker.io' };
+  const map: Record<string, string> = {
+    'docker.io': 'docker.io',
+    'index.docker.io': 'docker.io',
+    'ghcr.io': 'ghcr.io',
+    'registry.test:5000': 'registry.test:5000',
+    hub: 'docker.io',
+  };
   return { canonical: (n) => map[n], defaultUpstream };
 };
 const D = `sha256:${'a'.repeat(64)}`;
@@ -17,7 +23,12 @@ function rejects(t: import('ava').ExecutionContext, fn: () => unknown, status: n
 
 test('path prefix selects the upstream and strips it from the repository', (t) => {
   const r = routeRequest('/v2/ghcr.io/acme/app/manifests/1.0', undefined, names());
-  t.deepEqual(r, { upstream: 'ghcr.io', repository: 'acme/app', clientName: 'ghcr.io/acme/app', endpoint: { kind: 'manifest', reference: '1.0' } });
+  t.deepEqual(r, {
+    upstream: 'ghcr.io',
+    repository: 'acme/app',
+    clientName: 'ghcr.io/acme/app',
+    endpoint: { kind: 'manifest', reference: '1.0' },
+  });
 });
 
 test('Docker Hub single-segment names become library/ names, also through an alias', (t) => {
@@ -42,11 +53,19 @@ test('ns together with the same registry as path prefix (containerd override_pat
   t.is(r.repository, 'library/nginx');
   t.is(routeRequest('/v2/docker.io/nginx/manifests/1', 'docker.io', names()).repository, 'library/nginx');
   // a prefix naming another registry than ns stays part of the repository name at the ns registry
-  t.deepEqual([routeRequest('/v2/ghcr.io/a/manifests/1', 'docker.io', names())].map((r) => [r.upstream, r.repository]), [['docker.io', 'ghcr.io/a']]);
+  t.deepEqual(
+    [routeRequest('/v2/ghcr.io/a/manifests/1', 'docker.io', names())].map((r) => [r.upstream, r.repository]),
+    [['docker.io', 'ghcr.io/a']],
+  );
 });
 
 test('a host that is not allowlisted is denied, by prefix and by ns', (t) => {
-  const a = rejects(t, () => routeRequest('/v2/evil.example/x/manifests/1', undefined, names('docker.io')), 403, 'DENIED');
+  const a = rejects(
+    t,
+    () => routeRequest('/v2/evil.example/x/manifests/1', undefined, names('docker.io')),
+    403,
+    'DENIED',
+  );
   t.regex(a.message, /upstream not allowed.*evil\.example/);
   rejects(t, () => routeRequest('/v2/x/manifests/1', 'evil.example', names()), 403, 'DENIED');
   rejects(t, () => routeRequest('/v2/localhost/x/manifests/1', undefined, names()), 403, 'DENIED');
@@ -70,17 +89,38 @@ test('invalid names, traversal and encoded characters are refused', (t) => {
 test('references and digests are validated', (t) => {
   rejects(t, () => routeRequest('/v2/ghcr.io/a/manifests/-bad', undefined, names()), 400, 'MANIFEST_INVALID');
   rejects(t, () => routeRequest('/v2/ghcr.io/a/manifests/md5:abcd', undefined, names()), 400, 'MANIFEST_INVALID');
-  const e = rejects(t, () => routeRequest(`/v2/ghcr.io/a/blobs/sha1:${'a'.repeat(40)}`, undefined, names()), 400, 'DIGEST_INVALID');
+  const e = rejects(
+    t,
+    () => routeRequest(`/v2/ghcr.io/a/blobs/sha1:${'a'.repeat(40)}`, undefined, names()),
+    400,
+    'DIGEST_INVALID',
+  );
   t.regex(e.message, /unsupported digest algorithm "sha1"/);
   rejects(t, () => routeRequest('/v2/ghcr.io/a/blobs/sha256:abc', undefined, names()), 400, 'DIGEST_INVALID');
-  rejects(t, () => routeRequest(`/v2/ghcr.io/a/referrers/sha256:${'A'.repeat(64)}`, undefined, names()), 400, 'DIGEST_INVALID');
-  rejects(t, () => routeRequest(`/v2/ghcr.io/a/manifests/sha512:${'b'.repeat(128)}`, undefined, names()), 400, 'MANIFEST_INVALID');
-  t.deepEqual(routeRequest(`/v2/ghcr.io/a/blobs/sha512:${'b'.repeat(128)}`, undefined, names()).endpoint, { kind: 'blob', digest: `sha512:${'b'.repeat(128)}` });
+  rejects(
+    t,
+    () => routeRequest(`/v2/ghcr.io/a/referrers/sha256:${'A'.repeat(64)}`, undefined, names()),
+    400,
+    'DIGEST_INVALID',
+  );
+  rejects(
+    t,
+    () => routeRequest(`/v2/ghcr.io/a/manifests/sha512:${'b'.repeat(128)}`, undefined, names()),
+    400,
+    'MANIFEST_INVALID',
+  );
+  t.deepEqual(routeRequest(`/v2/ghcr.io/a/blobs/sha512:${'b'.repeat(128)}`, undefined, names()).endpoint, {
+    kind: 'blob',
+    digest: `sha512:${'b'.repeat(128)}`,
+  });
 });
 
 test('unknown endpoints are NAME_UNKNOWN; referrers and tags are routed', (t) => {
   rejects(t, () => routeRequest('/v2/ghcr.io/a/unknown', undefined, names()), 404, 'NAME_UNKNOWN');
-  t.deepEqual(routeRequest(`/v2/ghcr.io/a/b/referrers/${D}`, undefined, names()).endpoint, { kind: 'referrers', digest: D });
+  t.deepEqual(routeRequest(`/v2/ghcr.io/a/b/referrers/${D}`, undefined, names()).endpoint, {
+    kind: 'referrers',
+    digest: D,
+  });
   t.deepEqual(routeRequest('/v2/ghcr.io/a/tags/list', undefined, names()).endpoint, { kind: 'tags' });
   // a repository may itself contain an endpoint word
   t.is(routeRequest('/v2/ghcr.io/a/blobs/b/manifests/1', undefined, names()).repository, 'a/blobs/b');

@@ -2,7 +2,12 @@ import test from 'ava';
 import { paginateTags } from '../../../src/proxy/app.ts';
 import type { Target } from '../../../src/proxy/route.ts';
 
-const target: Target = { upstream: 'registry.test', repository: 'demo/app', clientName: 'registry.test/demo/app', endpoint: { kind: 'tags' } };
+const target: Target = {
+  upstream: 'registry.test',
+  repository: 'demo/app',
+  clientName: 'registry.test/demo/app',
+  endpoint: { kind: 'tags' },
+};
 const body = Buffer.from(JSON.stringify({ name: 'demo/app', tags: ['b', 'a', 'd', 'c'] }));
 
 test('without n the upstream list passes through under the client name', (t) => {
@@ -22,7 +27,12 @@ test('n and last page through the sorted list with a Link back to the proxy', (t
 
 test('an upstream that paginates keeps its own cursor; ns is carried into the link', (t) => {
   const withNs = { ...target, clientName: 'demo/app', ns: 'registry.test' };
-  const page = paginateTags(Buffer.from('{"name":"demo/app","tags":["x","y"]}'), withNs, new URLSearchParams({ n: '2' }), '</v2/demo/app/tags/list?last=y&n=2>; rel="next"');
+  const page = paginateTags(
+    Buffer.from('{"name":"demo/app","tags":["x","y"]}'),
+    withNs,
+    new URLSearchParams({ n: '2' }),
+    '</v2/demo/app/tags/list?last=y&n=2>; rel="next"',
+  );
   t.deepEqual(JSON.parse(page.body).tags, ['x', 'y']);
   t.is(page.next, '</v2/demo/app/tags/list?n=2&last=y&ns=registry.test>; rel="next"');
 });

@@ -1,6 +1,12 @@
 // The hash chain's verifier on hand-built trails: each kind of tampering is reported, at the right seq.
 import test from 'ava';
-import { GENESIS, chainHash, normaliseAuditInput, verifyChain, type ChainHead } from '../../../src/store/audit-chain.ts';
+import {
+  GENESIS,
+  chainHash,
+  normaliseAuditInput,
+  verifyChain,
+  type ChainHead,
+} from '../../../src/store/audit-chain.ts';
 import type { AuditProblem, AuditRecord } from '../../../src/store/types.ts';
 
 /** A valid trail of `n` records and its head, built the way the store appends. */
@@ -8,7 +14,14 @@ function trail(n: number): { records: AuditRecord[]; head: ChainHead } {
   const records: AuditRecord[] = [];
   let prevHash = GENESIS;
   for (let seq = 1; seq <= n; seq++) {
-    const base = { seq, at: new Date(1_700_000_000_000 + seq), kind: 'allow' as const, actor: 'policy', digest: `sha256:${String(seq).padStart(64, '0')}`, detail: { seq } };
+    const base = {
+      seq,
+      at: new Date(1_700_000_000_000 + seq),
+      kind: 'allow' as const,
+      actor: 'policy',
+      digest: `sha256:${String(seq).padStart(64, '0')}`,
+      detail: { seq },
+    };
     const record = { ...base, prevHash, hash: chainHash(prevHash, base) };
     records.push(record);
     prevHash = record.hash;
@@ -26,7 +39,9 @@ const found = (problems: AuditProblem[]) => problems.map((p) => [p.seq, p.proble
 test('an intact trail verifies, also when streamed', async (t) => {
   const { records, head } = trail(5);
   t.deepEqual(await verifyChain(records, head), { records: 5, problems: [] });
-  async function* stream() { yield* records; }
+  async function* stream() {
+    yield* records;
+  }
   t.deepEqual(await verifyChain(stream(), head), { records: 5, problems: [] });
   t.deepEqual(await verifyChain([], { seq: 0, hash: GENESIS }), { records: 0, problems: [] });
 });
@@ -92,7 +107,9 @@ test('a record appended past the head, even correctly chained, is inserted', asy
 test('a reused or non-positive seq is inserted', async (t) => {
   const { records, head } = trail(3);
   const dup = { ...records[1]!, actor: 'mallory' };
-  t.deepEqual(found((await verifyChain([records[0]!, records[1]!, dup, records[2]!], head)).problems), [[2, 'inserted']]);
+  t.deepEqual(found((await verifyChain([records[0]!, records[1]!, dup, records[2]!], head)).problems), [
+    [2, 'inserted'],
+  ]);
   const zero = { ...records[0]!, seq: 0 };
   t.deepEqual(found((await verifyChain([zero, ...records], head)).problems), [[0, 'inserted']]);
 });
@@ -104,11 +121,32 @@ test('a missing chain head is reported', async (t) => {
 });
 
 test('the hash covers every field, seq and time included', (t) => {
-  const base = { seq: 1, at: new Date(1000), kind: 'allow' as const, actor: 'a', upstream: 'u', repository: 'r', tag: 't', digest: 'd', rule: 'x', reasons: ['why'], detail: { k: 1 } };
+  const base = {
+    seq: 1,
+    at: new Date(1000),
+    kind: 'allow' as const,
+    actor: 'a',
+    upstream: 'u',
+    repository: 'r',
+    tag: 't',
+    digest: 'd',
+    rule: 'x',
+    reasons: ['why'],
+    detail: { k: 1 },
+  };
   const h = chainHash(GENESIS, base);
   const variants = [
-    { ...base, seq: 2 }, { ...base, at: new Date(1001) }, { ...base, kind: 'deny' as const }, { ...base, actor: 'b' }, { ...base, upstream: 'v' },
-    { ...base, repository: 's' }, { ...base, tag: 'u' }, { ...base, digest: 'e' }, { ...base, rule: 'y' }, { ...base, reasons: ['other'] }, { ...base, detail: { k: 2 } },
+    { ...base, seq: 2 },
+    { ...base, at: new Date(1001) },
+    { ...base, kind: 'deny' as const },
+    { ...base, actor: 'b' },
+    { ...base, upstream: 'v' },
+    { ...base, repository: 's' },
+    { ...base, tag: 'u' },
+    { ...base, digest: 'e' },
+    { ...base, rule: 'y' },
+    { ...base, reasons: ['other'] },
+    { ...base, detail: { k: 2 } },
   ];
   for (const v of variants) t.not(chainHash(GENESIS, v), h);
   t.not(chainHash('1'.repeat(64), base), h, 'and the previous hash');
@@ -123,7 +161,15 @@ test('detail key order does not change the hash', (t) => {
 
 test('normalising keeps what JSON keeps, and names the kind when detail is not JSON', (t) => {
   const when = new Date(5000);
-  const n = normaliseAuditInput({ kind: 'admin', actor: 'a', tag: undefined, detail: { when, gone: undefined, list: [1, undefined] }, extra: 'dropped' } as never);
+  const n = normaliseAuditInput({
+    kind: 'admin',
+    actor: 'a',
+    tag: undefined,
+    detail: { when, gone: undefined, list: [1, undefined] },
+    extra: 'dropped',
+  } as never);
   t.deepEqual(n, { kind: 'admin', actor: 'a', detail: { when: when.toISOString(), list: [1, null] } });
-  t.throws(() => normaliseAuditInput({ kind: 'admin', actor: 'a', detail: { n: 1n } }), { message: /audit record of kind admin cannot be stored/ });
+  t.throws(() => normaliseAuditInput({ kind: 'admin', actor: 'a', detail: { n: 1n } }), {
+    message: /audit record of kind admin cannot be stored/,
+  });
 });

@@ -19,12 +19,27 @@ test.before(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'pullgate-cosign-real-'));
   // A trust root naming exactly the fixture's Fulcio CA (root fulcio_v1.crt.pem and the
   // intermediate cosign shipped in the chain annotation) and the public-good Rekor key.
-  const publicGood = JSON.parse(publicGoodTrustedRootBytes().toString('utf8')) as { tlogs: unknown[]; ctlogs: unknown[] };
+  const publicGood = JSON.parse(publicGoodTrustedRootBytes().toString('utf8')) as {
+    tlogs: unknown[];
+    ctlogs: unknown[];
+  };
   const { annotations } = loadCosignFixture(KEYLESS);
   const intermediate = pemBodies(annotations['dev.sigstore.cosign/chain'] ?? '')[0];
   const root = pemBodies(readFileSync(new URL('fulcio_v1.crt.pem', COSIGN_REAL), 'utf8'))[0];
-  const ca = { subject: { organization: 'sigstore.dev', commonName: 'sigstore' }, uri: 'https://fulcio.sigstore.dev', certChain: { certificates: [{ rawBytes: intermediate }, { rawBytes: root }] }, validFor: { start: '2021-10-07T00:00:00Z' } };
-  const trustedRoot = (tlogs: unknown[]) => JSON.stringify({ mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1', tlogs, certificateAuthorities: [ca], ctlogs: publicGood.ctlogs, timestampAuthorities: [] });
+  const ca = {
+    subject: { organization: 'sigstore.dev', commonName: 'sigstore' },
+    uri: 'https://fulcio.sigstore.dev',
+    certChain: { certificates: [{ rawBytes: intermediate }, { rawBytes: root }] },
+    validFor: { start: '2021-10-07T00:00:00Z' },
+  };
+  const trustedRoot = (tlogs: unknown[]) =>
+    JSON.stringify({
+      mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1',
+      tlogs,
+      certificateAuthorities: [ca],
+      ctlogs: publicGood.ctlogs,
+      timestampAuthorities: [],
+    });
   await writeFile(path.join(dir, 'fixture-ca.json'), trustedRoot(publicGood.tlogs));
   await writeFile(path.join(dir, 'no-rekor.json'), trustedRoot([]));
 });
@@ -33,7 +48,9 @@ test.after.always(async () => {
 });
 
 function pemBodies(text: string): string[] {
-  return [...text.matchAll(/-----BEGIN CERTIFICATE-----([^-]+)-----END CERTIFICATE-----/g)].map((m) => (m[1] ?? '').replace(/\s+/g, ''));
+  return [...text.matchAll(/-----BEGIN CERTIFICATE-----([^-]+)-----END CERTIFICATE-----/g)].map((m) =>
+    (m[1] ?? '').replace(/\s+/g, ''),
+  );
 }
 
 const trustRoots = (): Record<string, TrustRootSpec> => ({
@@ -46,7 +63,11 @@ function keyed(name: string, file: string): CompiledAttestor {
 }
 
 function keyless(name: string, identity: IdentitySpec, trustRoot?: string): CompiledAttestor {
-  return compileAttestor(name, { identities: [identity], ...(trustRoot ? { trustRoot } : {}) }, { baseDir: dir, trustRoots: trustRoots() });
+  return compileAttestor(
+    name,
+    { identities: [identity], ...(trustRoot ? { trustRoot } : {}) },
+    { baseDir: dir, trustRoots: trustRoots() },
+  );
 }
 
 test('a cosign --key signature verifies with cosign.pub and not with cosign2.pub', async (t) => {
@@ -80,7 +101,11 @@ test('a keyless cosign signature (Fulcio certificate + Rekor SET) verifies offli
   const facts = await verifyImage(source, image, [
     keyless('builtin', identity),
     keyless('fixture-ca', identity, 'fixture-ca'),
-    keyless('regexp', { issuerRegExp: 'https://github\\.com/login/.*', subjectRegExp: '.*@redhat\\.com' }, 'fixture-ca'),
+    keyless(
+      'regexp',
+      { issuerRegExp: 'https://github\\.com/login/.*', subjectRegExp: '.*@redhat\\.com' },
+      'fixture-ca',
+    ),
   ]);
   for (const name of ['builtin', 'fixture-ca', 'regexp']) {
     t.deepEqual(facts.get(name)?.rejected, [], name);
@@ -98,7 +123,11 @@ test('a keyless cosign signature is rejected for another subject, another issuer
   ]);
   for (const name of ['subject', 'issuer', 'substring']) {
     t.deepEqual(facts.get(name)?.verified, [], name);
-    t.regex(facts.get(name)?.rejected[0] ?? '', new RegExp(`subject mitr@redhat.com\\) matches no identity of attestor "${name}"`), name);
+    t.regex(
+      facts.get(name)?.rejected[0] ?? '',
+      new RegExp(`subject mitr@redhat.com\\) matches no identity of attestor "${name}"`),
+      name,
+    );
   }
   t.deepEqual(facts.get('no-rekor')?.verified, []);
   t.regex(facts.get('no-rekor')?.rejected[0] ?? '', /inclusion promise could not be verified/);
@@ -108,7 +137,10 @@ test('a keyless signature does not satisfy a keys-only attestor, nor a keyed one
   const kl = loadCosignFixture(KEYLESS);
   const k = loadCosignFixture(KEYED);
   const a = await verifyImage(kl.source, kl.image, [keyed('keys', 'cosign.pub')]);
-  t.regex(a.get('keys')?.rejected[0] ?? '', /signed with a certificate \(keyless\), but attestor "keys" lists no identities/);
+  t.regex(
+    a.get('keys')?.rejected[0] ?? '',
+    /signed with a certificate \(keyless\), but attestor "keys" lists no identities/,
+  );
   const b = await verifyImage(k.source, k.image, [keyless('ids', { issuer: GITHUB, subject: 'mitr@redhat.com' })]);
   t.regex(b.get('ids')?.rejected[0] ?? '', /signed with a key, but attestor "ids" lists no keys/);
 });

@@ -6,7 +6,13 @@ import { MediaType, type ImageIndex } from '../../../src/oci/types.ts';
 import { compileAttestor } from '../../../src/verify/attestor.ts';
 import { digestTag, discoverEvidence, DEFAULT_DISCOVERY_LIMITS } from '../../../src/verify/discover.ts';
 import { verifyImage } from '../../../src/verify/verify-image.ts';
-import { dsseBundle, inTotoStatement, signSimpleSigning, simpleSigningPayload, type Signer } from '../../harness/sigstore/sign.ts';
+import {
+  dsseBundle,
+  inTotoStatement,
+  signSimpleSigning,
+  simpleSigningPayload,
+  type Signer,
+} from '../../harness/sigstore/sign.ts';
 import { MemorySource } from './memory-source.ts';
 
 const keys = generateKeyPairSync('ec', { namedCurve: 'P-256' });
@@ -14,10 +20,22 @@ const publicKeyPem = keys.publicKey.export({ type: 'spki', format: 'pem' }).toSt
 const signer: Signer = { kind: 'key', privateKey: keys.privateKey, publicKeyPem };
 const ci = () => compileAttestor('ci', { keys: [{ pem: publicKeyPem }] }, { baseDir: '.', trustRoots: {} });
 
-function signedImage(): { source: MemorySource; digest: string; ref: { registry: string; repository: string; digest: string } } {
+function signedImage(): {
+  source: MemorySource;
+  digest: string;
+  ref: { registry: string; repository: string; digest: string };
+} {
   const source = new MemorySource();
-  const digest = source.putManifest('app', { schemaVersion: 2, mediaType: MediaType.ociManifest, config: {}, layers: [] }, 'v1');
-  source.putArtifact('app', [{ mediaType: MediaType.cosignSimpleSigning, ...signSimpleSigning(simpleSigningPayload(digest), signer) }], { tag: `${digestTag(digest)}.sig` });
+  const digest = source.putManifest(
+    'app',
+    { schemaVersion: 2, mediaType: MediaType.ociManifest, config: {}, layers: [] },
+    'v1',
+  );
+  source.putArtifact(
+    'app',
+    [{ mediaType: MediaType.cosignSimpleSigning, ...signSimpleSigning(simpleSigningPayload(digest), signer) }],
+    { tag: `${digestTag(digest)}.sig` },
+  );
   return { source, digest, ref: { registry: 'r', repository: 'app', digest } };
 }
 
@@ -39,7 +57,9 @@ for (const [what, key] of [
 
 test('an error fetching a signature blob propagates', async (t) => {
   const { source, digest, ref } = signedImage();
-  const sig = JSON.parse(source.manifests.get(`app:${digestTag(digest)}.sig`)!.bytes.toString()) as { layers: { digest: string }[] };
+  const sig = JSON.parse(source.manifests.get(`app:${digestTag(digest)}.sig`)!.bytes.toString()) as {
+    layers: { digest: string }[];
+  };
   const error = unavailable();
   source.failures.set(sig.layers[0]!.digest, error);
   t.is(await t.throwsAsync(verifyImage(source, ref, [ci()])), error);
@@ -54,13 +74,23 @@ test('without attestors nothing is fetched', async (t) => {
 test('every referrer manifest is opened whatever the index says about it, and one about another subject is refused', async (t) => {
   const { source, digest, ref } = signedImage();
   const bundle = dsseBundle(inTotoStatement(digest, 'https://slsa.dev/provenance/v1', { ok: true }), signer);
-  const real = source.putArtifact('app', [{ mediaType: MediaType.sigstoreBundleV03, bytes: bundle }], { subject: digest, artifactType: MediaType.sigstoreBundleV03 });
+  const real = source.putArtifact('app', [{ mediaType: MediaType.sigstoreBundleV03, bytes: bundle }], {
+    subject: digest,
+    artifactType: MediaType.sigstoreBundleV03,
+  });
   const elsewhere = source.putManifest('app', { schemaVersion: 2, layers: [], config: {}, x: 1 });
-  const stray = source.putArtifact('app', [{ mediaType: MediaType.sigstoreBundleV03, bytes: bundle }], { subject: elsewhere, artifactType: MediaType.sigstoreBundleV03 });
+  const stray = source.putArtifact('app', [{ mediaType: MediaType.sigstoreBundleV03, bytes: bundle }], {
+    subject: elsewhere,
+    artifactType: MediaType.sigstoreBundleV03,
+  });
   // An index (as from the tag fallback) listing both, with misleading artifact types and annotations.
   const index: ImageIndex = {
     schemaVersion: 2,
-    manifests: [real, stray].map((d) => ({ ...source.descriptorOf('app', d), artifactType: 'application/spdx+json', annotations: { 'dev.sigstore.bundle.content': 'nothing' } })),
+    manifests: [real, stray].map((d) => ({
+      ...source.descriptorOf('app', d),
+      artifactType: 'application/spdx+json',
+      annotations: { 'dev.sigstore.bundle.content': 'nothing' },
+    })),
   };
   source.referrers = async () => index;
   const facts = (await verifyImage(source, ref, [ci()])).get('ci')!;
@@ -71,7 +101,10 @@ test('every referrer manifest is opened whatever the index says about it, and on
 
 test('a listed referrer the registry does not have is noted, not fatal', async (t) => {
   const { source, ref } = signedImage();
-  source.referrers = async () => ({ schemaVersion: 2, manifests: [{ mediaType: MediaType.ociManifest, digest: 'sha256:' + '1'.repeat(64), size: 10 }] });
+  source.referrers = async () => ({
+    schemaVersion: 2,
+    manifests: [{ mediaType: MediaType.ociManifest, digest: 'sha256:' + '1'.repeat(64), size: 10 }],
+  });
   const facts = (await verifyImage(source, ref, [ci()])).get('ci')!;
   t.is(facts.verified.length, 1);
   t.true(facts.rejected.some((r) => r.includes('listed as a referrer but the registry does not have it')));
@@ -80,11 +113,18 @@ test('a listed referrer the registry does not have is noted, not fatal', async (
 test('evidence manifests, layers and blob sizes are bounded', async (t) => {
   const { source, digest } = signedImage();
   for (let i = 0; i < 5; i++) {
-    source.putArtifact('app', [{ mediaType: MediaType.sigstoreBundleV03, bytes: Buffer.from(`{"n":${i}}`) }], { subject: digest, artifactType: MediaType.sigstoreBundleV03 });
+    source.putArtifact('app', [{ mediaType: MediaType.sigstoreBundleV03, bytes: Buffer.from(`{"n":${i}}`) }], {
+      subject: digest,
+      artifactType: MediaType.sigstoreBundleV03,
+    });
   }
   const fewManifests = await discoverEvidence(source, 'app', digest, { ...DEFAULT_DISCOVERY_LIMITS, manifests: 3 });
   t.is(fewManifests.evidence.length, 3);
-  t.true(fewManifests.skipped.some((s) => s.includes('5 listed, only the first 2 were examined (limit 3 evidence manifests)')));
+  t.true(
+    fewManifests.skipped.some((s) =>
+      s.includes('5 listed, only the first 2 were examined (limit 3 evidence manifests)'),
+    ),
+  );
 
   const fewLayers = await discoverEvidence(source, 'app', digest, { ...DEFAULT_DISCOVERY_LIMITS, layers: 2 });
   t.is(fewLayers.evidence.length, 2);
@@ -93,7 +133,11 @@ test('evidence manifests, layers and blob sizes are bounded', async (t) => {
   source.calls.length = 0;
   const smallBlobs = await discoverEvidence(source, 'app', digest, { ...DEFAULT_DISCOVERY_LIMITS, blobBytes: 9 });
   t.true(smallBlobs.skipped.some((s) => /sig layer 0: \d+ bytes, over the 9-byte limit for signatures/.test(s)));
-  const sigLayer = (JSON.parse(source.manifests.get(`app:${digestTag(digest)}.sig`)!.bytes.toString()) as { layers: { digest: string }[] }).layers[0]!.digest;
+  const sigLayer = (
+    JSON.parse(source.manifests.get(`app:${digestTag(digest)}.sig`)!.bytes.toString()) as {
+      layers: { digest: string }[];
+    }
+  ).layers[0]!.digest;
   t.false(source.calls.includes(`blob app@${sigLayer}`), 'the oversized payload is never fetched');
   t.is(smallBlobs.evidence.length, 5);
 });
@@ -101,8 +145,15 @@ test('evidence manifests, layers and blob sizes are bounded', async (t) => {
 test('a .sig tag holding an index, or layers of an unexpected type, is noted', async (t) => {
   const source = new MemorySource();
   const digest = source.putManifest('app', { schemaVersion: 2, config: {}, layers: [] }, 'v1');
-  source.putManifest('app', { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [] }, `${digestTag(digest)}.sig`, MediaType.ociIndex);
-  source.putArtifact('app', [{ mediaType: 'application/octet-stream', bytes: Buffer.from('x') }], { tag: `${digestTag(digest)}.att` });
+  source.putManifest(
+    'app',
+    { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [] },
+    `${digestTag(digest)}.sig`,
+    MediaType.ociIndex,
+  );
+  source.putArtifact('app', [{ mediaType: 'application/octet-stream', bytes: Buffer.from('x') }], {
+    tag: `${digestTag(digest)}.att`,
+  });
   const found = await discoverEvidence(source, 'app', digest);
   t.deepEqual(found.evidence, []);
   t.true(found.skipped.some((s) => s.includes('.sig: is an index')));

@@ -5,7 +5,14 @@ import { MediaType } from '../../../src/oci/types.ts';
 import { compileAttestor } from '../../../src/verify/attestor.ts';
 import { digestTag } from '../../../src/verify/discover.ts';
 import { verifyImage } from '../../../src/verify/verify-image.ts';
-import { inTotoStatement, rawSign, pae, signAttestationLayer, type Signer, type SignedLayer } from '../../harness/sigstore/sign.ts';
+import {
+  inTotoStatement,
+  rawSign,
+  pae,
+  signAttestationLayer,
+  type Signer,
+  type SignedLayer,
+} from '../../harness/sigstore/sign.ts';
 import { MemorySource } from './memory-source.ts';
 
 const keys = generateKeyPairSync('ec', { namedCurve: 'P-256' });
@@ -13,13 +20,27 @@ const publicKeyPem = keys.publicKey.export({ type: 'spki', format: 'pem' }).toSt
 const signer: Signer = { kind: 'key', privateKey: keys.privateKey, publicKeyPem };
 const ci = () => compileAttestor('ci', { keys: [{ pem: publicKeyPem }] }, { baseDir: '.', trustRoots: {} });
 const SLSA = 'https://slsa.dev/provenance/v1';
-const PREDICATE = { buildDefinition: { buildType: 'https://example.test/build', externalParameters: { ref: 'refs/heads/main' } }, runDetails: { builder: { id: 'https://ci.example.test' } } };
+const PREDICATE = {
+  buildDefinition: { buildType: 'https://example.test/build', externalParameters: { ref: 'refs/heads/main' } },
+  runDetails: { builder: { id: 'https://ci.example.test' } },
+};
 
 async function verifyAtt(layers: (digest: string) => SignedLayer[]) {
   const source = new MemorySource();
-  const digest = source.putManifest('app', { schemaVersion: 2, mediaType: MediaType.ociManifest, config: {}, layers: [] }, 'v1');
-  source.putArtifact('app', layers(digest).map((l) => ({ mediaType: MediaType.dsseEnvelope, ...l })), { tag: `${digestTag(digest)}.att` });
-  return { digest, facts: (await verifyImage(source, { registry: 'r', repository: 'app', digest }, [ci()])).get('ci')! };
+  const digest = source.putManifest(
+    'app',
+    { schemaVersion: 2, mediaType: MediaType.ociManifest, config: {}, layers: [] },
+    'v1',
+  );
+  source.putArtifact(
+    'app',
+    layers(digest).map((l) => ({ mediaType: MediaType.dsseEnvelope, ...l })),
+    { tag: `${digestTag(digest)}.att` },
+  );
+  return {
+    digest,
+    facts: (await verifyImage(source, { registry: 'r', repository: 'app', digest }, [ci()])).get('ci')!,
+  };
 }
 
 test('a signed in-toto statement naming the image yields an attestation with its predicate', async (t) => {
@@ -36,12 +57,17 @@ test('in-toto Statement v0.1 is accepted, and a cosign/sign/v1 statement counts 
     signAttestationLayer(inTotoStatement(d, SLSA, PREDICATE, 'https://in-toto.io/Statement/v0.1'), signer),
     signAttestationLayer(inTotoStatement(d, 'https://sigstore.dev/cosign/sign/v1', {}), signer),
   ]);
-  t.deepEqual(facts.verified.map((v) => v.kind), ['attestation', 'signature']);
+  t.deepEqual(
+    facts.verified.map((v) => v.kind),
+    ['attestation', 'signature'],
+  );
 });
 
 test('a statement whose subject is another digest is rejected', async (t) => {
   const other = 'sha256:' + 'ab'.repeat(32);
-  const { digest, facts } = await verifyAtt(() => [signAttestationLayer(inTotoStatement(other, SLSA, PREDICATE), signer)]);
+  const { digest, facts } = await verifyAtt(() => [
+    signAttestationLayer(inTotoStatement(other, SLSA, PREDICATE), signer),
+  ]);
   t.deepEqual(facts.verified, []);
   t.true(facts.rejected[0]?.endsWith(`in-toto statement subjects name ${other}, not the served ${digest}`));
 });
@@ -60,7 +86,11 @@ test('an envelope whose payload was changed after signing is rejected', async (t
 test('a signature over the raw payload instead of the PAE encoding is rejected', async (t) => {
   const { facts } = await verifyAtt((d) => {
     const statement = inTotoStatement(d, SLSA, PREDICATE);
-    const envelope = { payloadType: 'application/vnd.in-toto+json', payload: statement.toString('base64'), signatures: [{ keyid: '', sig: rawSign(keys.privateKey, statement).toString('base64') }] };
+    const envelope = {
+      payloadType: 'application/vnd.in-toto+json',
+      payload: statement.toString('base64'),
+      signatures: [{ keyid: '', sig: rawSign(keys.privateKey, statement).toString('base64') }],
+    };
     return [{ bytes: Buffer.from(JSON.stringify(envelope)), annotations: {} }];
   });
   t.regex(facts.rejected[0] ?? '', /signature does not verify/);
@@ -69,7 +99,11 @@ test('a signature over the raw payload instead of the PAE encoding is rejected',
 test('a non-in-toto payload type is rejected even when signed', async (t) => {
   const { facts } = await verifyAtt((d) => {
     const statement = inTotoStatement(d, SLSA, PREDICATE);
-    const envelope = { payloadType: 'application/json', payload: statement.toString('base64'), signatures: [{ keyid: '', sig: rawSign(keys.privateKey, pae('application/json', statement)).toString('base64') }] };
+    const envelope = {
+      payloadType: 'application/json',
+      payload: statement.toString('base64'),
+      signatures: [{ keyid: '', sig: rawSign(keys.privateKey, pae('application/json', statement)).toString('base64') }],
+    };
     return [{ bytes: Buffer.from(JSON.stringify(envelope)), annotations: {} }];
   });
   t.regex(facts.rejected[0] ?? '', /verifies for attestor "ci", but DSSE payload type is "application\/json"/);
@@ -79,8 +113,16 @@ test('an envelope with several signatures is checked signature by signature', as
   const stranger = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const { facts } = await verifyAtt((d) => {
     const statement = inTotoStatement(d, SLSA, PREDICATE);
-    const sig = (k: typeof keys.privateKey) => rawSign(k, pae('application/vnd.in-toto+json', statement)).toString('base64');
-    const envelope = { payloadType: 'application/vnd.in-toto+json', payload: statement.toString('base64'), signatures: [{ keyid: 'x', sig: sig(stranger.privateKey) }, { keyid: 'y', sig: sig(keys.privateKey) }] };
+    const sig = (k: typeof keys.privateKey) =>
+      rawSign(k, pae('application/vnd.in-toto+json', statement)).toString('base64');
+    const envelope = {
+      payloadType: 'application/vnd.in-toto+json',
+      payload: statement.toString('base64'),
+      signatures: [
+        { keyid: 'x', sig: sig(stranger.privateKey) },
+        { keyid: 'y', sig: sig(keys.privateKey) },
+      ],
+    };
     return [{ bytes: Buffer.from(JSON.stringify(envelope)), annotations: {} }];
   });
   t.is(facts.examined, 2);

@@ -20,12 +20,26 @@ interface ContainersImageSignature {
 }
 
 /** A cosign-real fixture folder served as an image plus its `.sig` artifact. */
-export function loadCosignFixture(folder: string, repository = 'test/app'): { source: MemorySource; image: ImageRef; payload: Buffer; annotations: Record<string, string> } {
+export function loadCosignFixture(
+  folder: string,
+  repository = 'test/app',
+): { source: MemorySource; image: ImageRef; payload: Buffer; annotations: Record<string, string> } {
   const source = new MemorySource();
   const manifest = readFileSync(new URL(`${folder}/manifest.json`, COSIGN_REAL));
   const digest = source.putManifest(repository, manifest, 'v1', MediaType.dockerManifest);
-  const signature = JSON.parse(readFileSync(new URL(`${folder}/signature.json`, COSIGN_REAL), 'utf8')) as ContainersImageSignature;
+  const signature = JSON.parse(
+    readFileSync(new URL(`${folder}/signature.json`, COSIGN_REAL), 'utf8'),
+  ) as ContainersImageSignature;
   const payload = Buffer.from(signature.payload, 'base64');
-  source.putArtifact(repository, [{ mediaType: signature.mimeType, bytes: payload, annotations: signature.annotations }], { tag: `${digestTag(digest)}.sig` });
-  return { source, image: { registry: 'registry.test', repository, tag: 'v1', digest }, payload, annotations: signature.annotations };
+  source.putArtifact(
+    repository,
+    [{ mediaType: signature.mimeType, bytes: payload, annotations: signature.annotations }],
+    { tag: `${digestTag(digest)}.sig` },
+  );
+  return {
+    source,
+    image: { registry: 'registry.test', repository, tag: 'v1', digest },
+    payload,
+    annotations: signature.annotations,
+  };
 }

@@ -2,7 +2,13 @@
 // referrers computed from manifest subjects, and injectable failures.
 import { createHash } from 'node:crypto';
 import { RegistryError } from '../../../src/oci/errors.ts';
-import { MediaType, type Descriptor, type FetchedManifest, type ImageIndex, type ImageManifest } from '../../../src/oci/types.ts';
+import {
+  MediaType,
+  type Descriptor,
+  type FetchedManifest,
+  type ImageIndex,
+  type ImageManifest,
+} from '../../../src/oci/types.ts';
 import type { EvidenceSource } from '../../../src/verify/source.ts';
 
 export function sha256(bytes: Buffer | string): string {
@@ -23,7 +29,12 @@ export class MemorySource implements EvidenceSource {
   readonly calls: string[] = [];
 
   /** Stores a manifest under its digest (and a tag, if given); returns its digest. */
-  putManifest(repository: string, manifest: object | Buffer, tag?: string, mediaType: string = MediaType.ociManifest): string {
+  putManifest(
+    repository: string,
+    manifest: object | Buffer,
+    tag?: string,
+    mediaType: string = MediaType.ociManifest,
+  ): string {
     const bytes = Buffer.isBuffer(manifest) ? manifest : Buffer.from(JSON.stringify(manifest));
     const digest = sha256(bytes);
     const fetched = { bytes, mediaType, digest };
@@ -39,14 +50,25 @@ export class MemorySource implements EvidenceSource {
   }
 
   /** An artifact manifest (empty config) holding the given layers; returns its digest. */
-  putArtifact(repository: string, layers: LayerInput[], opts: { tag?: string; subject?: string; artifactType?: string } = {}): string {
+  putArtifact(
+    repository: string,
+    layers: LayerInput[],
+    opts: { tag?: string; subject?: string; artifactType?: string } = {},
+  ): string {
     const config = this.putBlob(Buffer.from('{}'));
     const manifest: ImageManifest = {
       schemaVersion: 2,
       mediaType: MediaType.ociManifest,
       ...(opts.artifactType ? { artifactType: opts.artifactType } : {}),
-      config: { ...config, mediaType: opts.artifactType ? MediaType.ociEmpty : 'application/vnd.oci.image.config.v1+json' },
-      layers: layers.map((l) => ({ ...this.putBlob(l.bytes), mediaType: l.mediaType, ...(l.annotations ? { annotations: l.annotations } : {}) })),
+      config: {
+        ...config,
+        mediaType: opts.artifactType ? MediaType.ociEmpty : 'application/vnd.oci.image.config.v1+json',
+      },
+      layers: layers.map((l) => ({
+        ...this.putBlob(l.bytes),
+        mediaType: l.mediaType,
+        ...(l.annotations ? { annotations: l.annotations } : {}),
+      })),
       ...(opts.subject ? { subject: this.descriptorOf(repository, opts.subject) } : {}),
     };
     return this.putManifest(repository, manifest, opts.tag);
@@ -72,7 +94,8 @@ export class MemorySource implements EvidenceSource {
     if (failure) throw failure;
     const bytes = this.blobs.get(digest);
     if (!bytes) throw new RegistryError(404, 'BLOB_UNKNOWN', `blob ${digest} unknown`);
-    if (bytes.length > maxBytes) throw new RegistryError(502, 'SIZE_INVALID', `blob ${digest} is larger than ${maxBytes} bytes`);
+    if (bytes.length > maxBytes)
+      throw new RegistryError(502, 'SIZE_INVALID', `blob ${digest} is larger than ${maxBytes} bytes`);
     return bytes;
   }
 
@@ -85,7 +108,12 @@ export class MemorySource implements EvidenceSource {
       if (!key.startsWith(`${repository}@`)) continue;
       const doc = parseJson(m.bytes) as ImageManifest | undefined;
       if (doc?.subject?.digest === digest) {
-        manifests.push({ mediaType: m.mediaType, digest: m.digest, size: m.bytes.length, ...(doc.artifactType ? { artifactType: doc.artifactType } : {}) });
+        manifests.push({
+          mediaType: m.mediaType,
+          digest: m.digest,
+          size: m.bytes.length,
+          ...(doc.artifactType ? { artifactType: doc.artifactType } : {}),
+        });
       }
     }
     return { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests };

@@ -16,12 +16,19 @@ const ctx = { baseDir: fixturePath('', PUBLIC_GOOD), trustRoots: {} };
 function serve(bundleFile: string): { source: MemorySource; digest: string } {
   const source = new MemorySource();
   const digest = source.putManifest('blob/app', readFileSync(new URL('artifact.txt', PUBLIC_GOOD)));
-  source.putArtifact('blob/app', [{ mediaType: MediaType.sigstoreBundleV03, bytes: readFileSync(new URL(bundleFile, PUBLIC_GOOD)) }],
-    { subject: digest, artifactType: MediaType.sigstoreBundleV03 });
+  source.putArtifact(
+    'blob/app',
+    [{ mediaType: MediaType.sigstoreBundleV03, bytes: readFileSync(new URL(bundleFile, PUBLIC_GOOD)) }],
+    { subject: digest, artifactType: MediaType.sigstoreBundleV03 },
+  );
   return { source, digest };
 }
 
-for (const file of ['v0.1-message-signature-fulcio.bundle.json', 'v0.2-message-signature-fulcio.bundle.json', 'v0.3-message-signature-fulcio.bundle.json']) {
+for (const file of [
+  'v0.1-message-signature-fulcio.bundle.json',
+  'v0.2-message-signature-fulcio.bundle.json',
+  'v0.3-message-signature-fulcio.bundle.json',
+]) {
   test(`${file}: the message signature verifies offline for the signer's identity only`, async (t) => {
     const { source, digest } = serve(file);
     const facts = await verifyImage(source, { registry: 'r', repository: 'blob/app', digest }, [
@@ -40,9 +47,19 @@ test('a message-signature bundle is not accepted for another digest than the one
   const { source } = serve('v0.3-message-signature-fulcio.bundle.json');
   const other = source.putManifest('blob/app', Buffer.from('{"schemaVersion":2}'));
   // Make the bundle a referrer of the other digest too.
-  source.putArtifact('blob/app', [{ mediaType: MediaType.sigstoreBundleV03, bytes: readFileSync(new URL('v0.3-message-signature-fulcio.bundle.json', PUBLIC_GOOD)) }],
-    { subject: other, artifactType: MediaType.sigstoreBundleV03 });
-  const facts = await verifyImage(source, { registry: 'r', repository: 'blob/app', digest: other }, [compileAttestor('brian', { identities: [IDENTITY] }, ctx)]);
+  source.putArtifact(
+    'blob/app',
+    [
+      {
+        mediaType: MediaType.sigstoreBundleV03,
+        bytes: readFileSync(new URL('v0.3-message-signature-fulcio.bundle.json', PUBLIC_GOOD)),
+      },
+    ],
+    { subject: other, artifactType: MediaType.sigstoreBundleV03 },
+  );
+  const facts = await verifyImage(source, { registry: 'r', repository: 'blob/app', digest: other }, [
+    compileAttestor('brian', { identities: [IDENTITY] }, ctx),
+  ]);
   t.deepEqual(facts.get('brian')?.verified, []);
   t.regex(facts.get('brian')?.rejected[0] ?? '', /bundle signs sha256:68e656b251e6[0-9a-f]+, not the served sha256:/);
 });
@@ -57,9 +74,14 @@ const DSSE_CASES: [string, AttestorSpec][] = [
 for (const [file, attestor] of DSSE_CASES) {
   test(`${file}: the DSSE signature verifies offline, and a non-in-toto payload is still refused`, async (t) => {
     const { source, digest } = serve(file);
-    const facts = await verifyImage(source, { registry: 'r', repository: 'blob/app', digest }, [compileAttestor('a', attestor, ctx)]);
+    const facts = await verifyImage(source, { registry: 'r', repository: 'blob/app', digest }, [
+      compileAttestor('a', attestor, ctx),
+    ]);
     t.deepEqual(facts.get('a')?.verified, []);
-    t.regex(facts.get('a')?.rejected[0] ?? '', /signature by .+ verifies for attestor "a", but DSSE payload type is "text\/plain"/);
+    t.regex(
+      facts.get('a')?.rejected[0] ?? '',
+      /signature by .+ verifies for attestor "a", but DSSE payload type is "text\/plain"/,
+    );
   });
 }
 
