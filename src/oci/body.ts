@@ -4,6 +4,17 @@ import { RegistryError, type ErrorCode } from './errors.ts';
 
 export class TooLargeError extends Error {}
 
+const ignore = (): void => undefined;
+
+/**
+ * Throws a body away. undici's body emits an "aborted" error when destroyed before its end, and an
+ * 'error' nobody listens to ends the process: every discarded upstream body goes through here.
+ */
+export function discard(body: Readable): void {
+  body.on('error', ignore);
+  body.destroy();
+}
+
 /** Reads a stream fully; destroys it and throws TooLargeError as soon as it exceeds maxBytes. */
 export async function readLimited(body: Readable, maxBytes: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -12,7 +23,7 @@ export async function readLimited(body: Readable, maxBytes: number): Promise<Buf
     const buf = chunk as Buffer;
     total += buf.length;
     if (total > maxBytes) {
-      body.destroy();
+      discard(body);
       throw new TooLargeError(`more than ${maxBytes} bytes`);
     }
     chunks.push(buf);

@@ -8,7 +8,7 @@ import { Agent, request, type Dispatcher } from 'undici';
 import { LRUCache } from 'lru-cache';
 import type { UpstreamConfig } from '../config/types.ts';
 import { parseChallenges, type Challenge } from './challenge.ts';
-import { readLimited, TooLargeError, upstreamStatusError } from './body.ts';
+import { discard, readLimited, TooLargeError, upstreamStatusError } from './body.ts';
 import { RegistryError, type ErrorCode } from './errors.ts';
 import { matchesDigest, sha256Digest } from './digest.ts';
 import { isDigest } from './reference.ts';
@@ -146,7 +146,7 @@ export class RegistryClient {
     if (res.status !== 200) throw await this.statusError(res, 'MANIFEST_UNKNOWN');
     const declared = Number(headerValue(res.headers, 'content-length'));
     if (declared > maxBytes) {
-      res.body.destroy();
+      discard(res.body);
       throw this.#tooLarge(repository, reference, maxBytes);
     }
     let bytes: Buffer;

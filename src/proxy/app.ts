@@ -2,6 +2,7 @@
 import { Transform, pipeline, type TransformCallback } from 'node:stream';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { RegistryError } from '../oci/errors.ts';
+import { discard } from '../oci/body.ts';
 import { digestHasher } from '../oci/digest.ts';
 import { MediaType, type ImageIndex } from '../oci/types.ts';
 import type { Gate } from '../gate/types.ts';
@@ -161,7 +162,7 @@ async function handle(
       const up = await client.blob(req.method as 'GET' | 'HEAD', target.repository, endpoint.digest, range);
       if (up.status !== 200 && up.status !== 206) {
         if (up.status === 416) {
-          up.body.destroy();
+          discard(up.body);
           res
             .status(416)
             .set({ ...API_VERSION, ...pick(up.headers, ['content-range']) })
@@ -172,7 +173,7 @@ async function handle(
       }
       const length = Number(up.headers['content-length']);
       if (bounded && !(length <= maxBytes)) {
-        up.body.destroy();
+        discard(up.body);
         throw new RegistryError(
           403,
           'DENIED',
@@ -186,7 +187,7 @@ async function handle(
         'docker-content-digest': endpoint.digest,
       });
       if (req.method === 'HEAD') {
-        up.body.destroy();
+        discard(up.body);
         res.end();
         return;
       }

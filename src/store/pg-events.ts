@@ -31,6 +31,11 @@ export function channelFor(schema: string): string {
   return plain.length <= 63 ? plain : `pullgate_${createHash('sha256').update(schema).digest('hex').slice(0, 40)}`;
 }
 
+/** The application_name of a schema's query connections (visible in pg_stat_activity). */
+export function poolName(schema: string): string {
+  return `pullgate:${schema}`.slice(0, 63);
+}
+
 /** The application_name of a schema's listening connection (visible in pg_stat_activity). */
 export function listenerName(schema: string): string {
   return `pullgate-events:${schema}`.slice(0, 63);

@@ -2,6 +2,7 @@
 // exclusive transactions serialised with a transaction-scoped advisory lock per schema.
 import pg from 'pg';
 import type { Db, Param, Queryable, Row } from './db.ts';
+import { poolName } from './pg-events.ts';
 
 /** Unquoted, lowercase SQL identifiers only: the schema is spliced into DDL and the search path. */
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -50,7 +51,7 @@ export async function openPostgres(url: string, schema: string): Promise<Db> {
     connectionString: url,
     max: 10,
     options: `-c search_path=${schema}`,
-    application_name: 'pullgate',
+    application_name: poolName(schema),
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
   });
   pool.on('error', () => {
@@ -60,6 +61,15 @@ export async function openPostgres(url: string, schema: string): Promise<Db> {
 
   async function inTransaction<T>(begin: string, fn: (tx: Queryable) => Promise<T>, exclusive = false): Promise<T> {
     const client = await pool.connect();
+    // A checked-out client whose backend dies (failover, pg_terminate_backend) emits 'error'; the
+    // pool only listens while the client is idle, and an unheard 'error' would end the process.
+    // The running query fails with the same error, so the request fails closed; the broken client
+    // is destroyed on release instead of going back to the pool.
+    let broken: Error | undefined;
+    const onError = (err: Error): void => {
+      broken = err;
+    };
+    client.on('error', onError);
     try {
       await client.query(begin);
       if (exclusive) await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [lockKey]);
@@ -67,10 +77,11 @@ export async function openPostgres(url: string, schema: string): Promise<Db> {
       await client.query('COMMIT');
       return result;
     } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
+      if (!broken) await client.query('ROLLBACK').catch(() => undefined);
       throw err;
     } finally {
-      client.release();
+      client.off('error', onError);
+      client.release(broken);
     }
   }
 

@@ -154,6 +154,19 @@ test('blobs stream with Range support and the digest header', async (t) => {
   t.true(tail.equals(all.subarray(5)));
 });
 
+test('HEAD of an admitted blob answers its length and digest, and the proxy stays up', async (t) => {
+  t.is((await get(`/v2/${REGISTRY_NAME}/demo/single/manifests/1.0`)).status, 200);
+  const layer = single.blobs[single.blobs.length - 1]!;
+  for (let i = 0; i < 3; i++) {
+    const head = await get(`/v2/${REGISTRY_NAME}/demo/single/blobs/${layer}`, {}, 'HEAD');
+    t.is(head.status, 200);
+    t.is(head.headers['docker-content-digest'], layer);
+    t.true(Number(head.headers['content-length']) > 0);
+  }
+  await new Promise((r) => setTimeout(r, 100));
+  t.is((await get('/v2/')).status, 200);
+});
+
 test('tags list paginates with n, last and a Link back to the proxy', async (t) => {
   const first = await get(`/v2/${REGISTRY_NAME}/demo/single/tags/list?n=1`);
   t.is(first.status, 200);

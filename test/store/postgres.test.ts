@@ -7,7 +7,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import type { Logger } from '../../src/ops/log.ts';
 import { migrations } from '../../src/store/migrations.ts';
 import { openStore } from '../../src/store/open.ts';
-import { channelFor, listenerName } from '../../src/store/pg-events.ts';
+import { channelFor, listenerName, poolName } from '../../src/store/pg-events.ts';
 import type { Store, StoreEvent } from '../../src/store/types.ts';
 import { conformance } from './conformance.ts';
 
@@ -303,3 +303,54 @@ async function closedPort(): Promise<number> {
   await new Promise((resolve) => server.close(resolve));
   return port;
 }
+
+test('backends terminated during a burst of writes fail those writes, never the process, and the store recovers', async (t) => {
+  const schema = newSchema();
+  const store = await openStore({ kind: 'postgres', url: PG_URL, schema });
+  const crashes: unknown[] = [];
+  const onCrash = (err: unknown): void => void crashes.push(err);
+  process.on('uncaughtException', onCrash);
+  try {
+    let ok = 0;
+    let failed = 0;
+    const burst = Array.from({ length: 200 }, (_, i) =>
+      store
+        .createPin({
+          upstream: 'u',
+          repository: 'r',
+          tag: `t${i}`,
+          digest: `sha256:${'0'.repeat(64)}`,
+          rule: 'x',
+          attestors: [],
+        })
+        .then(
+          () => ok++,
+          () => failed++,
+        ),
+    );
+    for (let k = 0; k < 5; k++) {
+      await new Promise((r) => setTimeout(r, 15));
+      await admin((c) =>
+        c.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1', [
+          poolName(schema),
+        ]),
+      );
+    }
+    await Promise.all(burst);
+    await new Promise((r) => setTimeout(r, 100));
+    t.deepEqual(crashes, [], 'no uncaught error');
+    t.is(ok + failed, 200);
+    const after = await store.createPin({
+      upstream: 'u',
+      repository: 'r',
+      tag: 'after',
+      digest: `sha256:${'1'.repeat(64)}`,
+      rule: 'x',
+      attestors: [],
+    });
+    t.true(after.created, 'a write after the kills succeeds');
+  } finally {
+    process.off('uncaughtException', onCrash);
+    await store.close();
+  }
+});
