@@ -3,6 +3,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { RegistryError } from '../oci/errors.ts';
+import { httpStatus } from '../proxy/http-errors.ts';
 import { parseDigest, parseImageName } from '../oci/reference.ts';
 import type { Logger } from '../ops/log.ts';
 import type { AuditKind, AuditQuery, Store } from '../store/types.ts';
@@ -38,7 +39,7 @@ const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
 const MAX_GRANT_SECONDS = 30 * 86400;
 
 function bad(message: string): RegistryError {
-  return new RegistryError(400, 'UNSUPPORTED', message);
+  return new RegistryError('invalid', 'UNSUPPORTED', message);
 }
 
 function digest(d: unknown, what = 'digest'): string {
@@ -75,7 +76,13 @@ export function createAdminApp(deps: AdminDeps): express.Express {
       res
         .status(401)
         .set('www-authenticate', 'Bearer realm="pullgate-admin"')
-        .json(new RegistryError(401, 'UNAUTHORIZED', 'admin API needs "Authorization: Bearer <admin token>"').body());
+        .json(
+          new RegistryError(
+            'unauthorized',
+            'UNAUTHORIZED',
+            'admin API needs "Authorization: Bearer <admin token>"',
+          ).body(),
+        );
       return;
     }
     next();
@@ -124,7 +131,7 @@ export function createAdminApp(deps: AdminDeps): express.Express {
       const pin = await store.getPin(img.upstream, img.repository, img.tag);
       if (pin) {
         if (!(await store.movePin(img.upstream, img.repository, img.tag, pin.digest, to, pin.rule, pin.attestors))) {
-          throw new RegistryError(409, 'DENIED', 'the pin changed while approving; list pins and try again');
+          throw new RegistryError('conflict', 'DENIED', 'the pin changed while approving; list pins and try again');
         }
       } else {
         await store.createPin({
@@ -292,7 +299,7 @@ export function createAdminApp(deps: AdminDeps): express.Express {
       const result = deps.reloadPolicy();
       if (!result.ok)
         throw new RegistryError(
-          422,
+          'unprocessable',
           'UNSUPPORTED',
           `policy not reloaded, the previous one stays in force: ${result.error}`,
         );
@@ -303,11 +310,11 @@ export function createAdminApp(deps: AdminDeps): express.Express {
   );
 
   app.use((_req, res) => {
-    res.status(404).json(new RegistryError(404, 'UNSUPPORTED', 'no such admin endpoint').body());
+    res.status(404).json(new RegistryError('not-found', 'UNSUPPORTED', 'no such admin endpoint').body());
   });
   app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
     if (err instanceof RegistryError) {
-      res.status(err.status).json(err.body());
+      res.status(httpStatus(err)).json(err.body());
       return;
     }
     if ((err as { type?: string }).type === 'entity.parse.failed') {
@@ -315,7 +322,7 @@ export function createAdminApp(deps: AdminDeps): express.Express {
       return;
     }
     deps.logger.error({ err }, 'admin API error');
-    res.status(500).json(new RegistryError(500, 'UNAVAILABLE', 'internal error; see the proxy log').body());
+    res.status(500).json(new RegistryError('internal', 'UNAVAILABLE', 'internal error; see the proxy log').body());
   });
   return app;
 }

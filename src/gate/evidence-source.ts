@@ -1,5 +1,5 @@
 // Evidence discovery reads signatures through the same allowlisted client the proxy uses.
-import { RegistryError } from '../oci/errors.ts';
+import { isNotFound } from '../oci/errors.ts';
 import type { RegistryClient } from '../oci/client.ts';
 import type { FetchedManifest, ImageIndex } from '../oci/types.ts';
 import type { EvidenceSource } from '../verify/source.ts';
@@ -10,7 +10,7 @@ export function registryEvidenceSource(client: RegistryClient, manifestMaxBytes:
       try {
         return await client.manifest(repository, reference, undefined, manifestMaxBytes);
       } catch (err) {
-        if (err instanceof RegistryError && err.status === 404) return undefined;
+        if (isNotFound(err)) return undefined;
         throw err;
       }
     },

@@ -2,7 +2,7 @@
 // bytes are served. Tags are pinned to the digest first admitted; blobs are served only as parts
 // of admitted manifests; revocations and break-glass grants come from the shared store.
 import { LRUCache } from 'lru-cache';
-import { isTransient, RegistryError } from '../oci/errors.ts';
+import { isNotFound, isTransient, RegistryError } from '../oci/errors.ts';
 import { matchesDigest } from '../oci/digest.ts';
 import { isDigest } from '../oci/reference.ts';
 import {
@@ -65,7 +65,7 @@ function parse(m: FetchedManifest): Parsed {
 }
 
 function denied(message: string, detail?: unknown): RegistryError {
-  return new RegistryError(403, 'DENIED', message, detail === undefined ? {} : { detail });
+  return new RegistryError('denied', 'DENIED', message, detail === undefined ? {} : { detail });
 }
 
 export class PolicyGate implements Gate {
@@ -178,7 +178,7 @@ export class PolicyGate implements Gate {
     try {
       upstreamDigest = await client.resolveTag(target.repository, tag, accept, this.#deps.manifestMaxBytes);
     } catch (err) {
-      if (!(err instanceof RegistryError) || !(isTransient(err) || err.status === 404)) throw err;
+      if (!(err instanceof RegistryError) || !(isTransient(err) || isNotFound(err))) throw err;
       this.#deps.logger.warn(
         { upstream: target.upstream, repository: target.repository, tag, pinned: pin.digest, error: err.message },
         'upstream cannot resolve the tag; serving the pin',
@@ -279,7 +279,7 @@ export class PolicyGate implements Gate {
     const stored = await this.#deps.store.getManifest(digest);
     if (stored && !matchesDigest(stored.bytes, digest)) {
       throw new RegistryError(
-        500,
+        'internal',
         'UNAVAILABLE',
         `the proxy's stored copy of ${digest} does not match its digest; the store has been tampered with or corrupted`,
       );

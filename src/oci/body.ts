@@ -71,22 +71,22 @@ export function upstreamStatusError(
 ): RegistryError {
   const { code, message } = upstreamErrorOf(body);
   const said = message ? `: ${message}` : '';
-  if (status === 404) return new RegistryError(404, code ?? notFound, `upstream ${host} answered 404${said}`);
+  if (status === 404) return new RegistryError('not-found', code ?? notFound, `upstream ${host} answered 404${said}`);
   if (status === 401)
     return new RegistryError(
-      401,
+      'unauthorized',
       'UNAUTHORIZED',
       `upstream ${host} refused the proxy's credentials for this repository (it may not exist)${said}`,
     );
-  if (status === 403) return new RegistryError(403, 'DENIED', `upstream ${host} denied access${said}`);
+  if (status === 403) return new RegistryError('denied', 'DENIED', `upstream ${host} denied access${said}`);
   if (status === 429) {
     return new RegistryError(
-      429,
+      'rate-limited',
       'TOOMANYREQUESTS',
       `upstream ${host} is rate limiting the proxy${said}`,
-      retryAfter ? { headers: { 'retry-after': retryAfter } } : {},
+      retryAfter ? { retryAfter } : {},
     );
   }
-  if (status === 400 && code) return new RegistryError(400, code, `upstream ${host} rejected the request${said}`);
-  return new RegistryError(502, 'UNAVAILABLE', `upstream ${host} answered ${status}${said}`);
+  if (status === 400 && code) return new RegistryError('invalid', code, `upstream ${host} rejected the request${said}`);
+  return new RegistryError('upstream', 'UNAVAILABLE', `upstream ${host} answered ${status}${said}`);
 }

@@ -9,7 +9,7 @@ import { LRUCache } from 'lru-cache';
 import type { UpstreamConfig } from '../config/types.ts';
 import { parseChallenges, type Challenge } from './challenge.ts';
 import { discard, readLimited, TooLargeError, upstreamStatusError } from './body.ts';
-import { RegistryError, type ErrorCode } from './errors.ts';
+import { isNotFound, RegistryError, type ErrorCode } from './errors.ts';
 import { matchesDigest, sha256Digest } from './digest.ts';
 import { isDigest } from './reference.ts';
 import { INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES, MediaType, type FetchedManifest, type ImageIndex } from './types.ts';
@@ -66,12 +66,12 @@ export function networkError(host: string, err: unknown, timeouts: UpstreamConfi
   };
   const ms = timeoutMs[code];
   if (ms !== undefined) {
-    return new RegistryError(504, 'UNAVAILABLE', `upstream ${host} did not answer within ${ms} ms (${code})`, {
+    return new RegistryError('timeout', 'UNAVAILABLE', `upstream ${host} did not answer within ${ms} ms (${code})`, {
       cause: err,
     });
   }
   const why = code || (err instanceof Error ? err.message : String(err));
-  return new RegistryError(502, 'UNAVAILABLE', `upstream ${host} is unreachable: ${why}`, { cause: err });
+  return new RegistryError('upstream', 'UNAVAILABLE', `upstream ${host} is unreachable: ${why}`, { cause: err });
 }
 
 export class RegistryClient {
@@ -160,7 +160,7 @@ export class RegistryClient {
     if (isDigest(reference)) {
       if (!matchesDigest(bytes, reference)) {
         throw new RegistryError(
-          502,
+          'upstream',
           'MANIFEST_INVALID',
           `upstream ${this.host} returned a manifest for ${reference} whose content does not hash to that digest; refusing it`,
         );
@@ -170,7 +170,7 @@ export class RegistryClient {
     const claimed = headerValue(res.headers, 'docker-content-digest');
     if (!isDigest(reference) && claimed?.startsWith('sha256:') && claimed !== digest) {
       throw new RegistryError(
-        502,
+        'upstream',
         'MANIFEST_INVALID',
         `upstream ${this.host} claims ${where} is ${claimed} but its content hashes to ${digest}; refusing it`,
       );
@@ -205,17 +205,21 @@ export class RegistryClient {
       const location = headerValue(res.headers, 'location');
       await drain(res.body);
       if (!location)
-        throw new RegistryError(502, 'UNAVAILABLE', `upstream ${this.host} redirected ${digest} without a Location`);
+        throw new RegistryError(
+          'upstream',
+          'UNAVAILABLE',
+          `upstream ${this.host} redirected ${digest} without a Location`,
+        );
       if (hop >= MAX_REDIRECTS)
         throw new RegistryError(
-          502,
+          'upstream',
           'UNAVAILABLE',
           `upstream ${this.host} redirected ${digest} more than ${MAX_REDIRECTS} times`,
         );
       const target = new URL(location, this.#base);
       if (target.protocol !== 'https:' && !(this.upstream.insecure && target.protocol === 'http:')) {
         throw new RegistryError(
-          502,
+          'upstream',
           'UNAVAILABLE',
           `upstream ${this.host} redirected ${digest} to a non-HTTPS location; refusing to follow`,
         );
@@ -239,7 +243,7 @@ export class RegistryClient {
     } catch (err) {
       if (err instanceof TooLargeError)
         throw new RegistryError(
-          502,
+          'upstream',
           'SIZE_INVALID',
           `blob ${digest} in ${this.host}/${repository} is larger than ${maxBytes} bytes`,
         );
@@ -247,7 +251,7 @@ export class RegistryClient {
     }
     if (!matchesDigest(bytes, digest)) {
       throw new RegistryError(
-        502,
+        'upstream',
         'DIGEST_INVALID',
         `upstream ${this.host} returned content for blob ${digest} that does not hash to it`,
       );
@@ -281,7 +285,7 @@ export class RegistryClient {
       if (!INDEX_MEDIA_TYPES.includes(m.mediaType)) return { index: emptyIndex(), source: 'none' };
       return { index: parseIndex(m.bytes, `${this.host}/${repository}:${fallbackTag}`), source: 'tag' };
     } catch (err) {
-      if (err instanceof RegistryError && err.status === 404) return { index: emptyIndex(), source: 'none' };
+      if (isNotFound(err)) return { index: emptyIndex(), source: 'none' };
       throw err;
     }
   }
@@ -307,7 +311,11 @@ export class RegistryClient {
       return await readLimited(res.body, maxBytes);
     } catch (err) {
       if (err instanceof TooLargeError)
-        throw new RegistryError(502, 'SIZE_INVALID', `upstream ${this.host}: ${what} is larger than ${maxBytes} bytes`);
+        throw new RegistryError(
+          'upstream',
+          'SIZE_INVALID',
+          `upstream ${this.host}: ${what} is larger than ${maxBytes} bytes`,
+        );
       throw networkError(this.host, err, this.upstream.timeouts);
     }
   }
@@ -319,7 +327,7 @@ export class RegistryClient {
 
   #tooLarge(repository: string, reference: string, maxBytes: number): RegistryError {
     return new RegistryError(
-      502,
+      'upstream',
       'MANIFEST_INVALID',
       `manifest ${this.host}/${repository}:${reference} is larger than the proxy's limit of ${maxBytes} bytes (manifestMaxBytes)`,
     );
@@ -367,16 +375,24 @@ export class RegistryClient {
   async #fetchToken(challenge: Challenge, scope: string): Promise<string> {
     const realm = challenge.params.realm;
     if (!realm)
-      throw new RegistryError(502, 'UNAVAILABLE', `upstream ${this.host} sent a Bearer challenge without a realm`);
+      throw new RegistryError(
+        'upstream',
+        'UNAVAILABLE',
+        `upstream ${this.host} sent a Bearer challenge without a realm`,
+      );
     let url: URL;
     try {
       url = new URL(realm);
     } catch {
-      throw new RegistryError(502, 'UNAVAILABLE', `upstream ${this.host} sent an invalid token realm "${realm}"`);
+      throw new RegistryError(
+        'upstream',
+        'UNAVAILABLE',
+        `upstream ${this.host} sent an invalid token realm "${realm}"`,
+      );
     }
     if (url.protocol !== 'https:' && !(this.upstream.insecure && url.protocol === 'http:')) {
       throw new RegistryError(
-        502,
+        'upstream',
         'UNAVAILABLE',
         `upstream ${this.host} names a non-HTTPS token realm ${url.origin}; set insecure: true only for test registries`,
       );
@@ -389,7 +405,7 @@ export class RegistryClient {
     if (res.status !== 200) {
       await drain(res.body);
       throw new RegistryError(
-        res.status === 401 || res.status === 403 ? 401 : 502,
+        res.status === 401 || res.status === 403 ? 'unauthorized' : 'upstream',
         res.status === 401 || res.status === 403 ? 'UNAUTHORIZED' : 'UNAVAILABLE',
         `token service ${url.origin} of upstream ${this.host} answered ${res.status}${basic ? ' to the configured credentials' : ' to an anonymous request'}`,
       );
@@ -400,7 +416,7 @@ export class RegistryClient {
       parsed = JSON.parse(body.toString('utf8'));
     } catch {
       throw new RegistryError(
-        502,
+        'upstream',
         'UNAVAILABLE',
         `token service ${url.origin} of upstream ${this.host} answered with invalid JSON`,
       );
@@ -413,7 +429,7 @@ export class RegistryClient {
           : undefined;
     if (!token)
       throw new RegistryError(
-        502,
+        'upstream',
         'UNAVAILABLE',
         `token service ${url.origin} of upstream ${this.host} answered without a token`,
       );
@@ -466,11 +482,11 @@ function parseIndex(bytes: Buffer, where: string): ImageIndex {
   try {
     doc = JSON.parse(bytes.toString('utf8'));
   } catch {
-    throw new RegistryError(502, 'MANIFEST_INVALID', `${where} is not valid JSON`);
+    throw new RegistryError('upstream', 'MANIFEST_INVALID', `${where} is not valid JSON`);
   }
   const index = doc as Partial<ImageIndex>;
   if (!index || typeof index !== 'object' || !Array.isArray(index.manifests)) {
-    throw new RegistryError(502, 'MANIFEST_INVALID', `${where} is not an OCI index`);
+    throw new RegistryError('upstream', 'MANIFEST_INVALID', `${where} is not an OCI index`);
   }
   return { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: index.manifests };
 }
@@ -486,14 +502,14 @@ function manifestMediaType(bytes: Buffer, contentType: string | undefined, where
     doc = JSON.parse(bytes.toString('utf8'));
   } catch {
     throw new RegistryError(
-      502,
+      'upstream',
       'MANIFEST_INVALID',
       `upstream ${host} returned a manifest for ${where} that is not valid JSON`,
     );
   }
   if (!doc || typeof doc !== 'object' || doc.schemaVersion !== 2) {
     throw new RegistryError(
-      502,
+      'upstream',
       'MANIFEST_INVALID',
       `upstream ${host} returned a manifest for ${where} that is not schemaVersion 2 (Docker schema 1 is not supported)`,
     );
@@ -506,14 +522,14 @@ function manifestMediaType(bytes: Buffer, contentType: string | undefined, where
       : (declared ?? (Array.isArray(doc.manifests) ? MediaType.ociIndex : MediaType.ociManifest));
   if (!MANIFEST_MEDIA_TYPES.includes(mediaType)) {
     throw new RegistryError(
-      502,
+      'upstream',
       'MANIFEST_INVALID',
       `upstream ${host} returned ${where} as unsupported media type "${mediaType}"`,
     );
   }
   if (declared !== undefined && declared !== mediaType) {
     throw new RegistryError(
-      502,
+      'upstream',
       'MANIFEST_INVALID',
       `upstream ${host} served ${where} as ${mediaType} but the document says it is ${declared}; refusing ambiguous content`,
     );

@@ -25,7 +25,7 @@ export function isTag(reference: string): boolean {
 export function assertRepository(name: string): void {
   if (!isValidRepository(name)) {
     throw new RegistryError(
-      400,
+      'invalid',
       'NAME_INVALID',
       `invalid repository name "${name}": lowercase components of [a-z0-9] separated by "/", ".", "_" or "-", at most ${MAX_NAME_LENGTH} characters`,
     );
@@ -57,12 +57,12 @@ export function assertManifestReference(reference: string): void {
   if (reference.includes(':')) {
     const parsed = parseDigest(reference);
     if (typeof parsed === 'string')
-      throw new RegistryError(400, 'MANIFEST_INVALID', `invalid manifest reference: ${parsed}`);
+      throw new RegistryError('invalid', 'MANIFEST_INVALID', `invalid manifest reference: ${parsed}`);
     // Pins, revocations, grants and stored manifests are keyed by sha256: a manifest known under
     // another algorithm would slip past them.
     if (parsed.algorithm !== 'sha256')
       throw new RegistryError(
-        400,
+        'invalid',
         'MANIFEST_INVALID',
         `manifests are addressed by sha256 digests here, not ${parsed.algorithm}`,
       );
@@ -70,7 +70,7 @@ export function assertManifestReference(reference: string): void {
   }
   if (!isTag(reference)) {
     throw new RegistryError(
-      400,
+      'invalid',
       'MANIFEST_INVALID',
       `invalid tag "${reference}": 1-128 characters of [A-Za-z0-9_.-], not starting with "." or "-"`,
     );
@@ -79,7 +79,7 @@ export function assertManifestReference(reference: string): void {
 
 export function assertBlobDigest(digest: string): ParsedDigest {
   const parsed = parseDigest(digest);
-  if (typeof parsed === 'string') throw new RegistryError(400, 'DIGEST_INVALID', parsed);
+  if (typeof parsed === 'string') throw new RegistryError('invalid', 'DIGEST_INVALID', parsed);
   return parsed;
 }
 

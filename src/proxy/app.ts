@@ -3,6 +3,7 @@ import { Transform, pipeline, type TransformCallback } from 'node:stream';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { RegistryError } from '../oci/errors.ts';
 import { discard } from '../oci/body.ts';
+import { errorHeaders, httpStatus } from './http-errors.ts';
 import { digestHasher } from '../oci/digest.ts';
 import { MediaType, type ImageIndex } from '../oci/types.ts';
 import type { Gate } from '../gate/types.ts';
@@ -45,8 +46,8 @@ export function sendError(res: Response, err: RegistryError): void {
   }
   facts(res).error = `${err.code}: ${err.message}`;
   res
-    .status(err.status)
-    .set({ ...API_VERSION, ...err.headers, 'content-type': 'application/json' })
+    .status(httpStatus(err))
+    .set({ ...API_VERSION, ...errorHeaders(err), 'content-type': 'application/json' })
     .end(JSON.stringify(err.body()));
 }
 
@@ -75,7 +76,10 @@ export function createApp(deps: AppDeps): express.Express {
     f.route = 'v2';
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.set('allow', 'GET, HEAD');
-      sendError(res, new RegistryError(405, 'UNSUPPORTED', `${req.method} is not supported: this proxy is read-only`));
+      sendError(
+        res,
+        new RegistryError('method', 'UNSUPPORTED', `${req.method} is not supported: this proxy is read-only`),
+      );
       return;
     }
     const url = new URL(req.originalUrl, 'http://proxy.invalid');
@@ -103,7 +107,7 @@ export function createApp(deps: AppDeps): express.Express {
 
   app.use((_req, res) => {
     facts(res).route ??= 'unknown';
-    sendError(res, new RegistryError(404, 'NAME_UNKNOWN', 'not found: registry endpoints are under /v2/'));
+    sendError(res, new RegistryError('not-found', 'NAME_UNKNOWN', 'not found: registry endpoints are under /v2/'));
   });
 
   app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
@@ -112,7 +116,7 @@ export function createApp(deps: AppDeps): express.Express {
       return;
     }
     deps.logger.error({ err }, 'unexpected error');
-    sendError(res, new RegistryError(500, 'UNAVAILABLE', 'internal error in the proxy; see its log'));
+    sendError(res, new RegistryError('internal', 'UNAVAILABLE', 'internal error in the proxy; see its log'));
   });
   return app;
 }
@@ -155,7 +159,7 @@ async function handle(
       const bounded = Number.isFinite(maxBytes);
       if (bounded && range)
         throw new RegistryError(
-          403,
+          'denied',
           'DENIED',
           `blob ${endpoint.digest} is signature data: fetch it whole, without Range`,
         );
@@ -175,7 +179,7 @@ async function handle(
       if (bounded && !(length <= maxBytes)) {
         discard(up.body);
         throw new RegistryError(
-          403,
+          'denied',
           'DENIED',
           `blob ${endpoint.digest} is admitted as signature data of at most ${maxBytes} bytes, but the upstream offers ${Number.isFinite(length) ? length : 'an unknown number of'} bytes`,
         );
@@ -250,7 +254,7 @@ function pick(headers: Record<string, string | string[] | undefined>, names: str
 
 function verifyingStream(digest: string, upstream: string): Transform {
   const hasher = digestHasher(digest);
-  if (!hasher) throw new RegistryError(400, 'DIGEST_INVALID', `cannot verify digest ${digest}`);
+  if (!hasher) throw new RegistryError('invalid', 'DIGEST_INVALID', `cannot verify digest ${digest}`);
   // The latest chunk is held back until the next one arrives, so the final bytes leave only after
   // the whole content has been checked.
   let held: Buffer | undefined;
@@ -287,7 +291,7 @@ export function paginateTags(
     doc = JSON.parse(upstreamBody.toString('utf8'));
   } catch {
     throw new RegistryError(
-      502,
+      'upstream',
       'UNAVAILABLE',
       `upstream ${target.upstream} answered the tag list of ${target.repository} with invalid JSON`,
     );
@@ -296,7 +300,7 @@ export function paginateTags(
   const nText = query.get('n');
   const n = nText === null ? undefined : Number(nText);
   if (n !== undefined && (!Number.isInteger(n) || n < 0))
-    throw new RegistryError(400, 'UNSUPPORTED', `n must be a non-negative whole number, got "${nText}"`);
+    throw new RegistryError('invalid', 'UNSUPPORTED', `n must be a non-negative whole number, got "${nText}"`);
   const last = query.get('last');
   let nextLast: string | undefined;
   const upstreamNext = upstreamLink ? /<([^>]+)>\s*;\s*rel="?next"?/.exec(upstreamLink)?.[1] : undefined;

@@ -41,13 +41,13 @@ function looksLikeHost(component: string): boolean {
  */
 export function routeRequest(pathname: string, ns: string | undefined, upstreams: UpstreamNames): Target {
   if (pathname.includes('%')) {
-    throw new RegistryError(400, 'NAME_INVALID', 'percent-encoded characters are not allowed in registry paths');
+    throw new RegistryError('invalid', 'NAME_INVALID', 'percent-encoded characters are not allowed in registry paths');
   }
   const rest = pathname.slice('/v2/'.length);
   const m = ENDPOINT_RE.exec(rest);
   if (!pathname.startsWith('/v2/') || !m) {
     throw new RegistryError(
-      404,
+      'not-found',
       'NAME_UNKNOWN',
       `no registry endpoint at ${pathname.slice(0, 200)}: expected /v2/<name>/manifests|blobs|tags/list|referrers/...`,
     );
@@ -81,13 +81,17 @@ export function routeRequest(pathname: string, ns: string | undefined, upstreams
     if (!upstream) throw notAllowed(first);
     repository = clientName.slice(first.length + 1);
     if (!repository)
-      throw new RegistryError(400, 'NAME_INVALID', `"${clientName}" names registry ${first} but no repository in it`);
+      throw new RegistryError(
+        'invalid',
+        'NAME_INVALID',
+        `"${clientName}" names registry ${first} but no repository in it`,
+      );
   } else if (upstreams.defaultUpstream) {
     upstream = upstreams.canonical(upstreams.defaultUpstream);
   }
   if (!upstream) {
     throw new RegistryError(
-      403,
+      'denied',
       'DENIED',
       `"${clientName}" names no upstream registry: prefix it with an allowlisted registry host (e.g. /v2/docker.io/${clientName}) or configure defaultUpstream`,
     );
@@ -99,7 +103,7 @@ export function routeRequest(pathname: string, ns: string | undefined, upstreams
 
 function notAllowed(host: string): RegistryError {
   return new RegistryError(
-    403,
+    'denied',
     'DENIED',
     `upstream not allowed: registry "${host.slice(0, 253)}" is not in this proxy's allowlist`,
   );

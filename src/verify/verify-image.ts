@@ -187,7 +187,7 @@ function lazyManifest(source: EvidenceSource, image: ImageRef): () => Promise<Bu
       const fetched = await source.manifest(image.repository, image.digest);
       if (!fetched || fetched.digest !== image.digest) {
         throw new RegistryError(
-          502,
+          'upstream',
           'MANIFEST_UNKNOWN',
           `cannot re-read ${image.repository}@${image.digest} to check a message signature over it; try again`,
         );

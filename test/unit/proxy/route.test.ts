@@ -1,5 +1,6 @@
 import test from 'ava';
 import { RegistryError, type ErrorCode } from '../../../src/oci/errors.ts';
+import { httpStatus } from '../../../src/proxy/http-errors.ts';
 import { routeRequest, type UpstreamNames } from '../../../src/proxy/route.ts';
 
 const names = (defaultUpstream?: string): UpstreamNames => {
@@ -16,7 +17,7 @@ const D = `sha256:${'a'.repeat(64)}`;
 
 function rejects(t: import('ava').ExecutionContext, fn: () => unknown, status: number, code: ErrorCode) {
   const err = t.throws(fn, { instanceOf: RegistryError }) as RegistryError;
-  t.is(err.status, status, err.message);
+  t.is(httpStatus(err), status, err.message);
   t.is(err.code, code, err.message);
   return err;
 }

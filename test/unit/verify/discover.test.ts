@@ -39,7 +39,7 @@ function signedImage(): {
   return { source, digest, ref: { registry: 'r', repository: 'app', digest } };
 }
 
-const unavailable = () => new RegistryError(503, 'UNAVAILABLE', 'upstream registry.test answered 503');
+const unavailable = () => new RegistryError('unavailable', 'UNAVAILABLE', 'upstream registry.test answered 503');
 
 for (const [what, key] of [
   ['the .sig manifest', (d: string) => `${digestTag(d)}.sig`],

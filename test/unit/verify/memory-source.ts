@@ -93,9 +93,9 @@ export class MemorySource implements EvidenceSource {
     const failure = this.failures.get(digest);
     if (failure) throw failure;
     const bytes = this.blobs.get(digest);
-    if (!bytes) throw new RegistryError(404, 'BLOB_UNKNOWN', `blob ${digest} unknown`);
+    if (!bytes) throw new RegistryError('not-found', 'BLOB_UNKNOWN', `blob ${digest} unknown`);
     if (bytes.length > maxBytes)
-      throw new RegistryError(502, 'SIZE_INVALID', `blob ${digest} is larger than ${maxBytes} bytes`);
+      throw new RegistryError('upstream', 'SIZE_INVALID', `blob ${digest} is larger than ${maxBytes} bytes`);
     return bytes;
   }
 
