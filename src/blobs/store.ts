@@ -1,0 +1,181 @@
+// The blob store below the gate: bytes for a digest, from the local cache or from one upstream
+// fill shared by every request for that digest while it runs. It never decides what may be
+// served; the gate checks the permit first and hands it an origin bound to the permitted
+// repository.
+import { open } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import type { Logger } from '../ops/log.ts';
+import type { BlobCache } from './cache.ts';
+import { FileReader, FINAL } from './file-reader.ts';
+import { Fill, type FillOutcome } from './fill.ts';
+import type { BlobBody, BlobOrigin, BlobSource, ByteRange } from './types.ts';
+
+export interface BlobStoreObserver {
+  /** `hit`: served from the cache; `join`: read from a fill already running; `fill`: started one. */
+  lookup(kind: 'hit' | 'join' | 'fill'): void;
+  fill(upstream: string, outcome: 'ok' | 'failed', bytes: number): void;
+  served(source: BlobSource, bytes: number): void;
+}
+
+const NO_OBSERVER: BlobStoreObserver = { lookup() {}, fill() {}, served() {} };
+
+/** One past the last byte of a range, or undefined for "to the end". */
+function endOf(range: ByteRange): number | undefined {
+  return range.end === Infinity ? undefined : range.end + 1;
+}
+
+export class BlobStore {
+  readonly #cache: BlobCache;
+  readonly #logger: Logger;
+  readonly #observer: BlobStoreObserver;
+  /** Fills in progress, by digest, until their content is in the cache (or they failed). */
+  readonly #fills = new Map<string, Fill>();
+
+  constructor(cache: BlobCache, logger: Logger, observer: BlobStoreObserver = NO_OBSERVER) {
+    this.#cache = cache;
+    this.#logger = logger;
+    this.#observer = observer;
+  }
+
+  get cache(): BlobCache {
+    return this.#cache;
+  }
+
+  /** The blob's length without its bytes: from the cache, a running fill, or the upstream. */
+  async size(digest: string, origin: BlobOrigin): Promise<number | undefined> {
+    const entry = await this.#cache.find(digest);
+    if (entry) return entry.size;
+    const fill = this.#fills.get(digest);
+    if (fill && !fill.failed) {
+      await fill.started;
+      return fill.size;
+    }
+    return (await origin.head()).size;
+  }
+
+  /**
+   * The blob's bytes. Resolves once they can flow (a cache entry is open, or the upstream answered
+   * a fill with its headers); rejects with the upstream's error before any byte is promised.
+   */
+  async open(digest: string, origin: BlobOrigin): Promise<BlobBody> {
+    const cached = await this.#openCached(digest);
+    if (cached) return cached;
+    let fill = this.#fills.get(digest);
+    if (fill && !fill.failed) {
+      this.#observer.lookup('join');
+    } else {
+      this.#observer.lookup('fill');
+      fill = Fill.start(digest, this.#cache.tmpPath(), origin, (f, outcome) => void this.#settle(f, outcome));
+      this.#fills.set(digest, fill);
+    }
+    await fill.started;
+    return this.#fillBody(fill);
+  }
+
+  async #openCached(digest: string): Promise<BlobBody | undefined> {
+    const entry = await this.#cache.find(digest);
+    if (!entry) return undefined;
+    const fh = await open(this.#cache.pathOf(digest), 'r').catch(() => undefined);
+    const size = fh ? (await fh.stat()).size : -1;
+    if (!fh || size !== entry.size) {
+      // Removed or cut short beside the proxy: forget it and fetch again.
+      await fh?.close();
+      await this.#cache.remove(digest);
+      return undefined;
+    }
+    this.#observer.lookup('hit');
+    let closed = false;
+    const close = (bytes = 0): void => {
+      if (closed) return;
+      closed = true;
+      this.#observer.served('cache', bytes);
+      fh.close().catch(() => undefined);
+    };
+    return this.#body(
+      digest,
+      'cache',
+      size,
+      Promise.resolve(),
+      close,
+      (range) =>
+        new FileReader(fh, {
+          start: range.start,
+          end: endOf(range),
+          length: () => size,
+          growing: FINAL,
+          release: close,
+        }),
+    );
+  }
+
+  #fillBody(fill: Fill): BlobBody {
+    const fh = fill.hold();
+    if (!fh) throw fill.failed;
+    let held = true;
+    const release = (bytes = 0): void => {
+      if (!held) return;
+      held = false;
+      this.#observer.served('fill', bytes);
+      fill.release();
+    };
+    return this.#body(
+      fill.digest,
+      'fill',
+      fill.size,
+      fill.complete,
+      release,
+      (range) =>
+        new FileReader(fh, { start: range.start, end: endOf(range), length: () => fill.size, growing: fill, release }),
+    );
+  }
+
+  #body(
+    digest: string,
+    source: BlobSource,
+    size: number | undefined,
+    complete: Promise<void>,
+    close: () => void,
+    reader: (range: ByteRange) => Readable,
+  ): BlobBody {
+    let used = false;
+    return {
+      digest,
+      source,
+      size,
+      complete,
+      stream(range) {
+        if (used) throw new Error('internal: a blob body is streamed once');
+        used = true;
+        return reader(range ?? { start: 0, end: Infinity });
+      },
+      close() {
+        if (!used) close();
+        used = true;
+      },
+    };
+  }
+
+  async #settle(fill: Fill, outcome: FillOutcome): Promise<void> {
+    let kept = false;
+    if (outcome.ok) {
+      try {
+        kept = await this.#cache.admit(fill.tmpPath, fill.digest, outcome.size);
+      } catch (err) {
+        this.#logger.error({ digest: fill.digest, error: (err as Error).message }, 'blob fill verified but not cached');
+      }
+      fill.release();
+    }
+    if (this.#fills.get(fill.digest) === fill) this.#fills.delete(fill.digest);
+    const bytes = outcome.ok ? outcome.size : outcome.bytes;
+    this.#observer.fill(fill.upstream, outcome.ok ? 'ok' : 'failed', bytes);
+    const line = {
+      digest: fill.digest,
+      upstream: fill.upstream,
+      bytes,
+      ms: Math.round(outcome.ms),
+      mibPerSecond: Math.round(bytes / 1048576 / Math.max(outcome.ms / 1000, 0.001)),
+    };
+    if (outcome.ok) this.#logger.info({ ...line, kept }, 'blob fill');
+    else this.#logger.warn({ ...line, error: outcome.error.message }, 'blob fill failed');
+  }
+}

@@ -1,0 +1,44 @@
+// The blob store's seams: where bytes come from (an origin, bound to one upstream repository by
+// the gate) and what a request gets back (a body it can stream, whole or a range of).
+import type { Readable } from 'node:stream';
+
+/** An upstream's answer to a whole-blob GET. */
+export interface UpstreamBlob {
+  /** Content-Length, when the upstream sent one. */
+  size: number | undefined;
+  body: Readable;
+}
+
+/** How to reach the upstream for one blob: the gate binds it to a repository the blob was admitted in. */
+export interface BlobOrigin {
+  /** The upstream host, for messages and metrics. */
+  readonly upstream: string;
+  /** A whole-blob GET; throws a RegistryError (not found, unreachable, wrong answer). */
+  get(): Promise<UpstreamBlob>;
+  /** The blob's size without its bytes. */
+  head(): Promise<{ size: number | undefined }>;
+}
+
+/** Bytes `start` to `end` inclusive, as in an HTTP Range. */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+export type BlobSource = 'cache' | 'fill' | 'memory';
+
+/** One request's view of a blob. Single use: call `stream` once, or `close` if it will not be streamed. */
+export interface BlobBody {
+  readonly digest: string;
+  readonly source: BlobSource;
+  /** The length, when known (always for a cache hit; for a fill once the upstream declared it). */
+  readonly size: number | undefined;
+  /** Resolves once the whole content is verified against the digest; rejects when it cannot be. */
+  readonly complete: Promise<void>;
+  /**
+   * The content, or a range of it, as it becomes available. A reader never receives the last
+   * byte of content that does not match its digest: the stream fails instead.
+   */
+  stream(range?: ByteRange): Readable;
+  close(): void;
+}
