@@ -6,6 +6,8 @@ import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
 import { createAdminApp } from './admin/api.ts';
 import type { Config } from './config/types.ts';
+import { BlobCache } from './blobs/cache.ts';
+import { BlobStore } from './blobs/store.ts';
 import { Decider } from './gate/decider.ts';
 import { PolicyGate } from './gate/gate.ts';
 import { Revocations } from './gate/revocations.ts';
@@ -13,7 +15,7 @@ import { createLogger, type Logger } from './ops/log.ts';
 import { Metrics } from './ops/metrics.ts';
 import { PolicyHolder } from './policy-holder.ts';
 import { createApp } from './proxy/app.ts';
-import { Upstreams } from './proxy/upstreams.ts';
+import { Upstreams } from './oci/upstreams.ts';
 import { openStore } from './store/open.ts';
 import type { Store } from './store/types.ts';
 
@@ -84,16 +86,32 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
   const revocations = new Revocations(store);
   const upstreams = new Upstreams(config, metrics);
   const decider = new Decider({ policy: () => policy.current, cache: config.cache, logger, metrics });
+  const cache = new BlobCache({
+    dir: config.cache.blobs.path,
+    maxBytes: config.cache.blobs.maxBytes,
+    events: { evicted: () => metrics.blobEvictions.inc(), changed: (stats) => metrics.cacheChanged(stats) },
+  });
+  try {
+    await cache.open();
+  } catch (err) {
+    await store.close();
+    throw new Error(
+      `cannot open the blob cache at ${config.cache.blobs.path} (cache.blobs.path): ${(err as Error).message}; check that the directory is writable by this user`,
+    );
+  }
+  logger.info({ path: cache.dir, ...cache.stats() }, 'blob cache opened');
   gate = new PolicyGate({
     upstreams,
     decider,
     store,
     revocations,
+    blobs: new BlobStore(cache, logger, metrics),
     logger,
     metrics,
     manifestMaxBytes: config.manifestMaxBytes,
     maxCached: config.cache.maxEntries,
     staleGraceSeconds: config.staleGraceSeconds,
+    tagRecheckSeconds: config.tagRecheckSeconds,
   });
   const unsubscribe = store.subscribe((e) => {
     if (e.type === 'revoked' || e.type === 'unrevoked') {
@@ -115,7 +133,7 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
     gate,
     logger,
     metrics,
-    manifestMaxBytes: config.manifestMaxBytes,
+    clientWriteTimeoutMs: config.clientWriteTimeoutMs,
     ready: () => ready,
   });
   const tls =

@@ -9,7 +9,7 @@ import { createLogger } from '../ops/log.ts';
 import { Metrics } from '../ops/metrics.ts';
 import { loadPolicyFile, parsePolicy, EMBEDDED_POLICY } from '../policy/load.ts';
 import { routeRequest } from '../proxy/route.ts';
-import { Upstreams } from '../proxy/upstreams.ts';
+import { Upstreams } from '../oci/upstreams.ts';
 import type { Output } from './output.ts';
 
 export async function check(args: string[], out: Output): Promise<number> {

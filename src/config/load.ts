@@ -1,7 +1,7 @@
 // Loads and validates the proxy configuration. With no file, the embedded defaults apply: the
 // public registries allowlisted, SQLite state under ./data, and the embedded fail-closed policy.
 import { readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { Config, StoreConfig, TimeoutsConfig, UpstreamConfig } from './types.ts';
 import { ConfigError, Node } from './reader.ts';
@@ -19,6 +19,9 @@ export const DEFAULT_UPSTREAMS: readonly { host: string; url: string; aliases?: 
   { host: 'mcr.microsoft.com', url: 'https://mcr.microsoft.com' },
   { host: 'public.ecr.aws', url: 'https://public.ecr.aws' },
 ];
+
+/** 10 GiB: a few hundred typical images, on any disk that holds the proxy's state. */
+const DEFAULT_BLOB_CACHE_BYTES = 10 * 1024 ** 3;
 
 const DEFAULT_TIMEOUTS: TimeoutsConfig = { connectMs: 5_000, headersMs: 30_000, bodyMs: 60_000 };
 
@@ -41,24 +44,44 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = pr
 }
 
 function buildConfig(root: Node, baseDir: string, env: NodeJS.ProcessEnv): Config {
-  const top = root.object(['listen', 'admin', 'upstreams', 'defaultUpstream', 'limits', 'policy', 'store', 'cache', 'staleGraceSeconds', 'log']);
+  const top = root.object([
+    'listen',
+    'admin',
+    'upstreams',
+    'defaultUpstream',
+    'limits',
+    'policy',
+    'store',
+    'cache',
+    'staleGraceSeconds',
+    'tagRecheckSeconds',
+    'log',
+  ]);
   const path = (p: string) => resolve(baseDir, p);
 
   const listen = top.get('listen').object(['host', 'port', 'tls']);
   const tls = listen.get('tls').object(['cert', 'key']);
   const tlsCert = tls.get('cert').optionalString();
   const tlsKey = tls.get('key').optionalString();
-  if ((tlsCert === undefined) !== (tlsKey === undefined)) tls.get(tlsCert ? 'key' : 'cert').fail('tls needs both cert and key');
+  if ((tlsCert === undefined) !== (tlsKey === undefined))
+    tls.get(tlsCert ? 'key' : 'cert').fail('tls needs both cert and key');
 
   const admin = top.get('admin').object(['host', 'port', 'token', 'tokenEnv']);
   const adminToken = Node.secret(admin, 'token', env) ?? env.PULLGATE_ADMIN_TOKEN;
   if (adminToken !== undefined && adminToken.length < 16) admin.get('token').fail('must be at least 16 characters');
 
   const upstreamNodes = top.get('upstreams');
-  const upstreams = upstreamNodes.present ? upstreamNodes.list().map((n) => readUpstream(n, env, path)) : DEFAULT_UPSTREAMS.map((u) => ({
-    host: u.host, url: u.url, aliases: u.aliases ?? [], insecure: false, timeouts: DEFAULT_TIMEOUTS,
-  }));
-  if (upstreams.length === 0) upstreamNodes.fail('at least one upstream is needed: the proxy contacts no registry that is not listed');
+  const upstreams = upstreamNodes.present
+    ? upstreamNodes.list().map((n) => readUpstream(n, env, path))
+    : DEFAULT_UPSTREAMS.map((u) => ({
+        host: u.host,
+        url: u.url,
+        aliases: u.aliases ?? [],
+        insecure: false,
+        timeouts: DEFAULT_TIMEOUTS,
+      }));
+  if (upstreams.length === 0)
+    upstreamNodes.fail('at least one upstream is needed: the proxy contacts no registry that is not listed');
   const names = new Set<string>();
   for (const [i, u] of upstreams.entries()) {
     for (const name of [u.host, ...u.aliases]) {
@@ -68,12 +91,17 @@ function buildConfig(root: Node, baseDir: string, env: NodeJS.ProcessEnv): Confi
   }
   const defaultNode = top.get('defaultUpstream');
   const defaultUpstream = defaultNode.present ? defaultNode.string() : upstreamNodes.present ? undefined : 'docker.io';
-  if (defaultUpstream !== undefined && !names.has(defaultUpstream)) defaultNode.fail(`"${defaultUpstream}" is not the host or alias of a configured upstream`);
+  if (defaultUpstream !== undefined && !names.has(defaultUpstream))
+    defaultNode.fail(`"${defaultUpstream}" is not the host or alias of a configured upstream`);
 
-  const limits = top.get('limits').object(['manifestMaxBytes']);
+  const limits = top.get('limits').object(['manifestMaxBytes', 'clientWriteTimeoutMs']);
   const policy = top.get('policy').object(['file']);
   const policyFile = policy.get('file').optionalString();
-  const cache = top.get('cache').object(['maxEntries', 'allowTtlSeconds', 'denyTtlSeconds']);
+  const cache = top.get('cache').object(['maxEntries', 'allowTtlSeconds', 'denyTtlSeconds', 'blobs']);
+  const blobs = cache.get('blobs').object(['path', 'maxBytes']);
+  const store = readStore(top.get('store'), env, path);
+  // The embedded default keeps blobs beside the SQLite state; with PostgreSQL, under ./data.
+  const blobsDefault = store.kind === 'sqlite' ? join(dirname(store.path), 'blobs') : path('data/blobs');
   const log = top.get('log').object(['level']);
 
   const config: Config = {
@@ -89,14 +117,22 @@ function buildConfig(root: Node, baseDir: string, env: NodeJS.ProcessEnv): Confi
     },
     upstreams,
     manifestMaxBytes: limits.get('manifestMaxBytes').integer(4 * 1024 * 1024, 1024, 64 * 1024 * 1024),
-    store: readStore(top.get('store'), env, path),
+    store,
     cache: {
       maxEntries: cache.get('maxEntries').integer(100_000, 1, 10_000_000),
       allowTtlSeconds: cache.get('allowTtlSeconds').integer(3600, 0, 7 * 86400),
       denyTtlSeconds: cache.get('denyTtlSeconds').integer(60, 0, 86400),
+      blobs: {
+        path: blobs.get('path').present ? path(blobs.get('path').string()) : blobsDefault,
+        maxBytes: blobs.get('maxBytes').bytes(DEFAULT_BLOB_CACHE_BYTES, 0, 2 ** 50),
+      },
     },
     staleGraceSeconds: top.get('staleGraceSeconds').integer(86400, 0, 30 * 86400),
-    log: { level: log.get('level').oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const, 'info') },
+    tagRecheckSeconds: top.get('tagRecheckSeconds').integer(30, 0, 86400),
+    clientWriteTimeoutMs: limits.get('clientWriteTimeoutMs').integer(60_000, 1_000, 3_600_000),
+    log: {
+      level: log.get('level').oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const, 'info'),
+    },
   };
   if (defaultUpstream !== undefined) config.defaultUpstream = defaultUpstream;
   if (policyFile !== undefined) config.policyFile = path(policyFile);
@@ -104,28 +140,48 @@ function buildConfig(root: Node, baseDir: string, env: NodeJS.ProcessEnv): Confi
 }
 
 function readUpstream(n: Node, env: NodeJS.ProcessEnv, path: (p: string) => string): UpstreamConfig {
-  const u = n.object(['host', 'url', 'aliases', 'insecure', 'caFile', 'username', 'usernameEnv', 'password', 'passwordEnv', 'timeouts']);
+  const u = n.object([
+    'host',
+    'url',
+    'aliases',
+    'insecure',
+    'caFile',
+    'username',
+    'usernameEnv',
+    'password',
+    'passwordEnv',
+    'timeouts',
+  ]);
   const host = u.get('host').string().toLowerCase();
-  if (!HOST_RE.test(host)) u.get('host').fail(`"${host}" is not a registry host name (like docker.io or registry.example:5000)`);
-  const aliases = u.get('aliases').list().map((a) => {
-    const alias = a.string().toLowerCase();
-    if (!HOST_RE.test(alias)) a.fail(`"${alias}" is not a host name`);
-    return alias;
-  });
+  if (!HOST_RE.test(host))
+    u.get('host').fail(`"${host}" is not a registry host name (like docker.io or registry.example:5000)`);
+  const aliases = u
+    .get('aliases')
+    .list()
+    .map((a) => {
+      const alias = a.string().toLowerCase();
+      if (!HOST_RE.test(alias)) a.fail(`"${alias}" is not a host name`);
+      return alias;
+    });
   const insecure = u.get('insecure').boolean(false);
   const urlText = u.get('url').string(`https://${host}`);
   const url = URL.parse(urlText) ?? u.get('url').fail(`"${urlText}" is not a URL`);
   if (url.protocol !== 'https:' && !(url.protocol === 'http:' && insecure)) {
     u.get('url').fail('must be https:// (plain http:// only with insecure: true)');
   }
-  if (url.pathname !== '/' || url.search || url.username) u.get('url').fail('must be a bare origin like https://registry.example (no path, query or credentials)');
+  if (url.pathname !== '/' || url.search || url.username)
+    u.get('url').fail('must be a bare origin like https://registry.example (no path, query or credentials)');
   const username = Node.secret(u, 'username', env);
   const password = Node.secret(u, 'password', env);
-  if ((username === undefined) !== (password === undefined)) u.get(username ? 'password' : 'username').fail('username and password go together');
+  if ((username === undefined) !== (password === undefined))
+    u.get(username ? 'password' : 'username').fail('username and password go together');
   const t = u.get('timeouts').object(['connectMs', 'headersMs', 'bodyMs']);
   const caFile = u.get('caFile').optionalString();
   return {
-    host, aliases, url: url.origin, insecure,
+    host,
+    aliases,
+    url: url.origin,
+    insecure,
     ...(caFile ? { caFile: path(caFile) } : {}),
     ...(username !== undefined && password !== undefined ? { username, password } : {}),
     timeouts: {

@@ -26,7 +26,9 @@ export class Node {
     throw new ConfigError(this.file, this.path, problem);
   }
 
-  get present(): boolean { return this.value !== undefined && this.value !== null; }
+  get present(): boolean {
+    return this.value !== undefined && this.value !== null;
+  }
 
   #child(key: string | number, value: unknown): Node {
     const path = typeof key === 'number' ? `${this.path}[${key}]` : this.path ? `${this.path}.${key}` : key;
@@ -65,9 +67,28 @@ export class Node {
 
   integer(fallback: number, min: number, max: number): number {
     if (!this.present) return fallback;
-    if (typeof this.value !== 'number' || !Number.isInteger(this.value)) this.fail(`must be a whole number, got ${JSON.stringify(this.value)}`);
+    if (typeof this.value !== 'number' || !Number.isInteger(this.value))
+      this.fail(`must be a whole number, got ${JSON.stringify(this.value)}`);
     if (this.value < min || this.value > max) this.fail(`must be between ${min} and ${max}, got ${this.value}`);
     return this.value;
+  }
+
+  /** A size: a whole number of bytes, or a string like `10GiB`, `500MiB`, `2GB`. */
+  bytes(fallback: number, min: number, max: number): number {
+    if (!this.present) return fallback;
+    let n: number;
+    if (typeof this.value === 'number') n = this.value;
+    else {
+      const m = typeof this.value === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$/i.exec(this.value) : null;
+      if (!m) this.fail(`must be a size like 10GiB, 500MiB or a number of bytes, got ${JSON.stringify(this.value)}`);
+      const unit = (m[2] ?? 'B').toUpperCase();
+      const base = unit.includes('I') ? 1024 : 1000;
+      const power = 'BKMGT'.indexOf(unit[0] as string);
+      n = Math.round(Number(m[1]) * base ** power);
+    }
+    if (!Number.isSafeInteger(n) || n < min || n > max)
+      this.fail(`must be between ${min} and ${max} bytes, got ${JSON.stringify(this.value)}`);
+    return n;
   }
 
   boolean(fallback: boolean): boolean {
@@ -78,7 +99,8 @@ export class Node {
 
   oneOf<T extends string>(options: readonly T[], fallback: T): T {
     if (!this.present) return fallback;
-    if (typeof this.value !== 'string' || !options.includes(this.value as T)) this.fail(`must be one of ${options.join(', ')}`);
+    if (typeof this.value !== 'string' || !options.includes(this.value as T))
+      this.fail(`must be one of ${options.join(', ')}`);
     return this.value as T;
   }
 

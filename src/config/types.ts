@@ -32,14 +32,20 @@ export interface ListenConfig {
   tlsKey?: string;
 }
 
-export type StoreConfig =
-  | { kind: 'sqlite'; path: string }
-  | { kind: 'postgres'; url: string; schema: string };
+export type StoreConfig = { kind: 'sqlite'; path: string } | { kind: 'postgres'; url: string; schema: string };
+
+export interface BlobCacheConfig {
+  /** Directory of the content-addressed blob cache. */
+  path: string;
+  /** The most bytes kept; least recently used blobs are evicted past it. */
+  maxBytes: number;
+}
 
 export interface CacheConfig {
   maxEntries: number;
   allowTtlSeconds: number;
   denyTtlSeconds: number;
+  blobs: BlobCacheConfig;
 }
 
 export interface Config {
@@ -54,5 +60,9 @@ export interface Config {
   cache: CacheConfig;
   /** How long an admitted digest keeps being served when its upstream or evidence is unreachable. */
   staleGraceSeconds: number;
+  /** A pinned tag is asked of its upstream at most once per this many seconds. */
+  tagRecheckSeconds: number;
+  /** A client that takes no bytes for this long while a response is waiting to be written is cut off. */
+  clientWriteTimeoutMs: number;
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
 }

@@ -1,223 +1,210 @@
 // The proxy's gate: a manifest is fetched once, judged on the digest of those bytes, and those
-// bytes are served. Tags are pinned to the digest first admitted; blobs are served only as parts
-// of admitted manifests; revocations and break-glass grants come from the shared store.
+// bytes are served. Tags are pinned to the digest first admitted; a blob is served only while a
+// manifest listing it is admitted now; revocations and break-glass grants come from the shared
+// store. Admission is a sequence of small steps that return an Admission (admission.ts); its
+// effects are applied in one place, `#apply`.
 import { LRUCache } from 'lru-cache';
-import { isNotFound, isTransient, RegistryError } from '../oci/errors.ts';
+import type { BlobStore } from '../blobs/store.ts';
+import type { BlobBody } from '../blobs/types.ts';
+import { memoryBody } from '../blobs/memory-body.ts';
+import { acceptedManifestTypes } from '../oci/accept.ts';
 import { matchesDigest } from '../oci/digest.ts';
+import { denied, isNotFound, isTransient, RegistryError } from '../oci/errors.ts';
+import { EVIDENCE_BLOB_MAX_BYTES, parseEvidenceTag } from '../oci/evidence.ts';
 import { isDigest } from '../oci/reference.ts';
-import {
-  INDEX_MEDIA_TYPES,
-  MediaType,
-  type FetchedManifest,
-  type ImageIndex,
-  type ImageManifest,
-} from '../oci/types.ts';
+import type { FetchedManifest, ImageIndex } from '../oci/types.ts';
+import type { Upstreams } from '../oci/upstreams.ts';
 import type { Logger } from '../ops/log.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import type { ImageRef } from '../policy/types.ts';
-import type { Target } from '../proxy/route.ts';
-import type { Upstreams } from '../proxy/upstreams.ts';
 import type { AuditInput, Store } from '../store/types.ts';
-import { imageName, type Decider, type Decision } from './decider.ts';
-import { registryEvidenceSource } from './evidence-source.ts';
 import type { EvidenceSource } from '../verify/source.ts';
+import { SingleFlight } from '../util/single-flight.ts';
+import {
+  blobsOf,
+  childrenOf,
+  effectsOf,
+  evidenceSubject,
+  parseManifest,
+  refusal,
+  refusalReason,
+  type Admission,
+  type Admitted,
+  type Effect,
+  type Parsed,
+} from './admission.ts';
+import { blobOrigin } from './blob-origin.ts';
+import type { Decider } from './decider.ts';
+import { evidenceBindingProblem } from './evidence-blobs.ts';
+import { registryEvidenceSource } from './evidence-source.ts';
+import { TagRechecks } from './rechecks.ts';
 import type { Revocations } from './revocations.ts';
+import { tagPage } from './tag-list.ts';
 import { tagAction } from './tags.ts';
-import type { Gate, ManifestRequest } from './types.ts';
+import type { Gate, ManifestRequest, Repo, TagPage } from './types.ts';
 
-/** Layer media types that carry signatures or attestations, never a filesystem. */
-const EVIDENCE_LAYER_TYPES = new Set<string>([
-  MediaType.cosignSimpleSigning,
-  MediaType.dsseEnvelope,
-  MediaType.sigstoreBundleV03,
-  'application/vnd.dev.sigstore.bundle+json;version=0.1',
-  'application/vnd.dev.sigstore.bundle+json;version=0.2',
-  'application/vnd.in-toto+json',
-  'application/vnd.cncf.notary.signature',
-  'application/jose+json',
-  'application/cose',
-]);
-const EVIDENCE_TAG_RE = /^sha256-([a-f0-9]{64})(?:\.(?:sig|att|sbom))?$/;
-/** The largest signature payload, envelope or bundle evidence discovery reads (src/verify). */
-const EVIDENCE_BLOB_MAX_BYTES = 1024 * 1024;
+const LIST_MAX_BYTES = 16 * 1024 * 1024;
+/** A blob's permit is derived again this often: the inputs (verdicts, grants) are cached below it. */
+const PERMIT_TTL_MS = 5_000;
+/** A cached verdict re-writes a manifest's admission at most this often per process. */
+const RECORD_REFRESH_MS = 60_000;
+/** Manifests examined for one blob's permit: a layer shared by more images needs only one admitted. */
+const MANIFESTS_PER_BLOB = 8;
 
 export interface GateDeps {
   upstreams: Upstreams;
   decider: Decider;
   store: Store;
   revocations: Revocations;
+  blobs: BlobStore;
   logger: Logger;
   metrics: Metrics;
   manifestMaxBytes: number;
   maxCached: number;
   staleGraceSeconds: number;
+  /** A pinned tag is asked of its upstream at most once per this many seconds. */
+  tagRecheckSeconds: number;
   now?: () => Date;
 }
 
-interface Parsed {
-  manifest?: ImageManifest;
-  index?: ImageIndex;
+/** What makes a blob servable now. */
+type Permit =
+  { kind: 'image'; manifest: string } | { kind: 'evidence'; subject: string; mediaType: string; size: number };
+
+interface EvidenceLayer {
+  subject: string;
+  mediaType: string;
+  size: number;
 }
 
-function parse(m: FetchedManifest): Parsed {
-  const doc = JSON.parse(m.bytes.toString('utf8')) as ImageManifest & ImageIndex;
-  return INDEX_MEDIA_TYPES.includes(m.mediaType) ? { index: doc } : { manifest: doc };
-}
-
-function denied(message: string, detail?: unknown): RegistryError {
-  return new RegistryError('denied', 'DENIED', message, detail === undefined ? {} : { detail });
-}
+const key = (repo: Repo, digest: string): string => `${repo.upstream}/${repo.repository}@${digest}`;
 
 export class PolicyGate implements Gate {
   readonly #deps: GateDeps;
-  /** `repo@digest` of manifests admitted by this process, mapped to the digest that admitted them (itself or its index). */
-  readonly #admitted: LRUCache<string, string>;
-  /** `repo@blob` known to belong to an admitted manifest (no size limit) or to admitted evidence (its declared size). */
-  readonly #blobs: LRUCache<string, number>;
-  readonly #running = new Map<string, Promise<FetchedManifest>>();
+  readonly #flights = new SingleFlight<FetchedManifest>();
+  /** `repo@child` → the index that admitted it, for children admitted by this process. */
+  readonly #parents: LRUCache<string, string>;
+  /** `repo@digest` → when this process last wrote its admission. */
+  readonly #recorded: LRUCache<string, number>;
+  /** `repo@blob` → the evidence layer this process may serve it as (never an image layer's permit). */
+  readonly #evidenceLayers: LRUCache<string, EvidenceLayer>;
+  readonly #permits: LRUCache<string, Permit>;
+  readonly #rechecks: TagRechecks;
 
   constructor(deps: GateDeps) {
     this.#deps = deps;
-    this.#admitted = new LRUCache<string, string>({ max: deps.maxCached });
-    this.#blobs = new LRUCache<string, number>({ max: deps.maxCached });
+    this.#parents = new LRUCache({ max: deps.maxCached });
+    this.#recorded = new LRUCache({ max: deps.maxCached });
+    this.#evidenceLayers = new LRUCache({ max: deps.maxCached });
+    this.#permits = new LRUCache({ max: deps.maxCached, ttl: PERMIT_TTL_MS, ttlAutopurge: false });
+    this.#rechecks = new TagRechecks(deps.tagRecheckSeconds * 1000, deps.maxCached);
   }
 
-  /**
-   * Requests for the same thing at the same time share one run: one upstream fetch, one decision,
-   * one store write. The entry lives until the run is done, so a request arriving after the fetch
-   * but before the manifest is stored does not fetch again.
-   */
-  #shared(key: string, run: () => Promise<FetchedManifest>): Promise<FetchedManifest> {
-    const running = this.#running.get(key);
-    if (running) return running;
-    const p = run().finally(() => this.#running.delete(key));
-    this.#running.set(key, p);
-    return p;
-  }
-
-  #evidence(target: Target): EvidenceSource {
-    return registryEvidenceSource(this.#deps.upstreams.client(target.upstream), this.#deps.manifestMaxBytes);
-  }
-
-  #fetch(target: Target, reference: string, accept: string | undefined): Promise<FetchedManifest> {
-    return this.#deps.upstreams
-      .client(target.upstream)
-      .manifest(target.repository, reference, accept, this.#deps.manifestMaxBytes);
-  }
-
-  /** Forgets every cached admission and verdict (policy reload, revocation, trust change). */
+  /** Forgets every cached permit and verdict (policy reload, revocation, grant change). */
   invalidate(): void {
-    this.#admitted.clear();
-    this.#blobs.clear();
+    this.#permits.clear();
     this.#deps.decider.invalidate();
   }
 
   async manifest(req: ManifestRequest): Promise<FetchedManifest> {
-    const { target, reference, accept } = req;
-    const key = `${target.upstream}/${target.repository}:${reference}|${accept ?? ''}`;
-    return this.#shared(key, () =>
+    const { repo, reference } = req;
+    const accept = acceptedManifestTypes(req.accept).join(', ');
+    return this.#flights.run(`${key(repo, reference)}|${accept}`, () =>
       isDigest(reference)
-        ? this.#serveDigest(target, reference, undefined, accept)
-        : this.#serveTag(target, reference, accept),
+        ? this.#serveDigest(repo, reference, undefined, accept)
+        : this.#serveTag(repo, reference, accept),
     );
   }
 
-  async blob(target: Target, digest: string): Promise<{ maxBytes: number }> {
-    const key = `${target.upstream}/${target.repository}@${digest}`;
-    const known = this.#blobs.get(key);
-    if (known !== undefined) return { maxBytes: known };
-    if (await this.#deps.store.isBlobAdmitted(target.upstream, target.repository, digest)) {
-      this.#blobs.set(key, Number.POSITIVE_INFINITY);
-      return { maxBytes: Number.POSITIVE_INFINITY };
-    }
-    throw denied(
-      `blob is not part of an admitted image: ${digest} in ${target.upstream}/${target.repository} belongs to no manifest this proxy admitted; pull the image's manifest through the proxy first`,
-    );
-  }
-
-  async #serveTag(target: Target, tag: string, accept: string | undefined): Promise<FetchedManifest> {
-    const { store } = this.#deps;
-    const client = this.#deps.upstreams.client(target.upstream);
-    const pin = await store.getPin(target.upstream, target.repository, tag);
-    if (!pin) {
-      const fetched = await this.#fetch(target, tag, accept);
-      await this.#admit(target, fetched, tag);
-      if (EVIDENCE_TAG_RE.test(tag)) return fetched; // signature tags are evidence, not images to pin
-      const decision = this.#deps.decider.select({
-        registry: target.upstream,
-        repository: target.repository,
-        tag,
-        digest: fetched.digest,
-      });
-      const { pin: winner, created } = await store.createPin({
-        upstream: target.upstream,
-        repository: target.repository,
-        tag,
-        digest: fetched.digest,
-        rule: decision.name,
-        attestors: decision.attestors,
-      });
-      if (created) {
-        await this.#audit({
-          kind: 'pin',
-          actor: 'proxy',
-          upstream: target.upstream,
-          repository: target.repository,
-          tag,
-          digest: fetched.digest,
-          rule: decision.name,
-        });
-        return fetched;
-      }
-      // Another replica pinned this tag first: everyone serves its digest.
-      if (winner.digest === fetched.digest) return fetched;
-      return this.#serveDigest(target, winner.digest, tag, accept);
-    }
-
-    let upstreamDigest: string | undefined;
-    try {
-      upstreamDigest = await client.resolveTag(target.repository, tag, accept, this.#deps.manifestMaxBytes);
-    } catch (err) {
-      if (!(err instanceof RegistryError) || !(isTransient(err) || isNotFound(err))) throw err;
-      this.#deps.logger.warn(
-        { upstream: target.upstream, repository: target.repository, tag, pinned: pin.digest, error: err.message },
-        'upstream cannot resolve the tag; serving the pin',
+  async blob(repo: Repo, digest: string): Promise<BlobBody> {
+    const permit = await this.#permit(repo, digest);
+    const client = this.#deps.upstreams.client(repo.upstream);
+    if (permit.kind === 'image') return this.#deps.blobs.open(digest, blobOrigin(client, repo.repository, digest));
+    // Evidence is small: read whole (bounded by its declared size), checked, from memory.
+    const bytes = await client.smallBlob(repo.repository, digest, permit.size);
+    if (bytes.length !== permit.size) {
+      throw denied(
+        `blob ${digest} is admitted as ${permit.size} bytes of evidence, but the upstream has ${bytes.length}`,
       );
     }
-    const selected = this.#deps.decider.select({
-      registry: target.upstream,
-      repository: target.repository,
-      tag,
-      digest: pin.digest,
-    });
-    const action = tagAction(pin.digest, upstreamDigest, selected.tagMode);
-    const where = `${target.upstream}/${target.repository}:${tag}`;
+    const problem = evidenceBindingProblem(permit.mediaType, bytes, permit.subject);
+    if (problem) throw denied(`blob ${digest} is listed as evidence for ${permit.subject}, but it ${problem}`);
+    return memoryBody(digest, bytes);
+  }
+
+  async blobSize(repo: Repo, digest: string): Promise<number | undefined> {
+    const permit = await this.#permit(repo, digest);
+    if (permit.kind === 'evidence') return permit.size;
+    const client = this.#deps.upstreams.client(repo.upstream);
+    return this.#deps.blobs.size(digest, blobOrigin(client, repo.repository, digest));
+  }
+
+  async tags(repo: Repo, page: { n?: number; last?: string }): Promise<TagPage> {
+    const query = new URLSearchParams();
+    if (page.n !== undefined) query.set('n', String(page.n));
+    if (page.last !== undefined) query.set('last', page.last);
+    const client = this.#deps.upstreams.client(repo.upstream);
+    const res = await client.tags(repo.repository, query, LIST_MAX_BYTES);
+    return tagPage(res.body, `${repo.upstream}/${repo.repository}`, page, res.link);
+  }
+
+  async referrers(repo: Repo, digest: string, artifactType?: string): Promise<ImageIndex> {
+    const client = this.#deps.upstreams.client(repo.upstream);
+    const { index } = await client.referrers(repo.repository, digest, LIST_MAX_BYTES);
+    return artifactType
+      ? { ...index, manifests: index.manifests.filter((d) => d.artifactType === artifactType) }
+      : index;
+  }
+
+  // ---- Manifests -------------------------------------------------------------------------
+
+  async #serveTag(repo: Repo, tag: string, accept: string): Promise<FetchedManifest> {
+    const { store, decider } = this.#deps;
+    const pin = await store.getPin(repo.upstream, repo.repository, tag);
+    if (!pin) return this.#firstPull(repo, tag, accept);
+
+    const tagKey = `${repo.upstream}/${repo.repository}:${tag}`;
+    const selected = decider.select({ registry: repo.upstream, repository: repo.repository, tag, digest: pin.digest });
+    const seen = this.#rechecks.last(tagKey);
+    let upstreamDigest = seen?.digest;
+    let fresh = false;
+    if (this.#rechecks.claim(tagKey, Date.now())) {
+      if (selected.tagMode === 'pin') {
+        // The pin is the answer whatever the upstream says: ask it without making the client wait.
+        void this.#recheckPinned(repo, tag, pin.digest, accept);
+      } else {
+        upstreamDigest = (await this.#resolve(repo, tag, pin.digest, accept)) ?? upstreamDigest;
+        fresh = true;
+      }
+    }
+    const refused = !fresh && seen?.refused === true && seen.digest === upstreamDigest;
+    const action = tagAction(pin.digest, refused ? undefined : upstreamDigest, selected.tagMode);
     switch (action.action) {
       case 'serve-pinned':
-        if (action.drift) await this.#drift(target, tag, pin.digest, action.drift, 'pin');
-        return this.#serveDigest(target, pin.digest, tag, accept);
+        return this.#serveDigest(repo, pin.digest, tag, accept);
       case 'deny-moved':
-        await this.#drift(target, tag, action.from, action.to, 'deny');
+        if (fresh) await this.#drift(repo, tag, action.from, action.to, 'deny');
         throw denied(
-          `tag ${where} moved upstream from ${action.from} to ${action.to}; this rule refuses moved tags. An admin can approve the new digest with: pullgate pins approve ${where} ${action.to}`,
+          `tag ${tagKey} moved upstream from ${action.from} to ${action.to}; this rule refuses moved tags. An admin can approve the new digest with: pullgate pins approve ${tagKey} ${action.to}`,
         );
       case 'try-follow': {
         let next: FetchedManifest;
         try {
-          next = await this.#serveDigest(target, action.to, tag, accept);
+          next = await this.#serveDigest(repo, action.to, tag, accept);
         } catch (err) {
           if (!(err instanceof RegistryError)) throw err;
-          await this.#drift(target, tag, action.from, action.to, 'follow');
+          this.#rechecks.refuse(tagKey, action.to);
+          await this.#drift(repo, tag, action.from, action.to, 'follow');
           this.#deps.logger.warn(
-            { tag: where, pinned: action.from, upstream: action.to, error: err.message },
+            { tag: tagKey, pinned: action.from, upstream: action.to, error: err.message },
             'tag moved to a digest that is not admitted; serving the pin',
           );
-          return this.#serveDigest(target, pin.digest, tag, accept);
+          return this.#serveDigest(repo, pin.digest, tag, accept);
         }
         if (
-          await this.#deps.store.movePin(
-            target.upstream,
-            target.repository,
+          await store.movePin(
+            repo.upstream,
+            repo.repository,
             tag,
             action.from,
             action.to,
@@ -225,12 +212,12 @@ export class PolicyGate implements Gate {
             selected.attestors,
           )
         ) {
-          this.#deps.logger.info({ tag: where, from: action.from, to: action.to }, 'pin followed the tag');
+          this.#deps.logger.info({ tag: tagKey, from: action.from, to: action.to }, 'pin followed the tag');
           await this.#audit({
             kind: 'repin',
             actor: 'proxy',
-            upstream: target.upstream,
-            repository: target.repository,
+            upstream: repo.upstream,
+            repository: repo.repository,
             tag,
             digest: action.to,
             rule: selected.name,
@@ -242,12 +229,77 @@ export class PolicyGate implements Gate {
     }
   }
 
-  async #drift(target: Target, tag: string, pinned: string, moved: string, mode: string): Promise<void> {
-    const { event, isNew } = await this.#deps.store.recordDrift(target.upstream, target.repository, tag, pinned, moved);
+  /** A tag never pulled before: fetched, judged, and pinned to what was judged (first writer wins across replicas). */
+  async #firstPull(repo: Repo, tag: string, accept: string): Promise<FetchedManifest> {
+    const fetched = await this.#fetch(repo, tag, accept);
+    this.#rechecks.observe(`${repo.upstream}/${repo.repository}:${tag}`, fetched.digest, Date.now());
+    await this.#admitOrThrow(repo, fetched, tag);
+    if (parseEvidenceTag(tag)) return fetched; // signature tags are evidence, not images to pin
+    const selected = this.#deps.decider.select({
+      registry: repo.upstream,
+      repository: repo.repository,
+      tag,
+      digest: fetched.digest,
+    });
+    const { pin: winner, created } = await this.#deps.store.createPin({
+      upstream: repo.upstream,
+      repository: repo.repository,
+      tag,
+      digest: fetched.digest,
+      rule: selected.name,
+      attestors: selected.attestors,
+    });
+    if (created) {
+      await this.#audit({
+        kind: 'pin',
+        actor: 'proxy',
+        upstream: repo.upstream,
+        repository: repo.repository,
+        tag,
+        digest: fetched.digest,
+        rule: selected.name,
+      });
+      return fetched;
+    }
+    // Another replica pinned this tag first: everyone serves its digest.
+    return winner.digest === fetched.digest ? fetched : this.#serveDigest(repo, winner.digest, tag, accept);
+  }
+
+  /** What the upstream tag points at now; undefined when the upstream cannot say (it is down, the tag is gone). */
+  async #resolve(repo: Repo, tag: string, pinned: string, accept: string): Promise<string | undefined> {
+    const client = this.#deps.upstreams.client(repo.upstream);
+    try {
+      const digest = await client.resolveTag(repo.repository, tag, accept, this.#deps.manifestMaxBytes);
+      this.#rechecks.observe(`${repo.upstream}/${repo.repository}:${tag}`, digest, Date.now());
+      return digest;
+    } catch (err) {
+      if (!isTransient(err) && !isNotFound(err)) throw err;
+      this.#deps.logger.warn(
+        { upstream: repo.upstream, repository: repo.repository, tag, pinned, error: (err as Error).message },
+        'upstream cannot resolve the tag; serving the pin',
+      );
+      return undefined;
+    }
+  }
+
+  async #recheckPinned(repo: Repo, tag: string, pinned: string, accept: string): Promise<void> {
+    try {
+      const now = await this.#resolve(repo, tag, pinned, accept);
+      if (now !== undefined && now !== pinned) await this.#drift(repo, tag, pinned, now, 'pin');
+    } catch (err) {
+      this.#deps.logger.warn(
+        { upstream: repo.upstream, repository: repo.repository, tag, error: (err as Error).message },
+        'tag re-check failed',
+      );
+    }
+  }
+
+  async #drift(repo: Repo, tag: string, pinned: string, moved: string, mode: string): Promise<void> {
+    const { event, isNew } = await this.#deps.store.recordDrift(repo.upstream, repo.repository, tag, pinned, moved);
     this.#deps.metrics.events.inc({ event: 'drift' });
     this.#deps.logger.warn(
       {
-        image: `${target.upstream}/${target.repository}:${tag}`,
+        image: `${repo.upstream}/${repo.repository}:${tag}`,
         pinned,
         upstream: moved,
         mode,
@@ -260,8 +312,8 @@ export class PolicyGate implements Gate {
       await this.#audit({
         kind: 'drift',
         actor: 'proxy',
-        upstream: target.upstream,
-        repository: target.repository,
+        upstream: repo.upstream,
+        repository: repo.repository,
         tag,
         digest: moved,
         detail: { pinned, mode, drift: event.id },
@@ -270,12 +322,7 @@ export class PolicyGate implements Gate {
   }
 
   /** The admitted manifest for a digest: stored bytes if the proxy has them, else fetched and judged. */
-  async #serveDigest(
-    target: Target,
-    digest: string,
-    tag: string | undefined,
-    accept: string | undefined,
-  ): Promise<FetchedManifest> {
+  async #serveDigest(repo: Repo, digest: string, tag: string | undefined, accept: string): Promise<FetchedManifest> {
     const stored = await this.#deps.store.getManifest(digest);
     if (stored && !matchesDigest(stored.bytes, digest)) {
       throw new RegistryError(
@@ -284,168 +331,199 @@ export class PolicyGate implements Gate {
         `the proxy's stored copy of ${digest} does not match its digest; the store has been tampered with or corrupted`,
       );
     }
-    const fetched = stored ?? (await this.#fetch(target, digest, accept));
-    await this.#admit(target, fetched, tag ?? digest);
+    const fetched = stored ?? (await this.#fetch(repo, digest, accept));
+    await this.#admitOrThrow(repo, fetched, tag ?? digest);
     return fetched;
   }
 
-  /** Admits `fetched` for serving or throws DENIED. `reference` is what the client asked for. */
-  async #admit(target: Target, fetched: FetchedManifest, reference: string): Promise<void> {
-    const { store } = this.#deps;
-    const repoKey = `${target.upstream}/${target.repository}`;
-    const parsed = parse(fetched);
+  #fetch(repo: Repo, reference: string, accept: string): Promise<FetchedManifest> {
+    return this.#deps.upstreams
+      .client(repo.upstream)
+      .manifest(repo.repository, reference, accept, this.#deps.manifestMaxBytes);
+  }
+
+  // ---- Admission -------------------------------------------------------------------------
+
+  /** Judges `fetched` as asked for by `reference`, applies what follows, and throws if it is refused. */
+  async #admitOrThrow(repo: Repo, fetched: FetchedManifest, reference: string): Promise<void> {
+    const parsed = parseManifest(fetched);
     const image: ImageRef = {
-      registry: target.upstream,
-      repository: target.repository,
+      registry: repo.upstream,
+      repository: repo.repository,
       digest: fetched.digest,
       ...(isDigest(reference) ? {} : { tag: reference }),
     };
-
-    const revoked = this.#deps.revocations.get(fetched.digest);
-    if (revoked) {
-      this.#deps.metrics.events.inc({ event: 'revoked-hit' });
-      throw denied(
-        `${imageName(image)} was revoked by ${revoked.actor} at ${revoked.at.toISOString()}: ${revoked.reason}`,
-        { digest: fetched.digest, revoked: true },
-      );
-    }
-
-    const subject = evidenceSubject(reference, parsed);
-    if (subject !== undefined) {
-      if (!(await this.#isAdmitted(target, subject))) {
-        throw denied(
-          `${repoKey}:${reference} is signature or attestation data for ${subject}, which has not been admitted: pull the image itself through the proxy first`,
-        );
-      }
-      // Evidence admits only its own small signature layers, in this process, each no larger than
-      // a signature can be: an index under an evidence tag admits none of the manifests it lists,
-      // and a fake signature manifest cannot name an image layer into the admitted set.
-      for (const layer of parsed.manifest?.layers ?? []) {
-        if (
-          typeof layer.digest === 'string' &&
-          Number.isSafeInteger(layer.size) &&
-          layer.size <= EVIDENCE_BLOB_MAX_BYTES
-        ) {
-          this.#blobs.set(`${repoKey}@${layer.digest}`, layer.size);
-        }
-      }
-      return;
-    }
-
-    // A platform manifest of an admitted index (admitted here, or by another replica).
-    const parent =
-      this.#admitted.get(`${repoKey}@${fetched.digest}`) ??
-      (await store.admittedParent(target.upstream, target.repository, fetched.digest));
-    if (parent !== undefined && parent !== fetched.digest && (await this.#stillAdmitted(target, parent))) {
-      await this.#record(target, fetched, parsed);
-      return;
-    }
-
-    const decision = await this.#deps.decider.decide(image, this.#evidence(target));
-    if (decision.verdict.verdict !== 'allow') {
-      await this.#refused(target, fetched, parsed, image, decision);
-      return;
-    }
-    if (!decision.cached) {
-      await this.#audit(auditOf(decision));
-      await this.#record(target, fetched, parsed);
-    } else if (parent === undefined) {
-      await this.#record(target, fetched, parsed);
-    }
+    const admission = await this.#judge(repo, image, parsed, reference);
+    const recordedAt = this.#recorded.get(key(repo, fetched.digest));
+    const recordedRecently = recordedAt !== undefined && Date.now() - recordedAt < RECORD_REFRESH_MS;
+    await this.#apply(effectsOf(admission, { image, recordedRecently }), { repo, image, fetched, parsed });
+    if (!admission.admit) throw refusal(admission, image, `${repo.upstream}/${repo.repository}:${reference}`);
   }
 
-  /** A deny stands unless the digest was admitted before and only the evidence is unreachable, or a break-glass grant covers it. */
-  async #refused(
-    target: Target,
-    fetched: FetchedManifest,
-    parsed: Parsed,
-    image: ImageRef,
-    decision: Decision,
-  ): Promise<void> {
-    const { store, metrics, logger } = this.#deps;
+  /** The steps of admitting a fetched manifest, in order: revocation, evidence, index, policy. */
+  async #judge(repo: Repo, image: ImageRef, parsed: Parsed, reference: string): Promise<Admission> {
+    const revocation = this.#deps.revocations.get(image.digest);
+    if (revocation) return { admit: false, why: 'revoked', revocation };
+    const subject = evidenceSubject(reference, parsed);
+    if (subject !== undefined) {
+      const of = await this.#admittedNow(repo, subject);
+      return of.admit
+        ? { admit: true, via: 'evidence', subject }
+        : { admit: false, why: 'evidence-of-unadmitted', subject };
+    }
+    const throughIndex = await this.#throughIndex(repo, image.digest, 0);
+    return throughIndex ?? this.#byPolicy(repo, image);
+  }
+
+  /** A platform manifest admitted now because an index listing it is. */
+  async #throughIndex(repo: Repo, digest: string, depth: number): Promise<Admitted | undefined> {
+    if (depth > 0) return undefined; // an index of indexes admits nothing through its grandchildren
+    const parent =
+      this.#parents.get(key(repo, digest)) ??
+      (await this.#deps.store.admittedParent(repo.upstream, repo.repository, digest));
+    if (parent === undefined || parent === digest) return undefined;
+    return (await this.#admittedNow(repo, parent, depth + 1)).admit
+      ? { admit: true, via: 'index', index: parent }
+      : undefined;
+  }
+
+  /** The policy's verdict, and the two things that may still admit a digest it refuses: staleness and grants. */
+  async #byPolicy(repo: Repo, image: ImageRef): Promise<Admission> {
+    const { store, decider } = this.#deps;
+    const decision = await decider.decide(image, this.#evidence(repo));
+    if (decision.verdict.verdict === 'allow') return { admit: true, via: 'policy', decision };
     const now = this.#deps.now?.() ?? new Date();
     if (decision.failure === 'transient') {
-      const admitted = await store.isAdmitted(target.upstream, target.repository, fetched.digest);
+      const admitted = await store.isAdmitted(repo.upstream, repo.repository, image.digest);
       if (admitted && now.getTime() - admitted.admittedAt.getTime() <= this.#deps.staleGraceSeconds * 1000) {
-        metrics.events.inc({ event: 'stale-serve' });
-        logger.warn(
-          { image: imageName(image), admittedAt: admitted.admittedAt, reasons: decision.verdict.reasons },
-          'stale serve: evidence unreachable, serving a digest admitted before',
-        );
-        // Not recorded again: a stale serve must not renew the grace period it is living on.
-        await this.#audit({ kind: 'stale-serve', actor: 'proxy', ...refOf(image), reasons: decision.verdict.reasons });
-        return;
+        return { admit: true, via: 'stale', decision, admittedAt: admitted.admittedAt };
       }
     }
-    const grant = await store.findGrant(target.upstream, target.repository, fetched.digest, now);
-    if (grant) {
-      metrics.events.inc({ event: 'break-glass' });
-      logger.warn(
-        {
-          image: imageName(image),
-          grant: grant.id,
-          reason: grant.reason,
-          expiresAt: grant.expiresAt,
-          policyReasons: decision.verdict.reasons,
-        },
-        'break-glass grant admits a denied image',
-      );
-      await this.#audit({
-        kind: 'grant-use',
-        actor: grant.actor,
-        ...refOf(image),
-        reasons: decision.verdict.reasons,
-        detail: { grant: grant.id, grantReason: grant.reason },
-      });
-      await this.#record(target, fetched, parsed);
-      return;
-    }
-    if (!decision.cached && decision.failure === undefined) await this.#audit(auditOf(decision));
-    const v = decision.verdict;
-    throw denied(`${imageName(image)} denied by policy (${v.rule}): ${v.reasons.join('; ')}`, {
-      rule: v.rule,
-      digest: image.digest,
-      reasons: v.reasons,
-    });
+    const grant = await store.findGrant(repo.upstream, repo.repository, image.digest, now);
+    if (grant) return { admit: true, via: 'grant', decision, grant };
+    return { admit: false, why: 'policy', decision };
   }
 
   /**
-   * Whether an index that once admitted its platform manifests still would: not revoked, and
-   * allowed by the current policy (usually a cached verdict) or by a valid break-glass grant.
+   * Whether a digest the repository admitted before would be admitted now: not revoked, and its
+   * index, the current policy (in the context it was pulled in) or a grant admits it. No side effects.
    */
-  async #stillAdmitted(target: Target, index: string): Promise<boolean> {
-    if (this.#deps.revocations.get(index)) return false;
-    const image: ImageRef = { registry: target.upstream, repository: target.repository, digest: index };
-    const decision = await this.#deps.decider.decide(image, this.#evidence(target));
-    if (decision.verdict.verdict === 'allow') return true;
-    return (
-      (await this.#deps.store.findGrant(
-        target.upstream,
-        target.repository,
-        index,
-        this.#deps.now?.() ?? new Date(),
-      )) !== undefined
-    );
+  async #admittedNow(repo: Repo, digest: string, depth = 0): Promise<Admission> {
+    const revocation = this.#deps.revocations.get(digest);
+    if (revocation) return { admit: false, why: 'revoked', revocation };
+    const throughIndex = await this.#throughIndex(repo, digest, depth);
+    if (throughIndex) return throughIndex;
+    const own = await this.#deps.store.getAdmission(repo.upstream, repo.repository, digest);
+    if (!own) return { admit: false, why: 'never-admitted' };
+    return this.#byPolicy(repo, {
+      registry: repo.upstream,
+      repository: repo.repository,
+      digest,
+      ...(own.tag ? { tag: own.tag } : {}),
+    });
   }
 
-  async #isAdmitted(target: Target, digest: string): Promise<boolean> {
-    if (this.#admitted.has(`${target.upstream}/${target.repository}@${digest}`)) return true;
-    return (await this.#deps.store.isAdmitted(target.upstream, target.repository, digest)) !== undefined;
+  /** The one place admission effects happen. */
+  async #apply(
+    effects: Effect[],
+    ctx: { repo: Repo; image: ImageRef; fetched: FetchedManifest; parsed: Parsed },
+  ): Promise<void> {
+    const { metrics, logger } = this.#deps;
+    for (const e of effects) {
+      switch (e.kind) {
+        case 'record':
+          await this.#record(ctx.repo, ctx.fetched, ctx.parsed, ctx.image.tag);
+          break;
+        case 'evidence-blobs':
+          this.#admitEvidenceLayers(ctx.repo, ctx.parsed, e.subject);
+          break;
+        case 'audit':
+          await this.#audit(e.entry);
+          break;
+        case 'count':
+          metrics.events.inc({ event: e.event });
+          break;
+        case 'denied':
+          metrics.deniedPull(`${ctx.repo.upstream}/${ctx.repo.repository}`);
+          break;
+        case 'log':
+          logger[e.level](e.fields, e.msg);
+          break;
+      }
+    }
   }
 
   /** Stores the admitted bytes and what they admit: their blobs, and for an index its platform manifests. */
-  async #record(target: Target, fetched: FetchedManifest, parsed: Parsed): Promise<void> {
-    const repoKey = `${target.upstream}/${target.repository}`;
-    const blobs = blobsOf(parsed);
-    const children = (parsed.index?.manifests ?? []).flatMap((d) => (typeof d.digest === 'string' ? [d.digest] : []));
+  async #record(repo: Repo, fetched: FetchedManifest, parsed: Parsed, tag: string | undefined): Promise<void> {
+    const children = childrenOf(parsed);
     await this.#deps.store.putManifest({ digest: fetched.digest, mediaType: fetched.mediaType, bytes: fetched.bytes });
-    await this.#deps.store.admit(target.upstream, target.repository, fetched.digest, blobs, children);
-    this.#admitted.set(
-      `${repoKey}@${fetched.digest}`,
-      this.#admitted.get(`${repoKey}@${fetched.digest}`) ?? fetched.digest,
+    await this.#deps.store.admit({
+      upstream: repo.upstream,
+      repository: repo.repository,
+      digest: fetched.digest,
+      blobs: blobsOf(parsed),
+      children,
+      ...(tag ? { tag } : {}),
+    });
+    this.#recorded.set(key(repo, fetched.digest), Date.now());
+    for (const child of children) this.#parents.set(key(repo, child), fetched.digest);
+  }
+
+  /**
+   * Evidence admits only its own small signature layers, in this process, each no larger than
+   * evidence can be and served only if its content names the subject: an index under an evidence
+   * tag admits none of the manifests it lists, and a crafted signature manifest can neither change
+   * an image layer's permit nor make another image's blobs servable.
+   */
+  #admitEvidenceLayers(repo: Repo, parsed: Parsed, subject: string): void {
+    for (const layer of parsed.manifest?.layers ?? []) {
+      if (
+        typeof layer.digest === 'string' &&
+        Number.isSafeInteger(layer.size) &&
+        layer.size >= 0 &&
+        layer.size <= EVIDENCE_BLOB_MAX_BYTES
+      ) {
+        this.#evidenceLayers.set(key(repo, layer.digest), { subject, mediaType: layer.mediaType, size: layer.size });
+      }
+    }
+  }
+
+  // ---- Blobs -----------------------------------------------------------------------------
+
+  /** Why a blob may be served now: an image admitted now lists it, or it is evidence of one. */
+  async #permit(repo: Repo, digest: string): Promise<Permit> {
+    const k = key(repo, digest);
+    const cached = this.#permits.get(k);
+    if (cached) return cached;
+    const manifests = await this.#deps.store.manifestsWithBlob(
+      repo.upstream,
+      repo.repository,
+      digest,
+      MANIFESTS_PER_BLOB,
     );
-    for (const child of children) this.#admitted.set(`${repoKey}@${child}`, fetched.digest);
-    for (const blob of blobs) this.#blobs.set(`${repoKey}@${blob}`, Number.POSITIVE_INFINITY);
+    let refused: string | undefined;
+    for (const manifest of manifests) {
+      const now = await this.#admittedNow(repo, manifest);
+      if (now.admit) {
+        const permit: Permit = { kind: 'image', manifest };
+        // Stale and granted permits are not kept: the grace period and the grant end on their own clock.
+        if (now.via !== 'stale' && now.via !== 'grant') this.#permits.set(k, permit);
+        return permit;
+      }
+      refused ??= `it belongs to ${manifest}, which is ${refusalReason(now)}`;
+    }
+    const evidence = this.#evidenceLayers.get(k);
+    if (evidence && (await this.#admittedNow(repo, evidence.subject)).admit) return { kind: 'evidence', ...evidence };
+    const where = `${repo.upstream}/${repo.repository}`;
+    throw denied(
+      refused
+        ? `blob ${digest} in ${where} is not part of an image admitted now: ${refused}`
+        : `blob is not part of an admitted image: ${digest} in ${where} belongs to no manifest this proxy admitted; pull the image's manifest through the proxy first`,
+    );
+  }
+
+  #evidence(repo: Repo): EvidenceSource {
+    return registryEvidenceSource(this.#deps.upstreams.client(repo.upstream), this.#deps.manifestMaxBytes);
   }
 
   /** Each record's hash also goes to the log: an anchor outside the database for `audit verify`. */
@@ -456,52 +534,4 @@ export class PolicyGate implements Gate {
       'audit record',
     );
   }
-}
-
-/** The config and layer blobs a manifest references (none for an index). */
-function blobsOf(parsed: Parsed): string[] {
-  const m = parsed.manifest;
-  if (!m) return [];
-  return [m.config, ...(Array.isArray(m.layers) ? m.layers : [])].flatMap((d) =>
-    d && typeof d.digest === 'string' ? [d.digest] : [],
-  );
-}
-
-function refOf(image: ImageRef): Partial<Pick<AuditInput, 'upstream' | 'repository' | 'tag' | 'digest'>> {
-  return {
-    upstream: image.registry,
-    repository: image.repository,
-    digest: image.digest,
-    ...(image.tag ? { tag: image.tag } : {}),
-  };
-}
-
-function auditOf(d: Decision): AuditInput {
-  const v = d.verdict;
-  const kind = v.verdict === 'deny' ? 'deny' : v.judgement === 'deny' ? 'dryrun-deny' : 'allow';
-  return {
-    kind,
-    actor: 'policy',
-    ...refOf(d.image),
-    rule: v.rule,
-    reasons: v.reasons,
-    detail: { mode: v.enforcementMode, ms: Math.round(d.ms) },
-  };
-}
-
-/**
- * The image digest a signature or attestation manifest belongs to, when the manifest is pure
- * evidence (every layer a signature/attestation type; an index only as the referrers fallback tag).
- */
-function evidenceSubject(reference: string, parsed: Parsed): string | undefined {
-  const tag = EVIDENCE_TAG_RE.exec(reference);
-  if (parsed.index) {
-    // The referrers tag-schema index: harmless to serve, its entries are gated when fetched.
-    return tag && !reference.includes('.') ? `sha256:${tag[1]}` : undefined;
-  }
-  const m = parsed.manifest;
-  if (!m || !Array.isArray(m.layers) || m.layers.length === 0) return undefined;
-  if (!m.layers.every((l) => EVIDENCE_LAYER_TYPES.has(l.mediaType))) return undefined;
-  if (tag) return `sha256:${tag[1]}`;
-  return m.subject?.digest;
 }

@@ -1,20 +1,37 @@
-// The seam between the registry proxy and binary authorization: the proxy asks the gate what
-// manifest to serve and whether a blob may be served; the gate owns fetching, deciding and pinning.
-import type { FetchedManifest } from '../oci/types.ts';
-import type { Target } from '../proxy/route.ts';
+// The seam between the HTTP edge and binary authorization: the edge asks the gate for what to
+// serve; the gate fetches, decides, pins, checks permits and hands back bytes. It throws
+// RegistryErrors, which only the edge turns into HTTP.
+import type { BlobBody } from '../blobs/types.ts';
+import type { FetchedManifest, ImageIndex } from '../oci/types.ts';
+
+/** A repository at an allowlisted upstream (Docker Hub names normalised to library/...). */
+export interface Repo {
+  upstream: string;
+  repository: string;
+}
 
 export interface ManifestRequest {
-  target: Target;
+  repo: Repo;
   reference: string;
+  /** The client's Accept header, as sent. */
   accept: string | undefined;
 }
 
+export interface TagPage {
+  tags: string[];
+  /** Set when there are more: the next page starts after this tag. */
+  next?: string;
+}
+
 export interface Gate {
-  /** The exact manifest to serve, already admitted; throws a RegistryError (DENIED, upstream errors) otherwise. */
+  /** The exact manifest to serve, admitted now; throws DENIED or an upstream error otherwise. */
   manifest(req: ManifestRequest): Promise<FetchedManifest>;
-  /**
-   * Resolves when `digest` may be served from `target`'s repository, with the most bytes it may
-   * have (evidence blobs are small; image blobs unbounded); throws DENIED otherwise.
-   */
-  blob(target: Target, digest: string): Promise<{ maxBytes: number }>;
+  /** The blob's bytes, when it belongs to an image admitted now in this repository (or is its evidence). */
+  blob(repo: Repo, digest: string): Promise<BlobBody>;
+  /** The blob's length, under the same permit as `blob`. */
+  blobSize(repo: Repo, digest: string): Promise<number | undefined>;
+  /** One page of the repository's tags; `n` and `last` as in the distribution spec. */
+  tags(repo: Repo, page: { n?: number; last?: string }): Promise<TagPage>;
+  /** The referrers of a digest, filtered by artifact type when one is given. */
+  referrers(repo: Repo, digest: string, artifactType?: string): Promise<ImageIndex>;
 }

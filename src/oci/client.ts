@@ -78,6 +78,8 @@ export class RegistryClient {
   readonly upstream: UpstreamConfig;
   readonly #base: URL;
   readonly #agent: Agent;
+  /** Blob fetches have connections of their own: long transfers never starve manifest and token requests. */
+  readonly #blobAgent: Agent;
   /** For hosts an allowlisted upstream sends us to (token realm, blob storage): never given upstream credentials. */
   readonly #external: Agent;
   readonly #tokens = new LRUCache<string, string>({ max: 10_000, ttlAutopurge: false });
@@ -98,6 +100,7 @@ export class RegistryClient {
       connections: 128,
     };
     this.#agent = new Agent(options);
+    this.#blobAgent = new Agent({ ...options, connections: 64 });
     this.#external = new Agent({ ...options, connections: 32 });
     this.#observer = observer;
   }
@@ -107,7 +110,7 @@ export class RegistryClient {
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.#agent.close(), this.#external.close()]);
+    await Promise.all([this.#agent.close(), this.#blobAgent.close(), this.#external.close()]);
   }
 
   /** One request to the upstream registry API, authenticated as the upstream demands. */
@@ -120,13 +123,14 @@ export class RegistryClient {
   ): Promise<UpstreamResponse> {
     const scope = `repository:${repository}:pull`;
     const url = new URL(path, this.#base);
-    const first = await this.#roundTrip(this.#agent, method, url, { ...headers, ...this.#cachedAuth(scope) }, op);
+    const agent = op === 'blob' ? this.#blobAgent : this.#agent;
+    const first = await this.#roundTrip(agent, method, url, { ...headers, ...this.#cachedAuth(scope) }, op);
     if (first.status !== 401) return first;
     const challengeHeader = headerValue(first.headers, 'www-authenticate');
     await drain(first.body);
     const credential = challengeHeader ? await this.#answer(parseChallenges(challengeHeader), scope) : undefined;
-    if (!credential) return this.#roundTrip(this.#agent, method, url, headers, op); // the upstream's 401 goes back as is
-    return this.#roundTrip(this.#agent, method, url, { ...headers, authorization: credential.header }, op);
+    if (!credential) return this.#roundTrip(agent, method, url, headers, op); // the upstream's 401 goes back as is
+    return this.#roundTrip(agent, method, url, { ...headers, authorization: credential.header }, op);
   }
 
   /** Fetches a manifest once: size-limited, digest computed over the exact bytes, media type checked. */
@@ -193,14 +197,15 @@ export class RegistryClient {
     );
     if (res.status !== 200) throw await this.statusError(res, 'MANIFEST_UNKNOWN');
     await drain(res.body);
+    // Pins, revocations and stored manifests are keyed by sha256: another algorithm is not believed.
     const claimed = headerValue(res.headers, 'docker-content-digest');
-    if (claimed && isDigest(claimed)) return claimed;
+    if (claimed?.startsWith('sha256:') && isDigest(claimed)) return claimed;
     return (await this.manifest(repository, tag, accept, maxBytes)).digest;
   }
 
-  /** A blob (or a byte range of it), following upstream redirects to object storage. */
-  async blob(method: Method, repository: string, digest: string, range?: string): Promise<UpstreamResponse> {
-    let res = await this.send(method, `/v2/${repository}/blobs/${digest}`, repository, range ? { range } : {}, 'blob');
+  /** A whole blob, following upstream redirects to object storage. */
+  async blob(method: Method, repository: string, digest: string): Promise<UpstreamResponse> {
+    let res = await this.send(method, `/v2/${repository}/blobs/${digest}`, repository, {}, 'blob');
     for (let hop = 0; isRedirect(res.status); hop++) {
       const location = headerValue(res.headers, 'location');
       await drain(res.body);
@@ -227,8 +232,8 @@ export class RegistryClient {
       const sameOrigin = target.origin === this.#base.origin;
       // Object storage URLs carry their own signature: upstream credentials must not travel there.
       res = sameOrigin
-        ? await this.send(method, target.pathname + target.search, repository, range ? { range } : {}, 'blob')
-        : await this.#roundTrip(this.#external, method, target, range ? { range } : {}, 'blob-redirect');
+        ? await this.send(method, target.pathname + target.search, repository, {}, 'blob')
+        : await this.#roundTrip(this.#external, method, target, {}, 'blob-redirect');
     }
     return res;
   }

@@ -1,8 +1,15 @@
 // Prometheus metrics. One registry per proxy instance so tests can run several in one process.
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { CacheStats } from '../blobs/cache.ts';
+import type { BlobSource } from '../blobs/types.ts';
+import type { BlobStoreObserver } from '../blobs/store.ts';
 import type { ClientObserver } from '../oci/client.ts';
 
-export class Metrics implements ClientObserver {
+/** Images get their own deny series up to this many; the rest share one, so no client can grow the label set without bound. */
+const MAX_DENIED_IMAGES = 1000;
+const OTHER_IMAGES = '(other)';
+
+export class Metrics implements ClientObserver, BlobStoreObserver {
   readonly registry = new Registry();
   readonly requests = new Counter({
     name: 'pullgate_requests_total',
@@ -43,8 +50,88 @@ export class Metrics implements ClientObserver {
     registers: [this.registry],
   });
 
+  readonly denied = new Counter({
+    name: 'pullgate_denied_pulls_total',
+    help: 'Refused manifest pulls (policy or revocation) by image (registry/repository)',
+    labelNames: ['image'] as const,
+    registers: [this.registry],
+  });
+  readonly #deniedImages = new Set<string>();
+  readonly blobLookups = new Counter({
+    name: 'pullgate_blob_cache_requests_total',
+    help: 'Blob requests by how they were served: hit (cache), join (a fill already running), fill (a new upstream fetch)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly blobFills = new Counter({
+    name: 'pullgate_blob_fills_total',
+    help: 'Upstream blob fetches into the cache by upstream and outcome',
+    labelNames: ['upstream', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly blobBytesFetched = new Counter({
+    name: 'pullgate_blob_fetched_bytes_total',
+    help: 'Blob bytes fetched from upstreams',
+    labelNames: ['upstream'] as const,
+    registers: [this.registry],
+  });
+  readonly blobBytesServed = new Counter({
+    name: 'pullgate_blob_served_bytes_total',
+    help: 'Blob bytes sent to clients by source (cache, fill, memory)',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+  readonly blobEvictions = new Counter({
+    name: 'pullgate_blob_cache_evictions_total',
+    help: 'Blob cache entries evicted to make room',
+    registers: [this.registry],
+  });
+  readonly blobCacheBytes = new Gauge({
+    name: 'pullgate_blob_cache_bytes',
+    help: 'Bytes held in the blob cache',
+    registers: [this.registry],
+  });
+  readonly blobCacheEntries = new Gauge({
+    name: 'pullgate_blob_cache_entries',
+    help: 'Blobs held in the blob cache',
+    registers: [this.registry],
+  });
+  readonly blobCacheMaxBytes = new Gauge({
+    name: 'pullgate_blob_cache_max_bytes',
+    help: 'The blob cache size limit (cache.blobs.maxBytes)',
+    registers: [this.registry],
+  });
+
   constructor(opts: { processMetrics?: boolean } = {}) {
     if (opts.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'pullgate_' });
+  }
+
+  deniedPull(image: string): void {
+    if (!this.#deniedImages.has(image) && this.#deniedImages.size >= MAX_DENIED_IMAGES) {
+      this.denied.inc({ image: OTHER_IMAGES });
+      return;
+    }
+    this.#deniedImages.add(image);
+    this.denied.inc({ image });
+  }
+
+  lookup(kind: 'hit' | 'join' | 'fill'): void {
+    this.blobLookups.inc({ result: kind });
+  }
+
+  fill(upstream: string, outcome: 'ok' | 'failed', bytes: number): void {
+    this.blobFills.inc({ upstream, outcome });
+    this.blobBytesFetched.inc({ upstream }, bytes);
+  }
+
+  served(source: BlobSource, bytes: number): void {
+    this.blobBytesServed.inc({ source }, bytes);
+  }
+
+  cacheChanged(stats: CacheStats): void {
+    this.blobCacheBytes.set(stats.bytes);
+    this.blobCacheEntries.set(stats.entries);
+    this.blobCacheMaxBytes.set(stats.maxBytes);
   }
 
   upstreamRequest(upstream: string, op: string, status: number | 'error', seconds: number): void {

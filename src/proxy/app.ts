@@ -1,29 +1,32 @@
-// The registry-facing HTTP app: read-only OCI distribution endpoints over the gate.
-import { Transform, pipeline, type TransformCallback } from 'node:stream';
+// The registry-facing HTTP edge: read-only OCI distribution endpoints over the gate. Requests are
+// routed here and answered from what the gate hands back; failures become HTTP only here.
+import type { Readable } from 'node:stream';
 import express, { type NextFunction, type Request, type Response } from 'express';
+import type { BlobBody } from '../blobs/types.ts';
 import { RegistryError } from '../oci/errors.ts';
-import { discard } from '../oci/body.ts';
-import { errorHeaders, httpStatus } from './http-errors.ts';
-import { digestHasher } from '../oci/digest.ts';
 import { MediaType, type ImageIndex } from '../oci/types.ts';
-import type { Gate } from '../gate/types.ts';
+import type { Upstreams } from '../oci/upstreams.ts';
+import type { Gate, Repo } from '../gate/types.ts';
 import type { Logger } from '../ops/log.ts';
 import type { Metrics } from '../ops/metrics.ts';
+import { errorHeaders, httpStatus } from './http-errors.ts';
+import { parseRange } from './range.ts';
 import { routeRequest, type Target } from './route.ts';
-import type { Upstreams } from './upstreams.ts';
 
 export interface AppDeps {
   upstreams: Upstreams;
   gate: Gate;
   logger: Logger;
   metrics: Metrics;
-  manifestMaxBytes: number;
+  /** A client that takes no bytes for this long while a response waits to be written is cut off. */
+  clientWriteTimeoutMs: number;
   /** false while starting or draining: /readyz answers 503. */
   ready(): boolean;
 }
 
 const API_VERSION = { 'docker-distribution-api-version': 'registry/2.0' };
-const LIST_MAX_BYTES = 16 * 1024 * 1024;
+/** The most of a deny's reason carried in a response header and the status line. */
+const REASON_MAX = 300;
 
 /** What the request log line says about a request, filled in as the handler learns it. */
 interface RequestFacts {
@@ -32,6 +35,7 @@ interface RequestFacts {
   repository?: string;
   reference?: string;
   digest?: string;
+  source?: string;
   error?: string;
 }
 
@@ -39,16 +43,27 @@ function facts(res: Response): RequestFacts {
   return res.locals as RequestFacts;
 }
 
+/** Printable ASCII only: header values and the status line cannot carry anything else. */
+function headerSafe(text: string): string {
+  const flat = text.replace(/[^\x20-\x7e]+/g, ' ');
+  return flat.length > REASON_MAX ? `${flat.slice(0, REASON_MAX - 3)}...` : flat;
+}
+
 export function sendError(res: Response, err: RegistryError): void {
   if (res.headersSent) {
-    res.destroy(err);
+    res.destroy();
     return;
   }
   facts(res).error = `${err.code}: ${err.message}`;
-  res
-    .status(httpStatus(err))
-    .set({ ...API_VERSION, ...errorHeaders(err), 'content-type': 'application/json' })
-    .end(JSON.stringify(err.body()));
+  res.status(httpStatus(err)).set({ ...API_VERSION, ...errorHeaders(err), 'content-type': 'application/json' });
+  if (err.failure === 'denied') {
+    // containerd (and so the kubelet) asks with HEAD and reports only the status line: the reason
+    // goes there and into a header, so a refused pull says why even without a body.
+    const reason = headerSafe(err.message);
+    res.set('pullgate-reason', reason);
+    res.statusMessage = headerSafe(`Forbidden by pullgate: ${err.message}`);
+  }
+  res.end(JSON.stringify(err.body()));
 }
 
 export function createApp(deps: AppDeps): express.Express {
@@ -134,13 +149,13 @@ async function handle(
   req: Request,
   res: Response,
 ): Promise<void> {
-  const client = deps.upstreams.client(target.upstream);
   const f = facts(res);
+  const repo: Repo = { upstream: target.upstream, repository: target.repository };
   const { endpoint } = target;
   switch (endpoint.kind) {
     case 'manifest': {
       f.reference = endpoint.reference;
-      const manifest = await deps.gate.manifest({ target, reference: endpoint.reference, accept: req.get('accept') });
+      const manifest = await deps.gate.manifest({ repo, reference: endpoint.reference, accept: req.get('accept') });
       f.digest = manifest.digest;
       res.status(200).set({
         ...API_VERSION,
@@ -154,83 +169,40 @@ async function handle(
     }
     case 'blob': {
       f.digest = endpoint.digest;
-      const { maxBytes } = await deps.gate.blob(target, endpoint.digest);
-      const range = req.get('range');
-      const bounded = Number.isFinite(maxBytes);
-      if (bounded && range)
-        throw new RegistryError(
-          'denied',
-          'DENIED',
-          `blob ${endpoint.digest} is signature data: fetch it whole, without Range`,
-        );
-      const up = await client.blob(req.method as 'GET' | 'HEAD', target.repository, endpoint.digest, range);
-      if (up.status !== 200 && up.status !== 206) {
-        if (up.status === 416) {
-          discard(up.body);
-          res
-            .status(416)
-            .set({ ...API_VERSION, ...pick(up.headers, ['content-range']) })
-            .end();
-          return;
-        }
-        throw await client.statusError(up, 'BLOB_UNKNOWN');
-      }
-      const length = Number(up.headers['content-length']);
-      if (bounded && !(length <= maxBytes)) {
-        discard(up.body);
-        throw new RegistryError(
-          'denied',
-          'DENIED',
-          `blob ${endpoint.digest} is admitted as signature data of at most ${maxBytes} bytes, but the upstream offers ${Number.isFinite(length) ? length : 'an unknown number of'} bytes`,
-        );
-      }
-      res.status(up.status).set({
-        ...API_VERSION,
-        'content-type': 'application/octet-stream',
-        ...pick(up.headers, ['content-length', 'content-range', 'accept-ranges', 'content-type']),
-        'docker-content-digest': endpoint.digest,
-      });
       if (req.method === 'HEAD') {
-        discard(up.body);
-        res.end();
+        const size = await deps.gate.blobSize(repo, endpoint.digest);
+        res.status(200).set(blobHeaders(endpoint.digest, size)).end();
         return;
       }
-      // A whole blob is hashed on the way through: content that does not match its digest is cut off
-      // before the last byte, so no client ever receives it complete.
-      const verify = up.status === 200 && !range;
-      await new Promise<void>((resolve) => {
-        const done = (err: NodeJS.ErrnoException | null) => {
-          if (err && !res.writableEnded) {
-            f.error = `stream: ${err.message}`;
-            res.destroy();
-          }
-          resolve();
-        };
-        if (verify) pipeline(up.body, verifyingStream(endpoint.digest, target.upstream), res, done);
-        else pipeline(up.body, res, done);
-      });
+      await sendBlob(deps, await deps.gate.blob(repo, endpoint.digest), req.get('range'), res);
       return;
     }
     case 'tags': {
-      const pageQuery = new URLSearchParams();
-      for (const key of ['n', 'last']) {
-        const v = query.get(key);
-        if (v !== null) pageQuery.set(key, v);
+      const nText = query.get('n');
+      const n = nText === null ? undefined : Number(nText);
+      if (n !== undefined && (!Number.isInteger(n) || n < 0)) {
+        throw new RegistryError('invalid', 'UNSUPPORTED', `n must be a non-negative whole number, got "${nText}"`);
       }
-      const page = await client.tags(target.repository, pageQuery, LIST_MAX_BYTES);
-      const { body, next } = paginateTags(page.body, target, pageQuery, page.link);
+      const last = query.get('last') ?? undefined;
+      const page = await deps.gate.tags(repo, {
+        ...(n === undefined ? {} : { n }),
+        ...(last === undefined ? {} : { last }),
+      });
       res
         .status(200)
-        .set({ ...API_VERSION, 'content-type': 'application/json', ...(next ? { link: next } : {}) })
-        .end(body);
+        .set({
+          ...API_VERSION,
+          'content-type': 'application/json',
+          ...(page.next ? { link: nextLink(target, n, page.next) } : {}),
+        })
+        .end(JSON.stringify({ name: target.clientName, tags: page.tags }));
       return;
     }
     case 'referrers': {
       f.digest = endpoint.digest;
-      const { index } = await client.referrers(target.repository, endpoint.digest, LIST_MAX_BYTES);
-      const artifactType = query.get('artifactType');
-      const manifests = artifactType ? index.manifests.filter((d) => d.artifactType === artifactType) : index.manifests;
-      const body: ImageIndex = { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests };
+      const artifactType = query.get('artifactType') ?? undefined;
+      const index = await deps.gate.referrers(repo, endpoint.digest, artifactType);
+      const body: ImageIndex = { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: index.manifests };
       res.status(200).set({
         ...API_VERSION,
         'content-type': MediaType.ociIndex,
@@ -242,85 +214,97 @@ async function handle(
   }
 }
 
-function pick(headers: Record<string, string | string[] | undefined>, names: string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const name of names) {
-    const v = headers[name];
-    const value = Array.isArray(v) ? v[0] : v;
-    if (value !== undefined) out[name] = value;
-  }
-  return out;
-}
-
-function verifyingStream(digest: string, upstream: string): Transform {
-  const hasher = digestHasher(digest);
-  if (!hasher) throw new RegistryError('invalid', 'DIGEST_INVALID', `cannot verify digest ${digest}`);
-  // The latest chunk is held back until the next one arrives, so the final bytes leave only after
-  // the whole content has been checked.
-  let held: Buffer | undefined;
-  return new Transform({
-    transform(chunk: Buffer, _enc, cb: TransformCallback) {
-      hasher.hash.update(chunk);
-      const out = held;
-      held = chunk;
-      cb(null, out);
-    },
-    flush(cb: TransformCallback) {
-      if (!hasher.matches()) {
-        cb(new Error(`upstream ${upstream} sent content for ${digest} that does not hash to it`));
-        return;
-      }
-      cb(null, held);
-    },
-  });
+function blobHeaders(digest: string, size: number | undefined): Record<string, string> {
+  return {
+    ...API_VERSION,
+    'content-type': 'application/octet-stream',
+    'accept-ranges': 'bytes',
+    'docker-content-digest': digest,
+    ...(size === undefined ? {} : { 'content-length': String(size) }),
+  };
 }
 
 /**
- * One page of tags as the client asked for it. Registries that ignore `n`/`last` (distribution 2.8
- * does for tags) are paginated here, in the spec's lexical order; an upstream's own next link is
- * pointed back at this proxy in the form the client addressed it.
+ * A whole blob streams as its bytes arrive (the last only once verified); a range is answered from
+ * verified content only, so a cold range waits for the fill to complete.
  */
-export function paginateTags(
-  upstreamBody: Buffer,
-  target: Target,
-  query: URLSearchParams,
-  upstreamLink?: string,
-): { body: string; next?: string } {
-  let doc: { name?: unknown; tags?: unknown };
-  try {
-    doc = JSON.parse(upstreamBody.toString('utf8'));
-  } catch {
-    throw new RegistryError(
-      'upstream',
-      'UNAVAILABLE',
-      `upstream ${target.upstream} answered the tag list of ${target.repository} with invalid JSON`,
-    );
-  }
-  let tags = Array.isArray(doc.tags) ? doc.tags.filter((x): x is string => typeof x === 'string') : [];
-  const nText = query.get('n');
-  const n = nText === null ? undefined : Number(nText);
-  if (n !== undefined && (!Number.isInteger(n) || n < 0))
-    throw new RegistryError('invalid', 'UNSUPPORTED', `n must be a non-negative whole number, got "${nText}"`);
-  const last = query.get('last');
-  let nextLast: string | undefined;
-  const upstreamNext = upstreamLink ? /<([^>]+)>\s*;\s*rel="?next"?/.exec(upstreamLink)?.[1] : undefined;
-  if (upstreamNext) {
-    nextLast = new URL(upstreamNext, 'http://upstream.invalid').searchParams.get('last') ?? undefined;
-  } else if (n !== undefined) {
-    tags = [...tags].sort();
-    if (last !== null) tags = tags.filter((tag) => tag > last);
-    if (tags.length > n) {
-      tags = tags.slice(0, n);
-      nextLast = tags.at(-1);
+async function sendBlob(deps: AppDeps, body: BlobBody, rangeHeader: string | undefined, res: Response): Promise<void> {
+  facts(res).source = body.source;
+  let stream: Readable;
+  if (rangeHeader === undefined) {
+    res.status(200).set(blobHeaders(body.digest, body.size));
+    stream = body.stream();
+  } else {
+    try {
+      await body.complete;
+    } catch (err) {
+      body.close();
+      throw err;
+    }
+    const size = body.size ?? 0;
+    const asked = parseRange(rangeHeader, size);
+    if (asked.kind === 'unsatisfiable') {
+      body.close();
+      throw new RegistryError(
+        'unsatisfiable',
+        'RANGE_INVALID',
+        `range ${rangeHeader} is outside blob ${body.digest} of ${size} bytes`,
+      );
+    }
+    if (asked.kind === 'whole') {
+      res.status(200).set(blobHeaders(body.digest, size));
+      stream = body.stream();
+    } else {
+      const { start, end } = asked.range;
+      res
+        .status(206)
+        .set({ ...blobHeaders(body.digest, end - start + 1), 'content-range': `bytes ${start}-${end}/${size}` });
+      stream = body.stream(asked.range);
     }
   }
-  const body = JSON.stringify({ name: target.clientName, tags });
-  if (nextLast === undefined) return { body };
+  try {
+    await pump(stream, res, deps.clientWriteTimeoutMs);
+  } catch (err) {
+    // Headers are out: the only honest signal left is a cut connection.
+    stream.destroy();
+    facts(res).error = `stream: ${(err as Error).message}`;
+    res.destroy();
+  }
+}
+
+/** Writes a stream to the client with backpressure; a client that stops taking bytes for `timeoutMs` is cut off. */
+async function pump(stream: Readable, res: Response, timeoutMs: number): Promise<void> {
+  for await (const chunk of stream) {
+    if (res.destroyed) throw new Error('client went away');
+    if (!res.write(chunk as Buffer)) await drained(res, timeoutMs);
+  }
+  await new Promise<void>((resolve) => res.end(resolve));
+}
+
+function drained(res: Response, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (err?: Error) => {
+      clearTimeout(timer);
+      res.off('drain', onDrain);
+      res.off('close', onClose);
+      if (err) reject(err);
+      else resolve();
+    };
+    const onDrain = () => done();
+    const onClose = () => done(new Error('client went away'));
+    const timer = setTimeout(() => done(new Error(`client took no bytes for ${timeoutMs} ms`)), timeoutMs);
+    res.on('drain', onDrain);
+    res.on('close', onClose);
+  });
+}
+
+/** The next page's link, pointed back at this proxy in the form the client addressed it. */
+function nextLink(target: Target, n: number | undefined, last: string): string {
   const q = new URLSearchParams();
   if (n !== undefined) q.set('n', String(n));
-  q.set('last', nextLast);
+  q.set('last', last);
   if (target.ns) q.set('ns', target.ns);
-  return { body, next: `</v2/${target.clientName}/tags/list?${q}>; rel="next"` };
+  return `</v2/${target.clientName}/tags/list?${q}>; rel="next"`;
 }
 
 function requestLog(deps: AppDeps) {
@@ -341,6 +325,7 @@ function requestLog(deps: AppDeps) {
           repository: f.repository,
           reference: f.reference,
           digest: f.digest,
+          ...(f.source ? { source: f.source } : {}),
           status: res.statusCode,
           ms: Math.round(ms * 10) / 10,
           complete: res.writableFinished,

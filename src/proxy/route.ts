@@ -2,6 +2,9 @@
 // OCI error out. Only configured upstreams can come out of here.
 import { RegistryError } from '../oci/errors.ts';
 import { assertBlobDigest, assertManifestReference, assertRepository } from '../oci/reference.ts';
+import type { UpstreamNames } from '../oci/upstreams.ts';
+
+export type { UpstreamNames } from '../oci/upstreams.ts';
 
 export type Endpoint =
   | { kind: 'manifest'; reference: string }
@@ -19,12 +22,6 @@ export interface Target {
   /** The `ns` query parameter the client sent, echoed into links. */
   ns?: string;
   endpoint: Endpoint;
-}
-
-export interface UpstreamNames {
-  /** Canonical host for a host or alias, if allowlisted. */
-  canonical(name: string): string | undefined;
-  readonly defaultUpstream: string | undefined;
 }
 
 const DOCKER_HUB = 'docker.io';

@@ -42,6 +42,11 @@ export function migrations(dialect: 'sqlite' | 'postgres'): string[][] {
       `CREATE INDEX admitted_children_parent ON admitted_children (parent)`,
       `CREATE INDEX admitted_blobs_manifest ON admitted_blobs (upstream, repository, manifest)`,
     ],
+    [
+      // The tag a manifest was admitted under: a blob's permit judges its manifest again in that
+      // context, since rules may match tags.
+      `ALTER TABLE admissions ADD COLUMN tag TEXT`,
+    ],
   ];
 }
 

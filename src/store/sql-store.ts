@@ -5,6 +5,8 @@ import type { Db, Param, Queryable, Row } from './db.ts';
 import { GENESIS, chainHash, normaliseAuditInput, verifyChain, type ChainHead } from './audit-chain.ts';
 import type { EventBus } from './events.ts';
 import type {
+  Admission,
+  AdmissionInput,
   AuditInput,
   AuditProblem,
   AuditQuery,
@@ -297,26 +299,19 @@ export class SqlStore implements Store {
       : undefined;
   }
 
-  async admit(
-    upstream: string,
-    repository: string,
-    digest: string,
-    blobs: string[],
-    children: string[],
-  ): Promise<void> {
+  async admit({ upstream, repository, digest, blobs, children, tag }: AdmissionInput): Promise<void> {
     await this.#db.transaction(async (tx) => {
       const now = Date.now();
+      const key = [upstream, repository, digest];
       if (
-        (await tx.run('UPDATE admissions SET admitted_at = ? WHERE upstream = ? AND repository = ? AND digest = ?', [
-          now,
-          upstream,
-          repository,
-          digest,
-        ])) === 0
+        (await tx.run(
+          'UPDATE admissions SET admitted_at = ?, tag = ? WHERE upstream = ? AND repository = ? AND digest = ?',
+          [now, tag ?? null, ...key],
+        )) === 0
       ) {
         await tx.run(
-          'INSERT INTO admissions (upstream, repository, digest, admitted_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING',
-          [upstream, repository, digest, now],
+          'INSERT INTO admissions (upstream, repository, digest, admitted_at, tag) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
+          [...key, now, tag ?? null],
         );
       }
       for (const blob of new Set(blobs)) {
@@ -334,13 +329,27 @@ export class SqlStore implements Store {
     });
   }
 
-  async isBlobAdmitted(upstream: string, repository: string, blobDigest: string): Promise<boolean> {
+  async getAdmission(upstream: string, repository: string, digest: string): Promise<Admission | undefined> {
+    const [row] = await this.#db.query(
+      `SELECT a.admitted_at, a.tag FROM admissions a WHERE a.upstream = ? AND a.repository = ? AND a.digest = ?
+         AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.digest = a.digest)`,
+      [upstream, repository, digest],
+    );
+    if (!row) return undefined;
+    const tag = opt(row.tag);
+    return { admittedAt: date(row.admitted_at), ...(tag === undefined ? {} : { tag }) };
+  }
+
+  async manifestsWithBlob(upstream: string, repository: string, blobDigest: string, limit: number): Promise<string[]> {
     const rows = await this.#db.query(
-      `SELECT 1 AS ok FROM admitted_blobs b WHERE b.upstream = ? AND b.repository = ? AND b.blob = ?
-         AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.digest = b.manifest) LIMIT 1`,
+      `SELECT b.manifest FROM admitted_blobs b
+         JOIN admissions a ON a.upstream = b.upstream AND a.repository = b.repository AND a.digest = b.manifest
+         WHERE b.upstream = ? AND b.repository = ? AND b.blob = ?
+           AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.digest = b.manifest)
+         ORDER BY a.admitted_at DESC LIMIT ${Math.max(1, Math.trunc(limit))}`,
       [upstream, repository, blobDigest],
     );
-    return rows.length > 0;
+    return rows.map((r) => str(r.manifest));
   }
 
   async isAdmitted(upstream: string, repository: string, digest: string): Promise<{ admittedAt: Date } | undefined> {

@@ -51,6 +51,18 @@ export interface DriftEvent {
   count: number;
   resolved: boolean;
 }
+export interface AdmissionInput {
+  upstream: string;
+  repository: string;
+  digest: string;
+  blobs: string[];
+  children: string[];
+  tag?: string;
+}
+export interface Admission {
+  admittedAt: Date;
+  tag?: string;
+}
 export interface StoredManifest {
   digest: string;
   mediaType: string;
@@ -158,10 +170,16 @@ export interface Store {
   /** Idempotent by digest: the first bytes stored for a digest stay. */
   putManifest(m: StoredManifest): Promise<void>;
   getManifest(digest: string): Promise<StoredManifest | undefined>;
-  /** Records an admitted manifest of a repository with its config/layer blobs and (index) child manifests; idempotent, refreshes the admission time. */
-  admit(upstream: string, repository: string, digest: string, blobs: string[], children: string[]): Promise<void>;
-  /** Whether some admitted, non-revoked manifest of the repository lists the blob. */
-  isBlobAdmitted(upstream: string, repository: string, blobDigest: string): Promise<boolean>;
+  /**
+   * Records an admitted manifest of a repository with its config/layer blobs and (index) child
+   * manifests, and the tag it was pulled by (none for a pull by digest): the context in which it is
+   * judged again later. Idempotent; refreshes the admission time and the tag.
+   */
+  admit(a: AdmissionInput): Promise<void>;
+  /** The repository's own admission of a digest (not through an index), unless revoked. */
+  getAdmission(upstream: string, repository: string, digest: string): Promise<Admission | undefined>;
+  /** Admitted, non-revoked manifests of the repository that list the blob, newest admission first. */
+  manifestsWithBlob(upstream: string, repository: string, blobDigest: string, limit: number): Promise<string[]>;
   /** When the digest was last admitted in the repository (itself or as a child of an admitted index), unless revoked. */
   isAdmitted(upstream: string, repository: string, digest: string): Promise<{ admittedAt: Date } | undefined>;
   /** The admitted, non-revoked index of the repository that lists `digest` as a child, if any. */

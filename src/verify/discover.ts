@@ -2,15 +2,11 @@
 // OCI 1.1 referrers. Every referrer manifest is opened (index annotations are not trusted), every
 // count and size is bounded, and a registry error other than "not found" is thrown so the caller
 // fails closed instead of mistaking an outage for "unsigned".
+import { BUNDLE_MEDIA_TYPES, digestTag, EVIDENCE_BLOB_MAX_BYTES } from '../oci/evidence.ts';
 import { INDEX_MEDIA_TYPES, MediaType, type Descriptor, type ImageManifest } from '../oci/types.ts';
-import type { EvidenceSource } from './source.ts';
 
-export const BUNDLE_MEDIA_TYPES: readonly string[] = [
-  MediaType.sigstoreBundleV03,
-  'application/vnd.dev.sigstore.bundle+json;version=0.1',
-  'application/vnd.dev.sigstore.bundle+json;version=0.2',
-  'application/vnd.dev.sigstore.bundle+json;version=0.3',
-];
+export { BUNDLE_MEDIA_TYPES, digestTag } from '../oci/evidence.ts';
+import type { EvidenceSource } from './source.ts';
 
 export type EvidenceFormat = 'simple-signing' | 'dsse' | 'bundle';
 
@@ -44,7 +40,7 @@ export interface DiscoveryLimits {
 export const DEFAULT_DISCOVERY_LIMITS: DiscoveryLimits = {
   manifests: 64,
   layers: 128,
-  blobBytes: 1024 * 1024,
+  blobBytes: EVIDENCE_BLOB_MAX_BYTES,
   concurrency: 8,
 };
 
@@ -53,11 +49,6 @@ export function formatOfLayer(mediaType: string): EvidenceFormat | undefined {
   if (mediaType === MediaType.dsseEnvelope) return 'dsse';
   if (BUNDLE_MEDIA_TYPES.includes(mediaType)) return 'bundle';
   return undefined;
-}
-
-/** `sha256:ab12…` → `sha256-ab12…`, the tag prefix cosign derives from a digest. */
-export function digestTag(digest: string): string {
-  return digest.replace(':', '-');
 }
 
 export function shortDigest(digest: string): string {

@@ -28,15 +28,24 @@ function admit(object: Doc): Admission {
 }
 
 const container = (name: string, image?: string) => (image === undefined ? { name } : { name, image });
-const podSpec = (images: { containers: string[]; initContainers?: string[]; ephemeralContainers?: string[] }) => Object.fromEntries(
-  Object.entries(images).map(([list, names]) => [list, names.map((image, i) => container(`${list}-${i}`, image))]),
-);
+const podSpec = (images: { containers: string[]; initContainers?: string[]; ephemeralContainers?: string[] }) =>
+  Object.fromEntries(
+    Object.entries(images).map(([list, names]) => [list, names.map((image, i) => container(`${list}-${i}`, image))]),
+  );
 const template = (spec: Doc) => ({ metadata: { labels: { app: 'x' } }, spec });
 const workloads = (spec: Doc): Doc[] => [
   { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p' }, spec },
-  ...['Deployment', 'StatefulSet', 'DaemonSet', 'ReplicaSet'].map((kind) => ({ apiVersion: 'apps/v1', kind, spec: { selector: {}, template: template(spec) } })),
+  ...['Deployment', 'StatefulSet', 'DaemonSet', 'ReplicaSet'].map((kind) => ({
+    apiVersion: 'apps/v1',
+    kind,
+    spec: { selector: {}, template: template(spec) },
+  })),
   { apiVersion: 'batch/v1', kind: 'Job', spec: { template: template(spec) } },
-  { apiVersion: 'batch/v1', kind: 'CronJob', spec: { schedule: '@daily', jobTemplate: { spec: { template: template(spec) } } } },
+  {
+    apiVersion: 'batch/v1',
+    kind: 'CronJob',
+    spec: { schedule: '@daily', jobTemplate: { spec: { template: template(spec) } } },
+  },
 ];
 
 test('policy and binding: v1 API, fail closed, every workload kind and the ephemeral containers subresource', (t) => {
@@ -46,25 +55,38 @@ test('policy and binding: v1 API, fail closed, every workload kind and the ephem
   const rules = policy.spec.matchConstraints.resourceRules as Doc[];
   const resources = rules.flatMap((r) => r.resources.map((res: string) => `${r.apiGroups[0] || 'core'}/${res}`)).sort();
   t.deepEqual(resources, [
-    'apps/daemonsets', 'apps/deployments', 'apps/replicasets', 'apps/statefulsets',
-    'batch/cronjobs', 'batch/jobs', 'core/pods', 'core/pods/ephemeralcontainers',
+    'apps/daemonsets',
+    'apps/deployments',
+    'apps/replicasets',
+    'apps/statefulsets',
+    'batch/cronjobs',
+    'batch/jobs',
+    'core/pods',
+    'core/pods/ephemeralcontainers',
   ]);
   for (const r of rules) t.deepEqual([...r.operations].sort(), ['CREATE', 'UPDATE']);
   t.is(binding.spec.policyName, policy.metadata.name);
   t.true(binding.spec.validationActions.includes('Deny'));
-  const exempt = binding.spec.matchResources.namespaceSelector.matchExpressions.find((e: Doc) => e.key === 'kubernetes.io/metadata.name');
+  const exempt = binding.spec.matchResources.namespaceSelector.matchExpressions.find(
+    (e: Doc) => e.key === 'kubernetes.io/metadata.name',
+  );
   t.is(exempt.operator, 'NotIn');
   t.deepEqual([...exempt.values].sort(), ['kube-system', 'pullgate']);
   const cel = JSON.stringify(policy.spec);
-  for (const list of ['containers', 'initContainers', 'ephemeralContainers']) t.true(cel.includes(`has(variables.spec.${list})`), `${list} is optional: has() guards it`);
+  for (const list of ['containers', 'initContainers', 'ephemeralContainers'])
+    t.true(cel.includes(`has(variables.spec.${list})`), `${list} is optional: has() guards it`);
 });
 
 test('images named through the proxy are admitted, in every workload kind, with or without init containers', (t) => {
   const specs = [
     podSpec({ containers: [`${PROXY}docker.io/library/nginx:1.27`] }),
-    podSpec({ containers: [`${PROXY}ghcr.io/acme/app@sha256:${'a'.repeat(64)}`, `${PROXY}quay.io/x/y:1`], initContainers: [`${PROXY}docker.io/library/busybox:1.36`] }),
+    podSpec({
+      containers: [`${PROXY}ghcr.io/acme/app@sha256:${'a'.repeat(64)}`, `${PROXY}quay.io/x/y:1`],
+      initContainers: [`${PROXY}docker.io/library/busybox:1.36`],
+    }),
   ];
-  for (const spec of specs) for (const object of workloads(spec)) t.deepEqual(admit(object), { allowed: true }, object.kind);
+  for (const spec of specs)
+    for (const object of workloads(spec)) t.deepEqual(admit(object), { allowed: true }, object.kind);
 });
 
 test('an image from anywhere else is refused, in any container list of any workload kind, and the message names it', (t) => {
@@ -72,15 +94,21 @@ test('an image from anywhere else is refused, in any container list of any workl
     podSpec({ containers: ['nginx:1.27'] }),
     podSpec({ containers: [`${PROXY}docker.io/library/nginx:1.27`], initContainers: ['ghcr.io/evil/init:1'] }),
     podSpec({ containers: [`${PROXY}docker.io/library/nginx:1.27`], ephemeralContainers: ['busybox'] }),
-    podSpec({ containers: [`docker.io/${PROXY}x:1`] }),                // the prefix must come first
+    podSpec({ containers: [`docker.io/${PROXY}x:1`] }), // the prefix must come first
     podSpec({ containers: ['pullgate.internal:5050.evil.example/x:1'] }), // and end at the slash
   ];
   for (const spec of cases) {
-    const bad = Object.values(spec).flat().map((c) => (c as { image: string }).image).filter((i) => !i.startsWith(PROXY));
+    const bad = Object.values(spec)
+      .flat()
+      .map((c) => (c as { image: string }).image)
+      .filter((i) => !i.startsWith(PROXY));
     for (const object of workloads(spec)) {
       const r = admit(object);
       t.false(r.allowed, `${object.kind}: ${bad.join(', ')}`);
-      t.is(r.message, `images must be pulled through pullgate, named ${PROXY}<registry>/<repository>; not: ${bad.join(', ')}`);
+      t.is(
+        r.message,
+        `images must be pulled through pullgate, named ${PROXY}<registry>/<repository>; not: ${bad.join(', ')}`,
+      );
     }
   }
 });
@@ -95,8 +123,15 @@ test('a template container without an image is refused with a message, not an ev
 });
 
 test('kubectl debug on an existing pod: the pod with an added ephemeral container is what the subresource admits', (t) => {
-  const pod = { apiVersion: 'v1', kind: 'Pod', spec: podSpec({ containers: [`${PROXY}docker.io/library/nginx:1.27`] }) };
+  const pod = {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    spec: podSpec({ containers: [`${PROXY}docker.io/library/nginx:1.27`] }),
+  };
   t.true(admit(pod).allowed);
-  const debugged = { ...pod, spec: { ...pod.spec, ephemeralContainers: [container('debugger', 'docker.io/library/busybox:1.36')] } };
+  const debugged = {
+    ...pod,
+    spec: { ...pod.spec, ephemeralContainers: [container('debugger', 'docker.io/library/busybox:1.36')] },
+  };
   t.false(admit(debugged).allowed);
 });

@@ -37,19 +37,26 @@ test.after.always(async () => {
 });
 
 // like a node: the hosts directory decides where to go; https only (no --plain-http)
-const pull = (image: string) => runCommand('ctr', ['--address', containerd.address, 'images', 'pull', '--hosts-dir', hostsDir, image], { timeoutMs: PULL_TIMEOUT_MS });
+const pull = (image: string) =>
+  runCommand('ctr', ['--address', containerd.address, 'images', 'pull', '--hosts-dir', hostsDir, image], {
+    timeoutMs: PULL_TIMEOUT_MS,
+  });
 
-const manifestRequests = (repository: string) => fixture.proxy.lines('request').filter((l) => l.route === 'manifest' && l.repository === repository);
+const manifestRequests = (repository: string) =>
+  fixture.proxy.lines('request').filter((l) => l.route === 'manifest' && l.repository === repository);
 
-test.serial('a registry with its own hosts.toml: a signed image is pulled through the proxy in its path-prefix form, over TLS with the configured CA', async (t) => {
-  const before = manifestRequests('acme/signed').length;
-  const r = await pull('ghcr.io/acme/signed:1.0');
-  t.is(r.code, 0, r.stderr);
-  t.is(await containerd.imageDigest('ghcr.io/acme/signed:1.0'), fixture.digests.signed);
-  const seen = manifestRequests('acme/signed').slice(before);
-  t.true(seen.length > 0, 'the manifest came from the proxy');
-  t.true(seen.every((l) => l.upstream === 'ghcr.io'));
-});
+test.serial(
+  'a registry with its own hosts.toml: a signed image is pulled through the proxy in its path-prefix form, over TLS with the configured CA',
+  async (t) => {
+    const before = manifestRequests('acme/signed').length;
+    const r = await pull('ghcr.io/acme/signed:1.0');
+    t.is(r.code, 0, r.stderr);
+    t.is(await containerd.imageDigest('ghcr.io/acme/signed:1.0'), fixture.digests.signed);
+    const seen = manifestRequests('acme/signed').slice(before);
+    t.true(seen.length > 0, 'the manifest came from the proxy');
+    t.true(seen.every((l) => l.upstream === 'ghcr.io'));
+  },
+);
 
 test.serial('a DENIED is final: no fallback to the real registry', async (t) => {
   const r = await pull('ghcr.io/acme/unsigned:1.0');
@@ -59,12 +66,15 @@ test.serial('a DENIED is final: no fallback to the real registry', async (t) => 
   t.is(await containerd.imageDigest('ghcr.io/acme/unsigned:1.0'), undefined);
 });
 
-test.serial('_default sends a registry without its own folder to the proxy (with ns), which serves it when allowlisted', async (t) => {
-  const r = await pull('gcr.io/acme/signed:1.0');
-  t.is(r.code, 0, r.stderr);
-  t.is(await containerd.imageDigest('gcr.io/acme/signed:1.0'), fixture.digests.signed);
-  t.true(manifestRequests('acme/signed').some((l) => l.upstream === 'gcr.io'));
-});
+test.serial(
+  '_default sends a registry without its own folder to the proxy (with ns), which serves it when allowlisted',
+  async (t) => {
+    const r = await pull('gcr.io/acme/signed:1.0');
+    t.is(r.code, 0, r.stderr);
+    t.is(await containerd.imageDigest('gcr.io/acme/signed:1.0'), fixture.digests.signed);
+    t.true(manifestRequests('acme/signed').some((l) => l.upstream === 'gcr.io'));
+  },
+);
 
 test.serial('_default: a registry outside the allowlist is refused by the proxy, not pulled directly', async (t) => {
   const r = await pull('registry.example.org/acme/signed:1.0');
@@ -73,12 +83,15 @@ test.serial('_default: a registry outside the allowlist is refused by the proxy,
   t.notRegex(r.stderr, /lookup registry\.example\.org/, 'containerd did not try the registry itself');
 });
 
-test.serial('images named through the proxy (the form the admission policy requires) are pulled with the proxy CA', async (t) => {
-  const image = `${fixture.proxyHost}/ghcr.io/acme/signed:1.0`;
-  const r = await pull(image);
-  t.is(r.code, 0, r.stderr);
-  t.is(await containerd.imageDigest(image), fixture.digests.signed);
-  const refused = await pull(`${fixture.proxyHost}/ghcr.io/acme/unsigned:1.0`);
-  t.not(refused.code, 0);
-  t.regex(refused.stderr, /403 Forbidden/);
-});
+test.serial(
+  'images named through the proxy (the form the admission policy requires) are pulled with the proxy CA',
+  async (t) => {
+    const image = `${fixture.proxyHost}/ghcr.io/acme/signed:1.0`;
+    const r = await pull(image);
+    t.is(r.code, 0, r.stderr);
+    t.is(await containerd.imageDigest(image), fixture.digests.signed);
+    const refused = await pull(`${fixture.proxyHost}/ghcr.io/acme/unsigned:1.0`);
+    t.not(refused.code, 0);
+    t.regex(refused.stderr, /403 Forbidden/);
+  },
+);

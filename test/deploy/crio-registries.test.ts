@@ -29,17 +29,30 @@ test.after.always(async () => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
-const copy = (image: string, dest: string) => runCommand('skopeo', [
-  '--registries-conf', join(work, 'registries.conf'),
-  'copy', '--src-cert-dir', join(work, 'certs'), `docker://${image}`, `oci:${join(work, dest)}:1.0`,
-], { timeoutMs: SKOPEO_TIMEOUT_MS });
+const copy = (image: string, dest: string) =>
+  runCommand(
+    'skopeo',
+    [
+      '--registries-conf',
+      join(work, 'registries.conf'),
+      'copy',
+      '--src-cert-dir',
+      join(work, 'certs'),
+      `docker://${image}`,
+      `oci:${join(work, dest)}:1.0`,
+    ],
+    { timeoutMs: SKOPEO_TIMEOUT_MS },
+  );
 
-const manifestRequests = (repository: string) => fixture.proxy.lines('request').filter((l) => l.route === 'manifest' && l.repository === repository);
+const manifestRequests = (repository: string) =>
+  fixture.proxy.lines('request').filter((l) => l.route === 'manifest' && l.repository === repository);
 
 test.serial('a signed image is pulled through the proxy in its path-prefix form', async (t) => {
   const r = await copy('ghcr.io/acme/signed:1.0', 'signed');
   t.is(r.code, 0, r.stderr);
-  const index = JSON.parse(readFileSync(join(work, 'signed', 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
+  const index = JSON.parse(readFileSync(join(work, 'signed', 'index.json'), 'utf8')) as {
+    manifests: { digest: string }[];
+  };
   t.is(index.manifests[0]?.digest, fixture.digests.signed);
   const seen = manifestRequests('acme/signed');
   t.true(seen.length > 0 && seen.every((l) => l.upstream === 'ghcr.io'), 'the proxy served it as ghcr.io');
@@ -53,10 +66,18 @@ test.serial('a DENIED is final: the registry itself is not tried', async (t) => 
 });
 
 test.serial('Docker Hub names, short or long, go to the proxy as docker.io', async (t) => {
-  for (const [image, dest] of [['docker.io/acme/signed:1.0', 'hub-long'], ['acme/signed:1.0', 'hub-short']] as const) {
+  for (const [image, dest] of [
+    ['docker.io/acme/signed:1.0', 'hub-long'],
+    ['acme/signed:1.0', 'hub-short'],
+  ] as const) {
     const before = manifestRequests('acme/signed').length;
     const r = await copy(image, dest);
     t.is(r.code, 0, `${image}: ${r.stderr}`);
-    t.true(manifestRequests('acme/signed').slice(before).some((l) => l.upstream === 'docker.io'), image);
+    t.true(
+      manifestRequests('acme/signed')
+        .slice(before)
+        .some((l) => l.upstream === 'docker.io'),
+      image,
+    );
   }
 });

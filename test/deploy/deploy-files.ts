@@ -54,7 +54,10 @@ export function parseDeployFiles(): ParsedFile[] {
     const ext = extname(file);
     if (PROSE_OR_CODE.has(ext)) continue;
     const parse = PARSERS[ext];
-    if (!parse) throw new Error(`deploy/${file}: no parser for "${ext}" files: add one to test/deploy/deploy-files.ts so the file is checked`);
+    if (!parse)
+      throw new Error(
+        `deploy/${file}: no parser for "${ext}" files: add one to test/deploy/deploy-files.ts so the file is checked`,
+      );
     try {
       parsed.push({ file, docs: parse(readFileSync(join(DEPLOY, file), 'utf8'), `deploy/${file}`) });
     } catch (err) {
@@ -81,12 +84,18 @@ export function manifestsIn(dir: string): { file: string; doc: Doc }[] {
  * The Kubernetes ConfigMap's files written to a temp dir (removed at teardown), and its
  * pullgate.yaml through the real loader with the Secret's values as the environment, as in a pod.
  */
-export function kubernetesConfig(t: { teardown(fn: () => void): void }): { config: Config; dir: string; configMap: Doc; secret: Doc } {
+export function kubernetesConfig(t: { teardown(fn: () => void): void }): {
+  config: Config;
+  dir: string;
+  configMap: Doc;
+  secret: Doc;
+} {
   const manifests = manifestsIn(K8S).map((m) => m.doc);
   const configMap = manifests.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'pullgate-config')!;
   const secret = manifests.find((d) => d.kind === 'Secret' && d.metadata.name === 'pullgate-secrets')!;
   const dir = mkdtempSync(join(tmpdir(), 'pullgate-k8s-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  for (const [name, text] of Object.entries(configMap.data as Record<string, string>)) writeFileSync(join(dir, name), text);
+  for (const [name, text] of Object.entries(configMap.data as Record<string, string>))
+    writeFileSync(join(dir, name), text);
   return { config: loadConfig(join(dir, 'pullgate.yaml'), { ...secret.stringData }), dir, configMap, secret };
 }

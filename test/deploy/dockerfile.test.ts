@@ -12,10 +12,12 @@ import { type Copy, execForm, type Instruction, parseCopy, parseDockerfile } fro
 const stages = parseDockerfile(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'));
 const build = stages[0]!;
 const final = stages.at(-1)!;
-const all = (stage: typeof final, keyword: string): Instruction[] => stage.instructions.filter((i) => i.keyword === keyword);
+const all = (stage: typeof final, keyword: string): Instruction[] =>
+  stage.instructions.filter((i) => i.keyword === keyword);
 function only(keyword: string): Instruction {
   const found = all(final, keyword);
-  if (found.length !== 1) throw new Error(`Dockerfile: expected one ${keyword} in the final stage, found ${found.length}`);
+  if (found.length !== 1)
+    throw new Error(`Dockerfile: expected one ${keyword} in the final stage, found ${found.length}`);
   return found[0]!;
 }
 const finalCopies = all(final, 'COPY').map((i) => parseCopy(i.args));
@@ -26,7 +28,8 @@ function destinationOf(source: string): string {
   if (!copy) throw new Error(`the final stage does not COPY ${source}`);
   return posix.resolve(workdir, copy.dest);
 }
-const contextCopies = (): Copy[] => stages.flatMap((s) => all(s, 'COPY').map((i) => parseCopy(i.args))).filter((c) => c.from === undefined);
+const contextCopies = (): Copy[] =>
+  stages.flatMap((s) => all(s, 'COPY').map((i) => parseCopy(i.args))).filter((c) => c.from === undefined);
 
 test('multi-stage on the official node:24-slim image, pinned by tag (a digest may be added)', (t) => {
   t.true(stages.length >= 2);
@@ -35,7 +38,9 @@ test('multi-stage on the official node:24-slim image, pinned by tag (a digest ma
 });
 
 test('the build stage installs production dependencies only, from the lockfile', (t) => {
-  const copyLock = build.instructions.findIndex((i) => i.keyword === 'COPY' && parseCopy(i.args).sources.includes('package-lock.json'));
+  const copyLock = build.instructions.findIndex(
+    (i) => i.keyword === 'COPY' && parseCopy(i.args).sources.includes('package-lock.json'),
+  );
   const install = build.instructions.findIndex((i) => i.keyword === 'RUN' && /\bnpm ci\b/.test(i.args));
   t.true(copyLock >= 0, 'COPY package-lock.json');
   t.true(install > copyLock, 'npm ci after the lockfile is copied');
@@ -60,10 +65,19 @@ test('non-root numeric user, state on a volume it owns, the proxy ports exposed'
   t.regex(uid ?? '', /^[1-9][0-9]*$/, 'numeric, non-zero UID: runAsNonRoot can verify it');
   t.regex(gid ?? '', /^[1-9][0-9]*$/);
   t.deepEqual(execForm(only('VOLUME').args), ['/var/lib/pullgate']);
-  t.true(all(final, 'RUN').some((r) => r.args.includes(`chown ${uid}:${gid} /var/lib/pullgate`)), 'the volume is writable by the user');
+  t.true(
+    all(final, 'RUN').some((r) => r.args.includes(`chown ${uid}:${gid} /var/lib/pullgate`)),
+    'the volume is writable by the user',
+  );
   const user = final.instructions.indexOf(only('USER'));
-  t.true(final.instructions.slice(0, user).some((i) => i.keyword === 'RUN'), 'the chown runs before USER');
-  t.true(final.instructions.slice(user + 1).every((i) => i.keyword !== 'RUN'), 'no build step runs as the service user');
+  t.true(
+    final.instructions.slice(0, user).some((i) => i.keyword === 'RUN'),
+    'the chown runs before USER',
+  );
+  t.true(
+    final.instructions.slice(user + 1).every((i) => i.keyword !== 'RUN'),
+    'no build step runs as the service user',
+  );
   const config = loadConfig(join(ROOT, 'deploy/docker/pullgate.yaml'), {});
   t.deepEqual(only('EXPOSE').args.split(/\s+/).map(Number), [config.listen.port, config.admin.port]);
 });
@@ -89,12 +103,18 @@ test('the default config: all interfaces, SQLite on the volume, the policy the i
   t.is(config.listen.host, '0.0.0.0');
   t.deepEqual(config.store, { kind: 'sqlite', path: '/var/lib/pullgate/pullgate.db' });
   // the config names the policy relative to itself: the same relative path from /etc/pullgate
-  t.is(posix.resolve(posix.dirname(configPath), posix.relative(join(ROOT, 'deploy/docker'), config.policyFile!)), destinationOf('config/policy.example.yaml'));
+  t.is(
+    posix.resolve(posix.dirname(configPath), posix.relative(join(ROOT, 'deploy/docker'), config.policyFile!)),
+    destinationOf('config/policy.example.yaml'),
+  );
   t.truthy(loadPolicyFile(join(ROOT, 'config/policy.example.yaml')).doc.defaultRule);
 });
 
 test('.dockerignore: an allowlist that lets through exactly what the Dockerfile copies', (t) => {
-  const lines = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  const lines = readFileSync(join(ROOT, '.dockerignore'), 'utf8')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
   t.is(lines[0], '*', 'everything is excluded first');
   const included = lines.slice(1).map((l) => {
     t.true(l.startsWith('!'), `${l}: only re-inclusions follow`);
@@ -107,15 +127,30 @@ test('.dockerignore: an allowlist that lets through exactly what the Dockerfile 
 
 /** Packages a module imports by bare name (static and dynamic imports, require.resolve), without node: builtins. */
 function importedPackages(source: string): string[] {
-  const specifiers = [...source.matchAll(/(?:\bfrom\s+|\bimport\s*\(\s*|\bimport\s+|\.resolve\(\s*)'([^'.][^']*)'/g)].map((m) => m[1]!);
-  return specifiers.filter((s) => !s.startsWith('node:')).map((s) => s.split('/').slice(0, s.startsWith('@') ? 2 : 1).join('/'));
+  const specifiers = [
+    ...source.matchAll(/(?:\bfrom\s+|\bimport\s*\(\s*|\bimport\s+|\.resolve\(\s*)'([^'.][^']*)'/g),
+  ].map((m) => m[1]!);
+  return specifiers
+    .filter((s) => !s.startsWith('node:'))
+    .map((s) =>
+      s
+        .split('/')
+        .slice(0, s.startsWith('@') ? 2 : 1)
+        .join('/'),
+    );
 }
 
 test('npm ci --omit=dev keeps every package the image runs: all are runtime dependencies', (t) => {
   const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
-  const files = readdirSync(join(ROOT, 'src'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts')).map((f) => join('src', f));
+  const files = readdirSync(join(ROOT, 'src'), { recursive: true, encoding: 'utf8' })
+    .filter((f) => f.endsWith('.ts'))
+    .map((f) => join('src', f));
   files.push('deploy/docker/healthcheck.ts');
   const used = new Set(files.flatMap((f) => importedPackages(readFileSync(join(ROOT, f), 'utf8'))));
   t.true(used.has('express') && used.has('@sigstore/tuf'), 'the scan finds imports and require.resolve');
-  for (const name of used) t.true(name in pkg.dependencies, `${name} is imported at run time, so it must be in dependencies (not devDependencies)`);
+  for (const name of used)
+    t.true(
+      name in pkg.dependencies,
+      `${name} is imported at run time, so it must be in dependencies (not devDependencies)`,
+    );
 });

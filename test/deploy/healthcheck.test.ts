@@ -16,9 +16,14 @@ const RUN_TIMEOUT_MS = 10_000;
 
 function runHealthcheck(configFile: string): Promise<{ code: number; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [SCRIPT], { env: { ...process.env, PULLGATE_CONFIG: configFile }, timeout: RUN_TIMEOUT_MS }, (err, _stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stderr });
-    });
+    execFile(
+      process.execPath,
+      [SCRIPT],
+      { env: { ...process.env, PULLGATE_CONFIG: configFile }, timeout: RUN_TIMEOUT_MS },
+      (err, _stdout, stderr) => {
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stderr });
+      },
+    );
   });
 }
 
@@ -52,7 +57,9 @@ test('the health URL follows the listen address, port and TLS', (t) => {
 test('healthy over plain HTTP; unhealthy, with the reason, once the proxy is gone', async (t) => {
   const proxy = await startTestProxy({ policy: ALLOW_ALL, config: {} });
   let closed = false;
-  t.teardown(async () => { if (!closed) await proxy.close(); });
+  t.teardown(async () => {
+    if (!closed) await proxy.close();
+  });
   const port = Number(new URL(proxy.url).port);
   const config = writeConfig(tempDir(t), { host: '0.0.0.0', port });
   t.deepEqual(await runHealthcheck(config), { code: 0, stderr: '' });

@@ -29,15 +29,22 @@ function containerPort(port: string | number): number | undefined {
 
 /** Where in the container a path of the pod's filesystem comes from: the volume mounted above it. */
 function mountFor(path: string): { mount: Doc; volume: Doc } | undefined {
-  const mount = (container.volumeMounts as Doc[]).filter((m) => path.startsWith(`${m.mountPath}/`)).sort((a, b) => b.mountPath.length - a.mountPath.length)[0];
+  const mount = (container.volumeMounts as Doc[])
+    .filter((m) => path.startsWith(`${m.mountPath}/`))
+    .sort((a, b) => b.mountPath.length - a.mountPath.length)[0];
   const volume = mount && (podSpec.volumes as Doc[]).find((v) => v.name === mount.name);
   return mount && volume ? { mount, volume } : undefined;
 }
 
 test('every manifest is a known kind at its stable apiVersion, in the pullgate namespace', (t) => {
   const expected: Record<string, string> = {
-    Namespace: 'v1', ConfigMap: 'v1', Secret: 'v1', Service: 'v1', Deployment: 'apps/v1',
-    PodDisruptionBudget: 'policy/v1', NetworkPolicy: 'networking.k8s.io/v1',
+    Namespace: 'v1',
+    ConfigMap: 'v1',
+    Secret: 'v1',
+    Service: 'v1',
+    Deployment: 'apps/v1',
+    PodDisruptionBudget: 'policy/v1',
+    NetworkPolicy: 'networking.k8s.io/v1',
   };
   t.deepEqual(manifests.map((m) => m.doc.kind).sort(), Object.keys(expected).sort());
   for (const { file, doc } of manifests) {
@@ -45,7 +52,10 @@ test('every manifest is a known kind at its stable apiVersion, in the pullgate n
     t.truthy(doc.metadata?.name, `${file}: ${doc.kind} has a name`);
     t.is(doc.metadata.namespace, undefined, `${file}: the kustomization sets the namespace`);
   }
-  const kustomization = parseYamlDocuments(readFileSync(join(K8S, 'kustomization.yaml'), 'utf8'), 'kustomization.yaml')[0]!;
+  const kustomization = parseYamlDocuments(
+    readFileSync(join(K8S, 'kustomization.yaml'), 'utf8'),
+    'kustomization.yaml',
+  )[0]!;
   t.is(kustomization.namespace, one('Namespace').metadata.name);
   t.is(one('Namespace').metadata.labels['pod-security.kubernetes.io/enforce'], 'restricted');
 });
@@ -55,7 +65,9 @@ test('each kustomization lists every manifest in its folder, and nothing else', 
     const [k] = parseYamlDocuments(readFileSync(join(dir, 'kustomization.yaml'), 'utf8'), dir);
     t.is(k!.apiVersion, 'kustomize.config.k8s.io/v1beta1');
     t.is(k!.kind, 'Kustomization');
-    const files = readdirSync(dir).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml').sort();
+    const files = readdirSync(dir)
+      .filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml')
+      .sort();
     t.deepEqual([...k!.resources].sort(), files, dir);
   }
 });
@@ -92,13 +104,20 @@ test('deployment: restricted security context, read-only root, no writable mount
 
 test('deployment: probes hit /readyz and /healthz on the port the config listens on, over TLS as configured', (t) => {
   const { config } = kubernetesConfig(t);
-  for (const [probe, path] of [['readinessProbe', '/readyz'], ['livenessProbe', '/healthz']] as const) {
+  for (const [probe, path] of [
+    ['readinessProbe', '/readyz'],
+    ['livenessProbe', '/healthz'],
+  ] as const) {
     const get = container[probe].httpGet;
     t.is(get.path, path);
     t.is(containerPort(get.port), config.listen.port, `${probe} port`);
     t.is(get.scheme, config.listen.tlsCert ? 'HTTPS' : 'HTTP', `${probe} scheme`);
   }
-  t.deepEqual(container.ports.map((p: Doc) => p.containerPort), [config.listen.port], 'only the registry port is declared');
+  t.deepEqual(
+    container.ports.map((p: Doc) => p.containerPort),
+    [config.listen.port],
+    'only the registry port is declared',
+  );
   t.is(config.listen.host, '0.0.0.0');
   t.is(config.admin.host, '127.0.0.1', 'the admin API stays on the pod loopback (kubectl port-forward)');
 });
@@ -116,7 +135,10 @@ test('deployment: config and policy come from the ConfigMap mounted as a directo
   for (const file of [config.listen.tlsCert!, config.listen.tlsKey!]) {
     const tls = mountFor(file);
     t.truthy(tls?.volume.secret?.secretName, `${file} comes from a Secret`);
-    t.true(['tls.crt', 'tls.key'].includes(file.slice(tls!.mount.mountPath.length + 1)), `${file}: a kubernetes.io/tls key`);
+    t.true(
+      ['tls.crt', 'tls.key'].includes(file.slice(tls!.mount.mountPath.length + 1)),
+      `${file}: a kubernetes.io/tls key`,
+    );
   }
   for (const m of container.volumeMounts) t.is(m.subPath, undefined, `${m.name}: no subPath`);
 });
@@ -145,10 +167,14 @@ test('the ConfigMap policy is accepted by the real policy loader and lints clean
   t.deepEqual([...policy.attestors.keys()].sort(), ['platform-team', 'release-ci']);
   t.is(policy.doc.defaultRule.enforcementMode, 'dryrun', 'the shipped roll-out starts in dry run');
   const findings = lintPolicy(text, { file: 'policy.yaml', baseDir: dir });
-  t.deepEqual(findings.map((f) => `${f.level} ${f.path}`), ['warning /defaultRule/enforcementMode']);
+  t.deepEqual(
+    findings.map((f) => `${f.level} ${f.path}`),
+    ['warning /defaultRule/enforcementMode'],
+  );
   t.is(config.policyFile, join(dir, 'policy.yaml'));
   // the infrastructure images nodes need first are allowlisted for tags and digests alike
-  for (const entry of policy.doc.allowlist ?? []) t.false(entry.slice(entry.lastIndexOf('/')).includes(':'), `${entry} has no tag part`);
+  for (const entry of policy.doc.allowlist ?? [])
+    t.false(entry.slice(entry.lastIndexOf('/')).includes(':'), `${entry} has no tag part`);
 });
 
 test('service and PDB select the deployment pods; the PDB keeps one serving', (t) => {
@@ -156,7 +182,10 @@ test('service and PDB select the deployment pods; the PDB keeps one serving', (t
   t.deepEqual(service.spec.selector, podLabels);
   t.is(service.spec.type ?? 'ClusterIP', 'ClusterIP');
   const { config } = kubernetesConfig(t);
-  t.deepEqual(service.spec.ports.map((p: Doc) => containerPort(p.targetPort)), [config.listen.port]);
+  t.deepEqual(
+    service.spec.ports.map((p: Doc) => containerPort(p.targetPort)),
+    [config.listen.port],
+  );
   const pdb = one('PodDisruptionBudget');
   t.is(pdb.spec.minAvailable, 1);
   t.deepEqual(pdb.spec.selector.matchLabels, podLabels);
@@ -172,7 +201,10 @@ test('network policy: ingress to the registry port only; egress to DNS, PostgreS
   t.false(ingressPorts.includes(config.admin.port), 'the admin port is not reachable over the network');
   // every egress rule is limited by port; which rule allows what
   for (const rule of np.spec.egress) t.true(rule.ports?.length > 0, 'no egress rule without ports');
-  const rules = np.spec.egress.map((r: Doc) => ({ ports: r.ports.map((p: Doc) => `${p.protocol}/${p.port}`).sort(), to: r.to }));
+  const rules = np.spec.egress.map((r: Doc) => ({
+    ports: r.ports.map((p: Doc) => `${p.protocol}/${p.port}`).sort(),
+    to: r.to,
+  }));
   const dns = rules.find((r: Doc) => r.ports.includes('UDP/53'));
   t.deepEqual(dns.ports, ['TCP/53', 'UDP/53']);
   t.is(dns.to[0].namespaceSelector.matchLabels['kubernetes.io/metadata.name'], 'kube-system');

@@ -5,7 +5,7 @@ import test from 'ava';
 import { join } from 'node:path';
 import { loadConfig } from '../../src/config/load.ts';
 import { routeRequest } from '../../src/proxy/route.ts';
-import { Upstreams } from '../../src/proxy/upstreams.ts';
+import { Upstreams } from '../../src/oci/upstreams.ts';
 import { type Doc, DEPLOY, filesUnder, kubernetesConfig, parseDeployFiles, parseFile } from './deploy-files.ts';
 import { SHIPPED_CA, SHIPPED_PROXY } from './node-fixture.ts';
 
@@ -20,7 +20,8 @@ function shippedProxyConfigs(t: { teardown(fn: () => void): void }) {
 test('every YAML, TOML and JSON file under deploy/ parses, and no other format is shipped unchecked', (t) => {
   const parsed = parseDeployFiles();
   t.true(parsed.length >= 15);
-  for (const { file, docs } of parsed) t.true(docs.length > 0 && docs.every((d) => d !== null && typeof d === 'object'), file);
+  for (const { file, docs } of parsed)
+    t.true(docs.length > 0 && docs.every((d) => d !== null && typeof d === 'object'), file);
 });
 
 test('containerd: every hosts.toml makes the proxy the server and the only host, with pull+resolve and the proxy CA', (t) => {
@@ -86,6 +87,7 @@ test('the proxy configurations route every request form the node configurations 
       t.is(target.upstream, upstream, `${name}: ${path}?ns=${ns}`);
       t.is(target.repository, repository, `${name}: ${path}?ns=${ns}`);
     }
-    for (const folder of UPSTREAM_FOLDERS) t.is(upstreams.canonical(folder), folder, `${name}: ${folder} is allowlisted`);
+    for (const folder of UPSTREAM_FOLDERS)
+      t.is(upstreams.canonical(folder), folder, `${name}: ${folder} is allowlisted`);
   }
 });

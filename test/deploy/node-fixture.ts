@@ -47,7 +47,8 @@ export async function startNodeFixture(upstreams: string[]): Promise<NodeFixture
     const cert = await ca.issue('proxy');
     proxy = await startTestProxy({
       policy: stringify({
-        apiVersion: 'pullgate.dev/v1', kind: 'Policy',
+        apiVersion: 'pullgate.dev/v1',
+        kind: 'Policy',
         attestors: { ci: { keys: [{ file: join(work, 'ci.pub') }] } },
         defaultRule: { evaluationMode: 'requireAttestation', requireAttestors: ['ci'] },
       }),

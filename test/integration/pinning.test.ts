@@ -13,6 +13,7 @@ import {
   putManifest,
   signImage,
   startRegistry,
+  waitFor,
   type Registry,
 } from '../harness/index.ts';
 import { startTestProxy, type TestProxy } from './proxy-fixture.ts';
@@ -45,6 +46,8 @@ test.before(async () => {
     config: {
       upstreams: [{ host: REG, url: registry.url, insecure: true }],
       admin: { host: '127.0.0.1', port: 0, token: TOKEN },
+      // Every pull asks the upstream whether the tag moved (in the background in pin mode).
+      tagRecheckSeconds: 0,
     },
   });
 });
@@ -98,14 +101,23 @@ for (const signedOverwrite of [false, true]) {
     t.is(head.status, 200);
     t.is(head.digest, first.digest, 'HEAD (what containerd resolves) answers the pin');
     t.is((await manifest(repo, '1')).digest, first.digest);
-    const drift = (await admin('GET', '/api/v1/drift')).body.drift as {
-      repository: string;
-      pinnedDigest: string;
-      upstreamDigest: string;
-    }[];
-    t.true(
-      drift.some((d) => d.repository === repo && d.pinnedDigest === first.digest && d.upstreamDigest === second.digest),
+    // Pin mode answers from the store and re-checks the upstream in the background.
+    const recorded = await waitFor(
+      async () => {
+        const drift = (await admin('GET', '/api/v1/drift')).body.drift as {
+          repository: string;
+          pinnedDigest: string;
+          upstreamDigest: string;
+        }[];
+        return (
+          drift.some(
+            (d) => d.repository === repo && d.pinnedDigest === first.digest && d.upstreamDigest === second.digest,
+          ) || undefined
+        );
+      },
+      { timeoutMs: 5_000, intervalMs: 50, what: 'the drift record' },
     );
+    t.true(recorded);
   });
 
   test(`deny mode, ${variant} overwrite: the moved tag is refused with both digests and how to approve`, async (t) => {

@@ -80,37 +80,57 @@ export function conformance(test: TestFn, backend: Backend): void {
       await s.putManifest({ digest: D('1'), mediaType: 'application/vnd.oci.image.index.v1+json', bytes });
       t.true((await s.getManifest(D('1')))?.bytes.equals(bytes));
       t.is(await s.getManifest(D('9')), undefined);
-      await s.admit('r', 'a', D('1'), [], [D('2')]);
-      await s.admit('r', 'a', D('2'), [D('c'), D('d')], []);
-      t.true(await s.isBlobAdmitted('r', 'a', D('c')));
-      t.false(await s.isBlobAdmitted('r', 'other', D('c')));
-      t.false(await s.isBlobAdmitted('r', 'a', D('e')));
+      await s.admit({ upstream: 'r', repository: 'a', digest: D('1'), blobs: [], children: [D('2')] });
+      await s.admit({ upstream: 'r', repository: 'a', digest: D('2'), blobs: [D('c'), D('d')], children: [] });
+      t.true((await s.manifestsWithBlob('r', 'a', D('c'), 10)).length > 0);
+      t.false((await s.manifestsWithBlob('r', 'other', D('c'), 10)).length > 0);
+      t.false((await s.manifestsWithBlob('r', 'a', D('e'), 10)).length > 0);
       t.is(await s.admittedParent('r', 'a', D('2')), D('1'));
       t.is(await s.admittedParent('r', 'other', D('2')), undefined);
       t.truthy(await s.isAdmitted('r', 'a', D('1')));
       await s.revoke(D('2'), 'bad', 'admin');
-      t.false(await s.isBlobAdmitted('r', 'a', D('c')), 'blobs of a revoked manifest are no longer admitted');
+      t.false(
+        (await s.manifestsWithBlob('r', 'a', D('c'), 10)).length > 0,
+        'blobs of a revoked manifest are no longer admitted',
+      );
       t.is(await s.isAdmitted('r', 'a', D('2')), undefined);
       await s.revoke(D('1'), 'bad', 'admin');
       t.is(await s.admittedParent('r', 'a', D('2')), undefined, 'a revoked index admits no children');
     }));
 
+  test('admissions keep the tag they were pulled by; a blob names the admitted manifests listing it, newest first', (t) =>
+    withStore(async (s) => {
+      await s.admit({ upstream: 'r', repository: 'a', digest: D('1'), blobs: [D('c')], children: [], tag: 'v1' });
+      await new Promise((r) => setTimeout(r, 5));
+      await s.admit({ upstream: 'r', repository: 'a', digest: D('2'), blobs: [D('c'), D('d')], children: [] });
+      t.is((await s.getAdmission('r', 'a', D('1')))?.tag, 'v1');
+      t.is((await s.getAdmission('r', 'a', D('2')))?.tag, undefined);
+      t.is(await s.getAdmission('r', 'other', D('1')), undefined);
+      t.deepEqual(await s.manifestsWithBlob('r', 'a', D('c'), 10), [D('2'), D('1')]);
+      t.deepEqual(await s.manifestsWithBlob('r', 'a', D('c'), 1), [D('2')]);
+      await s.admit({ upstream: 'r', repository: 'a', digest: D('1'), blobs: [D('c')], children: [] });
+      t.is((await s.getAdmission('r', 'a', D('1')))?.tag, undefined, 'a later pull by digest replaces the context');
+      await s.revoke(D('2'), 'bad', 'admin');
+      t.deepEqual(await s.manifestsWithBlob('r', 'a', D('c'), 10), [D('1')]);
+      t.is(await s.getAdmission('r', 'a', D('2')), undefined, 'a revoked digest has no admission');
+    }));
+
   test('revoking an index withdraws the platform manifests admitted through it, unless another live index lists them', (t) =>
     withStore(async (s) => {
       // Index 1 lists children 2 and 3; index 4 lists child 3 too. The gate admits each child with its blobs.
-      await s.admit('r', 'a', D('1'), [], [D('2'), D('3')]);
-      await s.admit('r', 'a', D('4'), [], [D('3')]);
-      await s.admit('r', 'a', D('2'), [D('b')], []);
-      await s.admit('r', 'a', D('3'), [D('c')], []);
-      await s.admit('r', 'other', D('2'), [D('b')], []);
+      await s.admit({ upstream: 'r', repository: 'a', digest: D('1'), blobs: [], children: [D('2'), D('3')] });
+      await s.admit({ upstream: 'r', repository: 'a', digest: D('4'), blobs: [], children: [D('3')] });
+      await s.admit({ upstream: 'r', repository: 'a', digest: D('2'), blobs: [D('b')], children: [] });
+      await s.admit({ upstream: 'r', repository: 'a', digest: D('3'), blobs: [D('c')], children: [] });
+      await s.admit({ upstream: 'r', repository: 'other', digest: D('2'), blobs: [D('b')], children: [] });
       await s.revoke(D('1'), 'compromised', 'admin');
       t.is(await s.isAdmitted('r', 'a', D('2')), undefined, 'a child only index 1 listed is withdrawn');
-      t.false(await s.isBlobAdmitted('r', 'a', D('b')), 'and so are its blobs');
+      t.false((await s.manifestsWithBlob('r', 'a', D('b'), 10)).length > 0, 'and so are its blobs');
       t.truthy(await s.isAdmitted('r', 'a', D('3')), 'a child that index 4 also lists stays');
-      t.true(await s.isBlobAdmitted('r', 'a', D('c')));
+      t.true((await s.manifestsWithBlob('r', 'a', D('c'), 10)).length > 0);
       t.is(await s.admittedParent('r', 'a', D('3')), D('4'));
       t.true(
-        await s.isBlobAdmitted('r', 'other', D('b')),
+        (await s.manifestsWithBlob('r', 'other', D('b'), 10)).length > 0,
         'the same manifest admitted on its own in another repository stays',
       );
       t.true(await s.unrevoke(D('1'), 'admin'));
@@ -119,9 +139,12 @@ export function conformance(test: TestFn, backend: Backend): void {
         D('1'),
         'after unrevoking, the index vouches for its children again',
       );
-      t.false(await s.isBlobAdmitted('r', 'a', D('b')), 'their blobs come back when the child is admitted again');
-      await s.admit('r', 'a', D('2'), [D('b')], []);
-      t.true(await s.isBlobAdmitted('r', 'a', D('b')));
+      t.false(
+        (await s.manifestsWithBlob('r', 'a', D('b'), 10)).length > 0,
+        'their blobs come back when the child is admitted again',
+      );
+      await s.admit({ upstream: 'r', repository: 'a', digest: D('2'), blobs: [D('b')], children: [] });
+      t.true((await s.manifestsWithBlob('r', 'a', D('b'), 10)).length > 0);
     }));
 
   test('every change publishes its own event to this process before it returns, and only when something changed', (t) =>

@@ -5,7 +5,9 @@ import { join } from 'node:path';
 import { ConfigError, loadConfig } from '../../../src/config/load.ts';
 
 const dirs: string[] = [];
-test.after.always(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
+test.after.always(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
 
 function write(yaml: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'pullgate-config-'));
@@ -15,7 +17,13 @@ function write(yaml: string): string {
   return file;
 }
 
-function fails(t: import('ava').ExecutionContext, yaml: string, key: string, problem: RegExp, env: NodeJS.ProcessEnv = {}) {
+function fails(
+  t: import('ava').ExecutionContext,
+  yaml: string,
+  key: string,
+  problem: RegExp,
+  env: NodeJS.ProcessEnv = {},
+) {
   const err = t.throws(() => loadConfig(write(yaml), env), { instanceOf: ConfigError }) as ConfigError;
   t.is(err.key, key, err.message);
   t.regex(err.message, problem);
@@ -25,7 +33,12 @@ test('embedded defaults: loopback listener, public registries allowlisted, SQLit
   const c = loadConfig(undefined, {});
   t.is(c.listen.host, '127.0.0.1');
   t.is(c.listen.port, 5050);
-  t.true(c.upstreams.some((u) => u.host === 'docker.io' && u.url === 'https://registry-1.docker.io' && u.aliases.includes('index.docker.io')));
+  t.true(
+    c.upstreams.some(
+      (u) =>
+        u.host === 'docker.io' && u.url === 'https://registry-1.docker.io' && u.aliases.includes('index.docker.io'),
+    ),
+  );
   t.is(c.defaultUpstream, 'docker.io');
   t.is(c.store.kind, 'sqlite');
   t.is(c.manifestMaxBytes, 4 * 1024 * 1024);
@@ -60,7 +73,12 @@ test('errors name the key and the problem', (t) => {
   fails(t, 'listen: {port: 99999}', 'listen.port', /between 0 and 65535/);
   fails(t, 'lisen: {}', 'lisen', /unknown key/);
   fails(t, 'upstreams: [{host: a.test, url: "http://a.test"}]', 'upstreams[0].url', /https/);
-  fails(t, 'upstreams: [{host: a.test, passwordEnv: NOPE, username: x}]', 'upstreams[0].passwordEnv', /NOPE is not set/);
+  fails(
+    t,
+    'upstreams: [{host: a.test, passwordEnv: NOPE, username: x}]',
+    'upstreams[0].passwordEnv',
+    /NOPE is not set/,
+  );
   fails(t, 'upstreams: [{host: a.test, username: x}]', 'upstreams[0].password', /go together/);
   fails(t, 'upstreams: [{host: a.test}, {host: b.test, aliases: [a.test]}]', 'upstreams[1]', /already/);
   fails(t, 'upstreams: [{host: a.test}]\ndefaultUpstream: b.test', 'defaultUpstream', /not the host/);

@@ -1,7 +1,12 @@
 // The allowlist: one registry client per configured upstream, looked up by host or alias.
 import type { Config } from '../config/types.ts';
-import { RegistryClient, type ClientObserver } from '../oci/client.ts';
-import type { UpstreamNames } from './route.ts';
+import { RegistryClient, type ClientObserver } from './client.ts';
+
+export interface UpstreamNames {
+  /** Canonical host for a host or alias, if allowlisted. */
+  canonical(name: string): string | undefined;
+  readonly defaultUpstream: string | undefined;
+}
 
 export class Upstreams implements UpstreamNames {
   readonly #byName = new Map<string, RegistryClient>();

@@ -1,0 +1,222 @@
+// Admission as data: how a digest came to be served (or why not), and what follows from that.
+// The gate's steps produce an Admission; `effectsOf` turns it into the writes, counts and log
+// lines it implies (pure, tested by a table); the gate applies them in one place.
+import { denied, type RegistryError } from '../oci/errors.ts';
+import { EVIDENCE_LAYER_TYPES, parseEvidenceTag } from '../oci/evidence.ts';
+import { INDEX_MEDIA_TYPES, type FetchedManifest, type ImageIndex, type ImageManifest } from '../oci/types.ts';
+import type { ImageRef } from '../policy/types.ts';
+import type { AuditInput, Grant, Revocation } from '../store/types.ts';
+import { imageName, type Decision } from './decider.ts';
+
+/** A fetched manifest, read once as the kind of document its media type says it is. */
+export interface Parsed {
+  manifest?: ImageManifest;
+  index?: ImageIndex;
+}
+
+export function parseManifest(m: FetchedManifest): Parsed {
+  // The client checked that these bytes are a schema 2 JSON document of this media type.
+  const doc = JSON.parse(m.bytes.toString('utf8')) as ImageManifest & ImageIndex;
+  return INDEX_MEDIA_TYPES.includes(m.mediaType) ? { index: doc } : { manifest: doc };
+}
+
+export type Admission =
+  /** The policy allows it now (a cached verdict, or evidence verified now). */
+  | { admit: true; via: 'policy'; decision: Decision }
+  /** A platform manifest of an index that is admitted now. */
+  | { admit: true; via: 'index'; index: string }
+  /** The policy denies it, but a valid break-glass grant covers it. */
+  | { admit: true; via: 'grant'; decision: Decision; grant: Grant }
+  /** Its evidence is unreachable, and it was admitted within the stale grace period. */
+  | { admit: true; via: 'stale'; decision: Decision; admittedAt: Date }
+  /** Signature or attestation data of an image admitted now. */
+  | { admit: true; via: 'evidence'; subject: string }
+  | { admit: false; why: 'revoked'; revocation: Revocation }
+  | { admit: false; why: 'policy'; decision: Decision }
+  | { admit: false; why: 'evidence-of-unadmitted'; subject: string }
+  /** Asked of a digest the repository never admitted (a blob's permit, an index's child). */
+  | { admit: false; why: 'never-admitted' };
+
+export type Admitted = Extract<Admission, { admit: true }>;
+export type Refused = Extract<Admission, { admit: false }>;
+
+export type GateEvent = 'drift' | 'stale-serve' | 'break-glass' | 'revoked-hit';
+
+export type Effect =
+  /** Store the manifest and its admission (blobs, children, the tag it was pulled by). */
+  | { kind: 'record' }
+  /** Let this process serve the evidence manifest's own small layers. */
+  | { kind: 'evidence-blobs'; subject: string }
+  | { kind: 'audit'; entry: AuditInput }
+  | { kind: 'count'; event: GateEvent }
+  /** A refused pull of an image (for the per-image deny counter). */
+  | { kind: 'denied' }
+  | { kind: 'log'; level: 'info' | 'warn'; msg: string; fields: Record<string, unknown> };
+
+export interface EffectContext {
+  image: ImageRef;
+  /** This process wrote the admission recently: a cached verdict need not write it again. */
+  recordedRecently: boolean;
+}
+
+/** What an admission implies. Pure. */
+export function effectsOf(a: Admission, ctx: EffectContext): Effect[] {
+  const { image } = ctx;
+  const record: Effect[] = ctx.recordedRecently ? [] : [{ kind: 'record' }];
+  if (a.admit) {
+    switch (a.via) {
+      case 'policy':
+        return a.decision.cached ? record : [{ kind: 'audit', entry: decisionAudit(a.decision) }, { kind: 'record' }];
+      case 'index':
+        return record;
+      case 'grant':
+        return [
+          { kind: 'count', event: 'break-glass' },
+          {
+            kind: 'log',
+            level: 'warn',
+            msg: 'break-glass grant admits a denied image',
+            fields: {
+              image: imageName(image),
+              grant: a.grant.id,
+              reason: a.grant.reason,
+              expiresAt: a.grant.expiresAt,
+              policyReasons: a.decision.verdict.reasons,
+            },
+          },
+          {
+            kind: 'audit',
+            entry: {
+              kind: 'grant-use',
+              actor: a.grant.actor,
+              ...refOf(image),
+              reasons: a.decision.verdict.reasons,
+              detail: { grant: a.grant.id, grantReason: a.grant.reason },
+            },
+          },
+          ...record,
+        ];
+      case 'stale':
+        // Not recorded again: a stale serve must not renew the grace period it is living on.
+        return [
+          { kind: 'count', event: 'stale-serve' },
+          {
+            kind: 'log',
+            level: 'warn',
+            msg: 'stale serve: evidence unreachable, serving a digest admitted before',
+            fields: { image: imageName(image), admittedAt: a.admittedAt, reasons: a.decision.verdict.reasons },
+          },
+          {
+            kind: 'audit',
+            entry: { kind: 'stale-serve', actor: 'proxy', ...refOf(image), reasons: a.decision.verdict.reasons },
+          },
+        ];
+      case 'evidence':
+        return [{ kind: 'evidence-blobs', subject: a.subject }];
+    }
+  }
+  switch (a.why) {
+    case 'revoked':
+      return [{ kind: 'count', event: 'revoked-hit' }, { kind: 'denied' }];
+    case 'policy':
+      // A failure to check is logged by the decider; only judgements go into the audit trail.
+      return !a.decision.cached && a.decision.failure === undefined
+        ? [{ kind: 'audit', entry: decisionAudit(a.decision) }, { kind: 'denied' }]
+        : [{ kind: 'denied' }];
+    case 'evidence-of-unadmitted':
+    case 'never-admitted':
+      return [];
+  }
+}
+
+/** The error a refused pull answers with: what was refused, why, and what to do. */
+export function refusal(a: Refused, image: ImageRef, where: string): RegistryError {
+  switch (a.why) {
+    case 'revoked':
+      return denied(
+        `${imageName(image)} was revoked by ${a.revocation.actor} at ${a.revocation.at.toISOString()}: ${a.revocation.reason}`,
+        { digest: image.digest, revoked: true },
+      );
+    case 'policy': {
+      const v = a.decision.verdict;
+      return denied(`${imageName(image)} denied by policy (${v.rule}): ${v.reasons.join('; ')}`, {
+        rule: v.rule,
+        digest: image.digest,
+        reasons: v.reasons,
+      });
+    }
+    case 'evidence-of-unadmitted':
+      return denied(
+        `${where} is signature or attestation data for ${a.subject}, which is not admitted: pull the image itself through the proxy first`,
+      );
+    case 'never-admitted':
+      return denied(`${imageName(image)} was never admitted in ${image.registry}/${image.repository}`);
+  }
+}
+
+/** A one-line account of a refusal, for a blob whose manifest is no longer admitted. */
+export function refusalReason(a: Refused): string {
+  switch (a.why) {
+    case 'revoked':
+      return `revoked by ${a.revocation.actor}: ${a.revocation.reason}`;
+    case 'policy':
+      return `denied by policy (${a.decision.verdict.rule}): ${a.decision.verdict.reasons.join('; ')}`;
+    case 'evidence-of-unadmitted':
+      return `evidence of ${a.subject}, which is not admitted`;
+    case 'never-admitted':
+      return 'never admitted here';
+  }
+}
+
+/**
+ * The image digest a signature or attestation manifest belongs to, when the manifest is pure
+ * evidence (every layer a signature/attestation type; an index only as the referrers fallback tag).
+ */
+export function evidenceSubject(reference: string, parsed: Parsed): string | undefined {
+  const tag = parseEvidenceTag(reference);
+  if (parsed.index) {
+    // The referrers tag-schema index: harmless to serve, its entries are gated when fetched.
+    return tag?.kind === 'index' ? tag.digest : undefined;
+  }
+  const m = parsed.manifest;
+  if (!m || !Array.isArray(m.layers) || m.layers.length === 0) return undefined;
+  if (!m.layers.every((l) => l && EVIDENCE_LAYER_TYPES.has(l.mediaType))) return undefined;
+  if (tag) return tag.digest;
+  return typeof m.subject?.digest === 'string' ? m.subject.digest : undefined;
+}
+
+/** The config and layer blobs a manifest references (none for an index). */
+export function blobsOf(parsed: Parsed): string[] {
+  const m = parsed.manifest;
+  if (!m) return [];
+  return [m.config, ...(Array.isArray(m.layers) ? m.layers : [])].flatMap((d) =>
+    d && typeof d.digest === 'string' ? [d.digest] : [],
+  );
+}
+
+/** The platform manifests an index lists. */
+export function childrenOf(parsed: Parsed): string[] {
+  return (parsed.index?.manifests ?? []).flatMap((d) => (d && typeof d.digest === 'string' ? [d.digest] : []));
+}
+
+export function refOf(image: ImageRef): Partial<Pick<AuditInput, 'upstream' | 'repository' | 'tag' | 'digest'>> {
+  return {
+    upstream: image.registry,
+    repository: image.repository,
+    digest: image.digest,
+    ...(image.tag ? { tag: image.tag } : {}),
+  };
+}
+
+export function decisionAudit(d: Decision): AuditInput {
+  const v = d.verdict;
+  const kind = v.verdict === 'deny' ? 'deny' : v.judgement === 'deny' ? 'dryrun-deny' : 'allow';
+  return {
+    kind,
+    actor: 'policy',
+    ...refOf(d.image),
+    rule: v.rule,
+    reasons: v.reasons,
+    detail: { mode: v.enforcementMode, ms: Math.round(d.ms) },
+  };
+}
