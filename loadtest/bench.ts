@@ -1,6 +1,7 @@
-// Benchmark: the proxy against the direct upstream, in the same run, on this machine.
-// usage: npm run bench [-- --blob-mib 256 --requests 3000 --concurrency 16]
-// Prints a Markdown table; every figure is a ratio to the direct registry measured moments before.
+// Benchmark: pullgate against the direct upstream and against distribution's own pull-through
+// cache (docker-registry with proxy.remoteurl), all three measured in the same run on this machine,
+// with curl as the blob client. Prints a Markdown table with every figure and its ratios.
+// usage: npm run bench [-- --blob-mib 256 --big-mib 1024 --requests 2000 --concurrency 16 --rounds 3]
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,18 +14,31 @@ import {
   freePort,
   generateKey,
   pushImage,
+  runCommand,
   signImage,
   startRegistry,
   waitFor,
+  type BuiltImage,
+  type Registry,
 } from '../test/harness/index.ts';
 
 const { values } = parseArgs({
-  options: { 'blob-mib': { type: 'string' }, requests: { type: 'string' }, concurrency: { type: 'string' } },
+  options: {
+    'blob-mib': { type: 'string' },
+    'big-mib': { type: 'string' },
+    requests: { type: 'string' },
+    concurrency: { type: 'string' },
+    rounds: { type: 'string' },
+  },
 });
 const BLOB_MIB = Number(values['blob-mib'] ?? 256);
-const REQUESTS = Number(values.requests ?? 3000);
+const BIG_MIB = Number(values['big-mib'] ?? 1024);
+const REQUESTS = Number(values.requests ?? 2000);
 const CONCURRENCY = Number(values.concurrency ?? 16);
+const ROUNDS = Number(values.rounds ?? 3);
+const FANOUT = 20;
 const MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+const UPSTREAM = 'bench.test';
 
 interface Timing {
   rps: number;
@@ -65,13 +79,26 @@ async function hammer(
   };
 }
 
-async function download(url: string, range = false): Promise<number> {
+/** One blob download by curl: MiB/s as curl measured it, and the bytes it got. */
+async function curl(url: string): Promise<{ mibps: number; bytes: number }> {
+  const r = await runCommand(
+    'curl',
+    ['-s', '-o', '/dev/null', '-w', '%{http_code} %{speed_download} %{size_download}', url],
+    {
+      timeoutMs: 600_000,
+    },
+  );
+  const [code, speed, size] = r.stdout.trim().split(' ');
+  if (code !== '200') throw new Error(`curl ${url}: HTTP ${code} ${r.stderr}`);
+  return { mibps: Number(speed) / 1048576, bytes: Number(size) };
+}
+
+/** `n` curls at once; the aggregate MiB/s over the wall time. */
+async function curlAll(urls: string[]): Promise<number> {
   const t0 = performance.now();
-  const res = await request(url, range ? { headers: { range: 'bytes=0-' } } : {});
-  let bytes = 0;
-  for await (const chunk of res.body) bytes += (chunk as Buffer).length;
-  if (res.statusCode !== (range ? 206 : 200)) throw new Error(`GET ${url}: ${res.statusCode}`);
-  return bytes / 1024 / 1024 / ((performance.now() - t0) / 1000);
+  const got = await Promise.all(urls.map((u) => curl(u)));
+  const bytes = got.reduce((s, g) => s + g.bytes, 0);
+  return bytes / 1048576 / ((performance.now() - t0) / 1000);
 }
 
 function rssMiB(pid: number): number {
@@ -79,15 +106,38 @@ function rssMiB(pid: number): number {
   return m ? Number(m[1]) / 1024 : 0;
 }
 
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? 0;
+}
+
 const work = mkdtempSync(join(tmpdir(), 'pullgate-bench-'));
-const registry = await startRegistry();
+let upstream: Registry | undefined;
+let distribution: Registry | undefined;
 let proxyProcess: ReturnType<typeof spawn> | undefined;
+const key = generateKey('ecdsa-p256');
+const log = (s: string) => process.stderr.write(`${s}\n`);
+
+async function push(repo: string, layerMib: number): Promise<BuiltImage> {
+  const dir = join(work, repo.replace(/\//g, '-'));
+  const image = await buildImage(dir, '1.0', { seed: repo, layerBytes: layerMib * 1024 * 1024 });
+  await pushImage(dir, '1.0', `${upstream!.host}/${repo}:1.0`);
+  await signImage(upstream!, repo, image.digest, key.privateKey);
+  rmSync(dir, { recursive: true, force: true });
+  return image;
+}
+
 try {
-  process.stderr.write(`building and pushing an image with a ${BLOB_MIB} MiB layer…\n`);
-  const image = await buildImage(join(work, 'img'), '1.0', { seed: 'bench', layerBytes: BLOB_MIB * 1024 * 1024 });
-  await pushImage(join(work, 'img'), '1.0', `${registry.host}/bench/app:1.0`);
-  const key = generateKey('ecdsa-p256');
-  await signImage(registry, 'bench/app', image.digest, key.privateKey);
+  upstream = await startRegistry();
+  distribution = await startRegistry({ proxyOf: upstream.url });
+  log(`building and pushing images: ${BLOB_MIB} MiB layers, ${ROUNDS} cold ones, 4 of ${BIG_MIB} MiB…`);
+  const warm = await push('bench/app', BLOB_MIB);
+  const cold: BuiltImage[] = [];
+  for (let i = 0; i < ROUNDS; i++) cold.push(await push(`bench/cold-${i}`, BLOB_MIB));
+  const fanout = await push('bench/fanout', 64);
+  const big: BuiltImage[] = [];
+  for (let i = 0; i < 4; i++) big.push(await push(`bench/big-${i}`, BIG_MIB));
+
   writeFileSync(join(work, 'ci.pub'), key.publicPem);
   writeFileSync(
     join(work, 'policy.yaml'),
@@ -103,9 +153,10 @@ try {
     join(work, 'pullgate.yaml'),
     stringify({
       listen: { host: '127.0.0.1', port },
-      upstreams: [{ host: 'bench.test', url: registry.url, insecure: true }],
+      upstreams: [{ host: UPSTREAM, url: upstream.url, insecure: true }],
       policy: { file: 'policy.yaml' },
-      store: { sqlite: { path: 'state.db' } },
+      store: { sqlite: { path: 'state/pullgate.db' } },
+      cache: { blobs: { maxBytes: '20GiB' } },
       log: { level: 'warn' },
     }),
   );
@@ -123,62 +174,149 @@ try {
         .catch(() => false)) || undefined,
     { timeoutMs: 20_000, intervalMs: 100, what: 'proxy readiness' },
   );
+  const pid = proxyProcess.pid!;
+  const at = {
+    direct: (repo: string, rest: string) => `${upstream!.url}/v2/${repo}/${rest}`,
+    distribution: (repo: string, rest: string) => `${distribution!.url}/v2/${repo}/${rest}`,
+    pullgate: (repo: string, rest: string) => `${proxy}/v2/${UPSTREAM}/${repo}/${rest}`,
+  };
+  const admitted = async (repo: string, image: BuiltImage) => {
+    for (const url of [at.pullgate(repo, `manifests/1.0`), at.distribution(repo, 'manifests/1.0')]) {
+      const r = await request(url, { headers: { accept: MANIFEST } });
+      await r.body.dump();
+      if (r.statusCode !== 200) throw new Error(`manifest ${url}: ${r.statusCode}`);
+    }
+    return image.blobs.at(-1)!;
+  };
 
-  const directManifest = `/v2/bench/app/manifests/${image.digest}`;
-  const proxyManifest = `/v2/bench.test/bench/app/manifests/${image.digest}`;
+  // First pull of a signed image: fetch, evidence, verification, store.
   const t0 = performance.now();
-  const first = await request(`${proxy}${proxyManifest}`, { headers: { accept: MANIFEST } });
-  await first.body.dump();
-  const coldMs = performance.now() - t0;
-  if (first.statusCode !== 200) throw new Error(`first pull through the proxy: ${first.statusCode}`);
+  const layer = await admitted('bench/app', warm);
+  const firstPullMs = performance.now() - t0;
+  const rssRest = rssMiB(pid);
 
-  // warm both paths, then measure alternately so both see the same machine state
-  await hammer(registry.url, directManifest, 'GET', 200, CONCURRENCY);
-  await hammer(proxy, proxyManifest, 'GET', 200, CONCURRENCY);
-  const directGet = await hammer(registry.url, directManifest, 'GET', REQUESTS, CONCURRENCY);
-  const proxyGet = await hammer(proxy, proxyManifest, 'GET', REQUESTS, CONCURRENCY);
-  const directHead = await hammer(registry.url, '/v2/bench/app/manifests/1.0', 'HEAD', REQUESTS, CONCURRENCY);
-  const proxyHead = await hammer(proxy, '/v2/bench.test/bench/app/manifests/1.0', 'HEAD', REQUESTS, CONCURRENCY);
+  log('manifests…');
+  const digestPath = `manifests/${warm.digest}`;
+  const originOf = (u: string) => new URL(u).origin;
+  const pathOf = (u: string) => new URL(u).pathname;
+  for (const side of Object.values(at))
+    await hammer(
+      originOf(side('bench/app', digestPath)),
+      pathOf(side('bench/app', digestPath)),
+      'GET',
+      200,
+      CONCURRENCY,
+    );
+  const getByDigest = {
+    direct: await hammer(upstream.url, pathOf(at.direct('bench/app', digestPath)), 'GET', REQUESTS, CONCURRENCY),
+    distribution: await hammer(
+      distribution.url,
+      pathOf(at.distribution('bench/app', digestPath)),
+      'GET',
+      REQUESTS,
+      CONCURRENCY,
+    ),
+    pullgate: await hammer(proxy, pathOf(at.pullgate('bench/app', digestPath)), 'GET', REQUESTS, CONCURRENCY),
+  };
+  const headByTag = {
+    direct: await hammer(upstream.url, pathOf(at.direct('bench/app', 'manifests/1.0')), 'HEAD', REQUESTS, CONCURRENCY),
+    distribution: await hammer(
+      distribution.url,
+      pathOf(at.distribution('bench/app', 'manifests/1.0')),
+      'HEAD',
+      REQUESTS,
+      CONCURRENCY,
+    ),
+    pullgate: await hammer(proxy, pathOf(at.pullgate('bench/app', 'manifests/1.0')), 'HEAD', REQUESTS, CONCURRENCY),
+  };
+  const serial = {
+    getByDigest: await hammer(proxy, pathOf(at.pullgate('bench/app', digestPath)), 'GET', 1000, 1),
+    headByTag: await hammer(proxy, pathOf(at.pullgate('bench/app', 'manifests/1.0')), 'HEAD', 1000, 1),
+  };
 
-  const layer = image.blobs.at(-1)!;
-  const rssBefore = rssMiB(proxyProcess.pid!);
-  let rssPeak = rssBefore;
-  const sampler = setInterval(() => {
-    rssPeak = Math.max(rssPeak, rssMiB(proxyProcess!.pid!));
-  }, 20);
-  const directMbps: number[] = [];
-  const proxyMbps: number[] = [];
-  const rangeMbps: number[] = [];
-  for (let i = 0; i < 3; i++) {
-    directMbps.push(await download(`${registry.url}/v2/bench/app/blobs/${layer}`));
-    proxyMbps.push(await download(`${proxy}/v2/bench.test/bench/app/blobs/${layer}`));
-    // a Range request is passed through unhashed: the difference is the cost of hashing in flight
-    rangeMbps.push(await download(`${proxy}/v2/bench.test/bench/app/blobs/${layer}`, true));
+  log('cold blobs…');
+  const coldMibps = { distribution: [] as number[], pullgate: [] as number[] };
+  for (const [i, image] of cold.entries()) {
+    const l = await admitted(`bench/cold-${i}`, image);
+    // Alternate which side goes first so neither always finds the upstream's page cache warmer.
+    const order = i % 2 === 0 ? (['distribution', 'pullgate'] as const) : (['pullgate', 'distribution'] as const);
+    for (const side of order) coldMibps[side].push((await curl(at[side](`bench/cold-${i}`, `blobs/${l}`))).mibps);
   }
+
+  log('warm blobs…');
+  for (const side of ['distribution', 'pullgate'] as const) await curl(at[side]('bench/app', `blobs/${layer}`));
+  const warmMibps = { direct: [] as number[], distribution: [] as number[], pullgate: [] as number[] };
+  const concurrentMibps = { direct: [] as number[], distribution: [] as number[], pullgate: [] as number[] };
+  for (let i = 0; i < ROUNDS; i++) {
+    for (const side of ['direct', 'distribution', 'pullgate'] as const) {
+      warmMibps[side].push((await curl(at[side]('bench/app', `blobs/${layer}`))).mibps);
+    }
+  }
+  for (let i = 0; i < ROUNDS; i++) {
+    for (const side of ['direct', 'distribution', 'pullgate'] as const) {
+      concurrentMibps[side].push(
+        await curlAll(Array.from({ length: 4 }, () => at[side]('bench/app', `blobs/${layer}`))),
+      );
+    }
+  }
+
+  log(`${FANOUT} concurrent cold GETs of one blob…`);
+  const fanLayer = await admitted('bench/fanout', fanout);
+  const fetchesBefore = await upstream.requests(new RegExp(`^GET /v2/bench/fanout/blobs/${fanLayer}`));
+  await Promise.all(Array.from({ length: FANOUT }, () => curl(at.pullgate('bench/fanout', `blobs/${fanLayer}`))));
+  await new Promise((r) => setTimeout(r, 500));
+  const fanoutFetches =
+    (await upstream.requests(new RegExp(`^GET /v2/bench/fanout/blobs/${fanLayer}`))) - fetchesBefore;
+
+  log(`4 × ${BIG_MIB} MiB at once, cold, then warm…`);
+  let rssPeak = rssMiB(pid);
+  const sampler = setInterval(() => {
+    rssPeak = Math.max(rssPeak, rssMiB(pid));
+  }, 20);
+  const bigLayers: string[] = [];
+  for (const [i, image] of big.entries()) {
+    const r = await request(at.pullgate(`bench/big-${i}`, 'manifests/1.0'), { headers: { accept: MANIFEST } });
+    await r.body.dump();
+    bigLayers.push(image.blobs.at(-1)!);
+  }
+  const bigCold = await curlAll(bigLayers.map((l, i) => at.pullgate(`bench/big-${i}`, `blobs/${l}`)));
+  const bigWarm = await curlAll(bigLayers.map((l, i) => at.pullgate(`bench/big-${i}`, `blobs/${l}`)));
   clearInterval(sampler);
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[1] ?? 0;
 
   const f = (x: number, d = 1) => x.toFixed(d);
-  const row = (name: string, d: Timing, p: Timing) =>
-    `| ${name} | ${f(d.rps, 0)} req/s, p50 ${f(d.p50, 2)} ms, p99 ${f(d.p99, 2)} ms | ${f(p.rps, 0)} req/s, p50 ${f(p.p50, 2)} ms, p99 ${f(p.p99, 2)} ms | ${f(p.rps / d.rps, 2)} |`;
+  const ratio = (a: number, b: number) => f(a / b, 2);
+  const timing = (t: Timing) => `${f(t.rps, 0)} req/s, p50 ${f(t.p50, 2)} ms`;
+  const m = { warm: { d: median(warmMibps.direct), x: median(warmMibps.distribution), p: median(warmMibps.pullgate) } };
+  const c4 = {
+    d: median(concurrentMibps.direct),
+    x: median(concurrentMibps.distribution),
+    p: median(concurrentMibps.pullgate),
+  };
+  const cold2 = { x: median(coldMibps.distribution), p: median(coldMibps.pullgate) };
   process.stdout.write(
     [
-      `pullgate benchmark: ${REQUESTS} requests at concurrency ${CONCURRENCY}, ${BLOB_MIB} MiB blob, node ${process.version}`,
+      `pullgate benchmark, one run: ${BLOB_MIB} MiB blobs (median of ${ROUNDS}), ${REQUESTS} manifest requests at concurrency ${CONCURRENCY}, node ${process.version}, curl as the blob client`,
       '',
-      '| path | direct upstream | through pullgate (signature policy) | throughput ratio |',
-      '|---|---|---|---|',
-      row('manifest GET by digest (cached verdict)', directGet, proxyGet),
-      row('manifest HEAD by tag (pin + upstream HEAD)', directHead, proxyHead),
-      `| blob GET ${BLOB_MIB} MiB, hashed in flight (median of 3) | ${f(median(directMbps))} MiB/s | ${f(median(proxyMbps))} MiB/s | ${f(median(proxyMbps) / median(directMbps), 2)} |`,
-      `| blob GET ${BLOB_MIB} MiB with Range: bytes=0- (not hashed) | ${f(median(directMbps))} MiB/s | ${f(median(rangeMbps))} MiB/s | ${f(median(rangeMbps) / median(directMbps), 2)} |`,
+      '| figure | direct upstream | distribution proxy | pullgate | pullgate / direct | pullgate / distribution |',
+      '|---|---|---|---|---|---|',
+      `| blob GET warm, MiB/s | ${f(m.warm.d)} | ${f(m.warm.x)} | ${f(m.warm.p)} | ${ratio(m.warm.p, m.warm.d)} | ${ratio(m.warm.p, m.warm.x)} |`,
+      `| 4 concurrent warm blob GETs, aggregate MiB/s | ${f(c4.d)} | ${f(c4.x)} | ${f(c4.p)} | ${ratio(c4.p, c4.d)} | ${ratio(c4.p, c4.x)} |`,
+      `| blob GET cold (first fetch), MiB/s | - | ${f(cold2.x)} | ${f(cold2.p)} | - | ${ratio(cold2.p, cold2.x)} |`,
+      `| manifest GET by digest | ${timing(getByDigest.direct)} | ${timing(getByDigest.distribution)} | ${timing(getByDigest.pullgate)} | ${ratio(getByDigest.pullgate.rps, getByDigest.direct.rps)} | ${ratio(getByDigest.pullgate.rps, getByDigest.distribution.rps)} |`,
+      `| manifest HEAD by tag | ${timing(headByTag.direct)} | ${timing(headByTag.distribution)} | ${timing(headByTag.pullgate)} | ${ratio(headByTag.pullgate.rps, headByTag.direct.rps)} | ${ratio(headByTag.pullgate.rps, headByTag.distribution.rps)} |`,
       '',
-      `first pull through the proxy (fetch, evidence, verification, store): ${f(coldMs)} ms`,
-      `proxy RSS: ${f(rssBefore)} MiB before the blob downloads, peak ${f(rssPeak)} MiB while streaming ${BLOB_MIB} MiB six times`,
+      `- manifest at concurrency 1 through pullgate: HEAD by tag p50 ${f(serial.headByTag.p50, 3)} ms, GET by digest p50 ${f(serial.getByDigest.p50, 3)} ms (difference ${f(serial.headByTag.p50 - serial.getByDigest.p50, 3)} ms)`,
+      `- ${FANOUT} concurrent cold GETs of one 64 MiB blob: ${fanoutFetches} upstream blob fetch(es), counted in the upstream's access log`,
+      `- 4 × ${BIG_MIB} MiB at once: ${f(bigCold)} MiB/s aggregate cold (4 fills), ${f(bigWarm)} MiB/s warm`,
+      `- proxy RSS: ${f(rssRest)} MiB at rest after the first pull, peak ${f(rssPeak)} MiB while streaming 4 × ${BIG_MIB} MiB`,
+      `- first pull of a signed image (manifest, evidence, verification, store): ${f(firstPullMs)} ms`,
+      `- cold samples, MiB/s: distribution ${coldMibps.distribution.map((x) => f(x, 0)).join(', ')}; pullgate ${coldMibps.pullgate.map((x) => f(x, 0)).join(', ')}`,
       '',
     ].join('\n'),
   );
 } finally {
   proxyProcess?.kill('SIGTERM');
-  await registry.stop();
+  await distribution?.stop();
+  await upstream?.stop();
   rmSync(work, { recursive: true, force: true });
 }

@@ -1,16 +1,39 @@
-// One upstream fetch of one blob, written to a file as it arrives and hashed on the way. It runs at
-// the upstream's speed whatever its readers do: readers read the file, never the socket, so a
-// reader that stops stalls only itself. Readers may have every byte written so far except the
-// last: that one is released only once the whole content hashes to the digest, so no reader ever
-// receives content that does not match complete.
+// One upstream fetch of one blob, hashed as it arrives and written to a file behind it. It runs at
+// the upstream's speed whatever its readers do: readers take the newest bytes from a small window
+// of the chunks just received, and older ones from the file, never from the socket, so a reader
+// that stops stalls only itself. Readers may have every byte received so far except the last: that
+// one is released only once the whole content hashes to the digest, so no reader ever receives
+// content that does not match complete. The cache takes the file only once it is on disk.
+import type { Hash } from 'node:crypto';
 import { open, unlink, type FileHandle } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
 import { RegistryError } from '../oci/errors.ts';
 import { digestHasher } from '../oci/digest.ts';
-import type { GrowingFile } from './file-reader.ts';
+import type { GrowingFile } from './file-sender.ts';
 import type { BlobOrigin } from './types.ts';
+
+/** Bytes received but not yet on disk before the upstream is paused: memory stays flat per fill. */
+const UNWRITTEN_MAX_BYTES = 16 * 1024 * 1024;
+/** Bytes already on disk kept in memory for readers close behind the head. */
+const WINDOW_MAX_BYTES = 4 * 1024 * 1024;
 
 export type FillOutcome =
   { ok: true; size: number; ms: number } | { ok: false; error: RegistryError; bytes: number; ms: number };
+
+interface Hooks {
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
+
+function deferred(): { promise: Promise<void>; hooks: Hooks } {
+  let hooks!: Hooks;
+  const promise = new Promise<void>((resolve, reject) => {
+    hooks = { resolve, reject };
+  });
+  // Nobody may be listening when a fill fails: its readers hear it through their own sends.
+  promise.catch(() => undefined);
+  return { promise, hooks };
+}
 
 export class Fill implements GrowingFile {
   readonly digest: string;
@@ -21,36 +44,35 @@ export class Fill implements GrowingFile {
   /** Resolves once the content is verified; rejects with why it is not. */
   readonly complete: Promise<void>;
   #size: number | undefined;
+  /** Bytes taken from the upstream and hashed. */
+  #received = 0;
+  /** Bytes on disk. */
   #written = 0;
+  /** The newest chunks, from position `#windowStart` to `#received`: everything not yet written, and a little more. */
+  #window: Buffer[] = [];
+  #windowStart = 0;
   #verified = false;
   #error: RegistryError | undefined;
   #fh: FileHandle | undefined;
   /** The fill itself holds the file, and so does each reader; the last one closes it. */
   #holders = 1;
-  #waiters: { resolve: () => void; reject: (err: Error) => void }[] = [];
-  readonly #startedHooks: { resolve: () => void; reject: (e: Error) => void };
-  readonly #completeHooks: { resolve: () => void; reject: (e: Error) => void };
+  #waiters: Hooks[] = [];
+  readonly #started: Hooks;
+  readonly #complete: Hooks;
 
   private constructor(digest: string, tmpPath: string, upstream: string) {
     this.digest = digest;
     this.tmpPath = tmpPath;
     this.upstream = upstream;
-    let started!: { resolve: () => void; reject: (e: Error) => void };
-    this.started = new Promise<void>((resolve, reject) => {
-      started = { resolve, reject };
-    });
-    let complete!: { resolve: () => void; reject: (e: Error) => void };
-    this.complete = new Promise<void>((resolve, reject) => {
-      complete = { resolve, reject };
-    });
-    // Nobody may be listening when a fill fails: its readers hear it through their own streams.
-    this.started.catch(() => undefined);
-    this.complete.catch(() => undefined);
-    this.#startedHooks = started;
-    this.#completeHooks = complete;
+    const started = deferred();
+    const complete = deferred();
+    this.started = started.promise;
+    this.#started = started.hooks;
+    this.complete = complete.promise;
+    this.#complete = complete.hooks;
   }
 
-  /** Starts fetching; `done` is told the outcome after the file is closed to writing (for the cache to take it). */
+  /** Starts fetching; `done` is told the outcome once the file is on disk (for the cache to take it) or the fill failed. */
   static start(
     digest: string,
     tmpPath: string,
@@ -72,7 +94,7 @@ export class Fill implements GrowingFile {
                 { cause: err },
               );
         fill.#fail(error);
-        done(fill, { ok: false, error, bytes: fill.#written, ms: performance.now() - t0 });
+        done(fill, { ok: false, error, bytes: fill.#received, ms: performance.now() - t0 });
       },
     );
     return fill;
@@ -82,22 +104,29 @@ export class Fill implements GrowingFile {
     return this.#size;
   }
 
-  get written(): number {
-    return this.#written;
-  }
-
   get failed(): RegistryError | undefined {
     return this.#error;
   }
 
   available(): number {
-    if (this.#verified) return this.#written;
-    return Math.max(0, this.#written - 1);
+    return this.#verified ? this.#received : Math.max(0, this.#received - 1);
   }
 
   changed(): Promise<void> {
     if (this.#error) return Promise.reject(this.#error);
     return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+  }
+
+  /** The bytes from `pos` on that are still in memory (up to the end of one chunk and `limit`), if any. */
+  fromMemory(pos: number, limit: number): Buffer | undefined {
+    if (pos < this.#windowStart) return undefined;
+    let start = this.#windowStart;
+    for (const chunk of this.#window) {
+      const end = start + chunk.length;
+      if (pos < end) return chunk.subarray(pos - start, Math.min(chunk.length, limit - start));
+      start = end;
+    }
+    return undefined;
   }
 
   /** A reader's hold on the file; undefined when the fill failed (the reader gets its error instead). */
@@ -111,6 +140,7 @@ export class Fill implements GrowingFile {
     if (--this.#holders > 0 || !this.#fh) return;
     const fh = this.#fh;
     this.#fh = undefined;
+    this.#window = [];
     fh.close().catch(() => undefined);
   }
 
@@ -124,49 +154,109 @@ export class Fill implements GrowingFile {
       up.body.on('error', () => undefined).destroy();
       throw this.#local(err);
     });
-    this.#startedHooks.resolve();
-    try {
-      for await (const chunk of up.body) {
-        const buf = chunk as Buffer;
-        if (this.#size !== undefined && this.#written + buf.length > this.#size) {
-          throw this.#fault(`sent more than the ${this.#size} bytes it declared`);
-        }
-        hasher.hash.update(buf);
-        await this.#write(buf);
-        this.#written += buf.length;
-        this.#wake();
-      }
-    } catch (err) {
-      up.body.on('error', () => undefined).destroy();
-      throw err instanceof RegistryError
-        ? err
-        : this.#fault(`broke off after ${this.#written} bytes (${(err as Error).message})`);
-    }
-    if (this.#size !== undefined && this.#written !== this.#size) {
-      throw this.#fault(`ended after ${this.#written} of the ${this.#size} bytes it declared`);
-    }
-    if (!hasher.matches()) throw this.#fault('sent content that does not hash to it');
-    this.#size = this.#written;
-    this.#verified = true;
-    this.#wake();
-    this.#completeHooks.resolve();
+    this.#started.resolve();
+    await this.#copy(up.body, hasher.hash, hasher.matches);
     // On disk before the cache trusts it: an entry is never served again from a half-written file.
     await this.#fh.datasync().catch((err: NodeJS.ErrnoException) => {
       throw this.#local(err);
     });
-    return this.#written;
+    return this.#received;
   }
 
-  async #write(buf: Buffer): Promise<void> {
+  /**
+   * Hashes the body as it arrives and writes it behind. Chunks are taken one by one from 'data'
+   * events (never concatenated), written in batches while the socket keeps being read, and the
+   * upstream pauses only when the disk falls UNWRITTEN_MAX_BYTES behind. Resolves once every byte
+   * is written; the content is verified (and readers may finish) as soon as the last byte arrives.
+   */
+  #copy(body: Readable, hash: Hash, matches: () => boolean): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let writing = false;
+      let ended = false;
+      let failed = false;
+      const fail = (err: unknown): void => {
+        if (failed) return;
+        failed = true;
+        body.off('data', onData);
+        body.on('error', () => undefined).destroy();
+        reject(
+          err instanceof RegistryError
+            ? err
+            : this.#fault(`broke off after ${this.#received} bytes (${(err as Error).message})`),
+        );
+      };
+      const flush = async (): Promise<void> => {
+        writing = true;
+        while (this.#written < this.#received && !failed) {
+          await this.#writeBehind();
+          if (body.isPaused() && this.#received - this.#written < UNWRITTEN_MAX_BYTES) body.resume();
+        }
+        writing = false;
+        if (ended && !failed) resolve();
+      };
+      const onData = (buf: Buffer): void => {
+        if (this.#size !== undefined && this.#received + buf.length > this.#size) {
+          fail(this.#fault(`sent more than the ${this.#size} bytes it declared`));
+          return;
+        }
+        hash.update(buf);
+        this.#window.push(buf);
+        this.#received += buf.length;
+        this.#wake();
+        if (this.#received - this.#written >= UNWRITTEN_MAX_BYTES) body.pause();
+        if (!writing) flush().catch(fail);
+      };
+      body.on('data', onData);
+      body.once('error', fail);
+      body.once('end', () => {
+        if (failed) return;
+        if (this.#size !== undefined && this.#received !== this.#size) {
+          fail(this.#fault(`ended after ${this.#received} of the ${this.#size} bytes it declared`));
+          return;
+        }
+        if (!matches()) {
+          fail(this.#fault('sent content that does not hash to it'));
+          return;
+        }
+        this.#size = this.#received;
+        this.#verified = true;
+        this.#wake();
+        this.#complete.resolve();
+        ended = true;
+        if (!writing) resolve();
+      });
+    });
+  }
+
+  /** Writes every received byte not yet on disk, then lets go of chunks the window no longer needs. */
+  async #writeBehind(): Promise<void> {
     const fh = this.#fh as FileHandle;
-    let off = 0;
+    const batch: Buffer[] = [];
+    let pos = this.#windowStart;
+    for (const chunk of this.#window) {
+      const end = pos + chunk.length;
+      if (end > this.#written) batch.push(pos < this.#written ? chunk.subarray(this.#written - pos) : chunk);
+      pos = end;
+    }
+    const bytes = batch.reduce((n, b) => n + b.length, 0);
     try {
-      while (off < buf.length) {
-        const { bytesWritten } = await fh.write(buf, off, buf.length - off, this.#written + off);
-        off += bytesWritten;
+      let done = 0;
+      let buffers = batch;
+      while (done < bytes) {
+        const { bytesWritten } = await fh.writev(buffers, this.#written + done);
+        done += bytesWritten;
+        if (done < bytes) buffers = [Buffer.concat(batch).subarray(done)];
       }
     } catch (err) {
       throw this.#local(err as NodeJS.ErrnoException);
+    }
+    this.#written += bytes;
+    while (this.#window.length > 0) {
+      const first = this.#window[0] as Buffer;
+      const firstEnd = this.#windowStart + first.length;
+      if (firstEnd > this.#written || this.#received - firstEnd < WINDOW_MAX_BYTES) break;
+      this.#window.shift();
+      this.#windowStart = firstEnd;
     }
   }
 
@@ -186,8 +276,8 @@ export class Fill implements GrowingFile {
 
   #fail(error: RegistryError): void {
     this.#error = error;
-    this.#startedHooks.reject(error);
-    this.#completeHooks.reject(error);
+    this.#started.reject(error);
+    this.#complete.reject(error);
     const waiters = this.#waiters;
     this.#waiters = [];
     for (const w of waiters) w.reject(error);

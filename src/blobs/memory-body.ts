@@ -1,5 +1,4 @@
 // A blob already in memory and verified (small evidence blobs), as a BlobBody.
-import { Readable } from 'node:stream';
 import type { BlobBody } from './types.ts';
 
 export function memoryBody(digest: string, bytes: Buffer): BlobBody {
@@ -8,9 +7,13 @@ export function memoryBody(digest: string, bytes: Buffer): BlobBody {
     source: 'memory',
     size: bytes.length,
     complete: Promise.resolve(),
-    stream(range) {
-      const end = range && Number.isFinite(range.end) ? range.end + 1 : bytes.length;
-      return Readable.from([bytes.subarray(range?.start ?? 0, end)]);
+    async send(out, range) {
+      const part = bytes.subarray(
+        range?.start ?? 0,
+        range && Number.isFinite(range.end) ? range.end + 1 : bytes.length,
+      );
+      out.write(part);
+      return part.length;
     },
     close() {},
   };

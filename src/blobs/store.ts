@@ -2,13 +2,12 @@
 // fill shared by every request for that digest while it runs. It never decides what may be
 // served; the gate checks the permit first and hands it an origin bound to the permitted
 // repository.
-import { open } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
+import { open, type FileHandle } from 'node:fs/promises';
 import type { Logger } from '../ops/log.ts';
 import type { BlobCache } from './cache.ts';
-import { FileReader, FINAL } from './file-reader.ts';
+import { FINAL, sendFile, type GrowingFile } from './file-sender.ts';
 import { Fill, type FillOutcome } from './fill.ts';
-import type { BlobBody, BlobOrigin, BlobSource, ByteRange } from './types.ts';
+import type { BlobBody, BlobOrigin, BlobSource } from './types.ts';
 
 export interface BlobStoreObserver {
   /** `hit`: served from the cache; `join`: read from a fill already running; `fill`: started one. */
@@ -18,11 +17,6 @@ export interface BlobStoreObserver {
 }
 
 const NO_OBSERVER: BlobStoreObserver = { lookup() {}, fill() {}, served() {} };
-
-/** One past the last byte of a range, or undefined for "to the end". */
-function endOf(range: ByteRange): number | undefined {
-  return range.end === Infinity ? undefined : range.end + 1;
-}
 
 export class BlobStore {
   readonly #cache: BlobCache;
@@ -39,6 +33,11 @@ export class BlobStore {
 
   get cache(): BlobCache {
     return this.#cache;
+  }
+
+  /** Fills running now (their content not yet in the cache). */
+  get filling(): number {
+    return this.#fills.size;
   }
 
   /** The blob's length without its bytes: from the cache, a running fill, or the upstream. */
@@ -84,48 +83,32 @@ export class BlobStore {
       return undefined;
     }
     this.#observer.lookup('hit');
-    let closed = false;
-    const close = (bytes = 0): void => {
-      if (closed) return;
-      closed = true;
-      this.#observer.served('cache', bytes);
-      fh.close().catch(() => undefined);
-    };
     return this.#body(
       digest,
       'cache',
       size,
       Promise.resolve(),
-      close,
-      (range) =>
-        new FileReader(fh, {
-          start: range.start,
-          end: endOf(range),
-          length: () => size,
-          growing: FINAL,
-          release: close,
-        }),
+      fh,
+      () => size,
+      FINAL,
+      () => {
+        fh.close().catch(() => undefined);
+      },
     );
   }
 
   #fillBody(fill: Fill): BlobBody {
     const fh = fill.hold();
     if (!fh) throw fill.failed;
-    let held = true;
-    const release = (bytes = 0): void => {
-      if (!held) return;
-      held = false;
-      this.#observer.served('fill', bytes);
-      fill.release();
-    };
     return this.#body(
       fill.digest,
       'fill',
       fill.size,
       fill.complete,
-      release,
-      (range) =>
-        new FileReader(fh, { start: range.start, end: endOf(range), length: () => fill.size, growing: fill, release }),
+      fh,
+      () => fill.size,
+      fill,
+      () => fill.release(),
     );
   }
 
@@ -134,24 +117,41 @@ export class BlobStore {
     source: BlobSource,
     size: number | undefined,
     complete: Promise<void>,
-    close: () => void,
-    reader: (range: ByteRange) => Readable,
+    fh: FileHandle,
+    length: () => number | undefined,
+    growing: GrowingFile,
+    release: () => void,
   ): BlobBody {
-    let used = false;
+    let released = false;
+    const done = (): void => {
+      if (released) return;
+      released = true;
+      release();
+    };
+    const observer = this.#observer;
     return {
       digest,
       source,
       size,
       complete,
-      stream(range) {
-        if (used) throw new Error('internal: a blob body is streamed once');
-        used = true;
-        return reader(range ?? { start: 0, end: Infinity });
+      async send(out, range, writeTimeoutMs) {
+        if (released) throw new Error('internal: a blob body is sent once');
+        let sent = 0;
+        try {
+          sent = await sendFile(fh, out, {
+            start: range?.start ?? 0,
+            end: range && Number.isFinite(range.end) ? range.end + 1 : undefined,
+            length,
+            growing,
+            writeTimeoutMs,
+          });
+          return sent;
+        } finally {
+          observer.served(source, sent);
+          done();
+        }
       },
-      close() {
-        if (!used) close();
-        used = true;
-      },
+      close: done,
     };
   }
 

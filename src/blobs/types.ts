@@ -1,6 +1,6 @@
 // The blob store's seams: where bytes come from (an origin, bound to one upstream repository by
 // the gate) and what a request gets back (a body it can stream, whole or a range of).
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 
 /** An upstream's answer to a whole-blob GET. */
 export interface UpstreamBlob {
@@ -27,7 +27,7 @@ export interface ByteRange {
 
 export type BlobSource = 'cache' | 'fill' | 'memory';
 
-/** One request's view of a blob. Single use: call `stream` once, or `close` if it will not be streamed. */
+/** One request's view of a blob. Single use: call `send` once, or `close` if it will not be sent. */
 export interface BlobBody {
   readonly digest: string;
   readonly source: BlobSource;
@@ -36,9 +36,10 @@ export interface BlobBody {
   /** Resolves once the whole content is verified against the digest; rejects when it cannot be. */
   readonly complete: Promise<void>;
   /**
-   * The content, or a range of it, as it becomes available. A reader never receives the last
-   * byte of content that does not match its digest: the stream fails instead.
+   * Writes the content, or a range of it, to `out` as it becomes available, and resolves with the
+   * bytes written. A reader never receives the last byte of content that does not match its
+   * digest: the send fails instead. A client that takes no bytes for `writeTimeoutMs` fails it too.
    */
-  stream(range?: ByteRange): Readable;
+  send(out: Writable, range: ByteRange | undefined, writeTimeoutMs: number): Promise<number>;
   close(): void;
 }

@@ -1,8 +1,7 @@
 // The registry-facing HTTP edge: read-only OCI distribution endpoints over the gate. Requests are
 // routed here and answered from what the gate hands back; failures become HTTP only here.
-import type { Readable } from 'node:stream';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import type { BlobBody } from '../blobs/types.ts';
+import type { BlobBody, ByteRange } from '../blobs/types.ts';
 import { RegistryError } from '../oci/errors.ts';
 import { MediaType, type ImageIndex } from '../oci/types.ts';
 import type { Upstreams } from '../oci/upstreams.ts';
@@ -230,10 +229,9 @@ function blobHeaders(digest: string, size: number | undefined): Record<string, s
  */
 async function sendBlob(deps: AppDeps, body: BlobBody, rangeHeader: string | undefined, res: Response): Promise<void> {
   facts(res).source = body.source;
-  let stream: Readable;
+  let range: ByteRange | undefined;
   if (rangeHeader === undefined) {
     res.status(200).set(blobHeaders(body.digest, body.size));
-    stream = body.stream();
   } else {
     try {
       await body.complete;
@@ -245,6 +243,7 @@ async function sendBlob(deps: AppDeps, body: BlobBody, rangeHeader: string | und
     const asked = parseRange(rangeHeader, size);
     if (asked.kind === 'unsatisfiable') {
       body.close();
+      res.set('content-range', `bytes */${size}`);
       throw new RegistryError(
         'unsatisfiable',
         'RANGE_INVALID',
@@ -253,49 +252,29 @@ async function sendBlob(deps: AppDeps, body: BlobBody, rangeHeader: string | und
     }
     if (asked.kind === 'whole') {
       res.status(200).set(blobHeaders(body.digest, size));
-      stream = body.stream();
     } else {
-      const { start, end } = asked.range;
-      res
-        .status(206)
-        .set({ ...blobHeaders(body.digest, end - start + 1), 'content-range': `bytes ${start}-${end}/${size}` });
-      stream = body.stream(asked.range);
+      range = asked.range;
+      res.status(206).set({
+        ...blobHeaders(body.digest, range.end - range.start + 1),
+        'content-range': `bytes ${range.start}-${range.end}/${size}`,
+      });
     }
   }
   try {
-    await pump(stream, res, deps.clientWriteTimeoutMs);
+    await body.send(res, range, deps.clientWriteTimeoutMs);
+    await new Promise<void>((resolve) => res.end(resolve));
   } catch (err) {
+    if (!res.headersSent && err instanceof RegistryError) {
+      // Nothing was sent yet (the fill failed before its first byte): a proper error still can be.
+      res.removeHeader('content-length');
+      res.removeHeader('content-range');
+      sendError(res, err);
+      return;
+    }
     // Headers are out: the only honest signal left is a cut connection.
-    stream.destroy();
     facts(res).error = `stream: ${(err as Error).message}`;
     res.destroy();
   }
-}
-
-/** Writes a stream to the client with backpressure; a client that stops taking bytes for `timeoutMs` is cut off. */
-async function pump(stream: Readable, res: Response, timeoutMs: number): Promise<void> {
-  for await (const chunk of stream) {
-    if (res.destroyed) throw new Error('client went away');
-    if (!res.write(chunk as Buffer)) await drained(res, timeoutMs);
-  }
-  await new Promise<void>((resolve) => res.end(resolve));
-}
-
-function drained(res: Response, timeoutMs: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const done = (err?: Error) => {
-      clearTimeout(timer);
-      res.off('drain', onDrain);
-      res.off('close', onClose);
-      if (err) reject(err);
-      else resolve();
-    };
-    const onDrain = () => done();
-    const onClose = () => done(new Error('client went away'));
-    const timer = setTimeout(() => done(new Error(`client took no bytes for ${timeoutMs} ms`)), timeoutMs);
-    res.on('drain', onDrain);
-    res.on('close', onClose);
-  });
 }
 
 /** The next page's link, pointed back at this proxy in the form the client addressed it. */

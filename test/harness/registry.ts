@@ -20,6 +20,8 @@ export interface RegistryOptions {
   password?: string;
   /** Lifetime of issued tokens (token mode). */
   tokenTtlSeconds?: number;
+  /** Run distribution's own pull-through cache of this registry URL instead of a plain registry. */
+  proxyOf?: string;
 }
 
 export interface Registry {
@@ -31,6 +33,10 @@ export interface Registry {
   dataDir: string;
   credentials?: { username: string; password: string };
   tokenServer?: { url: string; requests(): number };
+  /** How many requests the registry's access log shows whose request line matches `pattern` (e.g. /^GET \/v2\/.+\/blobs\//). */
+  requests(pattern: RegExp): Promise<number>;
+  /** The registry process id, for resource readings. */
+  pid: number | undefined;
   stop(): Promise<void>;
 }
 
@@ -45,7 +51,12 @@ type AuthSection =
   { kind: 'none' } | { kind: 'htpasswd'; path: string } | { kind: 'token'; realm: string; certFile: string };
 
 /** The registry's configuration document. */
-export function registryConfig(port: number, dataDir: string, auth: AuthSection): Record<string, unknown> {
+export function registryConfig(
+  port: number,
+  dataDir: string,
+  auth: AuthSection,
+  proxyOf?: string,
+): Record<string, unknown> {
   const config: Record<string, unknown> = {
     version: 0.1,
     log: { level: 'info', formatter: 'text' },
@@ -56,6 +67,7 @@ export function registryConfig(port: number, dataDir: string, auth: AuthSection)
       maintenance: { uploadpurging: { enabled: false } },
     },
     http: { addr: `127.0.0.1:${port}` },
+    ...(proxyOf ? { proxy: { remoteurl: proxyOf } } : {}),
   };
   if (auth.kind === 'htpasswd') config.auth = { htpasswd: { realm: 'pullgate-test', path: auth.path } };
   if (auth.kind === 'token') {
@@ -135,7 +147,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
     for (let attempt = 1; proc === undefined; attempt++) {
       port = await freePort();
       const configFile = join(root, 'config.yml');
-      await writeFile(configFile, stringify(registryConfig(port, dataDir, auth)));
+      await writeFile(configFile, stringify(registryConfig(port, dataDir, auth, opts.proxyOf)));
       try {
         proc = await startProcess({
           cmd: REGISTRY_BIN,
@@ -155,6 +167,11 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
       dataDir,
       ...(mode === 'none' ? {} : { credentials }),
       ...(tokenServer ? { tokenServer: { url: tokenServer.url, requests: tokenServer.requests } } : {}),
+      async requests(pattern: RegExp): Promise<number> {
+        const log = await readFile(join(root, 'registry.log'), 'utf8').catch(() => '');
+        return [...log.matchAll(/"((?:GET|HEAD) [^"]+) HTTP\/1\.1"/g)].filter((m) => pattern.test(m[1] ?? '')).length;
+      },
+      pid: proc.pid,
       stop: cleanup,
     };
   } catch (err) {

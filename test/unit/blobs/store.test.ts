@@ -4,10 +4,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough, Readable } from 'node:stream';
+import { PassThrough, Readable, Writable } from 'node:stream';
 import { BlobCache } from '../../../src/blobs/cache.ts';
 import { BlobStore } from '../../../src/blobs/store.ts';
-import type { BlobOrigin, UpstreamBlob } from '../../../src/blobs/types.ts';
+import type { BlobBody, BlobOrigin, ByteRange, UpstreamBlob } from '../../../src/blobs/types.ts';
 import { RegistryError } from '../../../src/oci/errors.ts';
 import { createLogger } from '../../../src/ops/log.ts';
 
@@ -72,20 +72,42 @@ async function newStore(maxBytes = 64 * 1024 * 1024, dir?: string) {
   return { store: new BlobStore(cache, logger), cache, dir: d };
 }
 
-async function readAll(stream: Readable): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of stream) parts.push(c as Buffer);
-  return Buffer.concat(parts);
+/** A client: collects what it is sent (copying, since the sender reuses its buffers), optionally stalling. */
+class Sink extends Writable {
+  readonly parts: Buffer[] = [];
+  #stalled: (() => void)[] = [];
+  stall = false;
+  constructor() {
+    super({ highWaterMark: 64 * 1024 });
+  }
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.parts.push(Buffer.from(chunk));
+    if (this.stall) this.#stalled.push(() => cb());
+    else cb();
+  }
+  release(): void {
+    this.stall = false;
+    for (const cb of this.#stalled.splice(0)) cb();
+  }
+  get bytes(): Buffer {
+    return Buffer.concat(this.parts);
+  }
 }
 
-/** What a reader got before the stream ended or failed. */
-async function readUntilEnd(stream: Readable): Promise<{ bytes: Buffer; error?: Error }> {
-  const parts: Buffer[] = [];
+async function readAll(body: BlobBody, range?: ByteRange): Promise<Buffer> {
+  const sink = new Sink();
+  await body.send(sink, range, 10_000);
+  return sink.bytes;
+}
+
+/** What a reader got before the send ended or failed. */
+async function readUntilEnd(body: BlobBody): Promise<{ bytes: Buffer; error?: Error }> {
+  const sink = new Sink();
   try {
-    for await (const c of stream) parts.push(c as Buffer);
-    return { bytes: Buffer.concat(parts) };
+    await body.send(sink, undefined, 10_000);
+    return { bytes: sink.bytes };
   } catch (error) {
-    return { bytes: Buffer.concat(parts), error: error as Error };
+    return { bytes: sink.bytes, error: error as Error };
   }
 }
 
@@ -97,12 +119,12 @@ test('a cold blob is fetched once, served whole, and kept: the next request is a
   const first = await store.open(d, o(d));
   t.is(first.source, 'fill');
   t.is(first.size, content.length);
-  t.true((await readAll(first.stream())).equals(content));
+  t.true((await readAll(first)).equals(content));
   await first.complete;
   await waitUntil(() => cache.get(d) !== undefined);
   const second = await store.open(d, o(d));
   t.is(second.source, 'cache');
-  t.true((await readAll(second.stream())).equals(content));
+  t.true((await readAll(second)).equals(content));
   t.is(calls.get, 1);
 });
 
@@ -117,7 +139,7 @@ test('twenty concurrent requests for a cold blob share one upstream fetch and al
   for (const c of chunks(content, 100_000)) up.write(c);
   up.end();
   const bodies = await Promise.all(opening);
-  const got = await Promise.all(bodies.map((b) => readAll(b.stream())));
+  const got = await Promise.all(bodies.map((b) => readAll(b)));
   t.is(calls.get, 1);
   for (const g of got) t.true(g.equals(content));
 });
@@ -130,7 +152,7 @@ test('content that does not hash to its digest: readers never get the last byte,
   const { o } = origin(new Map([[d, { content, send: wrong }]]));
   const { store, cache, dir } = await newStore();
   const body = await store.open(d, o(d));
-  const got = await readUntilEnd(body.stream());
+  const got = await readUntilEnd(body);
   t.truthy(got.error);
   t.regex(got.error!.message, /does not hash to it/);
   t.true(got.bytes.length < content.length, 'the last byte was withheld');
@@ -151,9 +173,9 @@ test('a body cut short, one longer than declared, and an upstream 404 each end t
     ]),
   );
   const { store, cache } = await newStore();
-  const cut = await readUntilEnd((await store.open(d1, o(d1))).stream());
+  const cut = await readUntilEnd(await store.open(d1, o(d1)));
   t.regex(cut.error?.message ?? '', /ended after 60000 of the 100000 bytes/);
-  const long = await readUntilEnd((await store.open(d2, o(d2))).stream());
+  const long = await readUntilEnd(await store.open(d2, o(d2)));
   t.regex(long.error?.message ?? '', /more than the 50000 bytes it declared/);
   const missing = `sha256:${'0'.repeat(64)}`;
   const err = await t.throwsAsync(store.open(missing, o(missing)), { instanceOf: RegistryError });
@@ -161,19 +183,20 @@ test('a body cut short, one longer than declared, and an upstream 404 each end t
   t.is(cache.stats().entries, 0);
 });
 
-test('a reader that stops reading does not stall the fill or other readers', async (t) => {
+test('a reader that stops reading does not stall the fill or other readers, and is cut off after the write timeout', async (t) => {
   const content = randomBytes(8 * 1024 * 1024);
   const d = digestOf(content);
   const { o } = origin(new Map([[d, { content }]]));
   const { store } = await newStore();
   const stalled = await store.open(d, o(d));
-  const s = stalled.stream();
-  s.pause();
+  const slow = new Sink();
+  slow.stall = true;
+  const stalledSend = stalled.send(slow, undefined, 300);
   const other = await store.open(d, o(d));
-  const got = await readAll(other.stream());
-  t.true(got.equals(content));
+  t.true((await readAll(other)).equals(content));
   await stalled.complete;
-  s.destroy();
+  const err = await t.throwsAsync(stalledSend);
+  t.regex(err.message, /took no bytes for 300 ms/);
 });
 
 test('ranges of a cached blob, and of a fill once complete', async (t) => {
@@ -183,35 +206,34 @@ test('ranges of a cached blob, and of a fill once complete', async (t) => {
   const { store } = await newStore();
   const cold = await store.open(d, o(d));
   await cold.complete;
-  t.true(
-    (await readAll(cold.stream({ start: 1_000_000, end: 2_499_999 }))).equals(content.subarray(1_000_000, 2_500_000)),
-  );
+  t.true((await readAll(cold, { start: 1_000_000, end: 2_499_999 })).equals(content.subarray(1_000_000, 2_500_000)));
   await waitUntil(() => store.cache.get(d) !== undefined);
   const warm = await store.open(d, o(d));
   t.is(warm.source, 'cache');
-  t.true((await readAll(warm.stream({ start: 2_999_990, end: Infinity }))).equals(content.subarray(2_999_990)));
+  t.true((await readAll(warm, { start: 2_999_990, end: Infinity })).equals(content.subarray(2_999_990)));
 });
 
 test('eviction by last use under a small maxBytes never breaks a download in progress', async (t) => {
-  const blobs = [randomBytes(400_000), randomBytes(400_000), randomBytes(400_000)];
+  const blobs = [randomBytes(400_000), randomBytes(400_000), randomBytes(800_000)];
   const ds = blobs.map(digestOf);
   const { o } = origin(new Map(blobs.map((b, i) => [ds[i]!, { content: b }])));
   const { store, cache } = await newStore(900_000);
-  for (const d of ds.slice(0, 2)) await readAll((await store.open(d, o(d))).stream());
+  for (const d of ds.slice(0, 2)) await readAll(await store.open(d, o(d)));
   await waitUntil(() => cache.stats().entries === 2);
   // A slow download of the least recently used entry is under way when the third blob evicts it.
   const reading = await store.open(ds[0]!, o(ds[0]!));
   t.is(reading.source, 'cache');
-  const stream = reading.stream();
-  const firstChunk = await new Promise<Buffer>((resolve) => stream.once('data', resolve));
-  stream.pause();
-  await readAll((await store.open(ds[2]!, o(ds[2]!))).stream());
+  const slow = new Sink();
+  slow.stall = true;
+  const sending = reading.send(slow, undefined, 10_000);
+  await readAll(await store.open(ds[2]!, o(ds[2]!)));
   await waitUntil(() => cache.get(ds[2]!) !== undefined);
   t.true(cache.stats().bytes <= 900_000);
   t.is(cache.get(ds[1]!), undefined, 'the least recently used entry was evicted');
-  stream.resume();
-  const rest = await readAll(stream);
-  t.true(Buffer.concat([firstChunk, rest]).equals(blobs[0]!));
+  t.is(cache.get(ds[0]!), undefined, 'and so was the one being read, to make room');
+  slow.release();
+  t.is(await sending, blobs[0]!.length);
+  t.true(slow.bytes.equals(blobs[0]!));
 });
 
 test('a blob larger than the whole cache is served but not kept', async (t) => {
@@ -219,10 +241,10 @@ test('a blob larger than the whole cache is served but not kept', async (t) => {
   const d = digestOf(content);
   const { o, calls } = origin(new Map([[d, { content }]]));
   const { store, cache } = await newStore(100_000);
-  t.true((await readAll((await store.open(d, o(d))).stream())).equals(content));
-  await new Promise((r) => setTimeout(r, 50));
+  t.true((await readAll(await store.open(d, o(d)))).equals(content));
+  await waitUntil(() => store.filling === 0);
   t.is(cache.stats().entries, 0);
-  t.true((await readAll((await store.open(d, o(d))).stream())).equals(content));
+  t.true((await readAll(await store.open(d, o(d)))).equals(content));
   t.is(calls.get, 2);
 });
 
@@ -231,7 +253,7 @@ test('a restart keeps the cache and its last-use order; a file removed or cut sh
   const ds = blobs.map(digestOf);
   const { o, calls } = origin(new Map(blobs.map((b, i) => [ds[i]!, { content: b }])));
   const first = await newStore();
-  for (const d of ds) await readAll((await first.store.open(d, o(d))).stream());
+  for (const d of ds) await readAll(await first.store.open(d, o(d)));
   await waitUntil(() => first.cache.stats().entries === 3);
   utimesSync(first.cache.pathOf(ds[1]!), new Date(1_000_000), new Date(1_000_000));
   const again = await newStore(64 * 1024 * 1024, first.dir);
@@ -248,7 +270,7 @@ test('a restart keeps the cache and its last-use order; a file removed or cut sh
   truncateSync(again.cache.pathOf(ds[2]!), 5);
   const refetched = await again.store.open(ds[2]!, o(ds[2]!));
   t.is(refetched.source, 'fill');
-  t.true((await readAll(refetched.stream())).equals(blobs[2]!));
+  t.true((await readAll(refetched)).equals(blobs[2]!));
   t.is(calls.get, 4);
 });
 
@@ -257,7 +279,7 @@ test('cache verify re-hashes every entry and drops the ones that do not match', 
   const ds = blobs.map(digestOf);
   const { o } = origin(new Map(blobs.map((b, i) => [ds[i]!, { content: b }])));
   const { store, cache } = await newStore();
-  for (const d of ds) await readAll((await store.open(d, o(d))).stream());
+  for (const d of ds) await readAll(await store.open(d, o(d)));
   await waitUntil(() => cache.stats().entries === 2);
   writeFileSync(cache.pathOf(ds[0]!), randomBytes(10_000));
   const result = await cache.verify();
@@ -275,7 +297,7 @@ test('HEAD sizes come from the cache, a running fill, or the upstream without fe
   t.is(await store.size(d, o(d)), 70_000);
   t.is(calls.head, 1);
   t.is(calls.get, 0);
-  await readAll((await store.open(d, o(d))).stream());
+  await readAll(await store.open(d, o(d)));
   await waitUntil(() => cache.get(d) !== undefined);
   t.is(await store.size(d, o(d)), 70_000);
   t.is(calls.head, 1);

@@ -1,0 +1,130 @@
+// Sends part of an open file, which may still be growing, to a writable (the client's response):
+// positional reads up to what the writer has made available, waiting for more until the end.
+// Cache entries and fills in progress share it. Reads run one chunk ahead of the socket into a
+// small pool of reused buffers (a buffer goes back to the pool once the socket has taken it), so
+// serving a blob allocates nothing per chunk and the disk and the socket work at the same time.
+import type { FileHandle } from 'node:fs/promises';
+import type { Writable } from 'node:stream';
+
+/** Bytes per read: large enough that per-chunk work is noise next to copying. */
+export const READ_CHUNK_BYTES = 1024 * 1024;
+/** Buffers per send: one being read, the rest queued at the socket. */
+const POOL_SIZE = 4;
+
+export interface GrowingFile {
+  /** How many bytes, from the start, a reader may have now. */
+  available(): number;
+  /** Resolves when `available()` may have grown or the file is final; rejects when the writer failed. */
+  changed(): Promise<void>;
+  /** Bytes from `pos` (below `limit`) the writer still holds in memory, sparing a read of the file. */
+  fromMemory?(pos: number, limit: number): Buffer | undefined;
+}
+
+export const FINAL: GrowingFile = { available: () => Number.POSITIVE_INFINITY, changed: () => Promise.resolve() };
+
+export interface SendOptions {
+  /** First byte to send. */
+  start: number;
+  /** One past the last byte to send; the file's end when undefined. */
+  end: number | undefined;
+  /** The file's final length, once known; sending stops there. */
+  length: () => number | undefined;
+  growing: GrowingFile;
+  /** A client that takes no bytes for this long while a chunk waits is cut off. */
+  writeTimeoutMs: number;
+}
+
+/** Sends the range and resolves with the bytes sent; rejects when the file, its writer or the client fails. */
+export async function sendFile(fh: FileHandle, out: Writable, opts: SendOptions): Promise<number> {
+  const pool = new BufferPool(POOL_SIZE, READ_CHUNK_BYTES);
+  let pos = opts.start;
+  let sent = 0;
+  const end = (): number => Math.min(opts.end ?? Number.POSITIVE_INFINITY, opts.length() ?? Number.POSITIVE_INFINITY);
+
+  /** The next bytes: slices still in the writer's memory (several at once), or one pooled buffer read from the file. */
+  const readNext = async (): Promise<{ parts: Buffer[]; pooled?: Buffer } | undefined> => {
+    for (;;) {
+      if (pos >= end()) return undefined;
+      const limit = Math.min(end(), opts.growing.available());
+      if (pos < limit) {
+        const parts: Buffer[] = [];
+        let bytes = 0;
+        for (let mem = opts.growing.fromMemory?.(pos, limit); mem; mem = opts.growing.fromMemory?.(pos, limit)) {
+          parts.push(mem);
+          pos += mem.length;
+          bytes += mem.length;
+          if (bytes >= READ_CHUNK_BYTES || pos >= limit) break;
+        }
+        if (parts.length > 0) return { parts };
+        const buf = await pool.take();
+        const want = Math.min(limit - pos, buf.length);
+        const { bytesRead } = await fh.read(buf, 0, want, pos);
+        if (bytesRead === 0) {
+          pool.give(buf);
+          throw new Error(`blob file ended at byte ${pos}, before its declared length`);
+        }
+        pos += bytesRead;
+        return { parts: [bytesRead === buf.length ? buf : buf.subarray(0, bytesRead)], pooled: buf };
+      }
+      await opts.growing.changed();
+    }
+  };
+
+  let next = readNext();
+  for (;;) {
+    const chunk = await next;
+    if (!chunk) break;
+    next = readNext();
+    // Nobody may await `next` if the client fails first: its error must not go unheard.
+    next.catch(() => undefined);
+    if (out.destroyed) throw new Error('client went away');
+    let ok = true;
+    // Corked, several slices leave in one system call.
+    out.cork();
+    for (const [i, part] of chunk.parts.entries()) {
+      const last = i === chunk.parts.length - 1;
+      sent += part.length;
+      ok = out.write(part, last && chunk.pooled ? () => pool.give(chunk.pooled as Buffer) : undefined) && ok;
+    }
+    out.uncork();
+    if (!ok) await drained(out, opts.writeTimeoutMs);
+  }
+  return sent;
+}
+
+class BufferPool {
+  readonly #free: Buffer[];
+  #waiting: ((b: Buffer) => void)[] = [];
+
+  constructor(count: number, size: number) {
+    this.#free = Array.from({ length: count }, () => Buffer.allocUnsafe(size));
+  }
+
+  take(): Promise<Buffer> {
+    const b = this.#free.pop();
+    return b ? Promise.resolve(b) : new Promise((resolve) => this.#waiting.push(resolve));
+  }
+
+  give(b: Buffer): void {
+    const waiter = this.#waiting.shift();
+    if (waiter) waiter(b);
+    else this.#free.push(b);
+  }
+}
+
+function drained(out: Writable, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (err?: Error) => {
+      clearTimeout(timer);
+      out.off('drain', onDrain);
+      out.off('close', onClose);
+      if (err) reject(err);
+      else resolve();
+    };
+    const onDrain = () => done();
+    const onClose = () => done(new Error('client went away'));
+    const timer = setTimeout(() => done(new Error(`client took no bytes for ${timeoutMs} ms`)), timeoutMs);
+    out.on('drain', onDrain);
+    out.on('close', onClose);
+  });
+}
