@@ -127,9 +127,11 @@ test('.dockerignore: an allowlist that lets through exactly what the Dockerfile 
 
 /** Packages a module imports by bare name (static and dynamic imports, require.resolve), without node: builtins. */
 function importedPackages(source: string): string[] {
-  const specifiers = [
-    ...source.matchAll(/(?:\bfrom\s+|\bimport\s*\(\s*|\bimport\s+|\.resolve\(\s*)'([^'.][^']*)'/g),
-  ].map((m) => m[1]!);
+  // Comments may say "from 'x'" in prose: only code counts.
+  const code = source.replace(/\/\*[\s\S]*?\*\//g, '').replace(/^\s*\/\/.*$/gm, '');
+  const specifiers = [...code.matchAll(/(?:\bfrom\s+|\bimport\s*\(\s*|\bimport\s+|\.resolve\(\s*)'([^'.][^']*)'/g)].map(
+    (m) => m[1]!,
+  );
   return specifiers
     .filter((s) => !s.startsWith('node:'))
     .map((s) =>
