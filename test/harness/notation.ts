@@ -123,7 +123,7 @@ export async function makeNotationPki(dir: string): Promise<NotationPki> {
     dir,
     'intermediate',
     '/C=US/ST=WA/O=Pullgate Test/CN=Pullgate Test Intermediate',
-    `${caExt}\ncrlDistributionPoints=URI:http://crl.pullgate.invalid/root.crl`,
+    caExt,
     root,
     'rsa2048',
   );
@@ -189,7 +189,7 @@ export async function makeNotationPki(dir: string): Promise<NotationPki> {
       '[tsa]',
       'default_tsa=t',
       '[t]',
-      `serial=${dir}/tsaserial`,
+      'serial=SERIAL_FILE',
       `signer_cert=${tsa.certFile}`,
       `certs=${tsaRoot.certFile}`,
       `signer_key=${tsa.keyFile}`,
@@ -204,7 +204,6 @@ export async function makeNotationPki(dir: string): Promise<NotationPki> {
       '',
     ].join('\n'),
   );
-  await writeFile(join(dir, 'tsaserial'), '01\n');
   return { dir, root, intermediate, leaf, ecLeaf, revokedLeaf, crlFile, staleCrlFile, tsaRoot, tsa, tsaConfig };
 }
 

@@ -91,7 +91,7 @@ for (const c of cases) {
         return;
       }
       t.is(out.verdict, e.verdict, JSON.stringify(out.failure ?? out.logged));
-      if (e.verdict === 'fail') t.is(out.failure?.check, e.failedCheck);
+      if (e.verdict === 'fail') t.is(out.failure?.check as string | undefined, e.failedCheck);
       if (e.verdict === 'pass')
         t.deepEqual(
           out.logged.map((l) => l.check),
