@@ -189,7 +189,7 @@ export async function makeNotationPki(dir: string): Promise<NotationPki> {
       '[tsa]',
       'default_tsa=t',
       '[t]',
-      'serial=SERIAL_FILE',
+      `serial=${dir}/SERIAL_FILE`,
       `signer_cert=${tsa.certFile}`,
       `certs=${tsaRoot.certFile}`,
       `signer_key=${tsa.keyFile}`,
@@ -214,17 +214,12 @@ export async function timestampToken(pki: NotationPki, signature: Buffer, name: 
   const token = join(pki.dir, `${name}.tst`);
   await writeFile(data, signature);
   await runChecked('openssl', ['ts', '-query', '-data', data, '-sha256', '-cert', '-no_nonce', '-out', query]);
-  await runChecked('openssl', [
-    'ts',
-    '-reply',
-    '-config',
-    pki.tsaConfig,
-    '-queryfile',
-    query,
-    '-token_out',
-    '-out',
-    token,
-  ]);
+  // One serial file and config per token: concurrent tests must not share openssl's counter.
+  const serial = join(pki.dir, `${name}.serial`);
+  const config = join(pki.dir, `${name}.tsa.cnf`);
+  await writeFile(serial, '01\n');
+  await writeFile(config, (await readFile(pki.tsaConfig, 'utf8')).replace(`${pki.dir}/SERIAL_FILE`, serial));
+  await runChecked('openssl', ['ts', '-reply', '-config', config, '-queryfile', query, '-token_out', '-out', token]);
   return readFile(token);
 }
 
