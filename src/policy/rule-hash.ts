@@ -22,9 +22,14 @@ export function sha256Hex(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
 
-/** What an attestor contributes to a hash: its spec and the loaded key ids and trust root digest. */
+/** What an attestor contributes to a hash: its spec, the loaded key ids, trust root and Notation trust material digests. */
 export function attestorFingerprint(spec: AttestorSpec | undefined, compiled: CompiledAttestor | undefined): unknown {
-  return { spec, keys: compiled?.keys.map((k) => k.id), trustRoot: compiled?.trustRoot.digest };
+  return {
+    spec,
+    keys: compiled?.keys.map((k) => k.id),
+    trustRoot: compiled?.trustRoot.digest,
+    notation: compiled?.notation?.digest,
+  };
 }
 
 export function ruleHash(

@@ -1,6 +1,8 @@
 // The policy document as an admin writes it (YAML), and the facts and verdicts evaluation works on.
 // docs/policy.md is the reference for every field; src/policy/schema.json mirrors these types.
 
+import type { NotationAttestorSpec } from '../verify/notation/attestor.ts';
+
 export type EvaluationMode = 'alwaysAllow' | 'alwaysDeny' | 'requireAttestation';
 export type EnforcementMode = 'enforce' | 'dryrun';
 export type TagMode = 'pin' | 'deny' | 'follow';
@@ -37,6 +39,8 @@ export interface AttestorSpec {
    * Default true for keyless identities, false for keys (keyed CI signing often uses --tlog-upload=false).
    */
   requireTlog?: boolean;
+  /** A Notation (Notary Project) attestor instead of a cosign/Sigstore one: trust stores and trust policy. */
+  notation?: NotationAttestorSpec;
 }
 
 /** One condition on a predicate field; `path` is a dot path into the predicate (array indexes as numbers). */

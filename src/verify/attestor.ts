@@ -5,6 +5,7 @@ import path from 'node:path';
 import type { AttestorSpec, KeySpec, TrustRootSpec } from '../policy/types.ts';
 import { compileIdentity, IdentitySpecError, type IdentityMatcher } from './identity.ts';
 import { parsePublicKey, type AttestorKey } from './keys.ts';
+import { compileNotation, NotationConfigError, type CompiledNotation } from './notation/attestor.ts';
 import { loadTrustRoot, PUBLIC_GOOD_SPEC, type LoadedTrustRoot } from './trust-root.ts';
 
 export { trustRootDigest } from './trust-root.ts';
@@ -17,6 +18,8 @@ export interface CompiledAttestor {
   readonly trustRoot: LoadedTrustRoot;
   /** Whether transparency-log evidence is required, per kind of signer. */
   readonly requireTlog: { readonly keyed: boolean; readonly keyless: boolean };
+  /** Set for a Notation attestor: it judges Notation signatures only, cosign ones only without it. */
+  readonly notation?: CompiledNotation;
 }
 
 export type ConfigPath = (string | number)[];
@@ -39,6 +42,7 @@ export function compileAttestor(
   ctx: { baseDir: string; trustRoots: Record<string, TrustRootSpec> },
 ): CompiledAttestor {
   const at: ConfigPath = ['attestors', name];
+  if (spec.notation !== undefined) return compileNotationAttestor(name, spec, ctx.baseDir, at);
   const keys = (spec.keys ?? []).map((key, i) => compileKey(name, key, i, ctx.baseDir));
   const identities = (spec.identities ?? []).map((identity, i) => {
     try {
@@ -123,4 +127,29 @@ function compileKey(attestor: string, spec: KeySpec, index: number, baseDir: str
   } catch (err) {
     throw new AttestorConfigError(attestor, `${where}: file ${file}`, (err as Error).message, [...at, 'file']);
   }
+}
+
+function compileNotationAttestor(name: string, spec: AttestorSpec, baseDir: string, at: ConfigPath): CompiledAttestor {
+  for (const field of ['keys', 'identities', 'trustRoot', 'requireTlog'] as const)
+    if (spec[field] !== undefined)
+      throw new AttestorConfigError(name, field, 'is for cosign/Sigstore attestors; a notation attestor takes none', [
+        ...at,
+        field,
+      ]);
+  let notation: CompiledNotation;
+  try {
+    notation = compileNotation(spec.notation ?? {}, baseDir);
+  } catch (err) {
+    if (!(err instanceof NotationConfigError)) throw err;
+    throw new AttestorConfigError(name, err.path.join('.'), err.message, [...at, ...err.path]);
+  }
+  return {
+    name,
+    keys: [],
+    identities: [],
+    trustRootName: DEFAULT_TRUST_ROOT,
+    trustRoot: loadTrustRoot(PUBLIC_GOOD_SPEC, baseDir),
+    requireTlog: { keyed: false, keyless: false },
+    notation,
+  };
 }

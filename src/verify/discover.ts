@@ -8,7 +8,10 @@ import { INDEX_MEDIA_TYPES, MediaType, type Descriptor, type ImageManifest } fro
 export { BUNDLE_MEDIA_TYPES, digestTag } from '../oci/evidence.ts';
 import type { EvidenceSource } from './source.ts';
 
-export type EvidenceFormat = 'simple-signing' | 'dsse' | 'bundle';
+export type EvidenceFormat = 'simple-signing' | 'dsse' | 'bundle' | 'notation';
+
+/** A Notation signature manifest says so in `artifactType`, or (Notary Project ≤ 1.1) in `config.mediaType`. */
+export const NOTATION_SIGNATURE = 'application/vnd.cncf.notary.signature';
 
 /** One layer that may carry a signature, as fetched; nothing about it is verified yet. */
 export interface RawEvidence {
@@ -18,6 +21,8 @@ export interface RawEvidence {
   bytes: Buffer;
   /** The layer descriptor's annotations (cosign keeps signatures and certificates there). */
   annotations: Record<string, string>;
+  /** The layer's media type (a Notation envelope's format is decided by it). */
+  mediaType?: string;
 }
 
 export interface Discovery {
@@ -73,6 +78,7 @@ export async function discoverEvidence(
       format,
       bytes: await source.blob(repository, layer.digest, limits.blobBytes),
       annotations: layer.annotations ?? {},
+      mediaType: layer.mediaType,
     }),
   );
   return { evidence, skipped };
@@ -151,8 +157,14 @@ function selectLayers(
         skipped.push(`${m.label}: its subject is ${manifest.subject?.digest ?? 'missing'}, not ${digest}`);
       continue;
     }
+    const notation = isNotationSignature(manifest);
+    if (notation && manifest.layers.length !== 1) {
+      skipped.push(`${m.label}: Notation signature manifest has ${manifest.layers.length} layers, not exactly 1`);
+      continue;
+    }
     for (const [i, layer] of manifest.layers.entries()) {
-      const format = formatOfLayer(layer.mediaType);
+      // Any layer of a Notation signature manifest is its envelope; what is not JWS or COSE fails integrity later.
+      const format = notation ? 'notation' : formatOfLayer(layer.mediaType);
       const where = `${m.label} layer ${i}`;
       if (!format) {
         // Referrers include unrelated artifacts (SBOMs, Notation signatures): only cosign's own tags are expected to hold evidence only.
@@ -174,7 +186,11 @@ function selectLayers(
 }
 
 function hasEvidenceLayers(manifest: ImageManifest): boolean {
-  return manifest.layers.some((l) => formatOfLayer(l.mediaType) !== undefined);
+  return isNotationSignature(manifest) || manifest.layers.some((l) => formatOfLayer(l.mediaType) !== undefined);
+}
+
+export function isNotationSignature(manifest: ImageManifest): boolean {
+  return manifest.artifactType === NOTATION_SIGNATURE || manifest.config?.mediaType === NOTATION_SIGNATURE;
 }
 
 function parseManifest(bytes: Buffer, mediaType: string): ImageManifest | string {

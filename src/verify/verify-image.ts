@@ -18,6 +18,8 @@ import { checkSimpleSigningPayload, checkStatement, type ContentCheck } from './
 import { attestationBundles, EvidenceFormatError, evidenceJson, simpleSigningBundle } from './cosign-layer.ts';
 import { BUNDLE_MEDIA_TYPES, discoverEvidence, type RawEvidence } from './discover.ts';
 import type { EvidenceSource } from './source.ts';
+import { verifyNotation } from './notation/check.ts';
+import type { FetchedManifest } from '../oci/types.ts';
 
 /** One signature to check: a bundle, and what its signed content must say about the image. */
 interface Piece {
@@ -51,6 +53,17 @@ export async function verifyImage(
 
   const manifest = lazyManifest(source, image);
   for (const raw of discovery.evidence) {
+    if (raw.format === 'notation') {
+      const subject = await manifest();
+      for (const attestor of attestors) {
+        const f = facts.get(attestor.name) as AttestorFacts;
+        f.examined++;
+        const outcome = verifyNotation(raw, subject, image, attestor, now);
+        if ('reason' in outcome) f.rejected.push(`${raw.source}: ${outcome.reason}`);
+        else f.verified.push(outcome);
+      }
+      continue;
+    }
     for (const prepared of await preparePieces(raw, image.digest, manifest)) {
       if ('reason' in prepared) {
         reject(`${prepared.source}: ${prepared.reason}`);
@@ -76,7 +89,9 @@ function checkPiece(
   now: Date,
 ): VerifiedEvidence | { reason: string } {
   let check: SignatureCheck;
-  if (isKeyless(piece.signed.bundle) && attestor.identities.length === 0) {
+  if (attestor.notation) {
+    return { reason: `a cosign/Sigstore signature; attestor "${attestor.name}" verifies Notation signatures only` };
+  } else if (isKeyless(piece.signed.bundle) && attestor.identities.length === 0) {
     check = {
       ok: false,
       reason: `signed with a certificate (keyless), but attestor "${attestor.name}" lists no identities`,
@@ -109,7 +124,11 @@ function checkPiece(
   };
 }
 
-async function preparePieces(raw: RawEvidence, digest: string, manifest: () => Promise<Buffer>): Promise<Prepared[]> {
+async function preparePieces(
+  raw: RawEvidence,
+  digest: string,
+  manifest: () => Promise<FetchedManifest>,
+): Promise<Prepared[]> {
   try {
     switch (raw.format) {
       case 'simple-signing':
@@ -130,6 +149,8 @@ async function preparePieces(raw: RawEvidence, digest: string, manifest: () => P
       }
       case 'bundle':
         return [await bundlePiece(raw, digest, manifest)];
+      case 'notation':
+        return []; // judged per attestor by verifyNotation
     }
   } catch (err) {
     if (err instanceof EvidenceFormatError) return [{ source: raw.source, reason: err.message }];
@@ -137,7 +158,11 @@ async function preparePieces(raw: RawEvidence, digest: string, manifest: () => P
   }
 }
 
-async function bundlePiece(raw: RawEvidence, digest: string, manifest: () => Promise<Buffer>): Promise<Prepared> {
+async function bundlePiece(
+  raw: RawEvidence,
+  digest: string,
+  manifest: () => Promise<FetchedManifest>,
+): Promise<Prepared> {
   const bundle = parseBundle(raw.bytes);
   if (bundle.content.$case === 'dsseEnvelope')
     return { source: raw.source, signed: { bundle }, content: dsseContent(bundle, digest) };
@@ -152,7 +177,7 @@ async function bundlePiece(raw: RawEvidence, digest: string, manifest: () => Pro
   if (named !== digest) return { source: raw.source, reason: `bundle signs ${named}, not the served ${digest}` };
   return {
     source: raw.source,
-    signed: { bundle, artifact: await manifest() },
+    signed: { bundle, artifact: (await manifest()).bytes },
     content: { ok: true, kind: 'signature' },
   };
 }
@@ -179,9 +204,9 @@ function dsseContent(bundle: Bundle, digest: string): ContentCheck {
   return checkStatement(payloadType, Buffer.from(payload), digest);
 }
 
-/** The served manifest's bytes, fetched at most once and only if a message-signature bundle needs them. */
-function lazyManifest(source: EvidenceSource, image: ImageRef): () => Promise<Buffer> {
-  let pending: Promise<Buffer> | undefined;
+/** The served manifest, fetched at most once and only if a message signature or a Notation payload needs it. */
+function lazyManifest(source: EvidenceSource, image: ImageRef): () => Promise<FetchedManifest> {
+  let pending: Promise<FetchedManifest> | undefined;
   return () => {
     pending ??= (async () => {
       const fetched = await source.manifest(image.repository, image.digest);
@@ -189,10 +214,10 @@ function lazyManifest(source: EvidenceSource, image: ImageRef): () => Promise<Bu
         throw new RegistryError(
           'upstream',
           'MANIFEST_UNKNOWN',
-          `cannot re-read ${image.repository}@${image.digest} to check a message signature over it; try again`,
+          `cannot re-read ${image.repository}@${image.digest} to check a signature over it; try again`,
         );
       }
-      return fetched.bytes;
+      return fetched;
     })();
     return pending;
   };
