@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/load.ts';
 import { startProxy } from '../server.ts';
 import { ADMIN_COMMANDS } from './admin-commands.ts';
+import { cacheLs, cachePrune, cacheVerify } from './cache.ts';
 import { check } from './check.ts';
 import { stdio, type Output } from './output.ts';
 import { policyLint } from './policy-lint.ts';
@@ -14,6 +15,8 @@ const USAGE = `usage: pullgate <command> [options]
   check IMAGE [--config F] [--policy F]      evaluate the policy for an image; exit 0 allow, 1 deny
   policy lint FILE                           check a policy file (schema, semantics, reachability)
   policy reload                              make the running proxy reload its policy
+  cache ls | cache prune [--max-bytes SIZE] [--older-than 7d] | cache verify
+                                             the blob cache directory (verify re-hashes every entry)
 
 admin commands (talk to a running proxy's admin API; --admin-url, --token or PULLGATE_ADMIN_TOKEN, or --config):
   pins ls | pins approve IMAGE:TAG DIGEST | pins rm IMAGE:TAG
@@ -47,6 +50,9 @@ const COMMANDS: Record<string, (args: string[], out: Output) => Promise<number>>
   check,
   'policy lint': policyLint,
   ...ADMIN_COMMANDS,
+  'cache ls': cacheLs,
+  'cache prune': cachePrune,
+  'cache verify': cacheVerify,
 };
 
 export async function main(argv: string[], out: Output = stdio): Promise<number> {

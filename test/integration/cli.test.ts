@@ -215,3 +215,39 @@ test('serve reloads the policy on SIGHUP and when the file changes; an invalid e
   const code = await new Promise((resolve) => child.once('exit', resolve));
   t.is(code, 0, 'SIGTERM drains and exits cleanly');
 });
+
+test('cache ls, verify and prune work on the cache directory a config names', async (t) => {
+  const dir = join(work, 'cli-cache');
+  const configFile = join(work, 'cache-config.yaml');
+  writeFileSync(
+    configFile,
+    stringify({ store: { sqlite: { path: join(dir, 'state.db') } }, cache: { blobs: { maxBytes: '1GiB' } } }),
+  );
+  const { BlobCache } = await import('../../src/blobs/cache.ts');
+  const { createHash, randomBytes } = await import('node:crypto');
+  const cache = new BlobCache({ dir: join(dir, 'blobs'), maxBytes: 1024 ** 3 });
+  await cache.open();
+  const digests: string[] = [];
+  for (const size of [1000, 2000, 3000]) {
+    const bytes = randomBytes(size);
+    const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    const tmp = cache.tmpPath();
+    writeFileSync(tmp, bytes);
+    t.true(await cache.admit(tmp, digest, size));
+    digests.push(digest);
+  }
+  const ls = await cli(['cache', 'ls', '--config', configFile, '--json']);
+  t.is(ls.code, 0, ls.stderr);
+  const listed = JSON.parse(ls.stdout) as { entries: { digest: string }[]; bytes: number };
+  t.deepEqual(listed.entries.map((e) => e.digest).sort(), [...digests].sort());
+  t.is(listed.bytes, 6000);
+  writeFileSync(cache.pathOf(digests[1]!), randomBytes(2000));
+  const verify = await cli(['cache', 'verify', '--config', configFile]);
+  t.is(verify.code, 1, 'a bad entry makes verify exit 1');
+  t.regex(verify.stdout, new RegExp(`removed 1 whose content did not match[\\s\\S]*${digests[1]}`));
+  const prune = await cli(['cache', 'prune', '--max-bytes', '0', '--config', configFile, '--json']);
+  t.is(prune.code, 0, prune.stderr);
+  t.is((JSON.parse(prune.stdout) as { entries: number }).entries, 0);
+  const usage = await cli(['cache', 'prune', '--config', configFile]);
+  t.is(usage.code, 2);
+});
