@@ -5,19 +5,38 @@ import { basename, dirname, resolve } from 'node:path';
 import { EMBEDDED_POLICY, loadPolicyFile, parsePolicy, type CompiledPolicy } from './policy/load.ts';
 import type { Logger } from './ops/log.ts';
 
+/** What a reload attempt did, for the audit trail and the metrics. */
+export interface ReloadOutcome {
+  /** What asked for it: `file` (the file changed), `signal` (SIGHUP), `event` (another replica), or `admin:<name>`. */
+  trigger: string;
+  ok: boolean;
+  changed: boolean;
+  previous: string;
+  /** The version in force afterwards. */
+  current: string;
+  error?: string;
+}
+
 export class PolicyHolder {
   #current: CompiledPolicy;
   readonly #file: string | undefined;
   readonly #logger: Logger;
   readonly #onChange: (p: CompiledPolicy) => void;
+  readonly #onReload: ((outcome: ReloadOutcome) => void) | undefined;
   #watcher: FSWatcher | undefined;
   #debounce: NodeJS.Timeout | undefined;
 
   /** Throws (the proxy refuses to start) when the policy is invalid. */
-  constructor(file: string | undefined, logger: Logger, onChange: (p: CompiledPolicy) => void) {
+  constructor(
+    file: string | undefined,
+    logger: Logger,
+    onChange: (p: CompiledPolicy) => void,
+    onReload?: (outcome: ReloadOutcome) => void,
+  ) {
     this.#file = file;
     this.#logger = logger;
     this.#onChange = onChange;
+    this.#onReload = onReload;
     this.#current = file
       ? loadPolicyFile(file)
       : parsePolicy(EMBEDDED_POLICY, { file: '<embedded policy>', baseDir: process.cwd() });
@@ -28,20 +47,27 @@ export class PolicyHolder {
   }
 
   /** Reloads from the file; returns whether the policy in force changed. */
-  reload(): { ok: boolean; changed: boolean; error?: string } {
+  reload(trigger = 'signal'): { ok: boolean; changed: boolean; error?: string } {
     if (!this.#file) return { ok: true, changed: false };
+    const previous = this.#current.version;
+    let result: { ok: boolean; changed: boolean; error?: string };
     try {
       const next = loadPolicyFile(this.#file);
-      if (next.version === this.#current.version) return { ok: true, changed: false };
+      if (next.version === previous) return { ok: true, changed: false };
       this.#current = next;
-      this.#logger.info({ policy: next.source, version: next.version.slice(0, 12) }, 'policy reloaded');
+      this.#logger.info(
+        { policy: next.source, version: next.version.slice(0, 12), previous: previous.slice(0, 12), trigger },
+        'policy reloaded',
+      );
       this.#onChange(next);
-      return { ok: true, changed: true };
+      result = { ok: true, changed: true };
     } catch (err) {
       const error = (err as Error).message;
-      this.#logger.error({ policy: this.#file, error }, 'policy reload failed; keeping the previous policy');
-      return { ok: false, changed: false, error };
+      this.#logger.error({ policy: this.#file, error, trigger }, 'policy reload failed; keeping the previous policy');
+      result = { ok: false, changed: false, error };
     }
+    this.#onReload?.({ trigger, ...result, previous, current: this.#current.version });
+    return result;
   }
 
   /**
@@ -56,7 +82,7 @@ export class PolicyHolder {
     this.#watcher = watch(dirname(file), (_event, changed) => {
       if (changed !== null && changed !== name && !changed.startsWith('..data')) return;
       clearTimeout(this.#debounce);
-      this.#debounce = setTimeout(() => this.reload(), 100);
+      this.#debounce = setTimeout(() => this.reload('file'), 100);
     });
   }
 

@@ -81,8 +81,30 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
   const logger = opts.logger ?? createLogger(config.log.level);
   const metrics = new Metrics({ processMetrics: opts.processMetrics ?? false });
   let gate: PolicyGate | undefined;
-  const policy = new PolicyHolder(config.policyFile, logger, () => gate?.invalidate());
-  const store = await openStore(config.store, { logger });
+  let store: Store | undefined;
+  const policy = new PolicyHolder(
+    config.policyFile,
+    logger,
+    () => gate?.invalidate(),
+    // Every reload that changed the policy or failed to, whatever asked for it, is on record.
+    (r) => {
+      if (!r.changed && r.ok) return;
+      store
+        ?.appendAudit({
+          kind: 'policy-reload',
+          actor: r.trigger.startsWith('admin:') ? r.trigger : 'proxy',
+          detail: {
+            trigger: r.trigger,
+            ok: r.ok,
+            from: r.previous,
+            to: r.current,
+            ...(r.error ? { error: r.error } : {}),
+          },
+        })
+        .catch((err: unknown) => logger.error({ error: (err as Error).message }, 'policy reload not audited'));
+    },
+  );
+  store = await openStore(config.store, { logger });
   const revocations = new Revocations(store);
   const upstreams = new Upstreams(config, metrics);
   const decider = new Decider({ policy: () => policy.current, cache: config.cache, logger, metrics });
@@ -120,7 +142,7 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
         (err: unknown) => logger.error({ err }, 'revocation refresh failed'),
       );
     } else if (e.type === 'policy-changed') {
-      policy.reload();
+      policy.reload('event');
     } else if (e.type === 'grant-changed') {
       gate?.invalidate();
     }
@@ -141,20 +163,20 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
       ? { cert: config.listen.tlsCert, key: config.listen.tlsKey }
       : undefined;
   const main = await listen(app, config.listen.host, config.listen.port, tls);
-  const adminToken = config.admin.token;
-  const admin = adminToken
-    ? await listen(
-        createAdminApp({
-          store,
-          token: adminToken,
-          logger,
-          canonical: (h) => upstreams.canonical(h),
-          reloadPolicy: () => policy.reload(),
-        }),
-        config.admin.host,
-        config.admin.port,
-      )
-    : undefined;
+  const admin =
+    config.admin.identities.length > 0
+      ? await listen(
+          createAdminApp({
+            store,
+            identities: config.admin.identities,
+            logger,
+            canonical: (h) => upstreams.canonical(h),
+            reloadPolicy: (actor) => policy.reload(actor),
+          }),
+          config.admin.host,
+          config.admin.port,
+        )
+      : undefined;
   if (!admin) logger.warn('no admin token configured (admin.token or PULLGATE_ADMIN_TOKEN): the admin API is off');
   if (opts.watchPolicy) policy.watch();
   ready = true;

@@ -2,6 +2,7 @@
 // audited and published to the other replicas through the store.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
+import type { AdminIdentity } from '../config/types.ts';
 import { RegistryError } from '../oci/errors.ts';
 import { httpStatus } from '../proxy/http-errors.ts';
 import { parseDigest, parseImageName } from '../oci/reference.ts';
@@ -10,11 +11,13 @@ import type { AuditKind, AuditQuery, Store } from '../store/types.ts';
 
 export interface AdminDeps {
   store: Store;
-  token: string;
+  /** Who may use the API: each token with its name, some read-only. */
+  identities: readonly AdminIdentity[];
   logger: Logger;
   /** Canonical upstream host for a host or alias, if allowlisted. */
   canonical(host: string): string | undefined;
-  reloadPolicy(): { ok: boolean; changed: boolean; error?: string };
+  /** Reloads the policy file; `actor` is who asked (audited with the reload). */
+  reloadPolicy(actor: string): { ok: boolean; changed: boolean; error?: string };
 }
 
 const AUDIT_KINDS: readonly AuditKind[] = [
@@ -72,7 +75,10 @@ export function createAdminApp(deps: AdminDeps): express.Express {
   app.use((req, res, next) => {
     const header = req.get('authorization') ?? '';
     const m = /^Bearer (.+)$/.exec(header);
-    if (!m?.[1] || !sameToken(m[1], deps.token)) {
+    // Every token is compared (in constant time), so timing does not tell which identity almost matched.
+    const given = m?.[1];
+    const who = given === undefined ? undefined : deps.identities.filter((i) => sameToken(given, i.token))[0];
+    if (!who) {
       res
         .status(401)
         .set('www-authenticate', 'Bearer realm="pullgate-admin"')
@@ -85,14 +91,16 @@ export function createAdminApp(deps: AdminDeps): express.Express {
         );
       return;
     }
+    if (who.readOnly && req.method !== 'GET' && req.method !== 'HEAD') {
+      res.status(403).json(new RegistryError('denied', 'DENIED', `admin identity "${who.name}" is read-only`).body());
+      return;
+    }
+    res.locals.actor = `admin:${who.name}`;
     next();
   });
   app.use(express.json({ limit: '64kb' }));
 
-  const actorOf = (req: Request) => {
-    const a = req.get('x-pullgate-actor');
-    return a && /^[\w.@-]{1,100}$/.test(a) ? `admin:${a}` : 'admin';
-  };
+  const actorOf = (req: Request): string => (req.res?.locals as { actor: string }).actor;
   const image = (v: unknown) => {
     const parsed = parseImageName(text(v, 'image'));
     if (typeof parsed === 'string') throw bad(parsed);
@@ -128,40 +136,12 @@ export function createAdminApp(deps: AdminDeps): express.Express {
       if (!img.tag) throw bad('image must name a tag, like registry/repo:tag');
       const to = digest(req.body?.digest);
       const actor = actorOf(req);
-      const pin = await store.getPin(img.upstream, img.repository, img.tag);
-      if (pin) {
-        if (!(await store.movePin(img.upstream, img.repository, img.tag, pin.digest, to, pin.rule, pin.attestors))) {
-          throw new RegistryError('conflict', 'DENIED', 'the pin changed while approving; list pins and try again');
-        }
-      } else {
-        await store.createPin({
-          upstream: img.upstream,
-          repository: img.repository,
-          tag: img.tag,
-          digest: to,
-          rule: 'admin',
-          attestors: [],
-        });
-      }
-      const resolved = [];
-      for (const d of await store.listDrift({ unresolvedOnly: true })) {
-        if (d.upstream === img.upstream && d.repository === img.repository && d.tag === img.tag)
-          resolved.push((await store.resolveDrift(d.id))?.id);
-      }
-      await store.appendAudit({
-        kind: 'approve',
-        actor,
-        upstream: img.upstream,
-        repository: img.repository,
-        tag: img.tag,
-        digest: to,
-        detail: { from: pin?.digest ?? null, resolvedDrift: resolved },
-      });
+      const approved = await store.approvePin(img.upstream, img.repository, img.tag, to, actor);
       deps.logger.info(
-        { actor, image: `${img.upstream}/${img.repository}:${img.tag}`, from: pin?.digest, to },
+        { actor, image: `${img.upstream}/${img.repository}:${img.tag}`, from: approved.from, to },
         'admin: pin approved',
       );
-      return { pin: await store.getPin(img.upstream, img.repository, img.tag), resolvedDrift: resolved };
+      return { pin: approved.pin, resolvedDrift: approved.resolvedDrift };
     }),
   );
 
@@ -170,15 +150,13 @@ export function createAdminApp(deps: AdminDeps): express.Express {
     wrap(async (req) => {
       const img = image(req.body?.image);
       if (!img.tag) throw bad('image must name a tag, like registry/repo:tag');
-      const removed = await store.deletePin(img.upstream, img.repository, img.tag);
-      if (removed)
-        await store.appendAudit({
-          kind: 'unpin',
-          actor: actorOf(req),
-          upstream: img.upstream,
-          repository: img.repository,
-          tag: img.tag,
-        });
+      const removed = await store.deletePin(img.upstream, img.repository, img.tag, {
+        kind: 'unpin',
+        actor: actorOf(req),
+        upstream: img.upstream,
+        repository: img.repository,
+        tag: img.tag,
+      });
       return { removed };
     }),
   );
@@ -198,8 +176,7 @@ export function createAdminApp(deps: AdminDeps): express.Express {
       const d = digest(req.body?.digest);
       const reason = text(req.body?.reason, 'reason');
       const actor = actorOf(req);
-      const revocation = await store.revoke(d, reason, actor);
-      await store.appendAudit({ kind: 'revoke', actor, digest: d, reasons: [reason] });
+      const revocation = await store.revoke(d, reason, actor, { kind: 'revoke', actor, digest: d, reasons: [reason] });
       deps.logger.warn({ actor, digest: d, reason }, 'admin: digest revoked');
       return { revocation };
     }),
@@ -208,8 +185,7 @@ export function createAdminApp(deps: AdminDeps): express.Express {
     '/api/v1/revocations/:digest',
     wrap(async (req) => {
       const d = digest(req.params.digest);
-      const removed = await store.unrevoke(d, actorOf(req));
-      if (removed) await store.appendAudit({ kind: 'unrevoke', actor: actorOf(req), digest: d });
+      const removed = await store.unrevoke(d, { kind: 'unrevoke', actor: actorOf(req), digest: d });
       return { removed };
     }),
   );
@@ -235,14 +211,18 @@ export function createAdminApp(deps: AdminDeps): express.Express {
         scope = { upstream: img.upstream, repository: img.repository };
       }
       const actor = actorOf(req);
-      const grant = await store.createGrant({ scope, reason, actor, expiresAt: new Date(Date.now() + seconds * 1000) });
-      await store.appendAudit({
-        kind: 'grant',
-        actor,
-        ...('digest' in scope ? { digest: scope.digest } : { upstream: scope.upstream, repository: scope.repository }),
-        reasons: [reason],
-        detail: { grant: grant.id, expiresAt: grant.expiresAt.toISOString() },
-      });
+      const grant = await store.createGrant(
+        { scope, reason, actor, expiresAt: new Date(Date.now() + seconds * 1000) },
+        (g) => ({
+          kind: 'grant',
+          actor,
+          ...('digest' in scope
+            ? { digest: scope.digest }
+            : { upstream: scope.upstream, repository: scope.repository }),
+          reasons: [reason],
+          detail: { grant: g.id, expiresAt: g.expiresAt.toISOString() },
+        }),
+      );
       deps.logger.warn(
         { actor, grant: grant.id, scope, reason, expiresAt: grant.expiresAt },
         'admin: break-glass grant issued',
@@ -253,13 +233,12 @@ export function createAdminApp(deps: AdminDeps): express.Express {
   app.delete(
     '/api/v1/grants/:id',
     wrap(async (req) => {
-      const removed = await store.revokeGrant(text(req.params.id, 'id'));
-      if (removed)
-        await store.appendAudit({
-          kind: 'admin',
-          actor: actorOf(req),
-          detail: { action: 'revoke-grant', grant: req.params.id },
-        });
+      const id = text(req.params.id, 'id');
+      const removed = await store.revokeGrant(id, {
+        kind: 'admin',
+        actor: actorOf(req),
+        detail: { action: 'revoke-grant', grant: id },
+      });
       return { removed };
     }),
   );
@@ -296,14 +275,14 @@ export function createAdminApp(deps: AdminDeps): express.Express {
   app.post(
     '/api/v1/policy/reload',
     wrap(async (req) => {
-      const result = deps.reloadPolicy();
+      const result = deps.reloadPolicy(actorOf(req));
       if (!result.ok)
         throw new RegistryError(
           'unprocessable',
           'UNSUPPORTED',
           `policy not reloaded, the previous one stays in force: ${result.error}`,
         );
-      await store.appendAudit({ kind: 'policy-reload', actor: actorOf(req), detail: { changed: result.changed } });
+      // The reload itself is audited where every reload is (file edit, SIGHUP, here): by the policy holder.
       if (result.changed) await store.publish({ type: 'policy-changed' });
       return result;
     }),

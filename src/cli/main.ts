@@ -32,7 +32,7 @@ async function serve(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } }, strict: true });
   const proxy = await startProxy(loadConfig(values.config), { processMetrics: true, watchPolicy: true });
   process.on('SIGHUP', () => {
-    proxy.policy.reload();
+    proxy.policy.reload('signal');
     proxy.reloadTls();
   });
   await new Promise<void>((resolve) => {

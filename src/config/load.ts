@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import type { Config, StoreConfig, TimeoutsConfig, UpstreamConfig } from './types.ts';
+import type { AdminIdentity, Config, StoreConfig, TimeoutsConfig, UpstreamConfig } from './types.ts';
 import { ConfigError, Node } from './reader.ts';
 
 export { ConfigError } from './reader.ts';
@@ -66,9 +66,15 @@ function buildConfig(root: Node, baseDir: string, env: NodeJS.ProcessEnv): Confi
   if ((tlsCert === undefined) !== (tlsKey === undefined))
     tls.get(tlsCert ? 'key' : 'cert').fail('tls needs both cert and key');
 
-  const admin = top.get('admin').object(['host', 'port', 'token', 'tokenEnv']);
+  const admin = top.get('admin').object(['host', 'port', 'token', 'tokenEnv', 'tokens']);
   const adminToken = Node.secret(admin, 'token', env) ?? env.PULLGATE_ADMIN_TOKEN;
   if (adminToken !== undefined && adminToken.length < 16) admin.get('token').fail('must be at least 16 characters');
+  const identities = readAdminIdentities(admin.get('tokens'), env);
+  if (adminToken !== undefined) {
+    if (identities.some((i) => i.name === 'admin'))
+      admin.get('token').fail('admin.tokens already names an identity "admin"');
+    identities.unshift({ name: 'admin', token: adminToken, readOnly: false });
+  }
 
   const upstreamNodes = top.get('upstreams');
   const upstreams = upstreamNodes.present
@@ -114,6 +120,7 @@ function buildConfig(root: Node, baseDir: string, env: NodeJS.ProcessEnv): Confi
       host: admin.get('host').string('127.0.0.1'),
       port: admin.get('port').integer(5051, 0, 65535),
       ...(adminToken ? { token: adminToken } : {}),
+      identities,
     },
     upstreams,
     manifestMaxBytes: limits.get('manifestMaxBytes').integer(4 * 1024 * 1024, 1024, 64 * 1024 * 1024),
@@ -137,6 +144,22 @@ function buildConfig(root: Node, baseDir: string, env: NodeJS.ProcessEnv): Confi
   if (defaultUpstream !== undefined) config.defaultUpstream = defaultUpstream;
   if (policyFile !== undefined) config.policyFile = path(policyFile);
   return config;
+}
+
+/** `admin.tokens`: each `{name, token | tokenEnv, readOnly}`; names and tokens unique. */
+function readAdminIdentities(n: Node, env: NodeJS.ProcessEnv): AdminIdentity[] {
+  const identities: AdminIdentity[] = [];
+  for (const item of n.list()) {
+    const t = item.object(['name', 'token', 'tokenEnv', 'readOnly']);
+    const name = t.get('name').string();
+    if (!/^[\w.@-]{1,64}$/.test(name)) t.get('name').fail('must be 1-64 letters, digits, ".", "_", "-" or "@"');
+    const token = Node.secret(t, 'token', env) ?? t.get('token').fail('a token is required (token or tokenEnv)');
+    if (token.length < 16) t.get('token').fail('must be at least 16 characters');
+    if (identities.some((i) => i.name === name)) t.get('name').fail(`"${name}" is named twice`);
+    if (identities.some((i) => i.token === token)) t.get('token').fail('is the token of another identity');
+    identities.push({ name, token, readOnly: t.get('readOnly').boolean(false) });
+  }
+  return identities;
 }
 
 function readUpstream(n: Node, env: NodeJS.ProcessEnv, path: (p: string) => string): UpstreamConfig {

@@ -48,9 +48,24 @@ export interface CacheConfig {
   blobs: BlobCacheConfig;
 }
 
+export interface AdminIdentity {
+  /** Who acts, as the audit trail names it (`admin:<name>`). */
+  name: string;
+  token: string;
+  /** May read (pins, drift, audit, checks) but not change anything. */
+  readOnly: boolean;
+}
+
 export interface Config {
   listen: ListenConfig;
-  admin: { host: string; port: number; token?: string };
+  admin: {
+    host: string;
+    port: number;
+    /** The single token of `admin.token` / PULLGATE_ADMIN_TOKEN, if given (identity "admin"). */
+    token?: string;
+    /** Every identity that may use the admin API: `admin.tokens`, plus `admin.token` as "admin". */
+    identities: AdminIdentity[];
+  };
   upstreams: UpstreamConfig[];
   defaultUpstream?: string;
   manifestMaxBytes: number;

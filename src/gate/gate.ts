@@ -177,6 +177,8 @@ export class PolicyGate implements Gate {
         fresh = true;
       }
     }
+    if (fresh && upstreamDigest === pin.digest)
+      await this.#driftResolved(repo, tag, pin.digest, 'the upstream tag is back at the pin');
     const refused = !fresh && seen?.refused === true && seen.digest === upstreamDigest;
     const action = tagAction(pin.digest, refused ? undefined : upstreamDigest, selected.tagMode);
     switch (action.action) {
@@ -210,19 +212,21 @@ export class PolicyGate implements Gate {
             action.to,
             selected.name,
             selected.attestors,
+            {
+              kind: 'repin',
+              actor: 'proxy',
+              upstream: repo.upstream,
+              repository: repo.repository,
+              tag,
+              digest: action.to,
+              rule: selected.name,
+              detail: { from: action.from },
+            },
           )
         ) {
           this.#deps.logger.info({ tag: tagKey, from: action.from, to: action.to }, 'pin followed the tag');
-          await this.#audit({
-            kind: 'repin',
-            actor: 'proxy',
-            upstream: repo.upstream,
-            repository: repo.repository,
-            tag,
-            digest: action.to,
-            rule: selected.name,
-            detail: { from: action.from },
-          });
+          // The pin reached what the upstream says: the drift that asked for it is over.
+          await this.#driftResolved(repo, tag, action.to, 'the pin followed the tag');
         }
         return next;
       }
@@ -241,16 +245,16 @@ export class PolicyGate implements Gate {
       tag,
       digest: fetched.digest,
     });
-    const { pin: winner, created } = await this.#deps.store.createPin({
-      upstream: repo.upstream,
-      repository: repo.repository,
-      tag,
-      digest: fetched.digest,
-      rule: selected.name,
-      attestors: selected.attestors,
-    });
-    if (created) {
-      await this.#audit({
+    const { pin: winner, created } = await this.#deps.store.createPin(
+      {
+        upstream: repo.upstream,
+        repository: repo.repository,
+        tag,
+        digest: fetched.digest,
+        rule: selected.name,
+        attestors: selected.attestors,
+      },
+      {
         kind: 'pin',
         actor: 'proxy',
         upstream: repo.upstream,
@@ -258,9 +262,9 @@ export class PolicyGate implements Gate {
         tag,
         digest: fetched.digest,
         rule: selected.name,
-      });
-      return fetched;
-    }
+      },
+    );
+    if (created) return fetched;
     // Another replica pinned this tag first: everyone serves its digest.
     return winner.digest === fetched.digest ? fetched : this.#serveDigest(repo, winner.digest, tag, accept);
   }
@@ -286,6 +290,7 @@ export class PolicyGate implements Gate {
     try {
       const now = await this.#resolve(repo, tag, pinned, accept);
       if (now !== undefined && now !== pinned) await this.#drift(repo, tag, pinned, now, 'pin');
+      else if (now === pinned) await this.#driftResolved(repo, tag, pinned, 'the upstream tag is back at the pin');
     } catch (err) {
       this.#deps.logger.warn(
         { upstream: repo.upstream, repository: repo.repository, tag, error: (err as Error).message },
@@ -295,7 +300,15 @@ export class PolicyGate implements Gate {
   }
 
   async #drift(repo: Repo, tag: string, pinned: string, moved: string, mode: string): Promise<void> {
-    const { event, isNew } = await this.#deps.store.recordDrift(repo.upstream, repo.repository, tag, pinned, moved);
+    const { event } = await this.#deps.store.recordDrift(repo.upstream, repo.repository, tag, pinned, moved, (e) => ({
+      kind: 'drift',
+      actor: 'proxy',
+      upstream: repo.upstream,
+      repository: repo.repository,
+      tag,
+      digest: moved,
+      detail: { pinned, mode, drift: e.id },
+    }));
     this.#deps.metrics.events.inc({ event: 'drift' });
     this.#deps.logger.warn(
       {
@@ -308,16 +321,25 @@ export class PolicyGate implements Gate {
       },
       'tag drift: upstream tag moved away from the pin',
     );
-    if (isNew) {
-      await this.#audit({
-        kind: 'drift',
-        actor: 'proxy',
-        upstream: repo.upstream,
-        repository: repo.repository,
-        tag,
-        digest: moved,
-        detail: { pinned, mode, drift: event.id },
-      });
+  }
+
+  /** Closes a tag's open drift records: the pin and the upstream agree again. */
+  async #driftResolved(repo: Repo, tag: string, digest: string, why: string): Promise<void> {
+    const ids = await this.#deps.store.resolveTagDrift(repo.upstream, repo.repository, tag, (resolved) => ({
+      kind: 'drift',
+      actor: 'proxy',
+      upstream: repo.upstream,
+      repository: repo.repository,
+      tag,
+      digest,
+      reasons: [why],
+      detail: { resolved },
+    }));
+    if (ids.length > 0) {
+      this.#deps.logger.info(
+        { image: `${repo.upstream}/${repo.repository}:${tag}`, digest, resolved: ids, why },
+        'tag drift resolved',
+      );
     }
   }
 
@@ -526,12 +548,8 @@ export class PolicyGate implements Gate {
     return registryEvidenceSource(this.#deps.upstreams.client(repo.upstream), this.#deps.manifestMaxBytes);
   }
 
-  /** Each record's hash also goes to the log: an anchor outside the database for `audit verify`. */
+  /** The store logs each record's hash as it commits it: an anchor outside the database for `audit verify`. */
   async #audit(e: AuditInput): Promise<void> {
-    const record = await this.#deps.store.appendAudit(e);
-    this.#deps.logger.info(
-      { seq: record.seq, kind: record.kind, digest: record.digest, hash: record.hash },
-      'audit record',
-    );
+    await this.#deps.store.appendAudit(e);
   }
 }

@@ -133,28 +133,54 @@ function orphanedChild(table: string, column: string): string {
 }
 
 type Emit = (e: StoreEvent) => void;
+/** Appends an audit record inside the change's own transaction. */
+type Audit = (e: AuditInput) => Promise<AuditRecord>;
+
+export interface SqlStoreOptions {
+  /** Told of every audit record once it is committed (the log line that anchors the chain outside the database). */
+  onAudit?: (record: AuditRecord) => void;
+}
 
 export class SqlStore implements Store {
   readonly kind: 'sqlite' | 'postgres';
   readonly #db: Db;
   readonly #bus: EventBus;
 
-  constructor(db: Db, bus: EventBus) {
+  readonly #onAudit: ((record: AuditRecord) => void) | undefined;
+
+  constructor(db: Db, bus: EventBus, opts: SqlStoreOptions = {}) {
     this.#db = db;
     this.kind = db.dialect;
     this.#bus = bus;
+    this.#onAudit = opts.onAudit;
   }
 
-  /** Runs a change and the events it emits in one transaction; this process hears of them after the commit. */
-  async #change<T>(fn: (tx: Queryable, emit: Emit) => Promise<T>, opts: { exclusive?: boolean } = {}): Promise<T> {
+  /**
+   * Runs a change, the events it emits and the audit records it writes in one transaction: a
+   * change is never committed without its record. This process hears of events and records after
+   * the commit. A change that audits takes the chain's exclusive lock.
+   */
+  async #change<T>(
+    fn: (tx: Queryable, emit: Emit, audit: Audit) => Promise<T>,
+    opts: { exclusive?: boolean } = {},
+  ): Promise<T> {
     let events: StoreEvent[] = [];
+    let records: AuditRecord[] = [];
     const result = await this.#db.transaction(async (tx) => {
       events = [];
-      const out = await fn(tx, (e) => events.push(e));
+      records = [];
+      const audit: Audit = async (e) => {
+        if (!opts.exclusive) throw new Error('internal: an audited change must run exclusive');
+        const record = await this.#appendIn(tx, e);
+        records.push(record);
+        return record;
+      };
+      const out = await fn(tx, (e) => events.push(e), audit);
       for (const e of events) await this.#bus.send(tx, e);
       return out;
     }, opts);
     for (const e of events) this.#bus.deliver(e);
+    for (const r of records) this.#onAudit?.(r);
     return result;
   }
 
@@ -167,24 +193,29 @@ export class SqlStore implements Store {
     return row ? pinOf(row) : undefined;
   }
 
-  createPin(p: Omit<Pin, 'createdAt' | 'updatedAt'>): Promise<{ pin: Pin; created: boolean }> {
-    return this.#change(async (tx, emit) => {
-      const now = Date.now();
-      const created =
-        (await tx.run(
-          'INSERT INTO pins (upstream, repository, tag, digest, rule, attestors, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
-          [p.upstream, p.repository, p.tag, p.digest, p.rule, JSON.stringify(p.attestors), now, now],
-        )) === 1;
-      const [row] = await tx.query('SELECT * FROM pins WHERE upstream = ? AND repository = ? AND tag = ?', [
-        p.upstream,
-        p.repository,
-        p.tag,
-      ]);
-      if (!row) throw new Error(`pin ${p.upstream}/${p.repository}:${p.tag} was deleted while being created; retry`);
-      if (created)
-        emit({ type: 'pin-changed', upstream: p.upstream, repository: p.repository, tag: p.tag, digest: p.digest });
-      return { pin: pinOf(row), created };
-    });
+  createPin(p: Omit<Pin, 'createdAt' | 'updatedAt'>, audit?: AuditInput): Promise<{ pin: Pin; created: boolean }> {
+    return this.#change(
+      async (tx, emit, append) => {
+        const now = Date.now();
+        const created =
+          (await tx.run(
+            'INSERT INTO pins (upstream, repository, tag, digest, rule, attestors, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
+            [p.upstream, p.repository, p.tag, p.digest, p.rule, JSON.stringify(p.attestors), now, now],
+          )) === 1;
+        const [row] = await tx.query('SELECT * FROM pins WHERE upstream = ? AND repository = ? AND tag = ?', [
+          p.upstream,
+          p.repository,
+          p.tag,
+        ]);
+        if (!row) throw new Error(`pin ${p.upstream}/${p.repository}:${p.tag} was deleted while being created; retry`);
+        if (created) {
+          emit({ type: 'pin-changed', upstream: p.upstream, repository: p.repository, tag: p.tag, digest: p.digest });
+          if (audit) await append(audit);
+        }
+        return { pin: pinOf(row), created };
+      },
+      { exclusive: audit !== undefined },
+    );
   }
 
   movePin(
@@ -195,29 +226,127 @@ export class SqlStore implements Store {
     toDigest: string,
     rule: string,
     attestors: string[],
+    audit?: AuditInput,
   ): Promise<boolean> {
-    return this.#change(async (tx, emit) => {
-      const moved =
-        (await tx.run(
-          'UPDATE pins SET digest = ?, rule = ?, attestors = ?, updated_at = ? WHERE upstream = ? AND repository = ? AND tag = ? AND digest = ?',
-          [toDigest, rule, JSON.stringify(attestors), Date.now(), upstream, repository, tag, fromDigest],
-        )) === 1;
-      if (moved) emit({ type: 'pin-changed', upstream, repository, tag, digest: toDigest });
-      return moved;
-    });
+    return this.#change(
+      async (tx, emit, append) => {
+        const moved =
+          (await tx.run(
+            'UPDATE pins SET digest = ?, rule = ?, attestors = ?, updated_at = ? WHERE upstream = ? AND repository = ? AND tag = ? AND digest = ?',
+            [toDigest, rule, JSON.stringify(attestors), Date.now(), upstream, repository, tag, fromDigest],
+          )) === 1;
+        if (moved) {
+          emit({ type: 'pin-changed', upstream, repository, tag, digest: toDigest });
+          if (audit) await append(audit);
+        }
+        return moved;
+      },
+      { exclusive: audit !== undefined },
+    );
   }
 
-  deletePin(upstream: string, repository: string, tag: string): Promise<boolean> {
-    return this.#change(async (tx, emit) => {
-      const removed =
-        (await tx.run('DELETE FROM pins WHERE upstream = ? AND repository = ? AND tag = ?', [
+  deletePin(upstream: string, repository: string, tag: string, audit?: AuditInput): Promise<boolean> {
+    return this.#change(
+      async (tx, emit, append) => {
+        const removed =
+          (await tx.run('DELETE FROM pins WHERE upstream = ? AND repository = ? AND tag = ?', [
+            upstream,
+            repository,
+            tag,
+          ])) === 1;
+        if (removed) {
+          emit({ type: 'pin-changed', upstream, repository, tag });
+          if (audit) await append(audit);
+        }
+        return removed;
+      },
+      { exclusive: audit !== undefined },
+    );
+  }
+
+  approvePin(
+    upstream: string,
+    repository: string,
+    tag: string,
+    digest: string,
+    actor: string,
+  ): Promise<{ pin: Pin; from: string | undefined; resolvedDrift: number[] }> {
+    return this.#change(
+      async (tx, emit, append) => {
+        const key = [upstream, repository, tag];
+        const [before] = await tx.query('SELECT * FROM pins WHERE upstream = ? AND repository = ? AND tag = ?', key);
+        const now = Date.now();
+        if (before) {
+          await tx.run('UPDATE pins SET digest = ?, updated_at = ? WHERE upstream = ? AND repository = ? AND tag = ?', [
+            digest,
+            now,
+            ...key,
+          ]);
+        } else {
+          await tx.run(
+            'INSERT INTO pins (upstream, repository, tag, digest, rule, attestors, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+            [...key, digest, 'admin', '[]', now, now],
+          );
+        }
+        const open = await tx.query(
+          'SELECT id FROM drift WHERE upstream = ? AND repository = ? AND tag = ? AND resolved = 0 ORDER BY id',
+          key,
+        );
+        const resolvedDrift = open.map((r) => num(r.id));
+        await tx.run(
+          'UPDATE drift SET resolved = 1 WHERE upstream = ? AND repository = ? AND tag = ? AND resolved = 0',
+          key,
+        );
+        const [row] = await tx.query('SELECT * FROM pins WHERE upstream = ? AND repository = ? AND tag = ?', key);
+        if (!row) throw new Error(`pin ${upstream}/${repository}:${tag} vanished while being approved`);
+        const from = before ? str(before.digest) : undefined;
+        emit({ type: 'pin-changed', upstream, repository, tag, digest });
+        await append({
+          kind: 'approve',
+          actor,
           upstream,
           repository,
           tag,
-        ])) === 1;
-      if (removed) emit({ type: 'pin-changed', upstream, repository, tag });
-      return removed;
-    });
+          digest,
+          detail: { from: from ?? null, resolvedDrift },
+        });
+        return { pin: pinOf(row), from, resolvedDrift };
+      },
+      { exclusive: true },
+    );
+  }
+
+  async resolveTagDrift(
+    upstream: string,
+    repository: string,
+    tag: string,
+    audit: (ids: number[]) => AuditInput,
+  ): Promise<number[]> {
+    // Most re-checks find nothing open: answer those without the chain's lock.
+    const key = [upstream, repository, tag];
+    const open = await this.#db.query(
+      'SELECT 1 AS x FROM drift WHERE upstream = ? AND repository = ? AND tag = ? AND resolved = 0 LIMIT 1',
+      key,
+    );
+    if (open.length === 0) return [];
+    return this.#change(
+      async (tx, _emit, append) => {
+        const key = [upstream, repository, tag];
+        const open = await tx.query(
+          'SELECT id FROM drift WHERE upstream = ? AND repository = ? AND tag = ? AND resolved = 0',
+          key,
+        );
+        if (open.length === 0) return [];
+        const ids = open.map((r) => num(r.id));
+        await tx.run(
+          'UPDATE drift SET resolved = 1 WHERE upstream = ? AND repository = ? AND tag = ? AND resolved = 0',
+          key,
+        );
+        await append(audit(ids));
+        return ids;
+      },
+      { exclusive: true },
+    );
   }
 
   async listPins(filter: { upstream?: string; repository?: string } = {}): Promise<Pin[]> {
@@ -244,29 +373,35 @@ export class SqlStore implements Store {
     tag: string,
     pinnedDigest: string,
     upstreamDigest: string,
+    auditIfNew?: (event: DriftEvent) => AuditInput,
   ): Promise<{ event: DriftEvent; isNew: boolean }> {
-    return this.#db.transaction(async (tx) => {
-      const now = Date.now();
-      const isNew =
-        (await tx.run(
-          `INSERT INTO drift (upstream, repository, tag, pinned_digest, upstream_digest, first_seen, last_seen, count, resolved)
+    return this.#change(
+      async (tx, _emit, append) => {
+        const now = Date.now();
+        const isNew =
+          (await tx.run(
+            `INSERT INTO drift (upstream, repository, tag, pinned_digest, upstream_digest, first_seen, last_seen, count, resolved)
          VALUES (?, ?, ?, ?, ?, ?, ?, 1, 0) ON CONFLICT (upstream, repository, tag, upstream_digest) WHERE resolved = 0 DO NOTHING`,
-          [upstream, repository, tag, pinnedDigest, upstreamDigest, now, now],
-        )) === 1;
-      if (!isNew) {
-        await tx.run(
-          'UPDATE drift SET count = count + 1, last_seen = ? WHERE upstream = ? AND repository = ? AND tag = ? AND upstream_digest = ? AND resolved = 0',
-          [now, upstream, repository, tag, upstreamDigest],
+            [upstream, repository, tag, pinnedDigest, upstreamDigest, now, now],
+          )) === 1;
+        if (!isNew) {
+          await tx.run(
+            'UPDATE drift SET count = count + 1, last_seen = ? WHERE upstream = ? AND repository = ? AND tag = ? AND upstream_digest = ? AND resolved = 0',
+            [now, upstream, repository, tag, upstreamDigest],
+          );
+        }
+        const [row] = await tx.query(
+          'SELECT * FROM drift WHERE upstream = ? AND repository = ? AND tag = ? AND upstream_digest = ? AND resolved = 0',
+          [upstream, repository, tag, upstreamDigest],
         );
-      }
-      const [row] = await tx.query(
-        'SELECT * FROM drift WHERE upstream = ? AND repository = ? AND tag = ? AND upstream_digest = ? AND resolved = 0',
-        [upstream, repository, tag, upstreamDigest],
-      );
-      if (!row)
-        throw new Error(`drift event for ${upstream}/${repository}:${tag} was resolved while being recorded; retry`);
-      return { event: driftOf(row), isNew };
-    });
+        if (!row)
+          throw new Error(`drift event for ${upstream}/${repository}:${tag} was resolved while being recorded; retry`);
+        const event = driftOf(row);
+        if (isNew && auditIfNew) await append(auditIfNew(event));
+        return { event, isNew };
+      },
+      { exclusive: auditIfNew !== undefined },
+    );
   }
 
   async listDrift(filter: { unresolvedOnly?: boolean } = {}): Promise<DriftEvent[]> {
@@ -276,12 +411,16 @@ export class SqlStore implements Store {
     return rows.map(driftOf);
   }
 
-  resolveDrift(id: number): Promise<DriftEvent | undefined> {
-    return this.#db.transaction(async (tx) => {
-      await tx.run('UPDATE drift SET resolved = 1 WHERE id = ?', [id]);
-      const [row] = await tx.query('SELECT * FROM drift WHERE id = ?', [id]);
-      return row ? driftOf(row) : undefined;
-    });
+  resolveDrift(id: number, audit?: AuditInput): Promise<DriftEvent | undefined> {
+    return this.#change(
+      async (tx, _emit, append) => {
+        const changed = (await tx.run('UPDATE drift SET resolved = 1 WHERE id = ? AND resolved = 0', [id])) === 1;
+        const [row] = await tx.query('SELECT * FROM drift WHERE id = ?', [id]);
+        if (changed && audit) await append(audit);
+        return row ? driftOf(row) : undefined;
+      },
+      { exclusive: audit !== undefined },
+    );
   }
 
   async putManifest(m: StoredManifest): Promise<void> {
@@ -377,28 +516,38 @@ export class SqlStore implements Store {
     return row ? str(row.parent) : undefined;
   }
 
-  revoke(digest: string, reason: string, actor: string): Promise<Revocation> {
-    return this.#change(async (tx, emit) => {
-      await tx.run(
-        'INSERT INTO revocations (digest, reason, actor, at) VALUES (?, ?, ?, ?) ON CONFLICT (digest) DO UPDATE SET reason = excluded.reason, actor = excluded.actor, at = excluded.at',
-        [digest, reason, actor, Date.now()],
-      );
-      // A revoked index withdraws the platform manifests it admitted: they were served on its word.
-      await tx.run(`DELETE FROM admitted_blobs WHERE ${orphanedChild('admitted_blobs', 'manifest')}`, [digest]);
-      await tx.run(`DELETE FROM admissions WHERE ${orphanedChild('admissions', 'digest')}`, [digest]);
-      const [row] = await tx.query('SELECT * FROM revocations WHERE digest = ?', [digest]);
-      if (!row) throw new Error(`revocation of ${digest} vanished while being written`);
-      emit({ type: 'revoked', digest });
-      return revocationOf(row);
-    });
+  revoke(digest: string, reason: string, actor: string, audit?: AuditInput): Promise<Revocation> {
+    return this.#change(
+      async (tx, emit, append) => {
+        await tx.run(
+          'INSERT INTO revocations (digest, reason, actor, at) VALUES (?, ?, ?, ?) ON CONFLICT (digest) DO UPDATE SET reason = excluded.reason, actor = excluded.actor, at = excluded.at',
+          [digest, reason, actor, Date.now()],
+        );
+        // A revoked index withdraws the platform manifests it admitted: they were served on its word.
+        await tx.run(`DELETE FROM admitted_blobs WHERE ${orphanedChild('admitted_blobs', 'manifest')}`, [digest]);
+        await tx.run(`DELETE FROM admissions WHERE ${orphanedChild('admissions', 'digest')}`, [digest]);
+        const [row] = await tx.query('SELECT * FROM revocations WHERE digest = ?', [digest]);
+        if (!row) throw new Error(`revocation of ${digest} vanished while being written`);
+        emit({ type: 'revoked', digest });
+        if (audit) await append(audit);
+        return revocationOf(row);
+      },
+      { exclusive: audit !== undefined },
+    );
   }
 
-  unrevoke(digest: string, _actor: string): Promise<boolean> {
-    return this.#change(async (tx, emit) => {
-      const removed = (await tx.run('DELETE FROM revocations WHERE digest = ?', [digest])) === 1;
-      if (removed) emit({ type: 'unrevoked', digest });
-      return removed;
-    });
+  unrevoke(digest: string, audit?: AuditInput): Promise<boolean> {
+    return this.#change(
+      async (tx, emit, append) => {
+        const removed = (await tx.run('DELETE FROM revocations WHERE digest = ?', [digest])) === 1;
+        if (removed) {
+          emit({ type: 'unrevoked', digest });
+          if (audit) await append(audit);
+        }
+        return removed;
+      },
+      { exclusive: audit !== undefined },
+    );
   }
 
   async getRevocation(digest: string): Promise<Revocation | undefined> {
@@ -410,20 +559,24 @@ export class SqlStore implements Store {
     return (await this.#db.query('SELECT * FROM revocations ORDER BY at, digest')).map(revocationOf);
   }
 
-  createGrant(g: Omit<Grant, 'id' | 'createdAt'>): Promise<Grant> {
-    return this.#change(async (tx, emit) => {
-      const id = randomUUID();
-      const scope = 'digest' in g.scope ? [g.scope.digest, null, null] : [null, g.scope.upstream, g.scope.repository];
-      await tx.run(
-        'INSERT INTO grants (id, digest, upstream, repository, reason, actor, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-        [id, ...scope, g.reason, g.actor, g.expiresAt.getTime(), Date.now()],
-      );
-      const [row] = await tx.query('SELECT * FROM grants WHERE id = ?', [id]);
-      if (!row) throw new Error(`grant ${id} vanished while being written`);
-      const grant = grantOf(row);
-      emit(grantEvent(grant.scope));
-      return grant;
-    });
+  createGrant(g: Omit<Grant, 'id' | 'createdAt'>, audit?: (grant: Grant) => AuditInput): Promise<Grant> {
+    return this.#change(
+      async (tx, emit, append) => {
+        const id = randomUUID();
+        const scope = 'digest' in g.scope ? [g.scope.digest, null, null] : [null, g.scope.upstream, g.scope.repository];
+        await tx.run(
+          'INSERT INTO grants (id, digest, upstream, repository, reason, actor, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+          [id, ...scope, g.reason, g.actor, g.expiresAt.getTime(), Date.now()],
+        );
+        const [row] = await tx.query('SELECT * FROM grants WHERE id = ?', [id]);
+        if (!row) throw new Error(`grant ${id} vanished while being written`);
+        const grant = grantOf(row);
+        emit(grantEvent(grant.scope));
+        if (audit) await append(audit(grant));
+        return grant;
+      },
+      { exclusive: audit !== undefined },
+    );
   }
 
   async findGrant(upstream: string, repository: string, digest: string, now: Date): Promise<Grant | undefined> {
@@ -434,13 +587,17 @@ export class SqlStore implements Store {
     return row ? grantOf(row) : undefined;
   }
 
-  revokeGrant(id: string): Promise<boolean> {
-    return this.#change(async (tx, emit) => {
-      if ((await tx.run('UPDATE grants SET revoked = 1 WHERE id = ? AND revoked = 0', [id])) !== 1) return false;
-      const [row] = await tx.query('SELECT * FROM grants WHERE id = ?', [id]);
-      if (row) emit(grantEvent(grantOf(row).scope));
-      return true;
-    });
+  revokeGrant(id: string, audit?: AuditInput): Promise<boolean> {
+    return this.#change(
+      async (tx, emit, append) => {
+        if ((await tx.run('UPDATE grants SET revoked = 1 WHERE id = ? AND revoked = 0', [id])) !== 1) return false;
+        const [row] = await tx.query('SELECT * FROM grants WHERE id = ?', [id]);
+        if (row) emit(grantEvent(grantOf(row).scope));
+        if (audit) await append(audit);
+        return true;
+      },
+      { exclusive: audit !== undefined },
+    );
   }
 
   async listGrants(includeExpired = false): Promise<Grant[]> {
@@ -453,44 +610,44 @@ export class SqlStore implements Store {
   }
 
   async appendAudit(e: AuditInput): Promise<AuditRecord> {
+    return this.#change((_tx, _emit, append) => append(e), { exclusive: true });
+  }
+
+  /** Appends to the chain inside `tx`, which must hold the exclusive lock. */
+  async #appendIn(tx: Queryable, e: AuditInput): Promise<AuditRecord> {
     const fields = normaliseAuditInput(e);
-    return this.#db.transaction(
-      async (tx) => {
-        // Continue from the head, so a trail cut off at the end stays detectable after further appends;
-        // number past any record beyond it, so a forged record there cannot block appends.
-        const [headRow] = await tx.query('SELECT seq, hash FROM audit_head WHERE id = 1');
-        const [newest] = await tx.query('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1');
-        const head = headRow ?? newest;
-        const prevHash = head ? str(head.hash) : GENESIS;
-        const seq = Math.max(head ? num(head.seq) : 0, newest ? num(newest.seq) : 0) + 1;
-        const base = { ...fields, seq, at: new Date() };
-        const record: AuditRecord = { ...base, prevHash, hash: chainHash(prevHash, base) };
-        await tx.run(
-          'INSERT INTO audit (seq, at, kind, actor, upstream, repository, tag, digest, rule, reasons, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-          [
-            record.seq,
-            record.at.getTime(),
-            record.kind,
-            record.actor,
-            record.upstream ?? null,
-            record.repository ?? null,
-            record.tag ?? null,
-            record.digest ?? null,
-            record.rule ?? null,
-            record.reasons ? JSON.stringify(record.reasons) : null,
-            record.detail ? JSON.stringify(record.detail) : null,
-            record.prevHash,
-            record.hash,
-          ],
-        );
-        await tx.run(
-          'INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash',
-          [record.seq, record.hash],
-        );
-        return record;
-      },
-      { exclusive: true },
+    // Continue from the head, so a trail cut off at the end stays detectable after further appends;
+    // number past any record beyond it, so a forged record there cannot block appends.
+    const [headRow] = await tx.query('SELECT seq, hash FROM audit_head WHERE id = 1');
+    const [newest] = await tx.query('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1');
+    const head = headRow ?? newest;
+    const prevHash = head ? str(head.hash) : GENESIS;
+    const seq = Math.max(head ? num(head.seq) : 0, newest ? num(newest.seq) : 0) + 1;
+    const base = { ...fields, seq, at: new Date() };
+    const record: AuditRecord = { ...base, prevHash, hash: chainHash(prevHash, base) };
+    await tx.run(
+      'INSERT INTO audit (seq, at, kind, actor, upstream, repository, tag, digest, rule, reasons, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      [
+        record.seq,
+        record.at.getTime(),
+        record.kind,
+        record.actor,
+        record.upstream ?? null,
+        record.repository ?? null,
+        record.tag ?? null,
+        record.digest ?? null,
+        record.rule ?? null,
+        record.reasons ? JSON.stringify(record.reasons) : null,
+        record.detail ? JSON.stringify(record.detail) : null,
+        record.prevHash,
+        record.hash,
+      ],
     );
+    await tx.run(
+      'INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash',
+      [record.seq, record.hash],
+    );
+    return record;
   }
 
   async queryAudit(q: AuditQuery): Promise<AuditRecord[]> {
@@ -533,8 +690,14 @@ export class SqlStore implements Store {
     });
   }
 
-  publish(e: StoreEvent): Promise<void> {
-    return this.#change(async (_tx, emit) => emit(e));
+  publish(e: StoreEvent, audit?: AuditInput): Promise<void> {
+    return this.#change(
+      async (_tx, emit, append) => {
+        emit(e);
+        if (audit) await append(audit);
+      },
+      { exclusive: audit !== undefined },
+    );
   }
 
   subscribe(listener: (e: StoreEvent) => void): () => void {

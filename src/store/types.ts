@@ -141,8 +141,11 @@ export type StoreEvent = {
 export interface Store {
   readonly kind: 'sqlite' | 'postgres';
   getPin(upstream: string, repository: string, tag: string): Promise<Pin | undefined>;
+  // Every change that takes an `audit` writes that record in the change's own transaction, only
+  // when the change happens: a change is never committed without its record, nor a record without it.
+
   /** First writer wins, across replicas: an existing pin is returned unchanged with created=false. */
-  createPin(pin: Omit<Pin, 'createdAt' | 'updatedAt'>): Promise<{ pin: Pin; created: boolean }>;
+  createPin(pin: Omit<Pin, 'createdAt' | 'updatedAt'>, audit?: AuditInput): Promise<{ pin: Pin; created: boolean }>;
   /** Compare-and-set: false when the pin was not at `fromDigest`. */
   movePin(
     upstream: string,
@@ -152,8 +155,20 @@ export interface Store {
     toDigest: string,
     rule: string,
     attestors: string[],
+    audit?: AuditInput,
   ): Promise<boolean>;
-  deletePin(upstream: string, repository: string, tag: string): Promise<boolean>;
+  deletePin(upstream: string, repository: string, tag: string, audit?: AuditInput): Promise<boolean>;
+  /**
+   * An admin's approval: the tag pinned to `digest` (created if needed), its open drift resolved,
+   * and an `approve` record, in one transaction. The digest still has to pass policy when served.
+   */
+  approvePin(
+    upstream: string,
+    repository: string,
+    tag: string,
+    digest: string,
+    actor: string,
+  ): Promise<{ pin: Pin; from: string | undefined; resolvedDrift: number[] }>;
   listPins(filter?: { upstream?: string; repository?: string }): Promise<Pin[]>;
 
   /** Upserts the unresolved drift event for (tag, upstream digest), counting sightings. */
@@ -163,9 +178,17 @@ export interface Store {
     tag: string,
     pinnedDigest: string,
     upstreamDigest: string,
+    auditIfNew?: (event: DriftEvent) => AuditInput,
   ): Promise<{ event: DriftEvent; isNew: boolean }>;
   listDrift(filter?: { unresolvedOnly?: boolean }): Promise<DriftEvent[]>;
-  resolveDrift(id: number): Promise<DriftEvent | undefined>;
+  resolveDrift(id: number, audit?: AuditInput): Promise<DriftEvent | undefined>;
+  /** Resolves every open drift record of a tag (the pin reached the upstream, or the upstream moved back); audited when any. */
+  resolveTagDrift(
+    upstream: string,
+    repository: string,
+    tag: string,
+    audit: (ids: number[]) => AuditInput,
+  ): Promise<number[]>;
 
   /** Idempotent by digest: the first bytes stored for a digest stay. */
   putManifest(m: StoredManifest): Promise<void>;
@@ -186,15 +209,15 @@ export interface Store {
   admittedParent(upstream: string, repository: string, digest: string): Promise<string | undefined>;
 
   /** Revoking again replaces the reason. Also withdraws an index's platform manifests (see above). */
-  revoke(digest: string, reason: string, actor: string): Promise<Revocation>;
-  unrevoke(digest: string, actor: string): Promise<boolean>;
+  revoke(digest: string, reason: string, actor: string, audit?: AuditInput): Promise<Revocation>;
+  unrevoke(digest: string, audit?: AuditInput): Promise<boolean>;
   getRevocation(digest: string): Promise<Revocation | undefined>;
   listRevocations(): Promise<Revocation[]>;
 
-  createGrant(g: Omit<Grant, 'id' | 'createdAt'>): Promise<Grant>;
+  createGrant(g: Omit<Grant, 'id' | 'createdAt'>, audit?: (grant: Grant) => AuditInput): Promise<Grant>;
   /** A grant valid at `now` for the digest (in any repository), or for the whole repository. */
   findGrant(upstream: string, repository: string, digest: string, now: Date): Promise<Grant | undefined>;
-  revokeGrant(id: string): Promise<boolean>;
+  revokeGrant(id: string, audit?: AuditInput): Promise<boolean>;
   /** Active grants; with `includeExpired`, also expired and revoked ones. */
   listGrants(includeExpired?: boolean): Promise<Grant[]>;
 
@@ -206,7 +229,7 @@ export interface Store {
   verifyAudit(): Promise<{ ok: boolean; records: number; problems: AuditProblem[] }>;
 
   /** Tells every replica, this one included (its own subscribers before this resolves). */
-  publish(e: StoreEvent): Promise<void>;
+  publish(e: StoreEvent, audit?: AuditInput): Promise<void>;
   subscribe(listener: (e: StoreEvent) => void): () => void;
   close(): Promise<void>;
 }

@@ -98,6 +98,65 @@ export function conformance(test: TestFn, backend: Backend): void {
       t.is(await s.admittedParent('r', 'a', D('2')), undefined, 'a revoked index admits no children');
     }));
 
+  test('audited changes write their record in the same transaction, and only when something changed', (t) =>
+    withStore(async (s) => {
+      await s.revoke(D('a'), 'CVE-1', 'admin:alice', {
+        kind: 'revoke',
+        actor: 'admin:alice',
+        digest: D('a'),
+        reasons: ['CVE-1'],
+      });
+      t.false(await s.unrevoke(D('b'), { kind: 'unrevoke', actor: 'admin:alice', digest: D('b') }));
+      t.true(await s.unrevoke(D('a'), { kind: 'unrevoke', actor: 'admin:alice', digest: D('a') }));
+      t.deepEqual(
+        (await s.queryAudit({})).map((r) => `${r.kind} ${r.digest}`),
+        [`unrevoke ${D('a')}`, `revoke ${D('a')}`],
+        'no record for the unrevoke that changed nothing',
+      );
+      const grant = await s.createGrant(
+        { scope: { digest: D('c') }, reason: 'incident', actor: 'admin:bob', expiresAt: new Date(Date.now() + 60_000) },
+        (g) => ({ kind: 'grant', actor: 'admin:bob', digest: D('c'), detail: { grant: g.id } }),
+      );
+      t.is((await s.queryAudit({ kind: 'grant' }))[0]?.detail?.grant, grant.id);
+      t.true((await s.verifyAudit()).ok);
+    }));
+
+  test('approving a pin moves it, resolves its drift and records the approval at once; drift of a tag resolves together', (t) =>
+    withStore(async (s) => {
+      await s.createPin({ upstream: 'r', repository: 'a', tag: '1', digest: D('1'), rule: 'default', attestors: [] });
+      const { event } = await s.recordDrift('r', 'a', '1', D('1'), D('2'), (e) => ({
+        kind: 'drift',
+        actor: 'proxy',
+        digest: D('2'),
+        detail: { drift: e.id },
+      }));
+      const again = await s.recordDrift('r', 'a', '1', D('1'), D('2'), () => ({ kind: 'drift', actor: 'proxy' }));
+      t.false(again.isNew);
+      t.is((await s.queryAudit({ kind: 'drift' })).length, 1, 'a drift is audited once, when new');
+      const approved = await s.approvePin('r', 'a', '1', D('2'), 'admin:alice');
+      t.is(approved.pin.digest, D('2'));
+      t.is(approved.from, D('1'));
+      t.deepEqual(approved.resolvedDrift, [event.id]);
+      t.deepEqual(await s.listDrift({ unresolvedOnly: true }), []);
+      const record = (await s.queryAudit({ kind: 'approve' }))[0];
+      t.is(record?.actor, 'admin:alice');
+      t.deepEqual(record?.detail, { from: D('1'), resolvedDrift: [event.id] });
+      const fresh = await s.approvePin('r', 'a', 'new', D('3'), 'admin:alice');
+      t.is(fresh.from, undefined);
+      t.is(fresh.pin.rule, 'admin');
+
+      await s.recordDrift('r', 'a', '1', D('2'), D('4'));
+      await s.recordDrift('r', 'a', '1', D('2'), D('5'));
+      const ids = await s.resolveTagDrift('r', 'a', '1', (i) => ({
+        kind: 'drift',
+        actor: 'proxy',
+        detail: { resolved: i },
+      }));
+      t.is(ids.length, 2);
+      t.deepEqual(await s.resolveTagDrift('r', 'a', '1', () => ({ kind: 'drift', actor: 'proxy' })), []);
+      t.is((await s.queryAudit({ kind: 'drift' })).length, 2, 'one record for the resolution, none for a no-op');
+    }));
+
   test('admissions keep the tag they were pulled by; a blob names the admitted manifests listing it, newest first', (t) =>
     withStore(async (s) => {
       await s.admit({ upstream: 'r', repository: 'a', digest: D('1'), blobs: [D('c')], children: [], tag: 'v1' });
@@ -133,7 +192,7 @@ export function conformance(test: TestFn, backend: Backend): void {
         (await s.manifestsWithBlob('r', 'other', D('b'), 10)).length > 0,
         'the same manifest admitted on its own in another repository stays',
       );
-      t.true(await s.unrevoke(D('1'), 'admin'));
+      t.true(await s.unrevoke(D('1')));
       t.is(
         await s.admittedParent('r', 'a', D('2')),
         D('1'),
@@ -171,8 +230,8 @@ export function conformance(test: TestFn, backend: Backend): void {
       await s.deletePin('r', 'a', '1');
       t.deepEqual(take(), [JSON.stringify({ type: 'pin-changed', upstream: 'r', repository: 'a', tag: '1' })]);
       await s.revoke(D('c'), 'bad', 'admin');
-      await s.unrevoke(D('c'), 'admin');
-      await s.unrevoke(D('c'), 'admin');
+      await s.unrevoke(D('c'));
+      await s.unrevoke(D('c'));
       t.deepEqual(take(), [
         JSON.stringify({ type: 'revoked', digest: D('c') }),
         JSON.stringify({ type: 'unrevoked', digest: D('c') }),
@@ -204,8 +263,8 @@ export function conformance(test: TestFn, backend: Backend): void {
       t.is(r.reason, 'CVE-1');
       t.is((await s.getRevocation(D('a')))?.actor, 'alice');
       t.is((await s.listRevocations()).length, 1);
-      t.true(await s.unrevoke(D('a'), 'alice'));
-      t.false(await s.unrevoke(D('a'), 'alice'));
+      t.true(await s.unrevoke(D('a')));
+      t.false(await s.unrevoke(D('a')));
       await waitUntil(() => events.includes(`unrevoked:${D('a')}`));
       t.true(events.includes(`revoked:${D('a')}`));
       off();
