@@ -9,6 +9,11 @@ export type TagMode = 'pin' | 'deny' | 'follow';
 export interface KeySpec {
   pem?: string;
   file?: string;
+  /**
+   * RSA keys only: the one scheme signatures are accepted with (default rsa-pkcs1v15-sha256, or
+   * rsa-pss with the key's hash for an id-RSASSA-PSS key), e.g. for GCP KMS's RSA_SIGN_PSS_* keys.
+   */
+  signatureAlgorithm?: string;
 }
 
 /** A keyless signer: OIDC issuer and certificate subject, each exact or an (anchored) regular expression. */

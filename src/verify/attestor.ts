@@ -100,7 +100,7 @@ function compileKey(attestor: string, spec: KeySpec, index: number, baseDir: str
   }
   if (spec.pem !== undefined) {
     try {
-      return parsePublicKey(spec.pem);
+      return parsePublicKey(spec.pem, spec.signatureAlgorithm);
     } catch (err) {
       throw new AttestorConfigError(attestor, `${where}: pem`, (err as Error).message, [...at, 'pem']);
     }
@@ -119,7 +119,7 @@ function compileKey(attestor: string, spec: KeySpec, index: number, baseDir: str
     );
   }
   try {
-    return parsePublicKey(pem);
+    return parsePublicKey(pem, spec.signatureAlgorithm);
   } catch (err) {
     throw new AttestorConfigError(attestor, `${where}: file ${file}`, (err as Error).message, [...at, 'file']);
   }

@@ -5,7 +5,7 @@ import type { Bundle } from '@sigstore/bundle';
 import { dsse } from '@sigstore/core';
 import { toSignedEntity, Verifier, type SignedEntity } from '@sigstore/verify';
 import type { CompiledAttestor } from './attestor.ts';
-import { verifySignature } from './keys.ts';
+import { verifySignature, type SignatureScheme } from './keys.ts';
 import type { LoadedTrustRoot } from './trust-root.ts';
 
 export type SignatureCheck = { ok: true; signer: string } | { ok: false; reason: string };
@@ -30,9 +30,9 @@ export function isKeyless(bundle: Bundle): boolean {
 /** Signature, key and transparency-log checks of a keyed bundle against the attestor's keys. */
 export function checkKeyed(signed: SignedBundle, attestor: CompiledAttestor, now: Date): SignatureCheck {
   if (attestor.keys.length === 0) return fail(`signed with a key, but attestor "${attestor.name}" lists no keys`);
-  const entity = signedEntity(signed);
-  const key = attestor.keys.find((k) => entity.signature.verifySignature(k.key));
+  const key = attestor.keys.find((k) => signedEntity(signed, k.schemes).signature.verifySignature(k.key));
   if (!key) return fail(`signature does not verify with any key of attestor "${attestor.name}"`);
+  const entity = signedEntity(signed, key.schemes);
   const requireTlog = attestor.requireTlog.keyed;
   if (!requireTlog) return { ok: true, signer: `key ${key.id}` };
   const tlog = checkTlog(entity, `attestor "${attestor.name}"`, now);
@@ -116,7 +116,7 @@ function checkTlog(
  * sigstore-js's entity, with the signature check replaced by ours: it hashes message signatures
  * with the digest algorithm only (breaking Ed25519 and P-384 keys) and DSSE with the key default.
  */
-function signedEntity({ bundle, artifact }: SignedBundle): SignedEntity {
+function signedEntity({ bundle, artifact }: SignedBundle, schemes?: readonly SignatureScheme[]): SignedEntity {
   const entity = toSignedEntity(bundle, artifact);
   const original = entity.signature;
   const signedBytes =
@@ -132,7 +132,7 @@ function signedEntity({ bundle, artifact }: SignedBundle): SignedEntity {
       compareSignature: (s) => original.compareSignature(s),
       compareDigest: (d) => original.compareDigest(d),
       compareSignedDigest: (d) => original.compareSignedDigest(d),
-      verifySignature: (key) => verifySignature(key, signedBytes, signature),
+      verifySignature: (key) => verifySignature(key, signedBytes, signature, schemes),
     },
   };
 }
