@@ -5,7 +5,8 @@ import path from 'node:path';
 import type { AttestorSpec, KeySpec, TrustRootSpec } from '../policy/types.ts';
 import { compileIdentity, IdentitySpecError, type IdentityMatcher } from './identity.ts';
 import { parsePublicKey, type AttestorKey } from './keys.ts';
-import { loadTrustRoot, PUBLIC_GOOD_SPEC, type LoadedTrustRoot } from './trust-root.ts';
+import { compilePki, PkiSpecError, type CompiledPki } from './pki.ts';
+import { loadTrustRoot, PUBLIC_GOOD_SPEC, TrustRootPartError, type LoadedTrustRoot } from './trust-root.ts';
 
 export { trustRootDigest } from './trust-root.ts';
 
@@ -13,9 +14,11 @@ export interface CompiledAttestor {
   readonly name: string;
   readonly keys: readonly AttestorKey[];
   readonly identities: readonly IdentityMatcher[];
+  /** CA certificates of the admin's own and the signers they vouch for. */
+  readonly pki?: CompiledPki;
   readonly trustRootName: string;
   readonly trustRoot: LoadedTrustRoot;
-  /** Whether transparency-log evidence is required, per kind of signer. */
+  /** Whether transparency-log evidence is required, per kind of signer (`keyless` covers every certificate, PKI too). */
   readonly requireTlog: { readonly keyed: boolean; readonly keyless: boolean };
 }
 
@@ -53,8 +56,21 @@ export function compileAttestor(
       ]);
     }
   });
-  if (keys.length === 0 && identities.length === 0) {
-    throw new AttestorConfigError(name, '', 'has neither keys nor identities; give at least one', at);
+  let pki: CompiledPki | undefined;
+  if (spec.pki !== undefined) {
+    try {
+      pki = compilePki(spec.pki, ctx.baseDir);
+    } catch (err) {
+      if (!(err instanceof PkiSpecError)) throw err;
+      const where = `pki.${err.at
+        .map((p) => (typeof p === 'number' ? `[${p}]` : p))
+        .join('.')
+        .replace(/\.\[/g, '[')}`;
+      throw new AttestorConfigError(name, where, err.message, [...at, 'pki', ...err.at]);
+    }
+  }
+  if (keys.length === 0 && identities.length === 0 && !pki) {
+    throw new AttestorConfigError(name, '', 'has no keys, identities or pki; give at least one', at);
   }
   const trustRootName = spec.trustRoot ?? DEFAULT_TRUST_ROOT;
   const rootSpec = Object.hasOwn(ctx.trustRoots, trustRootName)
@@ -75,21 +91,31 @@ export function compileAttestor(
   try {
     trustRoot = loadTrustRoot(rootSpec, ctx.baseDir);
   } catch (err) {
-    const field = rootSpec.file !== undefined ? 'file' : 'builtin';
-    throw new AttestorConfigError(name, `trust root "${trustRootName}"`, (err as Error).message, [
-      'trustRoots',
-      trustRootName,
-      field,
-    ]);
+    throw new AttestorConfigError(
+      name,
+      `trust root "${trustRootName}"`,
+      (err as Error).message,
+      trustRootErrorPath(trustRootName, rootSpec, err),
+    );
   }
   return {
     name,
     keys,
     identities,
+    ...(pki ? { pki } : {}),
     trustRootName,
     trustRoot,
     requireTlog: { keyed: spec.requireTlog ?? false, keyless: spec.requireTlog ?? true },
   };
+}
+
+/** Where in the document a trust root's problem is: the part entry, the field, or the root itself. */
+export function trustRootErrorPath(name: string, spec: TrustRootSpec, err: unknown): ConfigPath {
+  if (err instanceof TrustRootPartError) return ['trustRoots', name, err.part, err.index];
+  const fields = Object.keys(spec).filter((k) => (spec as Record<string, unknown>)[k] !== undefined);
+  return fields.length === 1 && (fields[0] === 'file' || fields[0] === 'builtin')
+    ? ['trustRoots', name, fields[0]]
+    : ['trustRoots', name];
 }
 
 function compileKey(attestor: string, spec: KeySpec, index: number, baseDir: string): AttestorKey {

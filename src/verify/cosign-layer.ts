@@ -3,6 +3,7 @@
 // accepts an inclusion promise (SET) without an inclusion proof, so one verifier handles both.
 import { bundleFromJSON, type Bundle } from '@sigstore/bundle';
 import { createHash } from 'node:crypto';
+import { isBase64, pemBlocks } from './pem.ts';
 
 export const Annotation = {
   signature: 'dev.cosignproject.cosign/signature',
@@ -182,19 +183,13 @@ function tlogEntry(annotation: string): Record<string, unknown> {
   };
 }
 
-const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n?([^-]*)-----END ([A-Z0-9 ]+)-----/g;
-
 /** The DER bytes (base64) of every CERTIFICATE block; any other block or a bad body is an error. */
 function pemCertificates(text: string, what: string): string[] {
-  const blocks: string[] = [];
-  for (const m of text.matchAll(PEM_BLOCK)) {
-    if (m[1] !== 'CERTIFICATE' || m[3] !== 'CERTIFICATE')
-      throw new EvidenceFormatError(`${what} holds a PEM block of type ${m[1]}, not CERTIFICATE`);
-    const body = (m[2] ?? '').replace(/[ \t\r\n]+/g, '');
-    if (body === '') throw new EvidenceFormatError(`${what} holds an empty PEM certificate`);
-    blocks.push(cosignBase64(body, `${what} PEM body`));
-  }
-  return blocks;
+  const blocks = pemBlocks(text);
+  if (typeof blocks === 'string') throw new EvidenceFormatError(`${what}: ${blocks}`);
+  const other = blocks.find((b) => b.type !== 'CERTIFICATE');
+  if (other) throw new EvidenceFormatError(`${what} holds a PEM block of type ${other.type}, not CERTIFICATE`);
+  return blocks.map((b) => b.base64);
 }
 
 /**
@@ -205,7 +200,6 @@ function pemCertificates(text: string, what: string): string[] {
  */
 export function cosignBase64(value: string, what: string): string {
   const unwrapped = value.replace(/[\r\n]/g, '');
-  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(unwrapped) || unwrapped.length % 4 !== 0)
-    throw new EvidenceFormatError(`${what} is not base64`);
+  if (!isBase64(unwrapped)) throw new EvidenceFormatError(`${what} is not base64`);
   return unwrapped;
 }

@@ -8,6 +8,7 @@ import type { CompiledAttestor } from './attestor.ts';
 import {
   checkKeyed,
   checkKeyless,
+  checkPki,
   isKeyless,
   matchIdentity,
   type KeylessResult,
@@ -76,20 +77,8 @@ function checkPiece(
   now: Date,
 ): VerifiedEvidence | { reason: string } {
   let check: SignatureCheck;
-  if (isKeyless(piece.signed.bundle) && attestor.identities.length === 0) {
-    check = {
-      ok: false,
-      reason: `signed with a certificate (keyless), but attestor "${attestor.name}" lists no identities`,
-    };
-  } else if (isKeyless(piece.signed.bundle)) {
-    // Chain, SCT and log checks do not depend on the identities: share them between attestors.
-    const cacheKey = `${attestor.trustRoot.digest} ${attestor.requireTlog.keyless}`;
-    let keyless = keylessCache.get(cacheKey);
-    if (!keyless) {
-      keyless = checkKeyless(piece.signed, attestor.trustRoot, attestor.requireTlog.keyless, now);
-      keylessCache.set(cacheKey, keyless);
-    }
-    check = keyless.ok ? matchIdentity(keyless, attestor) : keyless;
+  if (isKeyless(piece.signed.bundle)) {
+    check = checkCertificate(piece, attestor, keylessCache, now);
   } else {
     check = checkKeyed(piece.signed, attestor, now);
   }
@@ -107,6 +96,40 @@ function checkPiece(
     source: piece.source,
     signer: check.signer,
   };
+}
+
+/** A certificate signature: against the attestor's PKI, its keyless identities, or both (either suffices). */
+function checkCertificate(
+  piece: Piece,
+  attestor: CompiledAttestor,
+  keylessCache: Map<string, KeylessResult>,
+  now: Date,
+): SignatureCheck {
+  if (attestor.identities.length === 0 && !attestor.pki) {
+    return {
+      ok: false,
+      reason: `signed with a certificate (keyless), but attestor "${attestor.name}" lists no identities and no pki`,
+    };
+  }
+  const reasons: string[] = [];
+  if (attestor.pki) {
+    const pki = checkPki(piece.signed, attestor, now);
+    if (pki.ok) return pki;
+    reasons.push(pki.reason);
+  }
+  if (attestor.identities.length > 0) {
+    // Chain, SCT and log checks do not depend on the identities: share them between attestors.
+    const cacheKey = `${attestor.trustRoot.digest} ${attestor.requireTlog.keyless}`;
+    let keyless = keylessCache.get(cacheKey);
+    if (!keyless) {
+      keyless = checkKeyless(piece.signed, attestor.trustRoot, attestor.requireTlog.keyless, now);
+      keylessCache.set(cacheKey, keyless);
+    }
+    const identity = keyless.ok ? matchIdentity(keyless, attestor) : keyless;
+    if (identity.ok) return identity;
+    reasons.push(identity.reason);
+  }
+  return { ok: false, reason: reasons.join('; ') };
 }
 
 async function preparePieces(raw: RawEvidence, digest: string, manifest: () => Promise<Buffer>): Promise<Prepared[]> {
