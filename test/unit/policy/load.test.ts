@@ -215,10 +215,10 @@ rules:
     /has no "\/"/,
   ],
   [
-    'attestor with neither keys nor identities',
+    'attestor with no keys, identities or pki',
     'attestors: {ci: {description: nothing}}\ndefaultRule: {evaluationMode: alwaysDeny}',
     '/attestors/ci',
-    /neither keys nor identities/,
+    /has no keys, identities or pki; give at least one/,
   ],
   [
     'unknown trust root',
