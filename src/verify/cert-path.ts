@@ -191,7 +191,9 @@ export function certificateNames(cert: Certificate): CertificateNames {
     else if (name.tag.isContextSpecific(2)) names.dnsNames.push(value);
     else if (name.tag.isContextSpecific(6)) names.uris.push(value);
   }
-  const subject = ASN1Obj.parseBuffer(Buffer.from(cert.asn1.subject));
+  // The reader hands out the Name's content (its RDN SETs) without the SEQUENCE header.
+  const content = Buffer.from(cert.asn1.subject);
+  const subject = ASN1Obj.parseBuffer(Buffer.concat([Buffer.from([0x30]), derLength(content.length), content]));
   for (const rdn of subject.subs) {
     for (const attribute of rdn.subs) {
       const [type, value] = attribute.subs;
@@ -215,4 +217,11 @@ function directoryString(value: ASN1Obj): string {
     default:
       return value.value.toString('utf8');
   }
+}
+
+function derLength(n: number): Buffer {
+  if (n < 0x80) return Buffer.from([n]);
+  const bytes: number[] = [];
+  for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v % 256);
+  return Buffer.from([0x80 | bytes.length, ...bytes]);
 }
