@@ -85,15 +85,36 @@ export function checkKeyless(
       reason = `certificate chain: ${path.reason} in ${against}`;
       continue;
     }
+    if (trustRoot.material.ctlogs.length === 0) {
+      // A trust root without CT logs (a private Sigstore, or bare Fulcio files) cannot check the
+      // SCTs a certificate embeds, which sigstore-js would refuse: the admin vouches for the CA
+      // alone, as containers/image does. The path is ours; sigstore-js proves times, log, signature.
+      const proven = provenTimes(entity, certs.leaf, trustRoot, {
+        tlogThreshold: requireTlog ? 1 : 0,
+        timestampThreshold: 1,
+      });
+      if (!proven.ok) {
+        reason = `keyless verification against ${against} failed: ${proven.reason}`;
+        continue;
+      }
+      const outside = proven.times.find((t) => t < ca.validFor.start || t > ca.validFor.end);
+      const invalid = outside
+        ? `the CA is trusted from ${ca.validFor.start.toISOString()} to ${ca.validFor.end.toISOString()}, not at ${outside.toISOString()}`
+        : proven.times.map((t) => validAt(path.path, t)).find((r) => r !== undefined);
+      if (invalid) {
+        reason = `keyless verification against ${against} failed: ${invalid}`;
+        continue;
+      }
+      return { ok: true, ...fulcioIdentity(certs.leaf) };
+    }
     const carried = path.path.slice(1).filter((c) => !ca.certChain.some((t) => t.root.toDER().equals(c.der)));
     const withCarried = { ...ca, certChain: [...carried.map((c) => c.asn1), ...ca.certChain] };
     const verifier = new Verifier(
       { ...trustRoot.material, certificateAuthorities: [withCarried] },
       {
         tlogThreshold: requireTlog ? 1 : 0,
-        // A trust root that lists CT logs demands an SCT; one without CT logs (a private Sigstore
-        // without CT) cannot, and its admin vouches for the CA alone.
-        ctlogThreshold: trustRoot.material.ctlogs.length > 0 ? 1 : 0,
+        // The trust root lists CT logs: an SCT from one of them is required.
+        ctlogThreshold: 1,
         // Certificates live minutes: a log or TSA timestamp must show the signature was made in that window.
         timestampThreshold: 1,
       },
@@ -138,30 +159,15 @@ export function checkPki(signed: SignedBundle, attestor: CompiledAttestor, now: 
       timestamps: entity.timestamps.filter((t) => t.$case !== 'transparency-log'),
     };
   }
-  const times: Date[] = [];
-  const leafKey = certs.leaf.node.publicKey;
-  // The certificate is judged by our path check; sigstore-js checks timestamps, log entries and
-  // the signature with the certificate's key, and reports each proven time to validFor.
-  const verifier = new Verifier(
-    {
-      ...trustRoot.material,
-      publicKey: () => ({
-        publicKey: leafKey,
-        validFor: (date: Date) => {
-          times.push(date);
-          return true;
-        },
-      }),
-    },
-    { tlogThreshold: requireTlog ? 1 : 0, ctlogThreshold: 0, timestampThreshold: 0 },
-  );
-  try {
-    verifier.verify({ ...entity, key: { $case: 'public-key', hint: '' } });
-  } catch (err) {
+  const proven = provenTimes(entity, certs.leaf, trustRoot, {
+    tlogThreshold: requireTlog ? 1 : 0,
+    timestampThreshold: 0,
+  });
+  if (!proven.ok)
     return fail(
-      `certificate of attestor "${attestor.name}" against trust root ${trustRoot.description}: ${describe(err)}`,
+      `certificate of attestor "${attestor.name}" against trust root ${trustRoot.description}: ${proven.reason}`,
     );
-  }
+  const times = proven.times;
   const at = times.length > 0 ? times : [now];
   for (const time of at) {
     const invalid = validAt(path.path, time);
@@ -182,6 +188,57 @@ export function checkPki(signed: SignedBundle, attestor: CompiledAttestor, now: 
   }
   const anchor = path.path[path.path.length - 1] as Certificate;
   return { ok: true, signer: `certificate ${describeSubject(certs.leaf)} issued under ${describeSubject(anchor)}` };
+}
+
+/**
+ * Timestamps (TSA, and log entries with an inclusion promise), log entries and the signature,
+ * checked by sigstore-js with the certificate's key alone: the certificate path is judged by the
+ * caller at the times returned here (the times sigstore-js proved, reported through validFor).
+ */
+function provenTimes(
+  entity: SignedEntity,
+  leaf: Certificate,
+  trustRoot: LoadedTrustRoot,
+  thresholds: { tlogThreshold: number; timestampThreshold: number },
+): { ok: true; times: Date[] } | { ok: false; reason: string } {
+  const times: Date[] = [];
+  const publicKey = leaf.node.publicKey;
+  const verifier = new Verifier(
+    {
+      ...trustRoot.material,
+      publicKey: () => ({
+        publicKey,
+        validFor: (date: Date) => {
+          times.push(date);
+          return true;
+        },
+      }),
+    },
+    { ...thresholds, ctlogThreshold: 0 },
+  );
+  try {
+    verifier.verify({ ...entity, key: { $case: 'public-key', hint: '' } });
+  } catch (err) {
+    return fail(describe(err));
+  }
+  return { ok: true, times };
+}
+
+const OID_FULCIO_ISSUER_V1 = '1.3.6.1.4.1.57264.1.1';
+const OID_FULCIO_ISSUER_V2 = '1.3.6.1.4.1.57264.1.8';
+
+/** The OIDC issuer (Fulcio's extensions, v2 preferred) and the SAN sigstore-js reports as subject. */
+function fulcioIdentity(leaf: Certificate): { issuer: string | undefined; subject: string | undefined } {
+  const v2 = leaf.asn1.extension(OID_FULCIO_ISSUER_V2);
+  let issuer: string | undefined;
+  try {
+    issuer = v2
+      ? v2.valueObj.subs[0]?.value.toString('utf8')
+      : leaf.asn1.extension(OID_FULCIO_ISSUER_V1)?.value.toString('ascii');
+  } catch {
+    issuer = undefined;
+  }
+  return { issuer, subject: leaf.asn1.subjectAltName };
 }
 
 /** The signer certificate and the intermediates a bundle carries with it. */
