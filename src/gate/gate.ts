@@ -523,7 +523,7 @@ export class PolicyGate implements Gate {
   }
 
   #evidence(repo: Repo): EvidenceSource {
-    return registryEvidenceSource(this.#deps.upstreams.client(repo.upstream), this.#deps.manifestMaxBytes);
+    return registryEvidenceSource(this.#deps.upstreams, repo.upstream, this.#deps.manifestMaxBytes);
   }
 
   /** Each record's hash also goes to the log: an anchor outside the database for `audit verify`. */

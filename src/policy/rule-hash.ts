@@ -22,9 +22,17 @@ export function sha256Hex(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
 
-/** What an attestor contributes to a hash: its spec and the loaded key ids and trust root digest. */
+/**
+ * What an attestor contributes to a hash: its spec and what it loaded from files (key ids, the
+ * trust root's content digest, the PKI's CA and intermediate certificates).
+ */
 export function attestorFingerprint(spec: AttestorSpec | undefined, compiled: CompiledAttestor | undefined): unknown {
-  return { spec, keys: compiled?.keys.map((k) => k.id), trustRoot: compiled?.trustRoot.digest };
+  return {
+    spec,
+    keys: compiled?.keys.map((k) => k.id),
+    trustRoot: compiled?.trustRoot.digest,
+    pki: compiled?.pki?.digest,
+  };
 }
 
 export function ruleHash(

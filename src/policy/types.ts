@@ -85,6 +85,14 @@ export interface AttestorSpec {
    * often uses --tlog-upload=false).
    */
   requireTlog?: boolean;
+  /**
+   * `registry/repository` where this attestor's signatures and attestations are stored instead
+   * of the image's own repository (cosign's COSIGN_REPOSITORY, policy-controller's source.oci,
+   * Kyverno's repository). The registry must be allowlisted; it is never contacted otherwise.
+   */
+  signaturesRepository?: string;
+  /** With signaturesRepository: look in the image's own repository too. Default false. */
+  alsoImageRepository?: boolean;
 }
 
 /** One condition on a predicate field; `path` is a dot path into the predicate (array indexes as numbers). */

@@ -6,6 +6,10 @@ import type { AttestorSpec, KeySpec, TrustRootSpec } from '../policy/types.ts';
 import { compileIdentity, IdentitySpecError, type IdentityMatcher } from './identity.ts';
 import { parsePublicKey, type AttestorKey } from './keys.ts';
 import { compilePki, PkiSpecError, type CompiledPki } from './pki.ts';
+import { parseSignaturesRepository, type EvidenceLocation } from './evidence-location.ts';
+
+/** The image's own repository among an attestor's locations. */
+export const IMAGE_LOCATION: EvidenceLocation = { registry: '', repository: '' };
 import { loadTrustRoot, PUBLIC_GOOD_SPEC, TrustRootPartError, type LoadedTrustRoot } from './trust-root.ts';
 
 export { trustRootDigest } from './trust-root.ts';
@@ -18,6 +22,11 @@ export interface CompiledAttestor {
   readonly pki?: CompiledPki;
   readonly trustRootName: string;
   readonly trustRoot: LoadedTrustRoot;
+  /**
+   * Where its evidence is looked up: IMAGE_LOCATION is the image's own repository; a
+   * signaturesRepository replaces it, or joins it with alsoImageRepository.
+   */
+  readonly locations: readonly EvidenceLocation[];
   /** Whether transparency-log evidence is required, per kind of signer (`keyless` covers every certificate, PKI too). */
   readonly requireTlog: { readonly keyed: boolean; readonly keyless: boolean };
 }
@@ -69,6 +78,20 @@ export function compileAttestor(
       throw new AttestorConfigError(name, where, err.message, [...at, 'pki', ...err.at]);
     }
   }
+  let locations: readonly EvidenceLocation[] = [IMAGE_LOCATION];
+  if (spec.alsoImageRepository !== undefined && spec.signaturesRepository === undefined)
+    throw new AttestorConfigError(
+      name,
+      'alsoImageRepository',
+      'applies only with signaturesRepository; remove it or name the repository',
+      [...at, 'alsoImageRepository'],
+    );
+  if (spec.signaturesRepository !== undefined) {
+    const parsed = parseSignaturesRepository(spec.signaturesRepository);
+    if (typeof parsed === 'string')
+      throw new AttestorConfigError(name, 'signaturesRepository', parsed, [...at, 'signaturesRepository']);
+    locations = spec.alsoImageRepository ? [parsed, IMAGE_LOCATION] : [parsed];
+  }
   if (keys.length === 0 && identities.length === 0 && !pki) {
     throw new AttestorConfigError(name, '', 'has no keys, identities or pki; give at least one', at);
   }
@@ -105,6 +128,7 @@ export function compileAttestor(
     ...(pki ? { pki } : {}),
     trustRootName,
     trustRoot,
+    locations,
     requireTlog: { keyed: spec.requireTlog ?? false, keyless: spec.requireTlog ?? true },
   };
 }
