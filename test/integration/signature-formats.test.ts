@@ -12,11 +12,13 @@ import {
   buildImage,
   generateKey,
   pushImage,
+  pushReferrer,
   signImage,
   skopeoCopy,
   startRegistry,
   type Registry,
 } from '../harness/index.ts';
+import { messageBundle } from '../harness/sigstore/sign.ts';
 import { startTestProxy, type TestProxy } from './proxy-fixture.ts';
 import { FIXTURES, loadCosignFixture } from './real-fixture.ts';
 
@@ -64,6 +66,7 @@ function policy(): string {
     rules: [
       { match: `${REG}/app/elsewhere`, ...requireOne('elsewhere') },
       { match: `${REG}/app/own-only`, ...requireOne('elsewhere') },
+      { match: `${REG}/app/bundle-elsewhere`, ...requireOne('elsewhere') },
       { match: `${REG}/app/own-beside`, ...requireOne('beside') },
       { match: `${REG}/app/unlisted`, ...requireOne('unlisted') },
       { match: `${REG}/real/keyless-bare`, ...requireOne('mitr-bare') },
@@ -86,6 +89,26 @@ test.before(async () => {
   // Signed into the signatures registry only, as `COSIGN_REPOSITORY=… cosign sign` stores them.
   await signImage(signatures, 'acme/signatures', await push('app/elsewhere'), trusted.privateKey);
   await signImage(signatures, 'acme/signatures', await push('app/unlisted'), trusted.privateKey);
+  // A Sigstore bundle as a referrer in the signatures registry; distribution 2.8 has no referrers
+  // API, so it is found through the referrers tag schema there. The subject is copied beside it.
+  const bundled = await push('app/bundle-elsewhere');
+  await pushImage(join(work, 'app/bundle-elsewhere'), '1.0', `${signatures.host}/acme/signatures:bundle-subject`);
+  const manifest = Buffer.from(
+    await (
+      await request(`${images.url}/v2/app/bundle-elsewhere/manifests/${bundled}`, {
+        headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+      })
+    ).body.arrayBuffer(),
+  );
+  await pushReferrer(signatures, 'acme/signatures', bundled, {
+    artifactType: 'application/vnd.dev.sigstore.bundle.v0.3+json',
+    layerMediaType: 'application/vnd.dev.sigstore.bundle.v0.3+json',
+    layerBytes: messageBundle(manifest, {
+      kind: 'key',
+      privateKey: trusted.privateKey,
+      publicKeyPem: trusted.publicPem,
+    }),
+  });
   // Signed in the image's own repository only.
   for (const repo of ['app/own-only', 'app/own-beside'])
     await signImage(images, repo, await push(repo), trusted.privateKey);
@@ -129,6 +152,11 @@ test('signatures in a repository on another allowlisted registry admit the image
   await skopeoCopy(`docker://${proxy.host}/${REG}/app/elsewhere:1.0`, `oci:${join(work, 'out-elsewhere')}:1.0`);
   const line = proxy.lines('decision').find((l) => String(l.image).includes('app/elsewhere'));
   t.is(line?.verdict, 'allow');
+});
+
+test('a bundle referrer in the signatures registry (referrers tag schema) admits the image', async (t) => {
+  const r = await pull('app/bundle-elsewhere');
+  t.is(r.status, 200, r.body);
 });
 
 test("the image's own signatures count only with alsoImageRepository", async (t) => {
