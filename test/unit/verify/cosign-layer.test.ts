@@ -96,3 +96,16 @@ test('the signer certificate comes from the certificate annotation alone, never 
     t.regex(facts.rejected[0] ?? '', c.reason, c.name);
   }
 });
+
+test("cosign's rfc3161timestamp annotation is read strictly: malformed ones are reasons, not crashes", async (t) => {
+  const TS = 'dev.sigstore.cosign/rfc3161timestamp';
+  for (const [value, reason] of [
+    ['not json', /rfc3161timestamp is not valid JSON$/],
+    ['{}', /rfc3161timestamp has no SignedRFC3161TimestampBytes$/],
+    ['{"SignedRFC3161TimestampBytes":"a b"}', /SignedRFC3161TimestampBytes is not base64$/],
+  ] as const) {
+    const facts = await judgeKeyed((a) => ({ ...a, [TS]: value }));
+    t.deepEqual(facts.verified, [], value);
+    t.regex(facts.rejected[0] ?? '', reason, value);
+  }
+});
