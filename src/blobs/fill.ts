@@ -164,7 +164,7 @@ export class Fill implements GrowingFile {
   }
 
   /**
-   * Hashes the body as it arrives and writes it behind. Chunks are taken one by one from 'data'
+   * Hashes the body as it arrives and writes it behind. Chunks are taken one by one from the "data"
    * events (never concatenated), written in batches while the socket keeps being read, and the
    * upstream pauses only when the disk falls UNWRITTEN_MAX_BYTES behind. Resolves once every byte
    * is written; the content is verified (and readers may finish) as soon as the last byte arrives.

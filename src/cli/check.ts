@@ -62,7 +62,10 @@ export async function check(args: string[], out: Output): Promise<number> {
     });
     const selected = decider.select(image);
     out.err(`${manifest.digest}: rule ${selected.name}, verifying ${selected.attestors.length} attestor(s)…\n`);
-    const decision = await decider.decide(image, registryEvidenceSource(client, config.manifestMaxBytes));
+    const decision = await decider.decide(
+      image,
+      registryEvidenceSource(upstreams, target.upstream, config.manifestMaxBytes),
+    );
     const attestors = [...(decision.facts?.values() ?? [])];
     const v = decision.verdict;
     out.result(

@@ -545,7 +545,7 @@ export class PolicyGate implements Gate {
   }
 
   #evidence(repo: Repo): EvidenceSource {
-    return registryEvidenceSource(this.#deps.upstreams.client(repo.upstream), this.#deps.manifestMaxBytes);
+    return registryEvidenceSource(this.#deps.upstreams, repo.upstream, this.#deps.manifestMaxBytes);
   }
 
   /** The store logs each record's hash as it commits it: an anchor outside the database for `audit verify`. */

@@ -3,7 +3,14 @@
 // Problems are collected, not thrown, so that lint can report all of them at once.
 import { Ajv } from 'ajv';
 import { parseDocument } from 'yaml';
-import { AttestorConfigError, compileAttestor, type CompiledAttestor } from '../verify/attestor.ts';
+import {
+  AttestorConfigError,
+  compileAttestor,
+  DEFAULT_TRUST_ROOT,
+  trustRootErrorPath,
+  type CompiledAttestor,
+} from '../verify/attestor.ts';
+import { loadTrustRoot } from '../verify/trust-root.ts';
 import { conditionProblems } from './conditions.ts';
 import { GlobError, parseGlob } from './glob.ts';
 import schema from './schema.json' with { type: 'json' };
@@ -53,7 +60,12 @@ export function checkPolicy(text: string, baseDir: string): CheckedPolicy {
   if (!validateSchema(data))
     return { doc: undefined, attestors, problems: schemaProblems(validateSchema.errors ?? []) };
   const doc = data;
-  const problems = [...compileAttestors(doc, baseDir, attestors), ...allowlistProblems(doc), ...ruleProblems(doc)];
+  const problems = [
+    ...compileAttestors(doc, baseDir, attestors),
+    ...unusedTrustRootProblems(doc, baseDir),
+    ...allowlistProblems(doc),
+    ...ruleProblems(doc),
+  ];
   return { doc, attestors, problems };
 }
 
@@ -69,6 +81,21 @@ function compileAttestors(doc: PolicyDocument, baseDir: string, into: Map<string
     }
   }
   return problems;
+}
+
+/** Trust roots no attestor uses are still checked: a broken one must not wait for its first user. */
+function unusedTrustRootProblems(doc: PolicyDocument, baseDir: string): Problem[] {
+  const used = new Set(Object.values(doc.attestors ?? {}).map((a) => a.trustRoot ?? DEFAULT_TRUST_ROOT));
+  return Object.entries(doc.trustRoots ?? {}).flatMap(([name, spec]) => {
+    if (used.has(name)) return [];
+    try {
+      loadTrustRoot(spec, baseDir);
+      return [];
+    } catch (err) {
+      const problem = `trust root "${name}": ${(err as Error).message}`;
+      return [{ path: pointer(trustRootErrorPath(name, spec, err)), problem }];
+    }
+  });
 }
 
 function patternProblem(pattern: string, path: string): Problem[] {

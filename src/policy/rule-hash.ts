@@ -22,13 +22,18 @@ export function sha256Hex(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
 
-/** What an attestor contributes to a hash: its spec, the loaded key ids, trust root and Notation trust material digests. */
+/**
+ * What an attestor contributes to a hash: its spec and what it loaded from files (key ids, the
+ * trust root's content digest, the PKI's CA and intermediate certificates, the Notation trust
+ * material's digest).
+ */
 export function attestorFingerprint(spec: AttestorSpec | undefined, compiled: CompiledAttestor | undefined): unknown {
   return {
     spec,
     keys: compiled?.keys.map((k) => k.id),
     trustRoot: compiled?.trustRoot.digest,
     notation: compiled?.notation?.digest,
+    pki: compiled?.pki?.digest,
   };
 }
 

@@ -11,6 +11,11 @@ export type TagMode = 'pin' | 'deny' | 'follow';
 export interface KeySpec {
   pem?: string;
   file?: string;
+  /**
+   * RSA keys only: the one scheme signatures are accepted with (default rsa-pkcs1v15-sha256, or
+   * rsa-pss with the key's hash for an id-RSASSA-PSS key), e.g. for GCP KMS's RSA_SIGN_PSS_* keys.
+   */
+  signatureAlgorithm?: string;
 }
 
 /** A keyless signer: OIDC issuer and certificate subject, each exact or an (anchored) regular expression. */
@@ -21,26 +26,77 @@ export interface IdentitySpec {
   subjectRegExp?: string;
 }
 
+/** A PEM document (one or more certificates, or a public key) given inline or by file path. */
+export interface PemSpec {
+  pem?: string;
+  file?: string;
+}
+
+/**
+ * Exactly one of `builtin`, `file`, or the parts of a trust root given directly (at least
+ * `rekorKeys` or `fulcioCertificates`), which pullgate assembles into a trusted root itself.
+ */
 export interface TrustRootSpec {
   /** `sigstore-public-good`: the trusted root shipped with sigstore-js (no network at run time). */
   builtin?: 'sigstore-public-good';
   /** A `trusted_root.json` (Sigstore TrustedRoot, protobuf-specs JSON form). */
   file?: string;
+  /** Rekor public keys (cosign's `rekor.pub`, SIGSTORE_REKOR_PUBLIC_KEY). */
+  rekorKeys?: PemSpec[];
+  /** Fulcio CA certificates, one CA per entry: root, or intermediates followed by their root. */
+  fulcioCertificates?: PemSpec[];
+  /** Certificate Transparency log keys (ctfe.pub); with none, no SCT is required. */
+  ctlogKeys?: PemSpec[];
+}
+
+/** A signer of a private CA: every field given must match (exact, or an anchored regular expression). */
+export interface PkiSignerSpec {
+  /** An rfc822Name (e-mail) subject alternative name. */
+  email?: string;
+  emailRegExp?: string;
+  /** A URI subject alternative name (SPIFFE IDs and the like). */
+  uri?: string;
+  uriRegExp?: string;
+  /** A dNSName subject alternative name. */
+  dnsName?: string;
+  dnsNameRegExp?: string;
+  /** The subject's common name. */
+  commonName?: string;
+  commonNameRegExp?: string;
+}
+
+/** Signatures whose certificate chains to CA certificates of the admin's own (no Fulcio, no OIDC issuer). */
+export interface PkiSpec {
+  /** Trust anchors: CA certificates (PEM; a file may hold several). */
+  caCertificates: PemSpec[];
+  /** Intermediates to build paths with, besides those a signature carries (untrusted until a path reaches an anchor). */
+  intermediateCertificates?: PemSpec[];
+  signers: PkiSignerSpec[];
 }
 
 export interface AttestorSpec {
   description?: string;
   keys?: KeySpec[];
   identities?: IdentitySpec[];
+  pki?: PkiSpec;
   /** Name of an entry in `trustRoots`; default `public-good`. Used for keyless and transparency-log checks. */
   trustRoot?: string;
   /**
    * Whether a signature must carry transparency-log evidence (Rekor entry or SET).
-   * Default true for keyless identities, false for keys (keyed CI signing often uses --tlog-upload=false).
+   * Default true for keyless identities and PKI certificates, false for keys (keyed CI signing
+   * often uses --tlog-upload=false).
    */
   requireTlog?: boolean;
   /** A Notation (Notary Project) attestor instead of a cosign/Sigstore one: trust stores and trust policy. */
   notation?: NotationAttestorSpec;
+  /**
+   * `registry/repository` where this attestor's signatures and attestations are stored instead
+   * of the image's own repository (cosign's COSIGN_REPOSITORY, policy-controller's source.oci,
+   * Kyverno's repository). The registry must be allowlisted; it is never contacted otherwise.
+   */
+  signaturesRepository?: string;
+  /** With signaturesRepository: look in the image's own repository too. Default false. */
+  alsoImageRepository?: boolean;
 }
 
 /** One condition on a predicate field; `path` is a dot path into the predicate (array indexes as numbers). */

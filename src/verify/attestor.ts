@@ -6,7 +6,12 @@ import type { AttestorSpec, KeySpec, TrustRootSpec } from '../policy/types.ts';
 import { compileIdentity, IdentitySpecError, type IdentityMatcher } from './identity.ts';
 import { parsePublicKey, type AttestorKey } from './keys.ts';
 import { compileNotation, NotationConfigError, type CompiledNotation } from './notation/attestor.ts';
-import { loadTrustRoot, PUBLIC_GOOD_SPEC, type LoadedTrustRoot } from './trust-root.ts';
+import { compilePki, PkiSpecError, type CompiledPki } from './pki.ts';
+import { parseSignaturesRepository, type EvidenceLocation } from './evidence-location.ts';
+import { loadTrustRoot, PUBLIC_GOOD_SPEC, TrustRootPartError, type LoadedTrustRoot } from './trust-root.ts';
+
+/** The image's own repository among an attestor's locations. */
+export const IMAGE_LOCATION: EvidenceLocation = { registry: '', repository: '' };
 
 export { trustRootDigest } from './trust-root.ts';
 
@@ -14,9 +19,16 @@ export interface CompiledAttestor {
   readonly name: string;
   readonly keys: readonly AttestorKey[];
   readonly identities: readonly IdentityMatcher[];
+  /** CA certificates of the admin's own and the signers they vouch for. */
+  readonly pki?: CompiledPki;
   readonly trustRootName: string;
   readonly trustRoot: LoadedTrustRoot;
-  /** Whether transparency-log evidence is required, per kind of signer. */
+  /**
+   * Where its evidence is looked up: IMAGE_LOCATION is the image's own repository; a
+   * signaturesRepository replaces it, or joins it with alsoImageRepository.
+   */
+  readonly locations: readonly EvidenceLocation[];
+  /** Whether transparency-log evidence is required, per kind of signer (`keyless` covers every certificate, PKI too). */
   readonly requireTlog: { readonly keyed: boolean; readonly keyless: boolean };
   /** Set for a Notation attestor: it judges Notation signatures only, cosign ones only without it. */
   readonly notation?: CompiledNotation;
@@ -57,8 +69,22 @@ export function compileAttestor(
       ]);
     }
   });
-  if (keys.length === 0 && identities.length === 0) {
-    throw new AttestorConfigError(name, '', 'has neither keys nor identities; give at least one', at);
+  let pki: CompiledPki | undefined;
+  if (spec.pki !== undefined) {
+    try {
+      pki = compilePki(spec.pki, ctx.baseDir);
+    } catch (err) {
+      if (!(err instanceof PkiSpecError)) throw err;
+      const where = `pki.${err.at
+        .map((p) => (typeof p === 'number' ? `[${p}]` : p))
+        .join('.')
+        .replace(/\.\[/g, '[')}`;
+      throw new AttestorConfigError(name, where, err.message, [...at, 'pki', ...err.at]);
+    }
+  }
+  const locations = locationsOf(name, spec, at);
+  if (keys.length === 0 && identities.length === 0 && !pki) {
+    throw new AttestorConfigError(name, '', 'has no keys, identities or pki; give at least one', at);
   }
   const trustRootName = spec.trustRoot ?? DEFAULT_TRUST_ROOT;
   const rootSpec = Object.hasOwn(ctx.trustRoots, trustRootName)
@@ -79,21 +105,32 @@ export function compileAttestor(
   try {
     trustRoot = loadTrustRoot(rootSpec, ctx.baseDir);
   } catch (err) {
-    const field = rootSpec.file !== undefined ? 'file' : 'builtin';
-    throw new AttestorConfigError(name, `trust root "${trustRootName}"`, (err as Error).message, [
-      'trustRoots',
-      trustRootName,
-      field,
-    ]);
+    throw new AttestorConfigError(
+      name,
+      `trust root "${trustRootName}"`,
+      (err as Error).message,
+      trustRootErrorPath(trustRootName, rootSpec, err),
+    );
   }
   return {
     name,
     keys,
     identities,
+    ...(pki ? { pki } : {}),
     trustRootName,
     trustRoot,
+    locations,
     requireTlog: { keyed: spec.requireTlog ?? false, keyless: spec.requireTlog ?? true },
   };
+}
+
+/** Where in the document a trust root's problem is: the part entry, the field, or the root itself. */
+export function trustRootErrorPath(name: string, spec: TrustRootSpec, err: unknown): ConfigPath {
+  if (err instanceof TrustRootPartError) return ['trustRoots', name, err.part, err.index];
+  const fields = Object.keys(spec).filter((k) => (spec as Record<string, unknown>)[k] !== undefined);
+  return fields.length === 1 && (fields[0] === 'file' || fields[0] === 'builtin')
+    ? ['trustRoots', name, fields[0]]
+    : ['trustRoots', name];
 }
 
 function compileKey(attestor: string, spec: KeySpec, index: number, baseDir: string): AttestorKey {
@@ -104,7 +141,7 @@ function compileKey(attestor: string, spec: KeySpec, index: number, baseDir: str
   }
   if (spec.pem !== undefined) {
     try {
-      return parsePublicKey(spec.pem);
+      return parsePublicKey(spec.pem, spec.signatureAlgorithm);
     } catch (err) {
       throw new AttestorConfigError(attestor, `${where}: pem`, (err as Error).message, [...at, 'pem']);
     }
@@ -123,14 +160,30 @@ function compileKey(attestor: string, spec: KeySpec, index: number, baseDir: str
     );
   }
   try {
-    return parsePublicKey(pem);
+    return parsePublicKey(pem, spec.signatureAlgorithm);
   } catch (err) {
     throw new AttestorConfigError(attestor, `${where}: file ${file}`, (err as Error).message, [...at, 'file']);
   }
 }
 
+/** Where an attestor's evidence is looked for: the image's repository, `signaturesRepository`, or both. */
+function locationsOf(name: string, spec: AttestorSpec, at: ConfigPath): readonly EvidenceLocation[] {
+  if (spec.alsoImageRepository !== undefined && spec.signaturesRepository === undefined)
+    throw new AttestorConfigError(
+      name,
+      'alsoImageRepository',
+      'applies only with signaturesRepository; remove it or name the repository',
+      [...at, 'alsoImageRepository'],
+    );
+  if (spec.signaturesRepository === undefined) return [IMAGE_LOCATION];
+  const parsed = parseSignaturesRepository(spec.signaturesRepository);
+  if (typeof parsed === 'string')
+    throw new AttestorConfigError(name, 'signaturesRepository', parsed, [...at, 'signaturesRepository']);
+  return spec.alsoImageRepository ? [parsed, IMAGE_LOCATION] : [parsed];
+}
+
 function compileNotationAttestor(name: string, spec: AttestorSpec, baseDir: string, at: ConfigPath): CompiledAttestor {
-  for (const field of ['keys', 'identities', 'trustRoot', 'requireTlog'] as const)
+  for (const field of ['keys', 'identities', 'pki', 'trustRoot', 'requireTlog'] as const)
     if (spec[field] !== undefined)
       throw new AttestorConfigError(name, field, 'is for cosign/Sigstore attestors; a notation attestor takes none', [
         ...at,
@@ -149,6 +202,7 @@ function compileNotationAttestor(name: string, spec: AttestorSpec, baseDir: stri
     identities: [],
     trustRootName: DEFAULT_TRUST_ROOT,
     trustRoot: loadTrustRoot(PUBLIC_GOOD_SPEC, baseDir),
+    locations: locationsOf(name, spec, at),
     requireTlog: { keyed: false, keyless: false },
     notation,
   };

@@ -3,12 +3,14 @@
 // accepts an inclusion promise (SET) without an inclusion proof, so one verifier handles both.
 import { bundleFromJSON, type Bundle } from '@sigstore/bundle';
 import { createHash } from 'node:crypto';
+import { isBase64, pemBlocks } from './pem.ts';
 
 export const Annotation = {
   signature: 'dev.cosignproject.cosign/signature',
   certificate: 'dev.sigstore.cosign/certificate',
   chain: 'dev.sigstore.cosign/chain',
   rekorBundle: 'dev.sigstore.cosign/bundle',
+  timestamp: 'dev.sigstore.cosign/rfc3161timestamp',
 } as const;
 
 const BUNDLE_V01 = 'application/vnd.dev.sigstore.bundle+json;version=0.1';
@@ -35,7 +37,7 @@ export function simpleSigningBundle(payload: Buffer, annotations: Record<string,
     {
       messageSignature: {
         messageDigest: { algorithm: 'SHA2_256', digest: createHash('sha256').update(payload).digest('base64') },
-        signature: strictBase64(signature, Annotation.signature),
+        signature: cosignBase64(signature, Annotation.signature),
       },
     },
     annotations,
@@ -82,17 +84,14 @@ function parseEnvelope(bytes: Buffer): SerializedEnvelope {
 function toBundle(content: Record<string, unknown>, annotations: Record<string, string>): Bundle {
   const certificate = annotations[Annotation.certificate];
   const rekorBundle = annotations[Annotation.rekorBundle];
-  const certificates = certificate
-    ? [...pemBlocks(certificate), ...pemBlocks(annotations[Annotation.chain] ?? '')]
-    : [];
-  if (certificate && certificates.length === 0)
-    throw new EvidenceFormatError(`${Annotation.certificate} holds no PEM certificate`);
+  const timestamp = annotations[Annotation.timestamp];
   const verificationMaterial = {
     ...(certificate
-      ? { x509CertificateChain: { certificates: certificates.map((rawBytes) => ({ rawBytes })) } }
+      ? { x509CertificateChain: { certificates: certificateChain(certificate, annotations[Annotation.chain]) } }
       : // The key is whichever attestor key verifies; the hint is only a placeholder the key finder ignores.
         { publicKey: { hint: '' } }),
     tlogEntries: rekorBundle ? [tlogEntry(rekorBundle)] : [],
+    ...(timestamp ? { timestampVerificationData: { rfc3161Timestamps: [rfc3161Timestamp(timestamp)] } } : {}),
   };
   try {
     return bundleFromJSON({ mediaType: BUNDLE_V01, verificationMaterial, ...content });
@@ -102,6 +101,37 @@ function toBundle(content: Record<string, unknown>, annotations: Record<string, 
       `cannot be read as a Sigstore bundle: ${(err as Error).message}${fields ? ` (${fields.join(', ')})` : ''}`,
     );
   }
+}
+
+/**
+ * The signer is the one certificate of the certificate annotation, parsed on its own: a chain
+ * annotation only adds intermediates (untrusted, to build a path to a trusted CA), never the
+ * signer, as in cosign and containers/image.
+ */
+function certificateChain(certificate: string, chain: string | undefined): { rawBytes: string }[] {
+  const leaf = pemCertificates(certificate, Annotation.certificate);
+  if (leaf.length !== 1)
+    throw new EvidenceFormatError(
+      `${Annotation.certificate} holds ${leaf.length} PEM certificates; exactly one is expected`,
+    );
+  const intermediates = chain ? pemCertificates(chain, Annotation.chain) : [];
+  if (chain && intermediates.length === 0)
+    throw new EvidenceFormatError(`${Annotation.chain} holds no PEM certificate`);
+  return [...leaf, ...intermediates].map((rawBytes) => ({ rawBytes }));
+}
+
+/** cosign's `dev.sigstore.cosign/rfc3161timestamp` annotation: `{"SignedRFC3161TimestampBytes": base64}`. */
+function rfc3161Timestamp(annotation: string): { signedTimestamp: string } {
+  let doc: { SignedRFC3161TimestampBytes?: unknown };
+  try {
+    doc = JSON.parse(annotation) as { SignedRFC3161TimestampBytes?: unknown };
+  } catch {
+    throw new EvidenceFormatError(`${Annotation.timestamp} is not valid JSON`);
+  }
+  const bytes = doc?.SignedRFC3161TimestampBytes;
+  if (typeof bytes !== 'string' || bytes === '')
+    throw new EvidenceFormatError(`${Annotation.timestamp} has no SignedRFC3161TimestampBytes`);
+  return { signedTimestamp: cosignBase64(bytes, `${Annotation.timestamp} SignedRFC3161TimestampBytes`) };
 }
 
 interface RekorSet {
@@ -130,7 +160,8 @@ function tlogEntry(annotation: string): Record<string, unknown> {
       `${Annotation.rekorBundle} lacks SignedEntryTimestamp or Payload{body, integratedTime, logIndex, logID}`,
     );
   }
-  const body = Buffer.from(strictBase64(p.body, `${Annotation.rekorBundle} body`), 'base64');
+  const canonicalizedBody = cosignBase64(p.body, `${Annotation.rekorBundle} body`);
+  const body = Buffer.from(canonicalizedBody, 'base64');
   let kindVersion: { kind: unknown; apiVersion: unknown };
   try {
     kindVersion = JSON.parse(body.toString('utf8')) as { kind: unknown; apiVersion: unknown };
@@ -146,20 +177,29 @@ function tlogEntry(annotation: string): Record<string, unknown> {
     kindVersion: { kind: kindVersion.kind, version: kindVersion.apiVersion },
     integratedTime: String(p.integratedTime),
     inclusionPromise: {
-      signedEntryTimestamp: strictBase64(set.SignedEntryTimestamp, `${Annotation.rekorBundle} SignedEntryTimestamp`),
+      signedEntryTimestamp: cosignBase64(set.SignedEntryTimestamp, `${Annotation.rekorBundle} SignedEntryTimestamp`),
     },
-    canonicalizedBody: p.body,
+    canonicalizedBody,
   };
 }
 
-function pemBlocks(text: string): string[] {
-  return [...text.matchAll(/-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+?)-----END CERTIFICATE-----/g)].map((m) =>
-    (m[1] ?? '').replace(/\s+/g, ''),
-  );
+/** The DER bytes (base64) of every CERTIFICATE block; any other block or a bad body is an error. */
+function pemCertificates(text: string, what: string): string[] {
+  const blocks = pemBlocks(text);
+  if (typeof blocks === 'string') throw new EvidenceFormatError(`${what}: ${blocks}`);
+  const other = blocks.find((b) => b.type !== 'CERTIFICATE');
+  if (other) throw new EvidenceFormatError(`${what} holds a PEM block of type ${other.type}, not CERTIFICATE`);
+  return blocks.map((b) => b.base64);
 }
 
-function strictBase64(value: string, what: string): string {
-  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(value) || value.length % 4 !== 0)
-    throw new EvidenceFormatError(`${what} is not base64`);
-  return value;
+/**
+ * Base64 as Go's encoding/base64 StdEncoding decodes it, which cosign and containers/image use:
+ * CR and LF anywhere are skipped (cosign stores signatures wrapped at 76 columns), everything
+ * else is strict: the standard alphabet, padding to a multiple of 4, nothing after the padding.
+ * Returns the unwrapped value.
+ */
+export function cosignBase64(value: string, what: string): string {
+  const unwrapped = value.replace(/[\r\n]/g, '');
+  if (!isBase64(unwrapped)) throw new EvidenceFormatError(`${what} is not base64`);
+  return unwrapped;
 }

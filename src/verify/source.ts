@@ -9,4 +9,10 @@ export interface EvidenceSource {
   blob(repository: string, digest: string, maxBytes: number): Promise<Buffer>;
   /** The referrers of a digest (OCI 1.1 API, falling back to the `sha256-<hex>` tag schema); empty index when none. */
   referrers(repository: string, digest: string, artifactType?: string): Promise<ImageIndex>;
+  /**
+   * The source for another registry, where an attestor keeps its signatures (signaturesRepository):
+   * `registry` is the canonical name the allowlist knows it by (the image's own registry gives this
+   * source back). Undefined when that registry is not allowlisted: it is never contacted.
+   */
+  forRegistry(registry: string): { registry: string; source: EvidenceSource } | undefined;
 }

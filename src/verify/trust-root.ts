@@ -1,20 +1,24 @@
 // Sigstore trust material (Fulcio CAs, Rekor and CT log keys, TSAs) from a trusted_root.json,
 // read from disk only: verification never reaches the TUF CDN, Fulcio or Rekor.
-import { createHash } from 'node:crypto';
+import { createHash, createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { TrustedRoot } from '@sigstore/protobuf-specs';
 import { toTrustMaterial, type TrustMaterial } from '@sigstore/verify';
 import type { TrustRootSpec } from '../policy/types.ts';
+import { parseCertificate, type Certificate } from './cert-path.ts';
+import { pemCertificates, readPemSpec } from './pem.ts';
 
 export interface LoadedTrustRoot {
   /** `sha256:<hex>` of the trusted_root.json bytes. */
   readonly digest: string;
-  /** What it is, for messages: `builtin sigstore-public-good` or `file /etc/…/trusted_root.json`. */
+  /** What it is, for messages: `builtin sigstore-public-good`, `file /etc/…/trusted_root.json` or `parts (…)`. */
   readonly description: string;
   /** Trust material without public keys: attestors add their own key finder. */
   readonly material: TrustMaterial;
+  /** The certificates of each of `material.certificateAuthorities`, same order, for path building. */
+  readonly caCertificates: readonly (readonly Certificate[])[];
 }
 
 const PUBLIC_GOOD_TUF_MIRROR = 'https://tuf-repo-cdn.sigstore.dev';
@@ -34,20 +38,120 @@ interface RootSource {
   description: string;
 }
 
+const PARTS = ['rekorKeys', 'fulcioCertificates', 'ctlogKeys'] as const;
+const TRUSTED_ROOT_MEDIA_TYPE = 'application/vnd.dev.sigstore.trustedroot+json;version=0.1';
+const BEGINNING = '1970-01-01T00:00:00Z';
+
+/** What the spec names, read from disk; throws an Error saying what is wrong (the caller adds where). */
 function readRoot(spec: TrustRootSpec, baseDir: string): RootSource {
-  if (spec.builtin !== undefined && spec.file !== undefined) throw new Error('give either builtin or file, not both');
+  const given = [
+    ...(spec.builtin !== undefined ? ['builtin'] : []),
+    ...(spec.file !== undefined ? ['file'] : []),
+    ...(PARTS.some((p) => spec[p] !== undefined) ? ['parts'] : []),
+  ];
+  if (given.length !== 1)
+    throw new Error(
+      `give exactly one of builtin, file, or the parts ${PARTS.join(', ')} (got ${given.join(', ') || 'none'})`,
+    );
   if (spec.builtin !== undefined) {
     if (spec.builtin !== 'sigstore-public-good')
       throw new Error(`unknown builtin trust root "${String(spec.builtin)}"; the only one is sigstore-public-good`);
     return { bytes: publicGoodTrustedRootBytes(), description: 'builtin sigstore-public-good' };
   }
-  if (spec.file === undefined) throw new Error('give builtin: sigstore-public-good or file: <trusted_root.json>');
-  const file = path.resolve(baseDir, spec.file);
-  try {
-    return { bytes: readFileSync(file), description: `file ${file}` };
-  } catch (err) {
-    throw new Error(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  if (spec.file !== undefined) {
+    const file = path.resolve(baseDir, spec.file);
+    try {
+      return { bytes: readFileSync(file), description: `file ${file}` };
+    } catch (err) {
+      throw new Error(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
   }
+  return assembleRoot(spec, baseDir);
+}
+
+/** Thrown for one entry of a part, so the caller can point at it. */
+export class TrustRootPartError extends Error {
+  readonly part: string;
+  readonly index: number;
+  constructor(part: string, index: number, message: string) {
+    super(`${part}[${index}]: ${message}`);
+    this.name = 'TrustRootPartError';
+    this.part = part;
+    this.index = index;
+  }
+}
+
+/**
+ * A trusted root assembled from bare files, as cosign takes them (SIGSTORE_REKOR_PUBLIC_KEY,
+ * SIGSTORE_ROOT_FILE, SIGSTORE_CT_LOG_PUBLIC_KEY_FILE): its JSON is the content the digest covers,
+ * so editing any of the files changes the trust root's identity.
+ */
+function assembleRoot(spec: TrustRootSpec, baseDir: string): RootSource {
+  if (!spec.rekorKeys?.length && !spec.fulcioCertificates?.length)
+    throw new Error('a trust root from parts needs rekorKeys or fulcioCertificates (or both)');
+  const labels: string[] = [];
+  const each = <T>(part: (typeof PARTS)[number], fn: (text: string, label: string) => T): T[] =>
+    (spec[part] ?? []).map((entry, i) => {
+      try {
+        const { text, label } = readPemSpec(entry, baseDir);
+        labels.push(`${part}[${i}] ${label}`);
+        return fn(text, label);
+      } catch (err) {
+        throw new TrustRootPartError(part, i, (err as Error).message);
+      }
+    });
+  const root = {
+    mediaType: TRUSTED_ROOT_MEDIA_TYPE,
+    tlogs: each('rekorKeys', (text) => logInstance(text)),
+    certificateAuthorities: each('fulcioCertificates', (text, label) => ({
+      certChain: {
+        certificates: pemCertificates(text, label).map((der) => {
+          new X509Certificate(der); // a readable certificate, or the error says why not
+          return { rawBytes: der.toString('base64') };
+        }),
+      },
+      validFor: { start: BEGINNING },
+    })),
+    ctlogs: each('ctlogKeys', (text) => logInstance(text)),
+    timestampAuthorities: [],
+  };
+  return { bytes: Buffer.from(JSON.stringify(root)), description: `parts (${labels.join(', ')})` };
+}
+
+/** A log (Rekor or CT) known by its public key alone: its id is the sha256 of the key's DER SPKI. */
+function logInstance(text: string): object {
+  if (!/-----BEGIN (RSA )?PUBLIC KEY-----/.test(text)) throw new Error('not a PEM public key');
+  let key: KeyObject;
+  try {
+    key = createPublicKey({ key: text, format: 'pem' });
+  } catch (err) {
+    throw new Error(`not a PEM public key (${(err as Error).message})`);
+  }
+  const spki = key.export({ type: 'spki', format: 'der' });
+  const curve = key.asymmetricKeyDetails?.namedCurve;
+  // sigstore-js reads PKCS#1 bytes for the RSA PKCS#1 key details, SPKI for the rest.
+  const [keyDetails, rawBytes] =
+    key.asymmetricKeyType === 'rsa'
+      ? ['PKIX_RSA_PKCS1V15_2048_SHA256', key.export({ type: 'pkcs1', format: 'der' })]
+      : key.asymmetricKeyType === 'ed25519'
+        ? ['PKIX_ED25519', spki]
+        : curve === 'prime256v1'
+          ? ['PKIX_ECDSA_P256_SHA_256', spki]
+          : curve === 'secp384r1'
+            ? ['PKIX_ECDSA_P384_SHA_384', spki]
+            : curve === 'secp521r1'
+              ? ['PKIX_ECDSA_P521_SHA_512', spki]
+              : [undefined, spki];
+  if (keyDetails === undefined)
+    throw new Error(
+      `unsupported log key type ${key.asymmetricKeyType} ${curve ?? ''}; use ECDSA P-256/384/521, Ed25519 or RSA`,
+    );
+  return {
+    baseUrl: '',
+    hashAlgorithm: 'SHA2_256',
+    publicKey: { rawBytes: rawBytes.toString('base64'), keyDetails, validFor: { start: BEGINNING } },
+    logId: { keyId: createHash('sha256').update(spki).digest('base64') },
+  };
 }
 
 export function trustRootDigest(spec: TrustRootSpec, baseDir: string): string {
@@ -65,7 +169,11 @@ export function loadTrustRoot(spec: TrustRootSpec, baseDir: string): LoadedTrust
   const digest = sha256(source.bytes);
   const cached = cache.get(digest);
   if (cached) return cached;
-  const loaded: LoadedTrustRoot = { digest, description: source.description, material: parseRoot(source) };
+  const material = parseRoot(source);
+  const caCertificates = material.certificateAuthorities.map((ca) =>
+    ca.certChain.map((c) => parseCertificate(Buffer.from(c.root.toDER()))),
+  );
+  const loaded: LoadedTrustRoot = { digest, description: source.description, material, caCertificates };
   if (cache.size >= MAX_CACHED_ROOTS) cache.delete(cache.keys().next().value as string);
   cache.set(digest, loaded);
   return loaded;

@@ -4,10 +4,11 @@ import { bundleFromJSON, type Bundle } from '@sigstore/bundle';
 import { HashAlgorithm } from '@sigstore/protobuf-specs';
 import { RegistryError } from '../oci/errors.ts';
 import type { AttestorFacts, ImageRef, VerifiedEvidence } from '../policy/types.ts';
-import type { CompiledAttestor } from './attestor.ts';
+import { IMAGE_LOCATION, type CompiledAttestor } from './attestor.ts';
 import {
   checkKeyed,
   checkKeyless,
+  checkPki,
   isKeyless,
   matchIdentity,
   type KeylessResult,
@@ -42,44 +43,97 @@ export async function verifyImage(
   );
   if (attestors.length === 0) return facts;
 
-  const discovery = await discoverEvidence(source, image.repository, image.digest);
-  const reject = (reason: string): void => {
-    for (const f of facts.values()) {
-      f.examined++;
-      f.rejected.push(reason);
-    }
-  };
-  discovery.skipped.forEach(reject);
-
   const manifest = lazyManifest(source, image);
-  for (const raw of discovery.evidence) {
-    if (raw.format === 'notation') {
-      const subject = await manifest();
-      for (const attestor of attestors) {
-        const f = facts.get(attestor.name) as AttestorFacts;
+  for (const place of placesToLook(source, image, attestors)) {
+    const rejectHere = (reason: string): void => {
+      for (const a of place.attestors) {
+        const f = facts.get(a.name) as AttestorFacts;
         f.examined++;
-        const outcome = verifyNotation(raw, subject, image, attestor, now);
-        if ('reason' in outcome) f.rejected.push(`${raw.source}: ${outcome.reason}`);
-        else f.verified.push(outcome);
+        f.rejected.push(reason);
       }
+    };
+    if ('reason' in place) {
+      rejectHere(place.reason);
       continue;
     }
-    for (const prepared of await preparePieces(raw, image.digest, manifest)) {
-      if ('reason' in prepared) {
-        reject(`${prepared.source}: ${prepared.reason}`);
+    const discovery = await discoverEvidence(place.source, place.repository, image.digest);
+    const label = (where: string): string => (place.label ? `${place.label} ${where}` : where);
+    for (const reason of discovery.skipped) rejectHere(label(reason));
+    for (const found of discovery.evidence) {
+      const raw = { ...found, source: label(found.source) };
+      if (raw.format === 'notation') {
+        const subject = await manifest();
+        for (const attestor of place.attestors) {
+          const f = facts.get(attestor.name) as AttestorFacts;
+          f.examined++;
+          const outcome = verifyNotation(raw, subject, image, attestor, now);
+          if ('reason' in outcome) f.rejected.push(`${raw.source}: ${outcome.reason}`);
+          else f.verified.push(outcome);
+        }
         continue;
       }
-      const keyless = new Map<string, KeylessResult>();
-      for (const attestor of attestors) {
-        const f = facts.get(attestor.name) as AttestorFacts;
-        f.examined++;
-        const outcome = checkPiece(prepared, attestor, keyless, now);
-        if ('reason' in outcome) f.rejected.push(`${prepared.source}: ${outcome.reason}`);
-        else f.verified.push(outcome);
+      for (const prepared of await preparePieces(raw, image.digest, manifest)) {
+        if ('reason' in prepared) {
+          rejectHere(`${prepared.source}: ${prepared.reason}`);
+          continue;
+        }
+        const keyless = new Map<string, KeylessResult>();
+        for (const attestor of place.attestors) {
+          const f = facts.get(attestor.name) as AttestorFacts;
+          f.examined++;
+          const outcome = checkPiece(prepared, attestor, keyless, now);
+          if ('reason' in outcome) f.rejected.push(`${prepared.source}: ${outcome.reason}`);
+          else f.verified.push(outcome);
+        }
       }
     }
   }
   return facts;
+}
+
+type Place =
+  | { source: EvidenceSource; repository: string; label: string; attestors: CompiledAttestor[] }
+  | { reason: string; attestors: CompiledAttestor[] };
+
+/**
+ * The repositories to look in, each once, with the attestors that look there. A registry the
+ * allowlist does not hold is never contacted: its attestors get a reason naming it and the fix.
+ */
+function placesToLook(source: EvidenceSource, image: ImageRef, attestors: readonly CompiledAttestor[]): Place[] {
+  const places = new Map<string, Place>();
+  for (const attestor of attestors) {
+    for (const location of attestor.locations) {
+      let key: string;
+      let make: () => Place;
+      if (location === IMAGE_LOCATION) {
+        key = `${image.registry}/${image.repository}`;
+        make = () => ({ source, repository: image.repository, label: '', attestors: [] });
+      } else {
+        const named = `${location.registry}/${location.repository}`;
+        const resolved = source.forRegistry(location.registry);
+        if (!resolved) {
+          key = `unreachable ${named}`;
+          make = () => ({
+            reason: `signaturesRepository ${named}: registry ${location.registry} is not allowlisted, so it is not contacted; add it to upstreams in the configuration, or correct signaturesRepository`,
+            attestors: [],
+          });
+        } else {
+          key = `${resolved.registry}/${location.repository}`;
+          const own = resolved.registry === image.registry && location.repository === image.repository;
+          make = () => ({
+            source: resolved.source,
+            repository: location.repository,
+            label: own ? '' : key,
+            attestors: [],
+          });
+        }
+      }
+      const place = places.get(key) ?? make();
+      places.set(key, place);
+      if (!place.attestors.includes(attestor)) place.attestors.push(attestor);
+    }
+  }
+  return [...places.values()];
 }
 
 function checkPiece(
@@ -91,20 +145,8 @@ function checkPiece(
   let check: SignatureCheck;
   if (attestor.notation) {
     return { reason: `a cosign/Sigstore signature; attestor "${attestor.name}" verifies Notation signatures only` };
-  } else if (isKeyless(piece.signed.bundle) && attestor.identities.length === 0) {
-    check = {
-      ok: false,
-      reason: `signed with a certificate (keyless), but attestor "${attestor.name}" lists no identities`,
-    };
   } else if (isKeyless(piece.signed.bundle)) {
-    // Chain, SCT and log checks do not depend on the identities: share them between attestors.
-    const cacheKey = `${attestor.trustRoot.digest} ${attestor.requireTlog.keyless}`;
-    let keyless = keylessCache.get(cacheKey);
-    if (!keyless) {
-      keyless = checkKeyless(piece.signed, attestor.trustRoot, attestor.requireTlog.keyless, now);
-      keylessCache.set(cacheKey, keyless);
-    }
-    check = keyless.ok ? matchIdentity(keyless, attestor) : keyless;
+    check = checkCertificate(piece, attestor, keylessCache, now);
   } else {
     check = checkKeyed(piece.signed, attestor, now);
   }
@@ -122,6 +164,40 @@ function checkPiece(
     source: piece.source,
     signer: check.signer,
   };
+}
+
+/** A certificate signature: against the attestor's PKI, its keyless identities, or both (either suffices). */
+function checkCertificate(
+  piece: Piece,
+  attestor: CompiledAttestor,
+  keylessCache: Map<string, KeylessResult>,
+  now: Date,
+): SignatureCheck {
+  if (attestor.identities.length === 0 && !attestor.pki) {
+    return {
+      ok: false,
+      reason: `signed with a certificate (keyless), but attestor "${attestor.name}" lists no identities and no pki`,
+    };
+  }
+  const reasons: string[] = [];
+  if (attestor.pki) {
+    const pki = checkPki(piece.signed, attestor, now);
+    if (pki.ok) return pki;
+    reasons.push(pki.reason);
+  }
+  if (attestor.identities.length > 0) {
+    // Chain, SCT and log checks do not depend on the identities: share them between attestors.
+    const cacheKey = `${attestor.trustRoot.digest} ${attestor.requireTlog.keyless}`;
+    let keyless = keylessCache.get(cacheKey);
+    if (!keyless) {
+      keyless = checkKeyless(piece.signed, attestor.trustRoot, attestor.requireTlog.keyless, now);
+      keylessCache.set(cacheKey, keyless);
+    }
+    const identity = keyless.ok ? matchIdentity(keyless, attestor) : keyless;
+    if (identity.ok) return identity;
+    reasons.push(identity.reason);
+  }
+  return { ok: false, reason: reasons.join('; ') };
 }
 
 async function preparePieces(

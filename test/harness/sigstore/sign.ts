@@ -6,7 +6,9 @@ import type { Leaf, SigstoreInstance } from './instance.ts';
 
 export type Signer =
   | { kind: 'key'; privateKey: KeyObject; publicKeyPem: string }
-  | { kind: 'certificate'; leaf: Leaf; instance: SigstoreInstance };
+  | { kind: 'certificate'; leaf: Leaf; instance: SigstoreInstance }
+  /** A certificate of a private CA (`cosign sign --certificate --certificate-chain`). */
+  | { kind: 'pki'; privateKey: KeyObject; certificatePem: string; chainPem?: string };
 
 export interface SignOptions {
   /** Enter the signature in the instance's log, integrated at this time. */
@@ -70,11 +72,11 @@ export function rawSign(privateKey: KeyObject, data: Buffer): Buffer {
 }
 
 function signerKey(signer: Signer): KeyObject {
-  return signer.kind === 'key' ? signer.privateKey : signer.leaf.keys.privateKey;
+  return signer.kind === 'certificate' ? signer.leaf.keys.privateKey : signer.privateKey;
 }
 
 function signerPem(signer: Signer): string {
-  return signer.kind === 'key' ? signer.publicKeyPem : signer.leaf.pem;
+  return signer.kind === 'key' ? signer.publicKeyPem : signer.kind === 'pki' ? signer.certificatePem : signer.leaf.pem;
 }
 
 /** A cosign `.sig` layer: the payload as layer bytes, signature and keyless material in annotations. */
@@ -189,7 +191,15 @@ function verificationMaterial(signer: Signer, entry: SignedEnvelope['tlogEntry']
             certificates: [{ rawBytes: Buffer.from(signer.leaf.certificate.rawData).toString('base64') }],
           },
         }
-      : { publicKey: { hint: '' } }),
+      : signer.kind === 'pki'
+        ? {
+            x509CertificateChain: {
+              certificates: [signer.certificatePem, signer.chainPem ?? '']
+                .flatMap((p) => [...p.matchAll(/-----BEGIN CERTIFICATE-----([^-]+)-----END CERTIFICATE-----/g)])
+                .map((m) => ({ rawBytes: (m[1] ?? '').replace(/\s+/g, '') })),
+            },
+          }
+        : { publicKey: { hint: '' } }),
     tlogEntries: entry
       ? [
           {
@@ -212,6 +222,11 @@ function kindVersionOf(body: string): { kind: string; version: string } {
 
 function certificateAnnotations(signer: Signer): Record<string, string> {
   if (signer.kind === 'key') return {};
+  if (signer.kind === 'pki')
+    return {
+      'dev.sigstore.cosign/certificate': signer.certificatePem,
+      ...(signer.chainPem ? { 'dev.sigstore.cosign/chain': signer.chainPem } : {}),
+    };
   return { 'dev.sigstore.cosign/certificate': signer.leaf.pem, 'dev.sigstore.cosign/chain': signer.instance.rootPem };
 }
 

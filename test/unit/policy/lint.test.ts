@@ -179,8 +179,13 @@ defaultRule: {evaluationMode: requireAttestation, requireAttestors: [ci]}
   t.deepEqual(
     findings.map((f) => [f.level, f.path, f.message]),
     [
-      ['error', '/trustRoots/private', 'give exactly one of builtin or file'],
-      ['error', '/attestors/ci/keys/0', 'give exactly one of pem or file'],
+      ['error', '/attestors/ci/keys/0', 'attestor "ci": keys[0]: give exactly one of pem or file'],
+      [
+        'error',
+        '/trustRoots/private',
+        'trust root "private": give exactly one of builtin, file, or the parts rekorKeys, fulcioCertificates, ctlogKeys (got none)',
+      ],
+      ['warning', '/trustRoots/private', 'trust root "private" is not used by any attestor'],
     ],
   );
 });

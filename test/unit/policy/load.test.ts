@@ -1,4 +1,5 @@
 import test from 'ava';
+import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -215,10 +216,10 @@ rules:
     /has no "\/"/,
   ],
   [
-    'attestor with neither keys nor identities',
+    'attestor with no keys, identities or pki',
     'attestors: {ci: {description: nothing}}\ndefaultRule: {evaluationMode: alwaysDeny}',
     '/attestors/ci',
-    /neither keys nor identities/,
+    /has no keys, identities or pki; give at least one/,
   ],
   [
     'unknown trust root',
@@ -247,6 +248,30 @@ defaultRule: {evaluationMode: alwaysDeny}`,
     /not valid YAML: Map keys must be unique/,
   ],
   ['YAML syntax', 'defaultRule: [', '', /not valid YAML/],
+  [
+    'signaturesRepository without a registry',
+    `${ATTESTORS.replace('  scanner:', '    signaturesRepository: acme/signatures\n  scanner:')}defaultRule: {evaluationMode: alwaysDeny}`,
+    '/attestors/ci/signaturesRepository',
+    /"acme" is not a registry host .*; write registry\/repository, e\.g\. ghcr\.io\/acme\/signatures/,
+  ],
+  [
+    'signaturesRepository with a tag',
+    `${ATTESTORS.replace('  scanner:', '    signaturesRepository: ghcr.io/acme/signatures:latest\n  scanner:')}defaultRule: {evaluationMode: alwaysDeny}`,
+    '/attestors/ci/signaturesRepository',
+    /names a tag or digest; give the repository only/,
+  ],
+  [
+    'signaturesRepository with an invalid repository name',
+    `${ATTESTORS.replace('  scanner:', '    signaturesRepository: ghcr.io/Acme/signatures\n  scanner:')}defaultRule: {evaluationMode: alwaysDeny}`,
+    '/attestors/ci/signaturesRepository',
+    /"Acme\/signatures" is not a valid repository name/,
+  ],
+  [
+    'alsoImageRepository without signaturesRepository',
+    `${ATTESTORS.replace('  scanner:', '    alsoImageRepository: true\n  scanner:')}defaultRule: {evaluationMode: alwaysDeny}`,
+    '/attestors/ci/alsoImageRepository',
+    /applies only with signaturesRepository/,
+  ],
 ];
 
 for (const [title, body, path, problem] of invalid) {
@@ -339,4 +364,66 @@ test('config/policy.example.yaml is a valid policy', (t) => {
   t.deepEqual([...p.attestors.keys()].sort(), ['release-ci', 'scanner', 'security-team']);
   t.true((p.doc.rules ?? []).length >= 3);
   t.true(readFileSync(file, 'utf8').includes('docs/policy.md'));
+});
+
+test('CA and Rekor key files of PKI attestors and bare trust roots are part of the version and the rule hash', (t) => {
+  const dir = tmp.make();
+  const ca = (name: string) => {
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-keyout',
+        join(dir, `${name}.key`),
+        '-out',
+        join(dir, 'ca.pem'),
+        '-days',
+        '1',
+        '-subj',
+        `/CN=${name}`,
+        '-addext',
+        'basicConstraints=critical,CA:TRUE',
+        '-addext',
+        'keyUsage=critical,keyCertSign',
+      ],
+      { stdio: 'ignore' },
+    );
+  };
+  ca('first');
+  writeFileSync(join(dir, 'rekor.pub'), publicKeyPem());
+  const file = join(dir, 'policy.yaml');
+  writeFileSync(
+    file,
+    `${HEADER}trustRoots: {corp: {rekorKeys: [{file: rekor.pub}]}}
+attestors:
+  corp:
+    pki: {caCertificates: [{file: ca.pem}], signers: [{email: ci@corp.test}]}
+    trustRoot: corp
+    signaturesRepository: registry.corp.test/signatures
+defaultRule: {evaluationMode: requireAttestation, requireAttestors: [corp]}
+`,
+  );
+  const image = { registry: 'registry.corp.test', repository: 'app', digest: `sha256:${'a'.repeat(64)}` };
+  const fingerprint = () => {
+    const p = loadPolicyFile(file);
+    return { version: p.version, ruleHash: selectRule(p, image).ruleHash };
+  };
+  const first = fingerprint();
+  t.deepEqual(loadPolicyFile(file).attestors.get('corp')?.locations, [
+    { registry: 'registry.corp.test', repository: 'signatures' },
+  ]);
+  t.deepEqual(fingerprint(), first);
+  ca('second');
+  const afterCa = fingerprint();
+  t.not(afterCa.version, first.version, 'a replaced CA file is a new policy');
+  t.not(afterCa.ruleHash, first.ruleHash, 'and cached verdicts under the old CA are not reused');
+  writeFileSync(join(dir, 'rekor.pub'), publicKeyPem());
+  const afterRekor = fingerprint();
+  t.not(afterRekor.ruleHash, afterCa.ruleHash, 'a replaced Rekor key file changes the rule hash');
 });

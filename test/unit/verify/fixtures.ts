@@ -23,6 +23,7 @@ interface ContainersImageSignature {
 export function loadCosignFixture(
   folder: string,
   repository = 'test/app',
+  edit: (annotations: Record<string, string>) => Record<string, string> = (a) => a,
 ): { source: MemorySource; image: ImageRef; payload: Buffer; annotations: Record<string, string> } {
   const source = new MemorySource();
   const manifest = readFileSync(new URL(`${folder}/manifest.json`, COSIGN_REAL));
@@ -33,7 +34,7 @@ export function loadCosignFixture(
   const payload = Buffer.from(signature.payload, 'base64');
   source.putArtifact(
     repository,
-    [{ mediaType: signature.mimeType, bytes: payload, annotations: signature.annotations }],
+    [{ mediaType: signature.mimeType, bytes: payload, annotations: edit({ ...signature.annotations }) }],
     { tag: `${digestTag(digest)}.sig` },
   );
   return {

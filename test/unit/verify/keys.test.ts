@@ -78,32 +78,6 @@ test("P-384: a signature hashed with SHA-256 (cosign's legacy default digest) al
   t.is(facts.get('a')?.verified.length, 1);
 });
 
-test('RSA-PSS signatures are not accepted (cosign signs RSA with PKCS#1 v1.5)', async (t) => {
-  const mine = keyPair('RSA');
-  const source = new MemorySource();
-  const digest = source.putManifest('app', { schemaVersion: 2, layers: [], config: {} }, 'v1');
-  const payload = simpleSigningPayload(digest);
-  const signature = sign('sha256', payload, { key: mine.privateKey, padding: 6 /* RSA_PKCS1_PSS_PADDING */ }).toString(
-    'base64',
-  );
-  source.putArtifact(
-    'app',
-    [
-      {
-        mediaType: MediaType.cosignSimpleSigning,
-        bytes: payload,
-        annotations: { 'dev.cosignproject.cosign/signature': signature },
-      },
-    ],
-    { tag: `${digestTag(digest)}.sig` },
-  );
-  const facts = await verifyImage(source, { registry: 'r', repository: 'app', digest }, [
-    compileAttestor('a', { keys: [{ pem: pem(mine.publicKey) }] }, noRoots),
-  ]);
-  t.deepEqual(facts.get('a')?.verified, []);
-  t.regex(facts.get('a')?.rejected[0] ?? '', /signature does not verify with any key of attestor "a"/);
-});
-
 test('a signature whose payload is not a cosign container image signature is rejected after verifying', async (t) => {
   const mine = keyPair('P-256');
   const source = new MemorySource();

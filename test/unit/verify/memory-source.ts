@@ -27,6 +27,32 @@ export class MemorySource implements EvidenceSource {
   /** Errors to throw for a manifest reference or blob digest, instead of answering. */
   readonly failures = new Map<string, Error>();
   readonly calls: string[] = [];
+  /** The registry this source stands for, and the other "allowlisted" registries by canonical name. */
+  readonly registry: string;
+  readonly others = new Map<string, MemorySource>();
+  /** Registries asked for through forRegistry, allowlisted or not. */
+  readonly asked: string[] = [];
+
+  constructor(registry = 'registry.test') {
+    this.registry = registry;
+  }
+
+  /** Another registry reachable through forRegistry (as if allowlisted), sharing the call log. */
+  addRegistry(registry: string): MemorySource {
+    const other = new MemorySource(registry);
+    other.others.set(this.registry, this);
+    for (const [name, source] of this.others) other.others.set(name, source);
+    for (const source of this.others.values()) source.others.set(registry, other);
+    this.others.set(registry, other);
+    return other;
+  }
+
+  forRegistry(registry: string): { registry: string; source: MemorySource } | undefined {
+    this.asked.push(registry);
+    if (registry === this.registry) return { registry, source: this };
+    const other = this.others.get(registry);
+    return other ? { registry, source: other } : undefined;
+  }
 
   /** Stores a manifest under its digest (and a tag, if given); returns its digest. */
   putManifest(
