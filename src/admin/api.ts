@@ -7,7 +7,7 @@ import { RegistryError } from '../oci/errors.ts';
 import { httpStatus } from '../proxy/http-errors.ts';
 import { parseDigest, parseImageName } from '../oci/reference.ts';
 import type { Logger } from '../ops/log.ts';
-import type { AuditKind, AuditQuery, Store } from '../store/types.ts';
+import { AUDIT_KINDS, type AuditKind, type AuditQuery, type Store } from '../store/types.ts';
 
 export interface AdminDeps {
   store: Store;
@@ -20,23 +20,6 @@ export interface AdminDeps {
   reloadPolicy(actor: string): { ok: boolean; changed: boolean; error?: string };
 }
 
-const AUDIT_KINDS: readonly AuditKind[] = [
-  'allow',
-  'deny',
-  'dryrun-deny',
-  'drift',
-  'approve',
-  'revoke',
-  'unrevoke',
-  'pin',
-  'repin',
-  'unpin',
-  'grant',
-  'grant-use',
-  'stale-serve',
-  'policy-reload',
-  'admin',
-];
 const DURATION_RE = /^(\d+)(s|m|h|d)$/;
 const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
 const MAX_GRANT_SECONDS = 30 * 86400;

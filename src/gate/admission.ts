@@ -7,6 +7,7 @@ import { INDEX_MEDIA_TYPES, type FetchedManifest, type ImageIndex, type ImageMan
 import type { ImageRef } from '../policy/types.ts';
 import type { AuditInput, Grant, Revocation } from '../store/types.ts';
 import { imageName, type Decision } from './decider.ts';
+import type { ClientInfo } from './types.ts';
 
 /** A fetched manifest, read once as the kind of document its media type says it is. */
 export interface Parsed {
@@ -57,16 +58,23 @@ export interface EffectContext {
   image: ImageRef;
   /** This process wrote the admission recently: a cached verdict need not write it again. */
   recordedRecently: boolean;
+  /** Who asked; goes into the records the request causes. */
+  client?: ClientInfo;
+  /** A refused pull of a revoked digest is due to be audited (they are rate-limited). */
+  revokedAuditDue?: boolean;
 }
 
 /** What an admission implies. Pure. */
 export function effectsOf(a: Admission, ctx: EffectContext): Effect[] {
   const { image } = ctx;
   const record: Effect[] = ctx.recordedRecently ? [] : [{ kind: 'record' }];
+  const client = clientDetail(ctx.client);
   if (a.admit) {
     switch (a.via) {
       case 'policy':
-        return a.decision.cached ? record : [{ kind: 'audit', entry: decisionAudit(a.decision) }, { kind: 'record' }];
+        return a.decision.cached
+          ? record
+          : [{ kind: 'audit', entry: decisionAudit(a.decision, ctx.client) }, { kind: 'record' }];
       case 'index':
         return record;
       case 'grant':
@@ -91,7 +99,7 @@ export function effectsOf(a: Admission, ctx: EffectContext): Effect[] {
               actor: a.grant.actor,
               ...refOf(image),
               reasons: a.decision.verdict.reasons,
-              detail: { grant: a.grant.id, grantReason: a.grant.reason },
+              detail: { grant: a.grant.id, grantReason: a.grant.reason, policy: a.decision.policyVersion, ...client },
             },
           },
           ...record,
@@ -108,7 +116,13 @@ export function effectsOf(a: Admission, ctx: EffectContext): Effect[] {
           },
           {
             kind: 'audit',
-            entry: { kind: 'stale-serve', actor: 'proxy', ...refOf(image), reasons: a.decision.verdict.reasons },
+            entry: {
+              kind: 'stale-serve',
+              actor: 'proxy',
+              ...refOf(image),
+              reasons: a.decision.verdict.reasons,
+              detail: { admittedAt: a.admittedAt.toISOString(), ...client },
+            },
           },
         ];
       case 'evidence':
@@ -117,11 +131,28 @@ export function effectsOf(a: Admission, ctx: EffectContext): Effect[] {
   }
   switch (a.why) {
     case 'revoked':
-      return [{ kind: 'count', event: 'revoked-hit' }, { kind: 'denied' }];
+      return [
+        { kind: 'count', event: 'revoked-hit' },
+        { kind: 'denied' },
+        ...(ctx.revokedAuditDue
+          ? [
+              {
+                kind: 'audit' as const,
+                entry: {
+                  kind: 'revoked-pull' as const,
+                  actor: 'proxy',
+                  ...refOf(image),
+                  reasons: [a.revocation.reason],
+                  detail: { revokedBy: a.revocation.actor, revokedAt: a.revocation.at.toISOString(), ...client },
+                },
+              },
+            ]
+          : []),
+      ];
     case 'policy':
       // A failure to check is logged by the decider; only judgements go into the audit trail.
       return !a.decision.cached && a.decision.failure === undefined
-        ? [{ kind: 'audit', entry: decisionAudit(a.decision) }, { kind: 'denied' }]
+        ? [{ kind: 'audit', entry: decisionAudit(a.decision, ctx.client) }, { kind: 'denied' }]
         : [{ kind: 'denied' }];
     case 'evidence-of-unadmitted':
     case 'never-admitted':
@@ -208,7 +239,7 @@ export function refOf(image: ImageRef): Partial<Pick<AuditInput, 'upstream' | 'r
   };
 }
 
-export function decisionAudit(d: Decision): AuditInput {
+export function decisionAudit(d: Decision, client?: ClientInfo): AuditInput {
   const v = d.verdict;
   const kind = v.verdict === 'deny' ? 'deny' : v.judgement === 'deny' ? 'dryrun-deny' : 'allow';
   return {
@@ -217,6 +248,17 @@ export function decisionAudit(d: Decision): AuditInput {
     ...refOf(d.image),
     rule: v.rule,
     reasons: v.reasons,
-    detail: { mode: v.enforcementMode, ms: Math.round(d.ms) },
+    detail: { mode: v.enforcementMode, ms: Math.round(d.ms), policy: d.policyVersion, ...clientDetail(client) },
   };
+}
+
+/** The client fields of a record: only what is known. */
+function clientDetail(client: ClientInfo | undefined): { client?: ClientInfo } {
+  if (!client) return {};
+  const known: ClientInfo = {
+    ...(client.address ? { address: client.address } : {}),
+    ...(client.userAgent ? { userAgent: client.userAgent.slice(0, 200) } : {}),
+    ...(client.identity ? { identity: client.identity } : {}),
+  };
+  return Object.keys(known).length > 0 ? { client: known } : {};
 }

@@ -12,6 +12,7 @@ import type { AttestorFacts, ImageRef, Verdict } from '../policy/types.ts';
 import type { CompiledAttestor } from '../verify/attestor.ts';
 import type { EvidenceSource } from '../verify/source.ts';
 import { verifyImage } from '../verify/verify-image.ts';
+import { SingleFlight } from '../util/single-flight.ts';
 
 export interface Decision {
   image: ImageRef;
@@ -22,6 +23,8 @@ export interface Decision {
   ms: number;
   /** Set when evidence could not be fetched or judged: the deny is not a judgement on the image. */
   failure?: 'transient' | 'error';
+  /** The version of the policy that made it (sha256 of its text and of the files it loaded). */
+  policyVersion: string;
 }
 
 export type VerifyFn = (
@@ -47,7 +50,7 @@ export function imageName(image: ImageRef): string {
 export class Decider {
   readonly #deps: DeciderDeps;
   readonly #cache: LRUCache<string, Verdict>;
-  readonly #inflight = new Map<string, Promise<Decision>>();
+  readonly #flights = new SingleFlight<Decision>();
   readonly #verify: VerifyFn;
 
   constructor(deps: DeciderDeps) {
@@ -76,11 +79,9 @@ export class Decider {
     const hit = this.#cache.get(key);
     if (hit) {
       this.#deps.metrics.decisions.inc({ verdict: hit.verdict, judgement: hit.judgement, cached: 'true' });
-      return { image, verdict: hit, cached: true, ms: performance.now() - started };
+      return { image, verdict: hit, cached: true, ms: performance.now() - started, policyVersion: policy.version };
     }
-    const running = this.#inflight.get(key);
-    if (running) return { ...(await running), image };
-    const p = (async (): Promise<Decision> => {
+    const decision = await this.#flights.run(key, async (): Promise<Decision> => {
       const now = this.#deps.now?.() ?? new Date();
       let facts: Map<string, AttestorFacts> = new Map();
       let verdict: Verdict;
@@ -109,6 +110,7 @@ export class Decider {
           cached: false,
           ms: performance.now() - started,
           failure: isTransient(err) ? 'transient' : 'error',
+          policyVersion: policy.version,
         };
         this.#log(decision, policy);
         return decision;
@@ -116,12 +118,19 @@ export class Decider {
       const ttl =
         (verdict.judgement === 'allow' ? this.#deps.cache.allowTtlSeconds : this.#deps.cache.denyTtlSeconds) * 1000;
       if (ttl > 0) this.#cache.set(key, verdict, { ttl });
-      const decision = { image, verdict, facts, cached: false, ms: performance.now() - started };
+      const decision = {
+        image,
+        verdict,
+        facts,
+        cached: false,
+        ms: performance.now() - started,
+        policyVersion: policy.version,
+      };
       this.#log(decision, policy);
       return decision;
-    })().finally(() => this.#inflight.delete(key));
-    this.#inflight.set(key, p);
-    return p;
+    });
+    // Callers that shared the run each asked about their own reference (tag) of the digest.
+    return { ...decision, image };
   }
 
   #log(d: Decision, policy: CompiledPolicy): void {

@@ -41,7 +41,7 @@ import { TagRechecks } from './rechecks.ts';
 import type { Revocations } from './revocations.ts';
 import { tagPage } from './tag-list.ts';
 import { tagAction } from './tags.ts';
-import type { Gate, ManifestRequest, Repo, TagPage } from './types.ts';
+import type { ClientInfo, Gate, ManifestRequest, Repo, TagPage } from './types.ts';
 
 const LIST_MAX_BYTES = 16 * 1024 * 1024;
 /** A blob's permit is derived again this often: the inputs (verdicts, grants) are cached below it. */
@@ -79,6 +79,17 @@ interface EvidenceLayer {
 
 const key = (repo: Repo, digest: string): string => `${repo.upstream}/${repo.repository}@${digest}`;
 
+/** One manifest request as the gate works on it: where, which manifest types, for whom. */
+interface Rq {
+  repo: Repo;
+  /** The canonical Accept list (oci/accept.ts). */
+  accept: string;
+  client: ClientInfo;
+}
+
+/** A refused pull of a revoked digest is audited at most this often per repository and digest. */
+const REVOKED_AUDIT_MS = 60_000;
+
 export class PolicyGate implements Gate {
   readonly #deps: GateDeps;
   readonly #flights = new SingleFlight<FetchedManifest>();
@@ -90,6 +101,8 @@ export class PolicyGate implements Gate {
   readonly #evidenceLayers: LRUCache<string, EvidenceLayer>;
   readonly #permits: LRUCache<string, Permit>;
   readonly #rechecks: TagRechecks;
+  /** `repo@digest` → when a refused pull of it, revoked, was last audited. */
+  readonly #revokedAudited: LRUCache<string, number>;
 
   constructor(deps: GateDeps) {
     this.#deps = deps;
@@ -98,6 +111,7 @@ export class PolicyGate implements Gate {
     this.#evidenceLayers = new LRUCache({ max: deps.maxCached });
     this.#permits = new LRUCache({ max: deps.maxCached, ttl: PERMIT_TTL_MS, ttlAutopurge: false });
     this.#rechecks = new TagRechecks(deps.tagRecheckSeconds * 1000, deps.maxCached);
+    this.#revokedAudited = new LRUCache({ max: 10_000 });
   }
 
   /** Forgets every cached permit and verdict (policy reload, revocation, grant change). */
@@ -109,10 +123,9 @@ export class PolicyGate implements Gate {
   async manifest(req: ManifestRequest): Promise<FetchedManifest> {
     const { repo, reference } = req;
     const accept = acceptedManifestTypes(req.accept).join(', ');
+    const rq: Rq = { repo, accept, client: req.client ?? {} };
     return this.#flights.run(`${key(repo, reference)}|${accept}`, () =>
-      isDigest(reference)
-        ? this.#serveDigest(repo, reference, undefined, accept)
-        : this.#serveTag(repo, reference, accept),
+      isDigest(reference) ? this.#serveDigest(rq, reference, undefined) : this.#serveTag(rq, reference),
     );
   }
 
@@ -158,10 +171,11 @@ export class PolicyGate implements Gate {
 
   // ---- Manifests -------------------------------------------------------------------------
 
-  async #serveTag(repo: Repo, tag: string, accept: string): Promise<FetchedManifest> {
+  async #serveTag(rq: Rq, tag: string): Promise<FetchedManifest> {
+    const { repo, accept } = rq;
     const { store, decider } = this.#deps;
     const pin = await store.getPin(repo.upstream, repo.repository, tag);
-    if (!pin) return this.#firstPull(repo, tag, accept);
+    if (!pin) return this.#firstPull(rq, tag);
 
     const tagKey = `${repo.upstream}/${repo.repository}:${tag}`;
     const selected = decider.select({ registry: repo.upstream, repository: repo.repository, tag, digest: pin.digest });
@@ -183,7 +197,7 @@ export class PolicyGate implements Gate {
     const action = tagAction(pin.digest, refused ? undefined : upstreamDigest, selected.tagMode);
     switch (action.action) {
       case 'serve-pinned':
-        return this.#serveDigest(repo, pin.digest, tag, accept);
+        return this.#serveDigest(rq, pin.digest, tag);
       case 'deny-moved':
         if (fresh) await this.#drift(repo, tag, action.from, action.to, 'deny');
         throw denied(
@@ -192,7 +206,7 @@ export class PolicyGate implements Gate {
       case 'try-follow': {
         let next: FetchedManifest;
         try {
-          next = await this.#serveDigest(repo, action.to, tag, accept);
+          next = await this.#serveDigest(rq, action.to, tag);
         } catch (err) {
           if (!(err instanceof RegistryError)) throw err;
           this.#rechecks.refuse(tagKey, action.to);
@@ -201,7 +215,7 @@ export class PolicyGate implements Gate {
             { tag: tagKey, pinned: action.from, upstream: action.to, error: err.message },
             'tag moved to a digest that is not admitted; serving the pin',
           );
-          return this.#serveDigest(repo, pin.digest, tag, accept);
+          return this.#serveDigest(rq, pin.digest, tag);
         }
         if (
           await store.movePin(
@@ -234,10 +248,11 @@ export class PolicyGate implements Gate {
   }
 
   /** A tag never pulled before: fetched, judged, and pinned to what was judged (first writer wins across replicas). */
-  async #firstPull(repo: Repo, tag: string, accept: string): Promise<FetchedManifest> {
+  async #firstPull(rq: Rq, tag: string): Promise<FetchedManifest> {
+    const { repo, accept } = rq;
     const fetched = await this.#fetch(repo, tag, accept);
     this.#rechecks.observe(`${repo.upstream}/${repo.repository}:${tag}`, fetched.digest, Date.now());
-    await this.#admitOrThrow(repo, fetched, tag);
+    await this.#admitOrThrow(rq, fetched, tag);
     if (parseEvidenceTag(tag)) return fetched; // signature tags are evidence, not images to pin
     const selected = this.#deps.decider.select({
       registry: repo.upstream,
@@ -266,7 +281,7 @@ export class PolicyGate implements Gate {
     );
     if (created) return fetched;
     // Another replica pinned this tag first: everyone serves its digest.
-    return winner.digest === fetched.digest ? fetched : this.#serveDigest(repo, winner.digest, tag, accept);
+    return winner.digest === fetched.digest ? fetched : this.#serveDigest(rq, winner.digest, tag);
   }
 
   /** What the upstream tag points at now; undefined when the upstream cannot say (it is down, the tag is gone). */
@@ -344,7 +359,8 @@ export class PolicyGate implements Gate {
   }
 
   /** The admitted manifest for a digest: stored bytes if the proxy has them, else fetched and judged. */
-  async #serveDigest(repo: Repo, digest: string, tag: string | undefined, accept: string): Promise<FetchedManifest> {
+  async #serveDigest(rq: Rq, digest: string, tag: string | undefined): Promise<FetchedManifest> {
+    const { repo, accept } = rq;
     const stored = await this.#deps.store.getManifest(digest);
     if (stored && !matchesDigest(stored.bytes, digest)) {
       throw new RegistryError(
@@ -354,7 +370,7 @@ export class PolicyGate implements Gate {
       );
     }
     const fetched = stored ?? (await this.#fetch(repo, digest, accept));
-    await this.#admitOrThrow(repo, fetched, tag ?? digest);
+    await this.#admitOrThrow(rq, fetched, tag ?? digest);
     return fetched;
   }
 
@@ -367,7 +383,8 @@ export class PolicyGate implements Gate {
   // ---- Admission -------------------------------------------------------------------------
 
   /** Judges `fetched` as asked for by `reference`, applies what follows, and throws if it is refused. */
-  async #admitOrThrow(repo: Repo, fetched: FetchedManifest, reference: string): Promise<void> {
+  async #admitOrThrow(rq: Rq, fetched: FetchedManifest, reference: string): Promise<void> {
+    const { repo } = rq;
     const parsed = parseManifest(fetched);
     const image: ImageRef = {
       registry: repo.upstream,
@@ -378,7 +395,14 @@ export class PolicyGate implements Gate {
     const admission = await this.#judge(repo, image, parsed, reference);
     const recordedAt = this.#recorded.get(key(repo, fetched.digest));
     const recordedRecently = recordedAt !== undefined && Date.now() - recordedAt < RECORD_REFRESH_MS;
-    await this.#apply(effectsOf(admission, { image, recordedRecently }), { repo, image, fetched, parsed });
+    const revokedAuditDue =
+      admission.admit === false && admission.why === 'revoked' && this.#revokedAuditDue(key(repo, fetched.digest));
+    await this.#apply(effectsOf(admission, { image, recordedRecently, client: rq.client, revokedAuditDue }), {
+      repo,
+      image,
+      fetched,
+      parsed,
+    });
     if (!admission.admit) throw refusal(admission, image, `${repo.upstream}/${repo.repository}:${reference}`);
   }
 
@@ -443,6 +467,13 @@ export class PolicyGate implements Gate {
       digest,
       ...(own.tag ? { tag: own.tag } : {}),
     });
+  }
+
+  #revokedAuditDue(k: string): boolean {
+    const last = this.#revokedAudited.get(k);
+    if (last !== undefined && Date.now() - last < REVOKED_AUDIT_MS) return false;
+    this.#revokedAudited.set(k, Date.now());
+    return true;
   }
 
   /** The one place admission effects happen. */

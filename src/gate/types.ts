@@ -10,11 +10,20 @@ export interface Repo {
   repository: string;
 }
 
+/** Who asked, as far as the proxy knows: recorded with the decisions a request causes. */
+export interface ClientInfo {
+  address?: string;
+  userAgent?: string;
+  /** The authenticated identity, when client authentication is on. */
+  identity?: string;
+}
+
 export interface ManifestRequest {
   repo: Repo;
   reference: string;
   /** The client's Accept header, as sent. */
   accept: string | undefined;
+  client?: ClientInfo;
 }
 
 export interface TagPage {

@@ -6,6 +6,7 @@ import { rootCertificates } from 'node:tls';
 import type { Readable } from 'node:stream';
 import { Agent, request, type Dispatcher } from 'undici';
 import { LRUCache } from 'lru-cache';
+import { SingleFlight } from '../util/single-flight.ts';
 import type { UpstreamConfig } from '../config/types.ts';
 import { parseChallenges, type Challenge } from './challenge.ts';
 import { discard, readLimited, TooLargeError, upstreamStatusError } from './body.ts';
@@ -83,7 +84,7 @@ export class RegistryClient {
   /** For hosts an allowlisted upstream sends us to (token realm, blob storage): never given upstream credentials. */
   readonly #external: Agent;
   readonly #tokens = new LRUCache<string, string>({ max: 10_000, ttlAutopurge: false });
-  readonly #pendingTokens = new Map<string, Promise<string>>();
+  readonly #pendingTokens = new SingleFlight<string>();
   /** Set once the upstream asks for basic auth: then every request carries it up front. */
   #basic = false;
   readonly #observer: ClientObserver | undefined;
@@ -370,11 +371,7 @@ export class RegistryClient {
 
   /** Concurrent requests for one scope share one token request. */
   #token(challenge: Challenge, scope: string): Promise<string> {
-    const pending = this.#pendingTokens.get(scope);
-    if (pending) return pending;
-    const p = this.#fetchToken(challenge, scope).finally(() => this.#pendingTokens.delete(scope));
-    this.#pendingTokens.set(scope, p);
-    return p;
+    return this.#pendingTokens.run(scope, () => this.#fetchToken(challenge, scope));
   }
 
   async #fetchToken(challenge: Challenge, scope: string): Promise<string> {

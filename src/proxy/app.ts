@@ -5,7 +5,7 @@ import type { BlobBody, ByteRange } from '../blobs/types.ts';
 import { RegistryError } from '../oci/errors.ts';
 import { MediaType, type ImageIndex } from '../oci/types.ts';
 import type { Upstreams } from '../oci/upstreams.ts';
-import type { Gate, Repo } from '../gate/types.ts';
+import type { ClientInfo, Gate, Repo } from '../gate/types.ts';
 import type { Logger } from '../ops/log.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import { errorHeaders, httpStatus } from './http-errors.ts';
@@ -154,7 +154,12 @@ async function handle(
   switch (endpoint.kind) {
     case 'manifest': {
       f.reference = endpoint.reference;
-      const manifest = await deps.gate.manifest({ repo, reference: endpoint.reference, accept: req.get('accept') });
+      const manifest = await deps.gate.manifest({
+        repo,
+        reference: endpoint.reference,
+        accept: req.get('accept'),
+        client: clientOf(req),
+      });
       f.digest = manifest.digest;
       res.status(200).set({
         ...API_VERSION,
@@ -211,6 +216,12 @@ async function handle(
       return;
     }
   }
+}
+
+function clientOf(req: Request): ClientInfo {
+  const address = req.socket.remoteAddress;
+  const userAgent = req.get('user-agent');
+  return { ...(address ? { address } : {}), ...(userAgent ? { userAgent } : {}) };
 }
 
 function blobHeaders(digest: string, size: number | undefined): Record<string, string> {

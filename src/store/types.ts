@@ -82,22 +82,26 @@ export interface Grant {
   expiresAt: Date;
   createdAt: Date;
 }
-export type AuditKind =
-  | 'allow'
-  | 'deny'
-  | 'dryrun-deny'
-  | 'drift'
-  | 'approve'
-  | 'revoke'
-  | 'unrevoke'
-  | 'pin'
-  | 'repin'
-  | 'unpin'
-  | 'grant'
-  | 'grant-use'
-  | 'stale-serve'
-  | 'policy-reload'
-  | 'admin';
+/** Every kind of audit record, for queries to validate against. */
+export const AUDIT_KINDS = [
+  'allow',
+  'deny',
+  'dryrun-deny',
+  'drift',
+  'approve',
+  'revoke',
+  'unrevoke',
+  'revoked-pull',
+  'pin',
+  'repin',
+  'unpin',
+  'grant',
+  'grant-use',
+  'stale-serve',
+  'policy-reload',
+  'admin',
+] as const;
+export type AuditKind = (typeof AUDIT_KINDS)[number];
 export interface AuditInput {
   kind: AuditKind;
   actor: string;
