@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runChecked } from '../harness/index.ts';
+import { httpStatus } from '../../src/proxy/http-errors.ts';
 import { localBus } from '../../src/store/events.ts';
 import { StoreError } from '../../src/store/faults.ts';
 import { HealthMonitor } from '../../src/store/health.ts';
@@ -52,7 +53,8 @@ test('a full database: the write fails as "full" with the file and the fix, neve
     store.putManifest({ digest: `sha256:${'b'.repeat(64)}`, mediaType: 'x', bytes: Buffer.alloc(256 * 1024, 7) }),
     { instanceOf: StoreError },
   );
-  t.is(err.status, 503);
+  t.is(err.failure, 'unavailable');
+  t.is(httpStatus(err), 503);
   t.is(err.code, 'UNAVAILABLE');
   t.is(err.kind, 'full');
   t.regex(err.message, /SQLite store is unavailable \(the database is out of space\).*failed closed/);
