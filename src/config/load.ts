@@ -224,23 +224,43 @@ function readStore(n: Node, env: NodeJS.ProcessEnv, path: (p: string) => string)
   const pg = s.get('postgres');
   if (pg.present) {
     if (s.get('sqlite').present) n.fail('choose one of sqlite or postgres');
-    const p = pg.object(['url', 'urlEnv', 'schema', 'statementTimeoutMs', 'lockTimeoutMs', 'connectTimeoutMs', 'poolSize']);
+    const p = pg.object([
+      'url',
+      'urlEnv',
+      'schema',
+      'statementTimeoutMs',
+      'lockTimeoutMs',
+      'connectTimeoutMs',
+      'poolSize',
+    ]);
     const url = Node.secret(p, 'url', env) ?? env.PULLGATE_POSTGRES_URL;
     if (!url) return p.get('url').fail('a PostgreSQL URL is required (url, urlEnv or PULLGATE_POSTGRES_URL)');
     const schema = p.get('schema').string('pullgate');
     if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) p.get('schema').fail('must be a lowercase SQL identifier');
     const statementTimeoutMs = p.get('statementTimeoutMs').integer(POSTGRES_DEFAULTS.statementTimeoutMs, 100, 600_000);
-    const lockTimeoutMs = p.get('lockTimeoutMs').integer(Math.min(POSTGRES_DEFAULTS.lockTimeoutMs, statementTimeoutMs), 100, 600_000);
-    if (lockTimeoutMs > statementTimeoutMs) p.get('lockTimeoutMs').fail(`must not exceed statementTimeoutMs (${statementTimeoutMs}), or lock waits are reported as slow statements`);
+    const lockTimeoutMs = p
+      .get('lockTimeoutMs')
+      .integer(Math.min(POSTGRES_DEFAULTS.lockTimeoutMs, statementTimeoutMs), 100, 600_000);
+    if (lockTimeoutMs > statementTimeoutMs)
+      p.get('lockTimeoutMs').fail(
+        `must not exceed statementTimeoutMs (${statementTimeoutMs}), or lock waits are reported as slow statements`,
+      );
     return {
-      kind: 'postgres', url, schema, probeIntervalMs, statementTimeoutMs, lockTimeoutMs,
+      kind: 'postgres',
+      url,
+      schema,
+      probeIntervalMs,
+      statementTimeoutMs,
+      lockTimeoutMs,
       connectTimeoutMs: p.get('connectTimeoutMs').integer(POSTGRES_DEFAULTS.connectTimeoutMs, 100, 600_000),
       poolSize: p.get('poolSize').integer(POSTGRES_DEFAULTS.poolSize, 1, 1000),
     };
   }
   const sqlite = s.get('sqlite').object(['path', 'busyTimeoutMs']);
   return {
-    kind: 'sqlite', path: path(sqlite.get('path').string('data/pullgate.db')), probeIntervalMs,
+    kind: 'sqlite',
+    path: path(sqlite.get('path').string('data/pullgate.db')),
+    probeIntervalMs,
     busyTimeoutMs: sqlite.get('busyTimeoutMs').integer(SQLITE_DEFAULTS.busyTimeoutMs, 0, 10_000),
   };
 }
