@@ -105,6 +105,12 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
     },
   );
   store = await openStore(config.store, { logger });
+  const storeHealth = store.health;
+  metrics.storeUp.set(storeHealth.up ? 1 : 0);
+  const unwatchHealth = [
+    storeHealth.onChange((up) => metrics.storeUp.set(up ? 1 : 0)),
+    storeHealth.onFault((kind) => metrics.storeErrors.inc({ kind })),
+  ];
   const revocations = new Revocations(store);
   const upstreams = new Upstreams(config, metrics);
   const decider = new Decider({ policy: () => policy.current, cache: config.cache, logger, metrics });
@@ -156,7 +162,8 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
     logger,
     metrics,
     clientWriteTimeoutMs: config.clientWriteTimeoutMs,
-    ready: () => ready,
+    // Not ready while starting, draining, or while the store is unusable (requests would fail closed).
+    ready: () => ready && storeHealth.up,
   });
   const tls =
     config.listen.tlsCert && config.listen.tlsKey
@@ -215,6 +222,7 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
         policy.close();
         await Promise.all([shut(main, drainMs), admin ? shut(admin, drainMs) : undefined]);
         unsubscribe();
+        for (const unwatch of unwatchHealth) unwatch();
         revocations.stop();
         await upstreams.close();
         await store.close();

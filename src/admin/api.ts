@@ -23,6 +23,7 @@ export interface AdminDeps {
 const DURATION_RE = /^(\d+)(s|m|h|d)$/;
 const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
 const MAX_GRANT_SECONDS = 30 * 86400;
+const BODY_LIMIT = '64kb';
 
 function bad(message: string): RegistryError {
   return new RegistryError('invalid', 'UNSUPPORTED', message);
@@ -81,7 +82,7 @@ export function createAdminApp(deps: AdminDeps): express.Express {
     res.locals.actor = `admin:${who.name}`;
     next();
   });
-  app.use(express.json({ limit: '64kb' }));
+  app.use(express.json({ limit: BODY_LIMIT }));
 
   const actorOf = (req: Request): string => (req.res?.locals as { actor: string }).actor;
   const image = (v: unknown) => {
@@ -279,8 +280,27 @@ export function createAdminApp(deps: AdminDeps): express.Express {
       res.status(httpStatus(err)).json(err.body());
       return;
     }
-    if ((err as { type?: string }).type === 'entity.parse.failed') {
+    const type = (err as { type?: unknown }).type;
+    if (type === 'entity.parse.failed') {
       res.status(400).json(bad('request body is not valid JSON').body());
+      return;
+    }
+    if (type === 'entity.too.large') {
+      res
+        .status(413)
+        .json(
+          new RegistryError(
+            'too-large',
+            'SIZE_INVALID',
+            `request body is larger than the admin API accepts (${BODY_LIMIT}); send a smaller JSON document`,
+          ).body(),
+        );
+      return;
+    }
+    // The body parser's other refusals (an unsupported charset or encoding, an aborted upload) are the client's.
+    const status = (err as { status?: unknown }).status;
+    if (typeof type === 'string' && typeof status === 'number' && status >= 400 && status < 500) {
+      res.status(status).json(bad(`request body refused: ${(err as Error).message}`).body());
       return;
     }
     deps.logger.error({ err }, 'admin API error');

@@ -5,6 +5,9 @@ import { dirname, join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { AdminIdentity, Config, StoreConfig, TimeoutsConfig, UpstreamConfig } from './types.ts';
 import { ConfigError, Node } from './reader.ts';
+import { STORE_PROBE_INTERVAL_MS } from '../store/health.ts';
+import { POSTGRES_DEFAULTS } from '../store/postgres.ts';
+import { SQLITE_DEFAULTS } from '../store/sqlite.ts';
 
 export { ConfigError } from './reader.ts';
 
@@ -216,17 +219,48 @@ function readUpstream(n: Node, env: NodeJS.ProcessEnv, path: (p: string) => stri
 }
 
 function readStore(n: Node, env: NodeJS.ProcessEnv, path: (p: string) => string): StoreConfig {
-  const s = n.object(['sqlite', 'postgres']);
+  const s = n.object(['sqlite', 'postgres', 'probeIntervalMs']);
+  const probeIntervalMs = s.get('probeIntervalMs').integer(STORE_PROBE_INTERVAL_MS, 100, 600_000);
   const pg = s.get('postgres');
   if (pg.present) {
     if (s.get('sqlite').present) n.fail('choose one of sqlite or postgres');
-    const p = pg.object(['url', 'urlEnv', 'schema']);
+    const p = pg.object([
+      'url',
+      'urlEnv',
+      'schema',
+      'statementTimeoutMs',
+      'lockTimeoutMs',
+      'connectTimeoutMs',
+      'poolSize',
+    ]);
     const url = Node.secret(p, 'url', env) ?? env.PULLGATE_POSTGRES_URL;
     if (!url) return p.get('url').fail('a PostgreSQL URL is required (url, urlEnv or PULLGATE_POSTGRES_URL)');
     const schema = p.get('schema').string('pullgate');
     if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) p.get('schema').fail('must be a lowercase SQL identifier');
-    return { kind: 'postgres', url, schema };
+    const statementTimeoutMs = p.get('statementTimeoutMs').integer(POSTGRES_DEFAULTS.statementTimeoutMs, 100, 600_000);
+    const lockTimeoutMs = p
+      .get('lockTimeoutMs')
+      .integer(Math.min(POSTGRES_DEFAULTS.lockTimeoutMs, statementTimeoutMs), 100, 600_000);
+    if (lockTimeoutMs > statementTimeoutMs)
+      p.get('lockTimeoutMs').fail(
+        `must not exceed statementTimeoutMs (${statementTimeoutMs}), or lock waits are reported as slow statements`,
+      );
+    return {
+      kind: 'postgres',
+      url,
+      schema,
+      probeIntervalMs,
+      statementTimeoutMs,
+      lockTimeoutMs,
+      connectTimeoutMs: p.get('connectTimeoutMs').integer(POSTGRES_DEFAULTS.connectTimeoutMs, 100, 600_000),
+      poolSize: p.get('poolSize').integer(POSTGRES_DEFAULTS.poolSize, 1, 1000),
+    };
   }
-  const sqlite = s.get('sqlite').object(['path']);
-  return { kind: 'sqlite', path: path(sqlite.get('path').string('data/pullgate.db')) };
+  const sqlite = s.get('sqlite').object(['path', 'busyTimeoutMs']);
+  return {
+    kind: 'sqlite',
+    path: path(sqlite.get('path').string('data/pullgate.db')),
+    probeIntervalMs,
+    busyTimeoutMs: sqlite.get('busyTimeoutMs').integer(SQLITE_DEFAULTS.busyTimeoutMs, 0, 10_000),
+  };
 }

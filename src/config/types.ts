@@ -32,7 +32,23 @@ export interface ListenConfig {
   tlsKey?: string;
 }
 
-export type StoreConfig = { kind: 'sqlite'; path: string } | { kind: 'postgres'; url: string; schema: string };
+/** Bounds and probing of the store; unset fields take the documented defaults (src/store/open.ts). */
+export interface StoreTuning {
+  /** Health probe interval while the store is up (while down it is retried every second). */
+  probeIntervalMs?: number;
+}
+
+export type StoreConfig =
+  | ({ kind: 'sqlite'; path: string; busyTimeoutMs?: number } & StoreTuning)
+  | ({
+      kind: 'postgres';
+      url: string;
+      schema: string;
+      statementTimeoutMs?: number;
+      lockTimeoutMs?: number;
+      connectTimeoutMs?: number;
+      poolSize?: number;
+    } & StoreTuning);
 
 export interface BlobCacheConfig {
   /** Directory of the content-addressed blob cache. */

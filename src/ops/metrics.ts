@@ -50,6 +50,17 @@ export class Metrics implements ClientObserver, BlobStoreObserver {
     registers: [this.registry],
   });
 
+  readonly storeUp = new Gauge({
+    name: 'pullgate_store_up',
+    help: 'Whether the store (SQLite or PostgreSQL) can serve requests: 1 up, 0 down (then /readyz answers 503)',
+    registers: [this.registry],
+  });
+  readonly storeErrors = new Counter({
+    name: 'pullgate_store_errors_total',
+    help: 'Failed store operations by kind: unreachable, timeout, readonly, full, busy, corrupt, error',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
   readonly denied = new Counter({
     name: 'pullgate_denied_pulls_total',
     help: 'Refused manifest pulls (policy or revocation) by image (registry/repository)',

@@ -66,6 +66,6 @@ export async function migrate(db: Db): Promise<void> {
         await tx.run('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)', [version, Date.now()]);
       }
     },
-    { exclusive: true },
+    { exclusive: true, maintenance: true },
   );
 }

@@ -6,7 +6,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { Logger } from '../ops/log.ts';
 import { Subscribers, type EventBus } from './events.ts';
-import { CONNECT_TIMEOUT_MS, redactUrl } from './postgres.ts';
+import { POSTGRES_DEFAULTS, redactUrl } from './postgres.ts';
 import type { StoreEvent } from './types.ts';
 
 const RECONNECT_MIN_MS = 100;
@@ -56,7 +56,13 @@ function parseWire(payload: string): Wire | undefined {
   return undefined;
 }
 
-export async function postgresBus(url: string, schema: string, logger?: Logger): Promise<EventBus> {
+export async function postgresBus(
+  url: string,
+  schema: string,
+  opts: { logger?: Logger | undefined; connectTimeoutMs?: number | undefined } = {},
+): Promise<EventBus> {
+  const { logger } = opts;
+  const connectTimeoutMs = opts.connectTimeoutMs ?? POSTGRES_DEFAULTS.connectTimeoutMs;
   const channel = channelFor(schema);
   const origin = randomUUID();
   const subscribers = new Subscribers(logger);
@@ -85,7 +91,7 @@ export async function postgresBus(url: string, schema: string, logger?: Logger):
     const c = new pg.Client({
       connectionString: url,
       application_name: listenerName(schema),
-      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+      connectionTimeoutMillis: connectTimeoutMs,
       keepAlive: true,
       keepAliveInitialDelayMillis: KEEPALIVE_MS,
     });

@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { Db, Param, Queryable, Row } from './db.ts';
 import { GENESIS, chainHash, normaliseAuditInput, verifyChain, type ChainHead } from './audit-chain.ts';
 import type { EventBus } from './events.ts';
+import type { HealthMonitor } from './health.ts';
 import type {
   Admission,
   AdmissionInput,
@@ -145,14 +146,20 @@ export class SqlStore implements Store {
   readonly kind: 'sqlite' | 'postgres';
   readonly #db: Db;
   readonly #bus: EventBus;
+  readonly #health: HealthMonitor;
 
   readonly #onAudit: ((record: AuditRecord) => void) | undefined;
 
-  constructor(db: Db, bus: EventBus, opts: SqlStoreOptions = {}) {
+  constructor(db: Db, bus: EventBus, health: HealthMonitor, opts: SqlStoreOptions = {}) {
     this.#db = db;
     this.kind = db.dialect;
     this.#bus = bus;
+    this.#health = health;
     this.#onAudit = opts.onAudit;
+  }
+
+  get health(): HealthMonitor {
+    return this.#health;
   }
 
   /**
@@ -705,6 +712,7 @@ export class SqlStore implements Store {
   }
 
   async close(): Promise<void> {
+    this.#health.stop();
     await this.#bus.close();
     await this.#db.close();
   }

@@ -29,6 +29,8 @@
 //   of the repository lists them) together with their blobs; unrevoking does not restore them, the
 //   next pull of the index admits them again.
 
+import type { StoreHealth } from './health.ts';
+
 export interface Pin {
   upstream: string;
   repository: string;
@@ -144,6 +146,8 @@ export type StoreEvent = {
 
 export interface Store {
   readonly kind: 'sqlite' | 'postgres';
+  /** Whether the database can serve requests now (drives /readyz and pullgate_store_up). */
+  readonly health: StoreHealth;
   getPin(upstream: string, repository: string, tag: string): Promise<Pin | undefined>;
   // Every change that takes an `audit` writes that record in the change's own transaction, only
   // when the change happens: a change is never committed without its record, nor a record without it.

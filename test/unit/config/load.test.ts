@@ -65,8 +65,41 @@ store: {sqlite: {path: state/db.sqlite}}
   t.is(u.timeouts.connectMs, 1000);
   t.is(u.timeouts.headersMs, 30_000);
   t.true(c.policyFile!.endsWith('/policy.yaml') && c.policyFile!.startsWith('/'));
-  t.deepEqual(c.store, { kind: 'sqlite', path: file.replace('pullgate.yaml', 'state/db.sqlite') });
+  t.deepEqual(c.store, {
+    kind: 'sqlite',
+    path: file.replace('pullgate.yaml', 'state/db.sqlite'),
+    busyTimeoutMs: 1000,
+    probeIntervalMs: 5000,
+  });
   t.is(c.defaultUpstream, undefined);
+});
+
+test('PostgreSQL store bounds: documented defaults, overridable, the lock timeout kept under the statement timeout', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'pullgate-config-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'pullgate.yaml');
+  writeFileSync(file, 'store: {postgres: {url: "postgres://h/db"}}\n');
+  t.deepEqual(loadConfig(file, {}).store, {
+    kind: 'postgres',
+    url: 'postgres://h/db',
+    schema: 'pullgate',
+    probeIntervalMs: 5000,
+    statementTimeoutMs: 5000,
+    lockTimeoutMs: 2000,
+    connectTimeoutMs: 5000,
+    poolSize: 10,
+  });
+  writeFileSync(
+    file,
+    'store: {probeIntervalMs: 250, postgres: {url: "postgres://h/db", statementTimeoutMs: 1500, connectTimeoutMs: 800, poolSize: 3}}\n',
+  );
+  t.like(loadConfig(file, {}).store, {
+    probeIntervalMs: 250,
+    statementTimeoutMs: 1500,
+    lockTimeoutMs: 1500,
+    connectTimeoutMs: 800,
+    poolSize: 3,
+  });
 });
 
 test('errors name the key and the problem', (t) => {
@@ -84,6 +117,14 @@ test('errors name the key and the problem', (t) => {
   fails(t, 'upstreams: [{host: a.test}]\ndefaultUpstream: b.test', 'defaultUpstream', /not the host/);
   fails(t, 'upstreams: []', 'upstreams', /at least one/);
   fails(t, 'store: {postgres: {schema: x}}', 'store.postgres.url', /PostgreSQL URL/);
+  fails(
+    t,
+    'store: {postgres: {url: "postgres://h/db", statementTimeoutMs: 1000, lockTimeoutMs: 3000}}',
+    'store.postgres.lockTimeoutMs',
+    /must not exceed statementTimeoutMs \(1000\)/,
+  );
+  fails(t, 'store: {postgres: {url: "postgres://h/db", poolSize: 0}}', 'store.postgres.poolSize', /between 1 and 1000/);
+  fails(t, 'store: {sqlite: {busyTimeoutMs: 60000}}', 'store.sqlite.busyTimeoutMs', /between 0 and 10000/);
   fails(t, 'listen: {tls: {cert: a.pem}}', 'listen.tls.key', /both/);
   fails(t, 'admin: {token: short}', 'admin.token', /16 characters/);
   fails(t, 'log: {level: loud}', 'log.level', /one of/);
