@@ -1,6 +1,6 @@
 // Holds the current policy and swaps it atomically on reload: a request sees the old or the new
 // policy, never a mix. An invalid new policy leaves the old one in force.
-import { watch, type FSWatcher } from 'node:fs';
+import { statSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { EMBEDDED_POLICY, loadPolicyFile, parsePolicy, type CompiledPolicy } from './policy/load.ts';
 import type { Logger } from './ops/log.ts';
@@ -23,7 +23,9 @@ export class PolicyHolder {
   readonly #logger: Logger;
   readonly #onChange: (p: CompiledPolicy) => void;
   readonly #onReload: ((outcome: ReloadOutcome) => void) | undefined;
-  #watcher: FSWatcher | undefined;
+  readonly #watchers = new Map<string, FSWatcher>();
+  #names = new Map<string, Set<string> | undefined>();
+  #watching = false;
   #debounce: NodeJS.Timeout | undefined;
 
   /** Throws (the proxy refuses to start) when the policy is invalid. */
@@ -60,6 +62,7 @@ export class PolicyHolder {
         'policy reloaded',
       );
       this.#onChange(next);
+      this.#rewatch();
       result = { ok: true, changed: true };
     } catch (err) {
       const error = (err as Error).message;
@@ -71,23 +74,72 @@ export class PolicyHolder {
   }
 
   /**
-   * Reloads when the file changes. The directory is watched, because editors and Kubernetes
-   * ConfigMap updates replace the file (ConfigMaps by swapping the `..data` link); other files in
-   * it (a SQLite store beside the policy, say) do not trigger a reload.
+   * Reloads when the policy file or a file it references (keys, trust roots, CA certificates,
+   * Notation trust stores, CRLs) changes. Directories are watched, because editors and Kubernetes
+   * ConfigMap updates replace files (ConfigMaps by swapping the `..data` link); other files in
+   * them (a SQLite store beside the policy, say) do not trigger a reload. The watched set follows
+   * the policy in force.
    */
   watch(): void {
-    if (!this.#file || this.#watcher) return;
+    if (!this.#file) return;
+    this.#watching = true;
+    this.#rewatch();
+  }
+
+  #rewatch(): void {
+    if (!this.#watching || !this.#file) return;
+    // directory → the names in it that matter (undefined: any change, a trust store directory)
+    const wanted = new Map<string, Set<string> | undefined>();
     const file = resolve(this.#file);
-    const name = basename(file);
-    this.#watcher = watch(dirname(file), (_event, changed) => {
-      if (changed !== null && changed !== name && !changed.startsWith('..data')) return;
-      clearTimeout(this.#debounce);
-      this.#debounce = setTimeout(() => this.reload('file'), 100);
-    });
+    const want = (dir: string, name: string | undefined): void => {
+      if (wanted.has(dir) && wanted.get(dir) === undefined) return; // already any change
+      if (name === undefined) wanted.set(dir, undefined);
+      else wanted.set(dir, new Set([...(wanted.get(dir) ?? []), name]));
+    };
+    want(dirname(file), basename(file));
+    for (const input of this.#current.inputs) {
+      if (isDirectory(input)) want(input, undefined);
+      else want(dirname(input), basename(input));
+    }
+    for (const [dir, w] of this.#watchers) {
+      if (!wanted.has(dir)) {
+        w.close();
+        this.#watchers.delete(dir);
+      }
+    }
+    this.#names = wanted;
+    for (const dir of wanted.keys()) {
+      if (this.#watchers.has(dir)) continue;
+      try {
+        const w = watch(dir, (_event, changed) => {
+          const names = this.#names.get(dir);
+          if (names && changed !== null && !names.has(changed) && !changed.startsWith('..data')) return;
+          clearTimeout(this.#debounce);
+          this.#debounce = setTimeout(() => this.reload('file'), 100);
+        });
+        w.on('error', () => undefined);
+        this.#watchers.set(dir, w);
+      } catch (err) {
+        this.#logger.warn(
+          { dir, error: (err as Error).message },
+          'cannot watch a directory the policy reads; reload with SIGHUP',
+        );
+      }
+    }
   }
 
   close(): void {
+    this.#watching = false;
     clearTimeout(this.#debounce);
-    this.#watcher?.close();
+    for (const w of this.#watchers.values()) w.close();
+    this.#watchers.clear();
+  }
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
   }
 }

@@ -178,6 +178,7 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
             identities: config.admin.identities,
             logger,
             canonical: (h) => upstreams.canonical(h),
+            explain: (repo, reference) => (gate as PolicyGate).explain(repo, reference),
             reloadPolicy: (actor) => policy.reload(actor),
           }),
           config.admin.host,

@@ -3,6 +3,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { AdminIdentity } from '../config/types.ts';
+import type { Explanation, Repo } from '../gate/types.ts';
 import { RegistryError } from '../oci/errors.ts';
 import { httpStatus } from '../proxy/http-errors.ts';
 import { parseDigest, parseImageName } from '../oci/reference.ts';
@@ -16,6 +17,8 @@ export interface AdminDeps {
   logger: Logger;
   /** Canonical upstream host for a host or alias, if allowlisted. */
   canonical(host: string): string | undefined;
+  /** What the proxy would serve for an image now, step by step (no writes). */
+  explain(repo: Repo, reference: string): Promise<Explanation>;
   /** Reloads the policy file; `actor` is who asked (audited with the reload). */
   reloadPolicy(actor: string): { ok: boolean; changed: boolean; error?: string };
 }
@@ -142,6 +145,16 @@ export function createAdminApp(deps: AdminDeps): express.Express {
         tag: img.tag,
       });
       return { removed };
+    }),
+  );
+
+  /** The same verdict the proxy would give a pull of this image now, with each step (`pullgate check`). */
+  app.get(
+    '/api/v1/check',
+    wrap(async (req) => {
+      const img = image(req.query.image);
+      const reference = img.digest ?? img.tag ?? 'latest';
+      return deps.explain({ upstream: img.upstream, repository: img.repository }, reference);
     }),
   );
 

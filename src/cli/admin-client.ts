@@ -22,7 +22,6 @@ export class AdminClient {
         headers: {
           authorization: `Bearer ${this.#token}`,
           'content-type': 'application/json',
-          'x-pullgate-actor': process.env.USER ?? 'cli',
         },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
         headersTimeout: 30_000,

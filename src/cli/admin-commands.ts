@@ -19,7 +19,7 @@ interface Common {
   json?: boolean;
 }
 
-function clientOf(values: Common): AdminClient {
+export function clientOf(values: Common): AdminClient {
   let url = values['admin-url'] ?? process.env.PULLGATE_ADMIN_URL;
   let token = values.token ?? process.env.PULLGATE_ADMIN_TOKEN;
   if (!url || !token) {

@@ -1,5 +1,7 @@
-// `pullgate check IMAGE`: resolve through the configured upstreams, evaluate the policy, print the
-// verdict with every attestor's result. Exit 0 when the policy admits the image, 1 when it does not.
+// `pullgate check IMAGE`: what the running proxy would serve for an image, asked of the proxy
+// itself (its admin API runs the same steps as a pull, without writing anything): pins, revocations,
+// grants, dry runs, the policy and stale serving. `--offline` (or `--policy FILE`) judges the
+// upstream's current digest with a policy file alone, and says so. Exit 0 served, 1 refused.
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/load.ts';
 import { Decider } from '../gate/decider.ts';
@@ -10,6 +12,8 @@ import { Metrics } from '../ops/metrics.ts';
 import { loadPolicyFile, parsePolicy, EMBEDDED_POLICY } from '../policy/load.ts';
 import { routeRequest } from '../proxy/route.ts';
 import { Upstreams } from '../oci/upstreams.ts';
+import type { Explanation } from '../gate/types.ts';
+import { clientOf } from './admin-commands.ts';
 import type { Output } from './output.ts';
 
 export async function check(args: string[], out: Output): Promise<number> {
@@ -21,6 +25,10 @@ export async function check(args: string[], out: Output): Promise<number> {
       config: { type: 'string', short: 'c' },
       policy: { type: 'string', short: 'p' },
       json: { type: 'boolean' },
+      offline: { type: 'boolean' },
+      explain: { type: 'boolean' },
+      'admin-url': { type: 'string' },
+      token: { type: 'string' },
     },
   });
   const [imageText] = positionals;
@@ -28,8 +36,12 @@ export async function check(args: string[], out: Output): Promise<number> {
     out.err('usage: pullgate check REGISTRY/REPOSITORY[:TAG|@DIGEST] [--config FILE] [--policy FILE] [--json]\n');
     return 2;
   }
+  if (!values.offline && values.policy === undefined) return checkOnline(imageText, values, out);
   const config = loadConfig(values.config);
   const policyFile = values.policy ?? config.policyFile;
+  out.err(
+    'offline check: the policy alone, on the digest the upstream serves now; pins, revocations, grants and stale serving are not consulted (leave out --offline/--policy to ask the running proxy)\n',
+  );
   const policy = policyFile
     ? loadPolicyFile(policyFile)
     : parsePolicy(EMBEDDED_POLICY, { file: '<embedded policy>', baseDir: process.cwd() });
@@ -87,4 +99,31 @@ export async function check(args: string[], out: Output): Promise<number> {
   } finally {
     await upstreams.close();
   }
+}
+
+interface OnlineValues {
+  config?: string | undefined;
+  json?: boolean | undefined;
+  explain?: boolean | undefined;
+  'admin-url'?: string | undefined;
+  token?: string | undefined;
+}
+
+/** Asks the running proxy, through its admin API, exactly what it would serve now. */
+async function checkOnline(imageText: string, values: OnlineValues, out: Output): Promise<number> {
+  const client = clientOf({
+    ...(values.config ? { config: values.config } : {}),
+    ...(values['admin-url'] ? { 'admin-url': values['admin-url'] } : {}),
+    ...(values.token ? { token: values.token } : {}),
+  });
+  const e = await client.call<Explanation>('GET', `/api/v1/check?image=${encodeURIComponent(imageText)}`);
+  out.result(values.json, e, () =>
+    [
+      `${e.served ? 'SERVED' : 'REFUSED'} ${e.image}${e.digest ? ` → ${e.digest}` : ''}`,
+      `  ${e.message}`,
+      ...(values.explain || !e.served ? e.steps.map((s) => `  ${s.step}: ${s.outcome}`) : []),
+      '',
+    ].join('\n'),
+  );
+  return e.served ? 0 : 1;
 }

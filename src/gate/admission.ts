@@ -161,7 +161,12 @@ export function effectsOf(a: Admission, ctx: EffectContext): Effect[] {
 }
 
 /** The error a refused pull answers with: what was refused, why, and what to do. */
-export function refusal(a: Refused, image: ImageRef, where: string): RegistryError {
+export function refusal(
+  a: Refused,
+  image: ImageRef,
+  where: string,
+  opts: { byDigestManifest?: boolean } = {},
+): RegistryError {
   switch (a.why) {
     case 'revoked':
       return denied(
@@ -170,7 +175,13 @@ export function refusal(a: Refused, image: ImageRef, where: string): RegistryErr
       );
     case 'policy': {
       const v = a.decision.verdict;
-      return denied(`${imageName(image)} denied by policy (${v.rule}): ${v.reasons.join('; ')}`, {
+      // A platform manifest pulled by digest carries no signature of its own when its index is the
+      // one signed: the proxy admits it through the index, which it has to have seen.
+      const hint =
+        opts.byDigestManifest && v.reasons.some((r) => r.includes('no signatures or attestations found'))
+          ? '. If this is one platform of a signed multi-arch image, pull the image by its tag or index digest through the proxy first: platform manifests are admitted through their signed index'
+          : '';
+      return denied(`${imageName(image)} denied by policy (${v.rule}): ${v.reasons.join('; ')}${hint}`, {
         rule: v.rule,
         digest: image.digest,
         reasons: v.reasons,
@@ -261,4 +272,69 @@ function clientDetail(client: ClientInfo | undefined): { client?: ClientInfo } {
     ...(client.identity ? { identity: client.identity } : {}),
   };
   return Object.keys(known).length > 0 ? { client: known } : {};
+}
+
+/** One step of a decision as `pullgate check --explain` prints it. */
+export interface Step {
+  step: 'pin' | 'revocation' | 'evidence' | 'index' | 'policy' | 'stale' | 'grant';
+  outcome: string;
+}
+
+/** The steps an admission went through, in order, up to the one that settled it. Pure. */
+export function explainAdmission(a: Admission): Step[] {
+  const steps: Step[] = [];
+  if (!a.admit && a.why === 'revoked') {
+    return [
+      {
+        step: 'revocation',
+        outcome: `revoked by ${a.revocation.actor} at ${a.revocation.at.toISOString()}: ${a.revocation.reason}`,
+      },
+    ];
+  }
+  steps.push({ step: 'revocation', outcome: 'not revoked' });
+  if ((a.admit && a.via === 'evidence') || (!a.admit && a.why === 'evidence-of-unadmitted')) {
+    steps.push({
+      step: 'evidence',
+      outcome: a.admit
+        ? `signature or attestation data of ${a.subject}, which is admitted now: served without a decision of its own`
+        : `signature or attestation data of ${a.subject}, which is not admitted: refused`,
+    });
+    return steps;
+  }
+  if (a.admit && a.via === 'index') {
+    steps.push({ step: 'index', outcome: `a platform manifest of index ${a.index}, which is admitted now` });
+    return steps;
+  }
+  if (!a.admit && a.why === 'never-admitted') {
+    steps.push({ step: 'policy', outcome: 'never admitted in this repository' });
+    return steps;
+  }
+  steps.push({ step: 'index', outcome: 'no admitted index lists it' });
+  const d = a.decision;
+  const v = d.verdict;
+  const how = `${d.cached ? 'cached verdict' : 'verified now'}, policy ${d.policyVersion.slice(0, 12)}`;
+  const judged =
+    v.verdict === 'allow' && v.judgement === 'deny'
+      ? `rule ${v.rule} (dry run) would deny, so it is served: ${v.reasons.join('; ')}`
+      : `rule ${v.rule} ${v.verdict === 'allow' ? 'allows' : 'denies'}: ${v.reasons.join('; ')}`;
+  steps.push({ step: 'policy', outcome: `${judged} (${how})` });
+  if (a.admit && a.via === 'policy') return steps;
+  steps.push({
+    step: 'stale',
+    outcome:
+      a.admit && a.via === 'stale'
+        ? `evidence unreachable; admitted before, at ${a.admittedAt.toISOString()}, within the stale grace period: served`
+        : d.failure === 'transient'
+          ? 'evidence unreachable, and not admitted within the stale grace period'
+          : 'not applicable: the policy judged the evidence',
+  });
+  if (a.admit && a.via === 'stale') return steps;
+  steps.push({
+    step: 'grant',
+    outcome:
+      a.admit && a.via === 'grant'
+        ? `break-glass grant ${a.grant.id} by ${a.grant.actor} until ${a.grant.expiresAt.toISOString()}: ${a.grant.reason}`
+        : 'no valid break-glass grant',
+  });
+  return steps;
 }

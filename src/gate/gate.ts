@@ -26,12 +26,14 @@ import {
   effectsOf,
   evidenceSubject,
   parseManifest,
+  explainAdmission,
   refusal,
   refusalReason,
   type Admission,
   type Admitted,
   type Effect,
   type Parsed,
+  type Step,
 } from './admission.ts';
 import { blobOrigin } from './blob-origin.ts';
 import type { Decider } from './decider.ts';
@@ -41,7 +43,7 @@ import { TagRechecks } from './rechecks.ts';
 import type { Revocations } from './revocations.ts';
 import { tagPage } from './tag-list.ts';
 import { tagAction } from './tags.ts';
-import type { ClientInfo, Gate, ManifestRequest, Repo, TagPage } from './types.ts';
+import type { ClientInfo, Explanation, Gate, ManifestRequest, Repo, TagPage } from './types.ts';
 
 const LIST_MAX_BYTES = 16 * 1024 * 1024;
 /** A blob's permit is derived again this often: the inputs (verdicts, grants) are cached below it. */
@@ -167,6 +169,68 @@ export class PolicyGate implements Gate {
     return artifactType
       ? { ...index, manifests: index.manifests.filter((d) => d.artifactType === artifactType) }
       : index;
+  }
+
+  /**
+   * What the proxy would serve for a reference now, and why, step by step: the same steps a pull
+   * takes, without any of its writes (no pin is created, nothing is recorded or audited).
+   */
+  async explain(repo: Repo, reference: string): Promise<Explanation> {
+    const name = `${repo.upstream}/${repo.repository}${isDigest(reference) ? '@' : ':'}${reference}`;
+    const steps: Step[] = [];
+    const accept = acceptedManifestTypes(undefined).join(', ');
+    let digest = reference;
+    let tag: string | undefined;
+    if (!isDigest(reference)) {
+      tag = reference;
+      const pin = await this.#deps.store.getPin(repo.upstream, repo.repository, tag);
+      if (pin) {
+        const selected = this.#deps.decider.select({
+          registry: repo.upstream,
+          repository: repo.repository,
+          tag,
+          digest: pin.digest,
+        });
+        const seen = this.#rechecks.last(`${repo.upstream}/${repo.repository}:${tag}`);
+        const moved = seen?.digest !== undefined && seen.digest !== pin.digest ? seen.digest : undefined;
+        steps.push({
+          step: 'pin',
+          outcome: `tag pinned to ${pin.digest} since ${pin.updatedAt.toISOString()} (tag mode ${selected.tagMode})${
+            moved ? `; the upstream tag was last seen at ${moved}, ${new Date(seen?.at ?? 0).toISOString()}` : ''
+          }`,
+        });
+        if (moved && selected.tagMode === 'deny') {
+          const message = `tag ${name} moved upstream from ${pin.digest} to ${moved}; this rule refuses moved tags`;
+          return { image: name, digest: pin.digest, served: false, message, steps, reasons: [message] };
+        }
+        digest = pin.digest;
+      } else {
+        const fetched = await this.#fetch(repo, tag, accept);
+        steps.push({
+          step: 'pin',
+          outcome: `not pinned yet: the upstream tag points at ${fetched.digest}, which the first pull pins if admitted`,
+        });
+        digest = fetched.digest;
+      }
+    }
+    const manifest = (await this.#deps.store.getManifest(digest)) ?? (await this.#fetch(repo, digest, accept));
+    const image: ImageRef = { registry: repo.upstream, repository: repo.repository, digest, ...(tag ? { tag } : {}) };
+    const admission = await this.#judge(repo, image, parseManifest(manifest), reference);
+    steps.push(...explainAdmission(admission));
+    if (admission.admit) {
+      const reasons = 'decision' in admission ? admission.decision.verdict.reasons : [];
+      return { image: name, digest, served: true, message: `serves ${digest}`, steps, reasons };
+    }
+    const err = refusal(admission, image, name);
+    return {
+      image: name,
+      digest,
+      served: false,
+      message: err.message,
+      steps,
+      reasons: admission.why === 'policy' ? admission.decision.verdict.reasons : [err.message],
+      ...(admission.why === 'policy' ? { rule: admission.decision.verdict.rule } : {}),
+    };
   }
 
   // ---- Manifests -------------------------------------------------------------------------
@@ -403,7 +467,11 @@ export class PolicyGate implements Gate {
       fetched,
       parsed,
     });
-    if (!admission.admit) throw refusal(admission, image, `${repo.upstream}/${repo.repository}:${reference}`);
+    if (!admission.admit) {
+      throw refusal(admission, image, `${repo.upstream}/${repo.repository}:${reference}`, {
+        byDigestManifest: isDigest(reference) && parsed.manifest !== undefined,
+      });
+    }
   }
 
   /** The steps of admitting a fetched manifest, in order: revocation, evidence, index, policy. */

@@ -32,6 +32,20 @@ export interface TagPage {
   next?: string;
 }
 
+/** What the proxy would serve for an image now, and the steps that decide it (`pullgate check`). */
+export interface Explanation {
+  /** The image as asked: registry/repository:tag or @digest. */
+  image: string;
+  /** The digest the proxy would serve, or judged and refuses. */
+  digest?: string;
+  served: boolean;
+  /** What a client would be told: `serves <digest>`, or the refusal. */
+  message: string;
+  steps: { step: string; outcome: string }[];
+  reasons: string[];
+  rule?: string;
+}
+
 export interface Gate {
   /** The exact manifest to serve, admitted now; throws DENIED or an upstream error otherwise. */
   manifest(req: ManifestRequest): Promise<FetchedManifest>;

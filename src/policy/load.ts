@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { CompiledAttestor } from '../verify/attestor.ts';
 import { checkPolicy } from './check.ts';
+import { collectInputs } from './inputs.ts';
 import { attestorFingerprint, canonicalJson, sha256Hex } from './rule-hash.ts';
 import type { PolicyDocument } from './types.ts';
 
@@ -28,6 +29,8 @@ export interface CompiledPolicy {
   attestors: Map<string, CompiledAttestor>;
   /** sha256 (hex) of the policy text and of the key and trust root files it loaded. */
   version: string;
+  /** The files and directories it was compiled from besides the policy file (watched like it). */
+  inputs: string[];
 }
 
 export const EMBEDDED_SOURCE = '<embedded>';
@@ -47,7 +50,10 @@ defaultRule:
 
 /** Parses, validates and compiles a policy; throws a PolicyError for the first problem found. */
 export function parsePolicy(text: string, opts: { file: string; baseDir: string }): CompiledPolicy {
-  const { doc, attestors, problems } = checkPolicy(text, opts.baseDir);
+  const {
+    value: { doc, attestors, problems },
+    inputs,
+  } = collectInputs(() => checkPolicy(text, opts.baseDir));
   const [first] = problems;
   if (first !== undefined || doc === undefined)
     throw new PolicyError(opts.file, first?.path ?? '', first?.problem ?? 'invalid policy');
@@ -58,6 +64,7 @@ export function parsePolicy(text: string, opts: { file: string; baseDir: string 
     doc,
     attestors,
     version: sha256Hex(`${text}\n${canonicalJson(Object.fromEntries(loaded))}`),
+    inputs,
   };
 }
 

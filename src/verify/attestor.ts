@@ -1,5 +1,6 @@
 // An attestor as the policy names it, compiled once at policy load: parsed keys, anchored
 // identity matchers, loaded trust material, transparency-log requirements.
+import { noteInput } from '../policy/inputs.ts';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { AttestorSpec, KeySpec, TrustRootSpec } from '../policy/types.ts';
@@ -149,6 +150,7 @@ function compileKey(attestor: string, spec: KeySpec, index: number, baseDir: str
   const file = spec.file as string;
   let pem: string;
   try {
+    noteInput(path.resolve(baseDir, file));
     pem = readFileSync(path.resolve(baseDir, file), 'utf8');
   } catch (err) {
     const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;

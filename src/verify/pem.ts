@@ -1,5 +1,6 @@
 // PEM documents: blocks read strictly (Go's base64 within a block, nothing but whitespace in the
 // body), from evidence annotations and from policy files alike.
+import { noteInput } from '../policy/inputs.ts';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { PemSpec } from '../policy/types.ts';
@@ -46,6 +47,7 @@ export function readPemSpec(spec: PemSpec, baseDir: string): { text: string; lab
   if (spec.pem !== undefined) return { text: spec.pem, label: 'pem' };
   const file = path.resolve(baseDir, spec.file as string);
   try {
+    noteInput(file);
     return { text: readFileSync(file, 'utf8'), label: `file ${spec.file}` };
   } catch (err) {
     const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;

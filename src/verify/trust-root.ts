@@ -1,5 +1,6 @@
 // Sigstore trust material (Fulcio CAs, Rekor and CT log keys, TSAs) from a trusted_root.json,
 // read from disk only: verification never reaches the TUF CDN, Fulcio or Rekor.
+import { noteInput } from '../policy/inputs.ts';
 import { createHash, createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -61,6 +62,7 @@ function readRoot(spec: TrustRootSpec, baseDir: string): RootSource {
   if (spec.file !== undefined) {
     const file = path.resolve(baseDir, spec.file);
     try {
+      noteInput(file);
       return { bytes: readFileSync(file), description: `file ${file}` };
     } catch (err) {
       throw new Error(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);

@@ -87,18 +87,32 @@ test.after.always(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-test('check: exit 0 and ALLOW for a signed image, exit 1 and the reason for an unsigned one; --json', async (t) => {
-  const ok = await cli(['check', `${REG}/demo/signed:1.0`, '--config', join(work, 'pullgate.yaml')]);
+test('check --offline: exit 0 and ALLOW for a signed image, exit 1 and the reason for an unsigned one; --json', async (t) => {
+  const ok = await cli(['check', `${REG}/demo/signed:1.0`, '--offline', '--config', join(work, 'pullgate.yaml')]);
   t.is(ok.code, 0, ok.stderr);
   t.regex(ok.stdout, new RegExp(`^ALLOW ${REG}/demo/signed@${digests['demo/signed']}`));
   t.regex(ok.stdout, /attestor "ci": \d+ examined, 1 verified/);
   t.regex(ok.stderr, /resolving/);
-  const no = await cli(['check', `${REG}/demo/unsigned:1.0`, '--config', join(work, 'pullgate.yaml'), '--json']);
+  t.regex(ok.stderr, /offline check: .*pins, revocations, grants and stale serving are not consulted/);
+  const no = await cli([
+    'check',
+    `${REG}/demo/unsigned:1.0`,
+    '--offline',
+    '--config',
+    join(work, 'pullgate.yaml'),
+    '--json',
+  ]);
   t.is(no.code, 1);
   const parsed = JSON.parse(no.stdout);
   t.is(parsed.verdict.judgement, 'deny');
   t.regex(parsed.verdict.reasons.join(' '), /attestor "ci"/);
-  const notAllowed = await cli(['check', 'evil.example.test/x:1', '--config', join(work, 'pullgate.yaml')]);
+  const notAllowed = await cli([
+    'check',
+    'evil.example.test/x:1',
+    '--offline',
+    '--config',
+    join(work, 'pullgate.yaml'),
+  ]);
   t.is(notAllowed.code, 2);
   t.regex(notAllowed.stderr, /not in this proxy's allowlist/);
 });

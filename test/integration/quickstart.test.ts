@@ -30,9 +30,13 @@ test('demo:seed pushes a signed and an unsigned image; check admits the first an
   t.is(config.listen.port, 5050);
   t.is(config.defaultUpstream, 'registry.demo');
   const check = (image: string) =>
-    run(process.execPath, [join(ROOT, 'src/cli/main.ts'), 'check', image, '--config', join(out, 'pullgate.yaml')], {
-      timeout: 60_000,
-    }).then(
+    run(
+      process.execPath,
+      [join(ROOT, 'src/cli/main.ts'), 'check', image, '--offline', '--config', join(out, 'pullgate.yaml')],
+      {
+        timeout: 60_000,
+      },
+    ).then(
       (r) => ({ code: 0, stdout: r.stdout }),
       (err: { code: number; stdout: string }) => ({ code: err.code, stdout: err.stdout }),
     );

@@ -2,6 +2,7 @@
 // (a Notation trust-store directory and/or named stores of files), its trust policy (a Notation
 // trustpolicy.json whose registryScopes pick the statement per image, or one inline statement for
 // every image its rules cover) and its CRL files. Its digest covers every byte it trusts.
+import { noteInput } from '../../policy/inputs.ts';
 import { createHash } from 'node:crypto';
 import { lstatSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -112,6 +113,7 @@ export function compileNotation(spec: NotationAttestorSpec, baseDir: string): Co
     let doc: TrustPolicyDocument;
     try {
       if (lstatSync(file).size > 1024 * 1024) throw new Error(`${file} is over 1 MiB`);
+      noteInput(file);
       const bytes = readFileSync(file);
       hash.update(`policy ${createHash('sha256').update(bytes).digest('hex')}\n`);
       doc = parseTrustPolicyDocument(parseStrictJson(bytes.toString('utf8'), file), path.basename(file));
@@ -160,6 +162,7 @@ export function compileNotation(spec: NotationAttestorSpec, baseDir: string): Co
   const crls = (spec.crls ?? []).map((f, i) => {
     const file = resolve(f);
     try {
+      noteInput(file);
       const crl = parseCrl(readFileSync(file), file);
       hash.update(`crl ${crl.sha256}\n`);
       return crl;

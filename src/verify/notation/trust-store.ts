@@ -2,6 +2,7 @@
 // Notation layout `<dir>/x509/{ca,signingAuthority,tsa}/<name>/<file>` or given file by file.
 // Read once at policy load; their content digest is part of the attestor's fingerprint so a
 // verdict cache misses when a certificate is added, removed or replaced.
+import { noteInput } from '../../policy/inputs.ts';
 import { createHash } from 'node:crypto';
 import { lstatSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -49,10 +50,12 @@ export function loadTrustStoreDir(root: string): TrustStores {
   for (const type of STORE_TYPES) {
     const typeDir = path.join(x509, type);
     if (!isDir(typeDir)) continue;
+    noteInput(typeDir);
     for (const name of readdirSync(typeDir).sort()) {
       const dir = path.join(typeDir, name);
       refuseSymlink(dir);
       if (!isDir(dir)) continue;
+      noteInput(dir);
       const files = readdirSync(dir)
         .sort()
         .map((f) => path.join(dir, f))
