@@ -11,6 +11,7 @@ import { BlobStore } from './blobs/store.ts';
 import { Decider } from './gate/decider.ts';
 import { PolicyGate } from './gate/gate.ts';
 import { Revocations } from './gate/revocations.ts';
+import { Revalidator } from './gate/revalidate.ts';
 import { createLogger, type Logger } from './ops/log.ts';
 import { Metrics } from './ops/metrics.ts';
 import { PolicyHolder } from './policy-holder.ts';
@@ -141,6 +142,12 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
     staleGraceSeconds: config.staleGraceSeconds,
     tagRecheckSeconds: config.tagRecheckSeconds,
   });
+  const revalidator = new Revalidator(config.revalidate, {
+    store,
+    logger,
+    metrics,
+    revalidate: (repo, digest, tag) => (gate as PolicyGate).revalidate(repo, digest, tag),
+  });
   const unsubscribe = store.subscribe((e) => {
     if (e.type === 'revoked' || e.type === 'unrevoked') {
       revocations.refresh().then(
@@ -179,6 +186,7 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
             logger,
             canonical: (h) => upstreams.canonical(h),
             explain: (repo, reference) => (gate as PolicyGate).explain(repo, reference),
+            revalidator,
             reloadPolicy: (actor) => policy.reload(actor),
           }),
           config.admin.host,
@@ -187,6 +195,7 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
       : undefined;
   if (!admin) logger.warn('no admin token configured (admin.token or PULLGATE_ADMIN_TOKEN): the admin API is off');
   if (opts.watchPolicy) policy.watch();
+  revalidator.start();
   ready = true;
   logger.info(
     {
@@ -223,6 +232,7 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
         policy.close();
         await Promise.all([shut(main, drainMs), admin ? shut(admin, drainMs) : undefined]);
         unsubscribe();
+        revalidator.stop();
         for (const unwatch of unwatchHealth) unwatch();
         revocations.stop();
         await upstreams.close();

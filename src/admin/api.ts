@@ -3,6 +3,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { AdminIdentity } from '../config/types.ts';
+import type { RevalidationReport } from '../gate/revalidate.ts';
 import type { Explanation, Repo } from '../gate/types.ts';
 import { RegistryError } from '../oci/errors.ts';
 import { httpStatus } from '../proxy/http-errors.ts';
@@ -19,6 +20,8 @@ export interface AdminDeps {
   canonical(host: string): string | undefined;
   /** What the proxy would serve for an image now, step by step (no writes). */
   explain(repo: Repo, reference: string): Promise<Explanation>;
+  /** Re-validation of recently served digests: its last report, and a run on demand. */
+  revalidator: { last: RevalidationReport | undefined; run(): Promise<RevalidationReport> };
   /** Reloads the policy file; `actor` is who asked (audited with the reload). */
   reloadPolicy(actor: string): { ok: boolean; changed: boolean; error?: string };
 }
@@ -155,6 +158,38 @@ export function createAdminApp(deps: AdminDeps): express.Express {
       const img = image(req.query.image);
       const reference = img.digest ?? img.tag ?? 'latest';
       return deps.explain({ upstream: img.upstream, repository: img.repository }, reference);
+    }),
+  );
+
+  app.get(
+    '/api/v1/revalidation',
+    wrap(async () => ({ report: deps.revalidator.last ?? null })),
+  );
+  app.post(
+    '/api/v1/revalidation',
+    wrap(async () => ({ report: await deps.revalidator.run() })),
+  );
+
+  /** An admin closes a drift record by hand, with a reason. */
+  app.post(
+    '/api/v1/drift/:id/resolve',
+    wrap(async (req) => {
+      const id = Number.parseInt(text(req.params.id, 'id'), 10);
+      if (!Number.isSafeInteger(id) || id <= 0) throw bad('id must be a drift record number (see drift ls)');
+      const reason = text(req.body?.reason, 'reason');
+      const event = (await store.listDrift()).find((d) => d.id === id);
+      if (!event) throw new RegistryError('not-found', 'UNSUPPORTED', `no drift record ${id}`);
+      const resolved = await store.resolveDrift(id, {
+        kind: 'drift',
+        actor: actorOf(req),
+        upstream: event.upstream,
+        repository: event.repository,
+        tag: event.tag,
+        digest: event.upstreamDigest,
+        reasons: [reason],
+        detail: { resolved: [id] },
+      });
+      return { drift: resolved };
     }),
   );
 

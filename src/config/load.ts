@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import type { RevalidateConfig } from '../gate/revalidate.ts';
 import type { AdminIdentity, Config, StoreConfig, TimeoutsConfig, UpstreamConfig } from './types.ts';
 import { ConfigError, Node } from './reader.ts';
 import { STORE_PROBE_INTERVAL_MS } from '../store/health.ts';
@@ -58,6 +59,7 @@ function buildConfig(root: Node, baseDir: string, env: NodeJS.ProcessEnv): Confi
     'cache',
     'staleGraceSeconds',
     'tagRecheckSeconds',
+    'revalidate',
     'log',
   ]);
   const path = (p: string) => resolve(baseDir, p);
@@ -139,6 +141,7 @@ function buildConfig(root: Node, baseDir: string, env: NodeJS.ProcessEnv): Confi
     },
     staleGraceSeconds: top.get('staleGraceSeconds').integer(86400, 0, 30 * 86400),
     tagRecheckSeconds: top.get('tagRecheckSeconds').integer(30, 0, 86400),
+    revalidate: readRevalidate(top.get('revalidate')),
     clientWriteTimeoutMs: limits.get('clientWriteTimeoutMs').integer(60_000, 1_000, 3_600_000),
     log: {
       level: log.get('level').oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const, 'info'),
@@ -147,6 +150,16 @@ function buildConfig(root: Node, baseDir: string, env: NodeJS.ProcessEnv): Confi
   if (defaultUpstream !== undefined) config.defaultUpstream = defaultUpstream;
   if (policyFile !== undefined) config.policyFile = path(policyFile);
   return config;
+}
+
+function readRevalidate(n: Node): RevalidateConfig {
+  const r = n.object(['intervalSeconds', 'servedWithinSeconds', 'maxPerRun', 'enforce']);
+  return {
+    intervalSeconds: r.get('intervalSeconds').integer(21_600, 0, 30 * 86400),
+    servedWithinSeconds: r.get('servedWithinSeconds').integer(7 * 86400, 60, 90 * 86400),
+    maxPerRun: r.get('maxPerRun').integer(1000, 1, 100_000),
+    enforce: r.get('enforce').boolean(false),
+  };
 }
 
 /** `admin.tokens`: each `{name, token | tokenEnv, readOnly}`; names and tokens unique. */

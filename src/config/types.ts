@@ -1,4 +1,5 @@
 // The proxy's configuration file (YAML) as loaded and validated. config/pullgate.example.yaml documents every key.
+import type { RevalidateConfig } from '../gate/revalidate.ts';
 
 export interface TimeoutsConfig {
   /** TCP/TLS connect timeout. */
@@ -91,6 +92,7 @@ export interface Config {
   cache: CacheConfig;
   /** How long an admitted digest keeps being served when its upstream or evidence is unreachable. */
   staleGraceSeconds: number;
+  revalidate: RevalidateConfig;
   /** A pinned tag is asked of its upstream at most once per this many seconds. */
   tagRecheckSeconds: number;
   /** A client that takes no bytes for this long while a response is waiting to be written is cut off. */

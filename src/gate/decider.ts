@@ -69,14 +69,15 @@ export class Decider {
     return selectRule(this.#deps.policy(), image);
   }
 
-  async decide(image: ImageRef, source: EvidenceSource): Promise<Decision> {
+  /** `fresh`: verify the evidence again even when a verdict is cached (re-validation); the new verdict is cached. */
+  async decide(image: ImageRef, source: EvidenceSource, opts: { fresh?: boolean } = {}): Promise<Decision> {
     const started = performance.now();
     const policy = this.#deps.policy();
     const selected = selectRule(policy, image);
     // The tag and registry/repository select the rule; the verdict itself depends only on the digest
     // and the rule's content (ruleHash covers the rule, its attestors and their trust roots).
     const key = `${image.registry}/${image.repository}@${image.digest}|${selected.ruleHash}`;
-    const hit = this.#cache.get(key);
+    const hit = opts.fresh ? undefined : this.#cache.get(key);
     if (hit) {
       this.#deps.metrics.decisions.inc({ verdict: hit.verdict, judgement: hit.judgement, cached: 'true' });
       return { image, verdict: hit, cached: true, ms: performance.now() - started, policyVersion: policy.version };

@@ -233,6 +233,22 @@ export class PolicyGate implements Gate {
     };
   }
 
+  /**
+   * Judges a digest the repository admitted again, with evidence fetched now (keys rotated, a scan
+   * past its maxAge, a signature removed), in the context it was pulled by. Undefined for what is
+   * not judged on its own: revoked digests (already withdrawn) and platform manifests (they follow
+   * their index). No side effects but the refreshed verdict cache.
+   */
+  async revalidate(repo: Repo, digest: string, tag: string | undefined): Promise<Admission | undefined> {
+    if (this.#deps.revocations.get(digest)) return undefined;
+    if (await this.#throughIndex(repo, digest, 0)) return undefined;
+    return this.#byPolicy(
+      repo,
+      { registry: repo.upstream, repository: repo.repository, digest, ...(tag ? { tag } : {}) },
+      { fresh: true },
+    );
+  }
+
   // ---- Manifests -------------------------------------------------------------------------
 
   async #serveTag(rq: Rq, tag: string): Promise<FetchedManifest> {
@@ -502,9 +518,9 @@ export class PolicyGate implements Gate {
   }
 
   /** The policy's verdict, and the two things that may still admit a digest it refuses: staleness and grants. */
-  async #byPolicy(repo: Repo, image: ImageRef): Promise<Admission> {
+  async #byPolicy(repo: Repo, image: ImageRef, opts: { fresh?: boolean } = {}): Promise<Admission> {
     const { store, decider } = this.#deps;
-    const decision = await decider.decide(image, this.#evidence(repo));
+    const decision = await decider.decide(image, this.#evidence(repo), opts);
     if (decision.verdict.verdict === 'allow') return { admit: true, via: 'policy', decision };
     const now = this.#deps.now?.() ?? new Date();
     if (decision.failure === 'transient') {

@@ -68,6 +68,16 @@ export class Metrics implements ClientObserver, BlobStoreObserver {
     registers: [this.registry],
   });
   readonly #deniedImages = new Set<string>();
+  readonly revalidationDenied = new Gauge({
+    name: 'pullgate_revalidation_denied',
+    help: 'Digests served recently that the last re-validation run found would now be denied',
+    registers: [this.registry],
+  });
+  readonly revalidationRuns = new Counter({
+    name: 'pullgate_revalidation_runs_total',
+    help: 'Re-validation runs completed',
+    registers: [this.registry],
+  });
   readonly blobLookups = new Counter({
     name: 'pullgate_blob_cache_requests_total',
     help: 'Blob requests by how they were served: hit (cache), join (a fill already running), fill (a new upstream fetch)',

@@ -486,6 +486,28 @@ export class SqlStore implements Store {
     return { admittedAt: date(row.admitted_at), ...(tag === undefined ? {} : { tag }) };
   }
 
+  async recentAdmissions(
+    since: Date,
+    limit: number,
+  ): Promise<(Admission & { upstream: string; repository: string; digest: string })[]> {
+    const rows = await this.#db.query(
+      `SELECT a.upstream, a.repository, a.digest, a.admitted_at, a.tag FROM admissions a
+         WHERE a.admitted_at >= ? AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.digest = a.digest)
+         ORDER BY a.admitted_at DESC LIMIT ${Math.max(1, Math.trunc(limit))}`,
+      [since.getTime()],
+    );
+    return rows.map((r) => {
+      const tag = opt(r.tag);
+      return {
+        upstream: str(r.upstream),
+        repository: str(r.repository),
+        digest: str(r.digest),
+        admittedAt: date(r.admitted_at),
+        ...(tag === undefined ? {} : { tag }),
+      };
+    });
+  }
+
   async manifestsWithBlob(upstream: string, repository: string, blobDigest: string, limit: number): Promise<string[]> {
     const rows = await this.#db.query(
       `SELECT b.manifest FROM admitted_blobs b

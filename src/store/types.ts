@@ -94,6 +94,7 @@ export const AUDIT_KINDS = [
   'revoke',
   'unrevoke',
   'revoked-pull',
+  'revalidate-deny',
   'pin',
   'repin',
   'unpin',
@@ -209,6 +210,11 @@ export interface Store {
   admit(a: AdmissionInput): Promise<void>;
   /** The repository's own admission of a digest (not through an index), unless revoked. */
   getAdmission(upstream: string, repository: string, digest: string): Promise<Admission | undefined>;
+  /** Admissions (not revoked) written since `since`, newest first: what was served recently. */
+  recentAdmissions(
+    since: Date,
+    limit: number,
+  ): Promise<(Admission & { upstream: string; repository: string; digest: string })[]>;
   /** Admitted, non-revoked manifests of the repository that list the blob, newest admission first. */
   manifestsWithBlob(upstream: string, repository: string, blobDigest: string, limit: number): Promise<string[]>;
   /** When the digest was last admitted in the repository (itself or as a child of an admitted index), unless revoked. */

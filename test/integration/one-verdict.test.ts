@@ -285,3 +285,65 @@ test('a key file replaced on disk reloads the policy, and the reload is audited 
   t.is(reload?.detail.from, before);
   t.is(reload?.detail.to, proxy.proxy.policy.current.version);
 });
+
+/** Removes an image's cosign signature from the registry, as a retracted signing would. */
+async function deleteSignature(repo: string, digest: string): Promise<void> {
+  const tag = `${digest.replace(':', '-')}.sig`;
+  const head = await request(`${registry.url}/v2/${repo}/manifests/${tag}`, {
+    method: 'HEAD',
+    headers: { accept: MANIFEST },
+  });
+  await head.body.dump();
+  const sigDigest = head.headers['docker-content-digest'] as string;
+  const del = await request(`${registry.url}/v2/${repo}/manifests/${sigDigest}`, { method: 'DELETE' });
+  await del.body.dump();
+  if (del.statusCode !== 202) throw new Error(`deleting ${repo}:${tag}: ${del.statusCode}`);
+}
+
+test('re-validation reports a served image whose signature was removed; with enforce it is withdrawn', async (t) => {
+  const image = await pushNew('verdict/retracted', '1', true);
+  t.is((await pull('verdict/retracted', '1')).status, 200);
+  await deleteSignature('verdict/retracted', image.digest);
+  const run = await admin('POST', '/api/v1/revalidation');
+  const report = run.body.report as {
+    denied: { digest: string; reasons: string[]; withdrawn: boolean }[];
+    judged: number;
+  };
+  const finding = report.denied.find((d) => d.digest === image.digest);
+  t.truthy(finding, JSON.stringify(report));
+  t.false(finding!.withdrawn);
+  t.regex(finding!.reasons.join(' '), /no signatures or attestations found/);
+  t.is((await admin('GET', '/api/v1/revalidation', undefined, AUDITOR)).status, 200);
+  const records = (await admin('GET', `/api/v1/audit?kind=revalidate-deny&digest=${image.digest}`)).body
+    .records as unknown[];
+  t.is(records.length, 1);
+  t.is((await pull('verdict/retracted', '1')).status, 403, 'the fresh verdict is what the proxy now serves by');
+
+  const enforcing = await startTestProxy({
+    policy: policy(),
+    config: {
+      upstreams: [{ host: REG, url: registry.url, insecure: true }],
+      admin: { host: '127.0.0.1', port: 0, tokens: [{ name: 'ops', token: OPS }] },
+      revalidate: { intervalSeconds: 0, enforce: true },
+    },
+  });
+  try {
+    const other = await pushNew('verdict/retracted-2', '1', true);
+    const get = (p: TestProxy) =>
+      request(`${p.url}/v2/${REG}/verdict/retracted-2/manifests/1`, { headers: { accept: MANIFEST } }).then(
+        async (r) => (await r.body.dump(), r.statusCode),
+      );
+    t.is(await get(enforcing), 200);
+    await deleteSignature('verdict/retracted-2', other.digest);
+    const res = await request(`${enforcing.proxy.adminUrl}/api/v1/revalidation`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${OPS}` },
+    });
+    const body = (await res.body.json()) as { report: { denied: { digest: string; withdrawn: boolean }[] } };
+    t.true(body.report.denied.some((d) => d.digest === other.digest && d.withdrawn));
+    const revocation = await enforcing.proxy.store.getRevocation(other.digest);
+    t.is(revocation?.actor, 'revalidation');
+  } finally {
+    await enforcing.close();
+  }
+});

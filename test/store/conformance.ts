@@ -172,6 +172,13 @@ export function conformance(test: TestFn, backend: Backend): void {
       await s.revoke(D('2'), 'bad', 'admin');
       t.deepEqual(await s.manifestsWithBlob('r', 'a', D('c'), 10), [D('1')]);
       t.is(await s.getAdmission('r', 'a', D('2')), undefined, 'a revoked digest has no admission');
+      const recent = await s.recentAdmissions(new Date(Date.now() - 60_000), 10);
+      t.deepEqual(
+        recent.map((a) => [a.repository, a.digest, a.tag]),
+        [['a', D('1'), undefined]],
+        'recent admissions leave revoked digests out',
+      );
+      t.deepEqual(await s.recentAdmissions(new Date(Date.now() + 60_000), 10), []);
     }));
 
   test('revoking an index withdraws the platform manifests admitted through it, unless another live index lists them', (t) =>
