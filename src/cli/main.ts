@@ -5,6 +5,8 @@ import { loadConfig } from '../config/load.ts';
 import { startProxy } from '../server.ts';
 import { ADMIN_COMMANDS } from './admin-commands.ts';
 import { cacheLs, cachePrune, cacheVerify } from './cache.ts';
+import { policyTest } from './policy-test.ts';
+import { driftResolve, revalidateReport, revalidateRun } from './verdict-commands.ts';
 import { check } from './check.ts';
 import { stdio, type Output } from './output.ts';
 import { policyLint } from './policy-lint.ts';
@@ -15,12 +17,14 @@ const USAGE = `usage: pullgate <command> [options]
   check IMAGE [--config F] [--policy F]      evaluate the policy for an image; exit 0 allow, 1 deny
   policy lint FILE                           check a policy file (schema, semantics, reachability)
   policy reload                              make the running proxy reload its policy
+  policy test CANDIDATE --replay 7d          what a candidate policy would change for the images pulled lately
   cache ls | cache prune [--max-bytes SIZE] [--older-than 7d] | cache verify
                                              the blob cache directory (verify re-hashes every entry)
 
 admin commands (talk to a running proxy's admin API; --admin-url, --token or PULLGATE_ADMIN_TOKEN, or --config):
   pins ls | pins approve IMAGE:TAG DIGEST | pins rm IMAGE:TAG
-  drift ls [--all]
+  drift ls [--all] | drift resolve ID --reason TEXT
+  revalidate report | revalidate run
   revoke DIGEST --reason TEXT | unrevoke DIGEST
   grant (--digest D | --repository R) --expires-in 4h --reason TEXT | grants [--all]
   audit tail [-n N] | audit query [--digest D] [--image R] [--kind K] [--since T] | audit verify
@@ -50,6 +54,10 @@ const COMMANDS: Record<string, (args: string[], out: Output) => Promise<number>>
   check,
   'policy lint': policyLint,
   ...ADMIN_COMMANDS,
+  'policy test': policyTest,
+  'revalidate report': revalidateReport,
+  'revalidate run': revalidateRun,
+  'drift resolve': driftResolve,
   'cache ls': cacheLs,
   'cache prune': cachePrune,
   'cache verify': cacheVerify,

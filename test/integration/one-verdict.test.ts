@@ -347,3 +347,72 @@ test('re-validation reports a served image whose signature was removed; with enf
     await enforcing.close();
   }
 });
+
+function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { timeout: 120_000 }, (err, stdout, stderr) =>
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+test('policy test --replay judges a candidate policy against the images pulled lately', async (t) => {
+  const kept = await pushNew('replay/kept', '1', true);
+  const dropped = await pushNew('replay/dropped', '1', true);
+  const unsigned = await pushNew('replay/unsigned', '1', false);
+  t.is((await pull('replay/kept', '1')).status, 200);
+  t.is((await pull('replay/dropped', '1')).status, 200);
+  t.is((await pull('replay/unsigned', '1')).status, 403);
+  const configFile = join(work, 'replay-config.yaml');
+  writeFileSync(
+    configFile,
+    stringify({
+      upstreams: [{ host: REG, url: registry.url, insecure: true }],
+      store: { sqlite: { path: join(proxy.dir, 'state.db') } },
+      policy: { file: join(proxy.dir, 'policy.yaml') },
+    }),
+  );
+  const candidate = join(work, 'candidate.yaml');
+  writeFileSync(
+    candidate,
+    stringify({
+      apiVersion: 'pullgate.dev/v1',
+      kind: 'Policy',
+      attestors: { ci: { keys: [{ file: join(work, 'keys', 'ci.pub') }] } },
+      allowlist: [`${REG}/replay/unsigned:*`],
+      defaultRule: { evaluationMode: 'requireAttestation', requireAttestors: ['ci'] },
+      rules: [{ match: `${REG}/replay/dropped`, evaluationMode: 'alwaysDeny' }],
+    }),
+  );
+  const r = await cli(['policy', 'test', candidate, '--replay', '1h', '--config', configFile, '--json']);
+  t.is(r.code, 1, r.stderr);
+  const result = JSON.parse(r.stdout) as { newlyDenied: { image: string }[]; newlyAllowed: { image: string }[] };
+  t.true(result.newlyDenied.some((c) => c.image.includes(dropped.digest)));
+  t.false(result.newlyDenied.some((c) => c.image.includes(kept.digest)));
+  t.true(result.newlyAllowed.some((c) => c.image.includes(unsigned.digest)));
+});
+
+test('drift resolve and revalidate report from the command line', async (t) => {
+  const first = await pushNew('verdict/cli-drift', '1', true);
+  t.is((await pull('verdict/cli-drift', '1')).digest, first.digest);
+  await pushNew('verdict/cli-drift', '1', true);
+  await pull('verdict/cli-drift', '1');
+  const open = await waitFor(
+    async () => {
+      const d = ((await admin('GET', '/api/v1/drift')).body.drift as { id: number; repository: string }[]).find(
+        (x) => x.repository === 'verdict/cli-drift',
+      );
+      return d;
+    },
+    { timeoutMs: 5_000, what: 'drift recorded' },
+  );
+  const admin_ = ['--admin-url', proxy.proxy.adminUrl!, '--token', OPS];
+  const resolved = await cli(['drift', 'resolve', String(open.id), '--reason', 'checked with the team', ...admin_]);
+  t.is(resolved.code, 0, resolved.stderr);
+  const records = (await admin('GET', '/api/v1/audit?kind=drift&image=registry.example.test/verdict/cli-drift')).body
+    .records as { reasons?: string[]; actor: string }[];
+  t.true(records.some((r) => r.actor === 'admin:ops' && r.reasons?.includes('checked with the team')));
+  const report = await cli(['revalidate', 'report', ...admin_]);
+  t.true(report.code === 0 || report.code === 1, report.stderr);
+  t.regex(report.stdout, /re-validation|no re-validation has run yet/);
+});
