@@ -182,8 +182,9 @@ test('serve reloads the policy on SIGHUP and when the file changes; an invalid e
         () => undefined,
       )
     )?.status;
+  // Starting a process takes seconds on a loaded 2-core machine; the reload checks below stay tight.
   await waitFor(async () => (await status()) === 403 || undefined, {
-    timeoutMs: 15_000,
+    timeoutMs: 60_000,
     intervalMs: 100,
     what: 'the proxy serving with the deny-all policy',
   });
