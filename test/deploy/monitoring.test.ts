@@ -53,6 +53,7 @@ test('alert rules: every rule has an expression, a severity, a summary and a des
   t.true(rules.length >= 7);
   const names = new Set(rules.map((r) => r.alert));
   for (const alert of [
+    'PullgateStoreDown',
     'PullgateDenySpike',
     'PullgateStaleServes',
     'PullgateTagDrift',
