@@ -1,4 +1,5 @@
 // The composition root: builds the proxy from a Config and runs its listeners.
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
@@ -45,15 +46,22 @@ interface Listener {
   url: string;
 }
 
-async function listen(
-  app: Express,
-  host: string,
-  port: number,
-  tls?: { cert: string; key: string },
-): Promise<Listener> {
-  const server: Server = tls
-    ? createHttpsServer({ cert: readFileSync(tls.cert), key: readFileSync(tls.key) }, app)
-    : createHttpServer(app);
+interface TlsMaterial {
+  cert: Buffer;
+  key: Buffer;
+  /** The first certificate's notAfter: the one served. */
+  notAfter: Date;
+}
+
+/** Reads the certificate and key files; throws when the certificate does not parse. */
+function readTls(files: { cert: string; key: string }): TlsMaterial {
+  const cert = readFileSync(files.cert);
+  const key = readFileSync(files.key);
+  return { cert, key, notAfter: new X509Certificate(cert).validToDate };
+}
+
+async function listen(app: Express, host: string, port: number, tls?: TlsMaterial): Promise<Listener> {
+  const server: Server = tls ? createHttpsServer({ cert: tls.cert, key: tls.key }, app) : createHttpServer(app);
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -89,6 +97,7 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
     () => gate?.invalidate(),
     // Every reload that changed the policy or failed to, whatever asked for it, is on record.
     (r) => {
+      metrics.policyReloaded(r.ok ? (r.changed ? 'changed' : 'unchanged') : 'failed');
       if (!r.changed && r.ok) return;
       store
         ?.appendAudit({
@@ -112,6 +121,7 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
     storeHealth.onChange((up) => metrics.storeUp.set(up ? 1 : 0)),
     storeHealth.onFault((kind) => metrics.storeErrors.inc({ kind })),
   ];
+  metrics.policyReloadOk.set(1); // the policy loaded at start
   const revocations = new Revocations(store);
   const upstreams = new Upstreams(config, metrics);
   const decider = new Decider({ policy: () => policy.current, cache: config.cache, logger, metrics });
@@ -176,7 +186,9 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
     config.listen.tlsCert && config.listen.tlsKey
       ? { cert: config.listen.tlsCert, key: config.listen.tlsKey }
       : undefined;
-  const main = await listen(app, config.listen.host, config.listen.port, tls);
+  const tlsMaterial = tls ? readTls(tls) : undefined;
+  if (tlsMaterial) metrics.tlsCertificateExpiry.set(tlsMaterial.notAfter.getTime() / 1000);
+  const main = await listen(app, config.listen.host, config.listen.port, tlsMaterial);
   const admin =
     config.admin.identities.length > 0
       ? await listen(
@@ -187,6 +199,7 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
             canonical: (h) => upstreams.canonical(h),
             explain: (repo, reference) => (gate as PolicyGate).explain(repo, reference),
             revalidator,
+            defaultUpstream: upstreams.defaultUpstream,
             reloadPolicy: (actor) => policy.reload(actor),
           }),
           config.admin.host,
@@ -217,8 +230,10 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
     reloadTls() {
       if (!tls) return;
       try {
-        (main.server as HttpsServer).setSecureContext({ cert: readFileSync(tls.cert), key: readFileSync(tls.key) });
-        logger.info({ cert: tls.cert }, 'TLS certificate reloaded');
+        const next = readTls(tls);
+        (main.server as HttpsServer).setSecureContext({ cert: next.cert, key: next.key });
+        metrics.tlsCertificateExpiry.set(next.notAfter.getTime() / 1000);
+        logger.info({ cert: tls.cert, notAfter: next.notAfter }, 'TLS certificate reloaded');
       } catch (err) {
         logger.error(
           { cert: tls.cert, error: (err as Error).message },

@@ -7,9 +7,10 @@ import type { RevalidationReport } from '../gate/revalidate.ts';
 import type { Explanation, Repo } from '../gate/types.ts';
 import { RegistryError } from '../oci/errors.ts';
 import { httpStatus } from '../proxy/http-errors.ts';
-import { parseDigest, parseImageName } from '../oci/reference.ts';
+import { parseDigest } from '../oci/reference.ts';
 import type { Logger } from '../ops/log.ts';
-import { AUDIT_KINDS, type AuditKind, type AuditQuery, type Store } from '../store/types.ts';
+import { AUDIT_KINDS, type AuditKind, type AuditQuery, type AuditRecord, type Store } from '../store/types.ts';
+import { resolveImage, resolveImageFilter } from './image-name.ts';
 
 export interface AdminDeps {
   store: Store;
@@ -22,10 +23,14 @@ export interface AdminDeps {
   explain(repo: Repo, reference: string): Promise<Explanation>;
   /** Re-validation of recently served digests: its last report, and a run on demand. */
   revalidator: { last: RevalidationReport | undefined; run(): Promise<RevalidationReport> };
+  /** The upstream of image names that name no registry, as for pulls. */
+  defaultUpstream?: string | undefined;
   /** Reloads the policy file; `actor` is who asked (audited with the reload). */
   reloadPolicy(actor: string): { ok: boolean; changed: boolean; error?: string };
 }
 
+/** What `why` looks for: the records of a verdict on a pull. */
+const DECISION_KINDS: readonly AuditKind[] = ['allow', 'deny', 'dryrun-deny', 'grant-use', 'stale-serve'];
 const DURATION_RE = /^(\d+)(s|m|h|d)$/;
 const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
 const MAX_GRANT_SECONDS = 30 * 86400;
@@ -91,12 +96,11 @@ export function createAdminApp(deps: AdminDeps): express.Express {
   app.use(express.json({ limit: BODY_LIMIT }));
 
   const actorOf = (req: Request): string => (req.res?.locals as { actor: string }).actor;
-  const image = (v: unknown) => {
-    const parsed = parseImageName(text(v, 'image'));
-    if (typeof parsed === 'string') throw bad(parsed);
-    const upstream = deps.canonical(parsed.registry);
-    if (!upstream) throw bad(`registry "${parsed.registry}" is not an allowlisted upstream`);
-    return { ...parsed, upstream };
+  const names = { canonical: (h: string) => deps.canonical(h), defaultUpstream: deps.defaultUpstream };
+  const image = (v: unknown, what = 'image') => {
+    const resolved = resolveImage(text(v, what), names);
+    if (typeof resolved === 'string') throw bad(`${what}: ${resolved}`);
+    return resolved;
   };
   const wrap =
     (fn: (req: Request, res: Response) => Promise<unknown>) => (req: Request, res: Response, next: NextFunction) => {
@@ -238,7 +242,7 @@ export function createAdminApp(deps: AdminDeps): express.Express {
       let scope: { digest: string } | { upstream: string; repository: string };
       if (body.digest !== undefined) scope = { digest: digest(body.digest) };
       else {
-        const img = image(body.repository);
+        const img = image(body.repository, 'repository');
         if (img.tag || img.digest) throw bad('repository must be registry/repository without a tag or digest');
         scope = { upstream: img.upstream, repository: img.repository };
       }
@@ -281,10 +285,26 @@ export function createAdminApp(deps: AdminDeps): express.Express {
       const q = req.query;
       const query: AuditQuery = {};
       if (typeof q.digest === 'string') query.digest = digest(q.digest);
-      if (typeof q.image === 'string') query.image = q.image;
+      if (typeof q.image === 'string') {
+        const filter = resolveImageFilter(text(q.image, 'image'), names);
+        if (typeof filter === 'string') throw bad(`image: ${filter}`);
+        if ('prefix' in filter) query.image = filter.prefix;
+        else {
+          query.upstream = filter.upstream;
+          query.repository = filter.repository;
+          if (filter.tag) query.tag = filter.tag;
+          if (filter.digest) {
+            if (query.digest && query.digest !== filter.digest) throw bad('image names another digest than digest');
+            query.digest = filter.digest;
+          }
+        }
+      }
       if (typeof q.kind === 'string') {
-        if (!AUDIT_KINDS.includes(q.kind as AuditKind)) throw bad(`kind must be one of ${AUDIT_KINDS.join(', ')}`);
-        query.kind = q.kind as AuditKind;
+        // one kind, or several separated by commas
+        const kinds = q.kind.split(',');
+        const unknown = kinds.find((k) => !AUDIT_KINDS.includes(k as AuditKind));
+        if (unknown !== undefined) throw bad(`kind "${unknown}" is not one of ${AUDIT_KINDS.join(', ')}`);
+        query.kinds = kinds as AuditKind[];
       }
       for (const key of ['since', 'until'] as const) {
         const v = q[key];
@@ -299,6 +319,40 @@ export function createAdminApp(deps: AdminDeps): express.Express {
       return { records: await store.queryAudit(query) };
     }),
   );
+  /**
+   * The latest verdict recorded for an image, with what else decides what it gets now: the pin of
+   * its tag (a tag is served at its pinned digest) and a revocation of that digest (revoked hits are
+   * refused before policy and leave no decision record).
+   */
+  app.get(
+    '/api/v1/why',
+    wrap(async (req) => {
+      const img = image(req.query.image);
+      const pin = img.tag ? await store.getPin(img.upstream, img.repository, img.tag) : undefined;
+      const base = { upstream: img.upstream, repository: img.repository, kinds: [...DECISION_KINDS], limit: 1 };
+      const servedDigest = img.digest ?? pin?.digest;
+      let decision: AuditRecord | undefined;
+      // The digest a tag is served at decides; its verdict may have been recorded for another tag.
+      if (servedDigest) [decision] = await store.queryAudit({ ...base, digest: servedDigest });
+      if (!decision && !img.digest)
+        [decision] = await store.queryAudit({ ...base, ...(img.tag ? { tag: img.tag } : {}) });
+      const revokedDigest = servedDigest ?? decision?.digest;
+      const revocation = revokedDigest ? await store.getRevocation(revokedDigest) : undefined;
+      const drift = img.tag
+        ? (await store.listDrift({ unresolvedOnly: true })).filter(
+            (d) => d.upstream === img.upstream && d.repository === img.repository && d.tag === img.tag,
+          )
+        : [];
+      return {
+        image: img,
+        ...(decision ? { decision } : {}),
+        ...(pin ? { pin } : {}),
+        ...(revocation ? { revocation } : {}),
+        drift,
+      };
+    }),
+  );
+
   app.get(
     '/api/v1/audit/verify',
     wrap(async () => store.verifyAudit()),

@@ -4,7 +4,6 @@
 // prints what would change: newly denied and newly allowed, with the candidate's reasons. Runs
 // beside a live proxy: the store is only read. Exit 0 when nothing would be newly denied, 1 when
 // something would, 2 on errors.
-import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/load.ts';
 import { Decider, type Decision } from '../gate/decider.ts';
 import { registryEvidenceSource } from '../gate/evidence-source.ts';
@@ -16,6 +15,8 @@ import { EMBEDDED_POLICY, loadPolicyFile, parsePolicy, type CompiledPolicy } fro
 import type { ImageRef } from '../policy/types.ts';
 import { openStore } from '../store/open.ts';
 import type { Store } from '../store/types.ts';
+import { UsageError, type Values } from './args.ts';
+import type { Command } from './command.ts';
 import type { Output } from './output.ts';
 
 const DECISION_KINDS = ['allow', 'deny', 'dryrun-deny', 'grant-use', 'stale-serve'] as const;
@@ -29,32 +30,34 @@ export interface Change {
   reasons: string[];
 }
 
-export async function policyTest(args: string[], out: Output): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    strict: true,
+export const policyTest: Command = {
+  spec: {
+    name: 'policy test',
+    args: ['CANDIDATE'],
+    summary: 'what a candidate policy would change for the images pulled lately; exit 1 if any would be newly denied',
     options: {
-      config: { type: 'string', short: 'c' },
-      replay: { type: 'string' },
-      limit: { type: 'string' },
-      json: { type: 'boolean' },
+      replay: { type: 'string', value: 'DURATION', help: 'the window of pulls to replay (7d, 12h)', required: true },
+      limit: { type: 'string', value: 'N', help: 'the most images judged (default 500)' },
+      config: {
+        type: 'string',
+        short: 'c',
+        value: 'FILE',
+        help: 'the configuration (store, upstreams, the policy in force)',
+      },
+      json: { type: 'boolean', help: 'print JSON' },
     },
-  });
-  const [candidateFile] = positionals;
-  const window = values.replay === undefined ? undefined : parseDuration(values.replay);
-  if (!candidateFile || window === undefined) {
-    out.err(
-      'usage: pullgate policy test CANDIDATE.yaml --replay DURATION (e.g. 7d) [--limit N] [--config FILE] [--json]\n',
-    );
-    return 2;
-  }
+    notes: ['the store is only read; evidence is fetched again from the allowlisted upstreams.'],
+  },
+  run: (values, [candidate], out) => replay(values, candidate ?? '', out),
+};
+
+async function replay(values: Values, candidateFile: string, out: Output): Promise<number> {
+  const window = parseDuration(String(values.replay));
+  if (window === undefined) throw new UsageError(`--replay ${String(values.replay)} is not a duration like 7d or 12h`);
   const limit = values.limit === undefined ? 500 : Number(values.limit);
-  if (!Number.isSafeInteger(limit) || limit < 1) {
-    out.err(`pullgate policy test: --limit must be a positive whole number, got ${values.limit}\n`);
-    return 2;
-  }
-  const config = loadConfig(values.config);
+  if (!Number.isSafeInteger(limit) || limit < 1)
+    throw new UsageError(`--limit must be a positive whole number, got ${String(values.limit)}`);
+  const config = loadConfig(values.config as string | undefined);
   const current = config.policyFile
     ? loadPolicyFile(config.policyFile)
     : parsePolicy(EMBEDDED_POLICY, { file: '<embedded policy>', baseDir: process.cwd() });
@@ -63,7 +66,9 @@ export async function policyTest(args: string[], out: Output): Promise<number> {
   const upstreams = new Upstreams(config);
   try {
     const images = await pulledSince(store, new Date(Date.now() - window), limit);
-    out.err(`replaying ${images.length} images pulled in the last ${values.replay} against ${candidateFile}…\n`);
+    out.err(
+      `replaying ${images.length} images pulled in the last ${String(values.replay)} against ${candidateFile}…\n`,
+    );
     const judge = (policy: CompiledPolicy) =>
       new Decider({
         policy: () => policy,

@@ -1,16 +1,9 @@
 // Admin commands for re-validation and the drift lifecycle: `revalidate report|run`,
 // `drift resolve ID --reason TEXT`.
-import { parseArgs } from 'node:util';
 import type { RevalidationReport } from '../gate/revalidate.ts';
-import { clientOf } from './admin-commands.ts';
-import { table, type Output } from './output.ts';
-
-const COMMON = {
-  config: { type: 'string', short: 'c' },
-  'admin-url': { type: 'string' },
-  token: { type: 'string' },
-  json: { type: 'boolean' },
-} as const;
+import { admin } from './admin-commands.ts';
+import type { Command } from './command.ts';
+import { table } from './output.ts';
 
 function render(report: RevalidationReport | null): string {
   if (!report) return 'no re-validation has run yet on this replica (pullgate revalidate run starts one)\n';
@@ -23,33 +16,44 @@ function render(report: RevalidationReport | null): string {
   ].join('\n');
 }
 
-async function revalidate(args: string[], out: Output, method: 'GET' | 'POST'): Promise<number> {
-  const { values } = parseArgs({ args, options: COMMON, strict: true });
-  const { report } = await clientOf(values).call<{ report: RevalidationReport | null }>(method, '/api/v1/revalidation');
-  out.result(values.json, report, () => render(report));
-  return report && report.denied.length > 0 ? 1 : 0;
-}
-
-export const revalidateReport = (args: string[], out: Output) => revalidate(args, out, 'GET');
-export const revalidateRun = (args: string[], out: Output) => revalidate(args, out, 'POST');
-
-export async function driftResolve(args: string[], out: Output): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    strict: true,
-    options: { ...COMMON, reason: { type: 'string' } },
+function revalidate(name: string, method: 'GET' | 'POST', summary: string): Command {
+  return admin({ name, args: [], summary }, async (v, _p, client, out) => {
+    const { report } = await client.call<{ report: RevalidationReport | null }>(method, '/api/v1/revalidation');
+    out.result(v.json, report, () => render(report));
+    return report && report.denied.length > 0 ? 1 : 0;
   });
-  const [id] = positionals;
-  if (!id || !values.reason) {
-    out.err('usage: pullgate drift resolve ID --reason TEXT\n');
-    return 2;
-  }
-  const { drift } = await clientOf(values).call<{ drift: { id: number; resolved: boolean } }>(
-    'POST',
-    `/api/v1/drift/${encodeURIComponent(id)}/resolve`,
-    { reason: values.reason },
-  );
-  out.result(values.json, drift, () => `drift record ${drift.id} resolved\n`);
-  return 0;
 }
+
+const driftResolve = admin(
+  {
+    name: 'drift resolve',
+    args: ['ID'],
+    summary: 'close a drift record by hand, with the reason',
+    options: { reason: { type: 'string', value: 'TEXT', help: 'why (goes into the audit trail)', required: true } },
+  },
+  async (v, [id], client, out) => {
+    const { drift } = await client.call<{ drift: { id: number } }>(
+      'POST',
+      `/api/v1/drift/${encodeURIComponent(id ?? '')}/resolve`,
+      {
+        reason: v.reason,
+      },
+    );
+    out.result(v.json, drift, () => `drift record ${drift.id} resolved\n`);
+    return 0;
+  },
+);
+
+export const VERDICT_COMMANDS: Command[] = [
+  driftResolve,
+  revalidate(
+    'revalidate report',
+    'GET',
+    'the last re-validation run: digests served lately that would now be denied; exit 1 if any',
+  ),
+  revalidate(
+    'revalidate run',
+    'POST',
+    'judge every digest served lately again now, with fresh evidence; exit 1 if any would be denied',
+  ),
+];

@@ -5,6 +5,8 @@ import { dirname, join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { RevalidateConfig } from '../gate/revalidate.ts';
 import type { AdminIdentity, Config, StoreConfig, TimeoutsConfig, UpstreamConfig } from './types.ts';
+import { parseListenAddress } from './listen.ts';
+import { placeholderMarker } from './placeholder.ts';
 import { ConfigError, Node } from './reader.ts';
 import { STORE_PROBE_INTERVAL_MS } from '../store/health.ts';
 import { POSTGRES_DEFAULTS } from '../store/postgres.ts';
@@ -29,9 +31,26 @@ const DEFAULT_BLOB_CACHE_BYTES = 10 * 1024 ** 3;
 
 const DEFAULT_TIMEOUTS: TimeoutsConfig = { connectMs: 5_000, headersMs: 30_000, bodyMs: 60_000 };
 
+export interface LoadOptions {
+  /** Refuse secrets that are placeholders (REPLACE-…, change-me, …): what `pullgate serve` does. */
+  refusePlaceholders?: boolean;
+}
+
+/** A secret as read, with where it came from. */
+interface ReadSecret {
+  node: Node;
+  value: string;
+  /** The environment variable it came from, if any. */
+  envName?: string;
+}
+
 /** Loads a config file, or the embedded defaults when `file` is undefined. */
-export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): Config {
-  if (file === undefined) return buildConfig(new Node('<embedded defaults>', '', {}), process.cwd(), env);
+export function loadConfig(
+  file: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+  opts: LoadOptions = {},
+): Config {
+  if (file === undefined) return buildConfig(new Node('<embedded defaults>', '', {}), process.cwd(), env, opts);
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -44,10 +63,41 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = pr
   } catch (err) {
     throw new ConfigError(file, '', `not valid YAML: ${(err as Error).message}`);
   }
-  return buildConfig(new Node(file, '', doc), dirname(resolve(file)), env);
+  return buildConfig(new Node(file, '', doc), dirname(resolve(file)), env, opts);
 }
 
-function buildConfig(root: Node, baseDir: string, env: NodeJS.ProcessEnv): Config {
+/** Node.secret, remembering where the value came from for the placeholder check. */
+function secret(
+  parent: { get(key: string): Node },
+  key: string,
+  env: NodeJS.ProcessEnv,
+  secrets: ReadSecret[],
+  fallbackEnv?: string,
+): string | undefined {
+  let value = Node.secret(parent, key, env);
+  let from = parent.get(`${key}Env`).optionalString();
+  if (value === undefined && fallbackEnv !== undefined && env[fallbackEnv] !== undefined && env[fallbackEnv] !== '') {
+    value = env[fallbackEnv];
+    from = fallbackEnv;
+  }
+  if (value !== undefined)
+    secrets.push({ node: parent.get(key), value, ...(from !== undefined ? { envName: from } : {}) });
+  return value;
+}
+
+function refusePlaceholders(secrets: ReadSecret[]): void {
+  for (const { node, value, envName } of secrets) {
+    const marker = placeholderMarker(value);
+    if (marker === undefined) continue;
+    const where = envName ? `the value of environment variable ${envName}` : 'the value';
+    node.fail(
+      `${where} is a placeholder (it contains "${marker}"), not a secret: put the real value in${envName ? ` ${envName} (in Kubernetes: the pullgate-secrets Secret)` : ''}; for a token, generate one with: openssl rand -hex 32`,
+    );
+  }
+}
+
+function buildConfig(root: Node, baseDir: string, env: NodeJS.ProcessEnv, opts: LoadOptions): Config {
+  const secrets: ReadSecret[] = [];
   const top = root.object([
     'listen',
     'admin',
@@ -72,9 +122,13 @@ function buildConfig(root: Node, baseDir: string, env: NodeJS.ProcessEnv): Confi
     tls.get(tlsCert ? 'key' : 'cert').fail('tls needs both cert and key');
 
   const admin = top.get('admin').object(['host', 'port', 'token', 'tokenEnv', 'tokens']);
-  const adminToken = Node.secret(admin, 'token', env) ?? env.PULLGATE_ADMIN_TOKEN;
-  if (adminToken !== undefined && adminToken.length < 16) admin.get('token').fail('must be at least 16 characters');
-  const identities = readAdminIdentities(admin.get('tokens'), env);
+  const adminToken = secret(admin, 'token', env, secrets, 'PULLGATE_ADMIN_TOKEN');
+  const tokenEnv = adminToken === undefined ? undefined : secrets.at(-1)?.envName;
+  if (adminToken !== undefined && adminToken.length < 16)
+    admin
+      .get('token')
+      .fail(`must be at least 16 characters${tokenEnv ? ` (the value of environment variable ${tokenEnv})` : ''}`);
+  const identities = readAdminIdentities(admin.get('tokens'), env, secrets);
   if (adminToken !== undefined) {
     if (identities.some((i) => i.name === 'admin'))
       admin.get('token').fail('admin.tokens already names an identity "admin"');
@@ -83,7 +137,7 @@ function buildConfig(root: Node, baseDir: string, env: NodeJS.ProcessEnv): Confi
 
   const upstreamNodes = top.get('upstreams');
   const upstreams = upstreamNodes.present
-    ? upstreamNodes.list().map((n) => readUpstream(n, env, path))
+    ? upstreamNodes.list().map((n) => readUpstream(n, env, path, secrets))
     : DEFAULT_UPSTREAMS.map((u) => ({
         host: u.host,
         url: u.url,
@@ -110,7 +164,7 @@ function buildConfig(root: Node, baseDir: string, env: NodeJS.ProcessEnv): Confi
   const policyFile = policy.get('file').optionalString();
   const cache = top.get('cache').object(['maxEntries', 'allowTtlSeconds', 'denyTtlSeconds', 'blobs']);
   const blobs = cache.get('blobs').object(['path', 'maxBytes']);
-  const store = readStore(top.get('store'), env, path);
+  const store = readStore(top.get('store'), env, path, secrets);
   // The embedded default keeps blobs beside the SQLite state; with PostgreSQL, under ./data.
   const blobsDefault = store.kind === 'sqlite' ? join(dirname(store.path), 'blobs') : path('data/blobs');
   const log = top.get('log').object(['level']);
@@ -149,6 +203,15 @@ function buildConfig(root: Node, baseDir: string, env: NodeJS.ProcessEnv): Confi
   };
   if (defaultUpstream !== undefined) config.defaultUpstream = defaultUpstream;
   if (policyFile !== undefined) config.policyFile = path(policyFile);
+  const listenEnv = env.PULLGATE_LISTEN;
+  if (listenEnv !== undefined && listenEnv !== '') {
+    const address = parseListenAddress(listenEnv);
+    if (typeof address === 'string')
+      throw new ConfigError('environment', 'PULLGATE_LISTEN', `${address}; it overrides listen.host and listen.port`);
+    config.listen.host = address.host;
+    config.listen.port = address.port;
+  }
+  if (opts.refusePlaceholders) refusePlaceholders(secrets);
   return config;
 }
 
@@ -163,13 +226,13 @@ function readRevalidate(n: Node): RevalidateConfig {
 }
 
 /** `admin.tokens`: each `{name, token | tokenEnv, readOnly}`; names and tokens unique. */
-function readAdminIdentities(n: Node, env: NodeJS.ProcessEnv): AdminIdentity[] {
+function readAdminIdentities(n: Node, env: NodeJS.ProcessEnv, secrets: ReadSecret[]): AdminIdentity[] {
   const identities: AdminIdentity[] = [];
   for (const item of n.list()) {
     const t = item.object(['name', 'token', 'tokenEnv', 'readOnly']);
     const name = t.get('name').string();
     if (!/^[\w.@-]{1,64}$/.test(name)) t.get('name').fail('must be 1-64 letters, digits, ".", "_", "-" or "@"');
-    const token = Node.secret(t, 'token', env) ?? t.get('token').fail('a token is required (token or tokenEnv)');
+    const token = secret(t, 'token', env, secrets) ?? t.get('token').fail('a token is required (token or tokenEnv)');
     if (token.length < 16) t.get('token').fail('must be at least 16 characters');
     if (identities.some((i) => i.name === name)) t.get('name').fail(`"${name}" is named twice`);
     if (identities.some((i) => i.token === token)) t.get('token').fail('is the token of another identity');
@@ -178,7 +241,12 @@ function readAdminIdentities(n: Node, env: NodeJS.ProcessEnv): AdminIdentity[] {
   return identities;
 }
 
-function readUpstream(n: Node, env: NodeJS.ProcessEnv, path: (p: string) => string): UpstreamConfig {
+function readUpstream(
+  n: Node,
+  env: NodeJS.ProcessEnv,
+  path: (p: string) => string,
+  secrets: ReadSecret[],
+): UpstreamConfig {
   const u = n.object([
     'host',
     'url',
@@ -210,8 +278,8 @@ function readUpstream(n: Node, env: NodeJS.ProcessEnv, path: (p: string) => stri
   }
   if (url.pathname !== '/' || url.search || url.username)
     u.get('url').fail('must be a bare origin like https://registry.example (no path, query or credentials)');
-  const username = Node.secret(u, 'username', env);
-  const password = Node.secret(u, 'password', env);
+  const username = secret(u, 'username', env, secrets);
+  const password = secret(u, 'password', env, secrets);
   if ((username === undefined) !== (password === undefined))
     u.get(username ? 'password' : 'username').fail('username and password go together');
   const t = u.get('timeouts').object(['connectMs', 'headersMs', 'bodyMs']);
@@ -231,7 +299,7 @@ function readUpstream(n: Node, env: NodeJS.ProcessEnv, path: (p: string) => stri
   };
 }
 
-function readStore(n: Node, env: NodeJS.ProcessEnv, path: (p: string) => string): StoreConfig {
+function readStore(n: Node, env: NodeJS.ProcessEnv, path: (p: string) => string, secrets: ReadSecret[]): StoreConfig {
   const s = n.object(['sqlite', 'postgres', 'probeIntervalMs']);
   const probeIntervalMs = s.get('probeIntervalMs').integer(STORE_PROBE_INTERVAL_MS, 100, 600_000);
   const pg = s.get('postgres');
@@ -246,7 +314,7 @@ function readStore(n: Node, env: NodeJS.ProcessEnv, path: (p: string) => string)
       'connectTimeoutMs',
       'poolSize',
     ]);
-    const url = Node.secret(p, 'url', env) ?? env.PULLGATE_POSTGRES_URL;
+    const url = secret(p, 'url', env, secrets, 'PULLGATE_POSTGRES_URL');
     if (!url) return p.get('url').fail('a PostgreSQL URL is required (url, urlEnv or PULLGATE_POSTGRES_URL)');
     const schema = p.get('schema').string('pullgate');
     if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) p.get('schema').fail('must be a lowercase SQL identifier');

@@ -122,9 +122,32 @@ export class Metrics implements ClientObserver, BlobStoreObserver {
     help: 'The blob cache size limit (cache.blobs.maxBytes)',
     registers: [this.registry],
   });
+  readonly policyReloads = new Counter({
+    name: 'pullgate_policy_reloads_total',
+    help: 'Policy reloads by result: changed, unchanged, failed (the previous policy stays in force)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly policyReloadOk = new Gauge({
+    name: 'pullgate_policy_last_reload_success',
+    help: '1 when the last policy load or reload succeeded; 0 when it failed and the previous policy stays in force',
+    registers: [this.registry],
+  });
+  readonly tlsCertificateExpiry = new Gauge({
+    name: 'pullgate_tls_certificate_expiry_timestamp_seconds',
+    help: 'When the serving TLS certificate (the first in the cert file) expires, as Unix time; absent without TLS',
+    registers: [this.registry],
+  });
 
   constructor(opts: { processMetrics?: boolean } = {}) {
     if (opts.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'pullgate_' });
+    // Every result from the start, so that rate() and increase() see the first reload.
+    for (const result of ['changed', 'unchanged', 'failed']) this.policyReloads.inc({ result }, 0);
+  }
+
+  policyReloaded(result: 'changed' | 'unchanged' | 'failed'): void {
+    this.policyReloads.inc({ result });
+    this.policyReloadOk.set(result === 'failed' ? 0 : 1);
   }
 
   deniedPull(image: string): void {

@@ -28,7 +28,7 @@ const DOCKER_HUB = 'docker.io';
 const ENDPOINT_RE = /^(.+?)\/(?:manifests\/([^/]+)|blobs\/([^/]+)|(tags)\/list|referrers\/([^/]+))$/;
 
 /** Looks like a registry host (has a dot or a port, or is localhost) rather than a repository component. */
-function looksLikeHost(component: string): boolean {
+export function looksLikeHost(component: string): boolean {
   return component.includes('.') || component.includes(':') || component === 'localhost';
 }
 

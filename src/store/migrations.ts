@@ -1,5 +1,7 @@
 // Schema versions, applied in order at start; each runs once per database, recorded in
-// schema_migrations. Never edit a released version: add the next one.
+// schema_migrations. Never edit a released version: add the next one. A version only adds
+// (tables, columns with defaults, indexes), so replicas of the previous release keep working
+// against the migrated schema during a rolling upgrade (docs/deploy.md, upgrades).
 import { GENESIS } from './audit-chain.ts';
 import type { Db } from './db.ts';
 
@@ -50,7 +52,27 @@ export function migrations(dialect: 'sqlite' | 'postgres'): string[][] {
   ];
 }
 
-/** Applies pending migrations; concurrent starts of several replicas serialise on the exclusive lock. */
+/** A database this pullgate must not use: its schema is newer than the migrations it knows. */
+export class SchemaTooNewError extends Error {
+  override name = 'SchemaTooNewError';
+  readonly version: number;
+  readonly known: number;
+  constructor(version: number, known: number) {
+    super(
+      `the database schema is at version ${version}, newer than this pullgate knows (${known}): a newer pullgate migrated it. ` +
+        'Run that version (or newer), or restore the backup taken before the upgrade; an older pullgate never runs on a newer schema (docs/deploy.md, upgrades)',
+    );
+    this.version = version;
+    this.known = known;
+  }
+}
+
+/**
+ * Applies pending migrations; concurrent starts of several replicas serialise on the exclusive
+ * lock. Refuses a schema newer than it knows (SchemaTooNewError): the newer pullgate may have
+ * changed what tables mean, and an older one writing to them could break the pins, the
+ * revocations or the audit chain for every replica.
+ */
 export async function migrate(db: Db): Promise<void> {
   const steps = migrations(db.dialect);
   await db.transaction(
@@ -59,6 +81,8 @@ export async function migrate(db: Db): Promise<void> {
         'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)',
       );
       const done = new Set((await tx.query('SELECT version FROM schema_migrations')).map((r) => Number(r.version)));
+      const newest = Math.max(0, ...done);
+      if (newest > steps.length) throw new SchemaTooNewError(newest, steps.length);
       for (const [i, statements] of steps.entries()) {
         const version = i + 1;
         if (done.has(version)) continue;

@@ -690,9 +690,21 @@ export class SqlStore implements Store {
       where.push(`(upstream || '/' || repository) LIKE ? ESCAPE '\\'`);
       params.push(likePrefix(q.image));
     }
+    for (const key of ['upstream', 'repository', 'tag'] as const) {
+      const v = q[key];
+      if (v !== undefined) {
+        where.push(`${key} = ?`);
+        params.push(v);
+      }
+    }
     if (q.kind) {
       where.push('kind = ?');
       params.push(q.kind);
+    }
+    if (q.kinds) {
+      // An empty list matches nothing, as "any of no kinds" should.
+      where.push(q.kinds.length ? `kind IN (${q.kinds.map(() => '?').join(', ')})` : '1 = 0');
+      params.push(...q.kinds);
     }
     if (q.since) {
       where.push('at >= ?');

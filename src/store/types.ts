@@ -125,7 +125,13 @@ export interface AuditRecord extends AuditInput {
 export interface AuditQuery {
   digest?: string;
   image?: string /* "upstream/repository" prefix */;
+  /** Exact matches, for one image: its upstream, repository and tag. */
+  upstream?: string;
+  repository?: string;
+  tag?: string;
   kind?: AuditKind;
+  /** Any of these kinds (with `kind`, both apply). */
+  kinds?: AuditKind[];
   since?: Date;
   until?: Date;
   limit?: number /* default 100, max 10000 */;

@@ -3,11 +3,15 @@
 import test from 'ava';
 import { evaluate } from '@marcbachmann/cel-js';
 import { join } from 'node:path';
-import { type Doc, K8S, manifestsIn } from './deploy-files.ts';
+import { type Doc, K8S, kubernetesConfig, manifestsIn, parseFile } from './deploy-files.ts';
+import { SHIPPED_PROXY } from './node-fixture.ts';
 
 const docs = manifestsIn(join(K8S, 'admission')).map((m) => m.doc);
 const policy = docs.find((d) => d.kind === 'ValidatingAdmissionPolicy')!;
 const binding = docs.find((d) => d.kind === 'ValidatingAdmissionPolicyBinding')!;
+const variantDocs = manifestsIn(join(K8S, 'admission/allowlisted-registries')).map((m) => m.doc);
+const variant = variantDocs.find((d) => d.kind === 'ValidatingAdmissionPolicy')!;
+const variantBinding = variantDocs.find((d) => d.kind === 'ValidatingAdmissionPolicyBinding')!;
 const PROXY = 'pullgate.internal:5050/';
 
 interface Admission {
@@ -16,10 +20,10 @@ interface Admission {
 }
 
 /** What the API server decides for `object`: false and the message when a validation fails. */
-function admit(object: Doc): Admission {
+function admit(object: Doc, by: Doc = policy): Admission {
   const variables: Record<string, unknown> = {};
-  for (const v of policy.spec.variables) variables[v.name] = evaluate(v.expression, { object, variables });
-  for (const validation of policy.spec.validations) {
+  for (const v of by.spec.variables) variables[v.name] = evaluate(v.expression, { object, variables });
+  for (const validation of by.spec.validations) {
     if (evaluate(validation.expression, { object, variables }) !== true) {
       return { allowed: false, message: String(evaluate(validation.messageExpression, { object, variables })) };
     }
@@ -134,4 +138,84 @@ test('kubectl debug on an existing pod: the pod with an added ephemeral containe
     spec: { ...pod.spec, ephemeralContainers: [container('debugger', 'docker.io/library/busybox:1.36')] },
   };
   t.false(admit(debugged).allowed);
+});
+
+// The variant that keeps image names: deploy/kubernetes/admission/allowlisted-registries.
+
+test('allowlisted-registries variant: same scope and fail-closed binding as the prefix policy, its own names', (t) => {
+  t.deepEqual(variant.spec.matchConstraints, policy.spec.matchConstraints);
+  t.is(variant.spec.failurePolicy, 'Fail');
+  t.not(variant.metadata.name, policy.metadata.name, 'both can be installed while switching');
+  t.is(variantBinding.spec.policyName, variant.metadata.name);
+  t.deepEqual(variantBinding.spec.validationActions, binding.spec.validationActions);
+  t.deepEqual(variantBinding.spec.matchResources, binding.spec.matchResources);
+  const k = parseFile('kubernetes/admission/allowlisted-registries/kustomization.yaml')[0]!;
+  t.deepEqual(k.resources, ['allowlisted-registries.yaml'], 'the variant alone, not the prefix policy too');
+});
+
+test('allowlisted-registries variant: the allowed registries are the proxy upstreams the node configurations route through it', (t) => {
+  const allowed = evaluate(variant.spec.variables.find((v: Doc) => v.name === 'allowed').expression, {}) as string[];
+  const { config } = kubernetesConfig(t);
+  const upstreams = config.upstreams.map((u) => u.host);
+  t.deepEqual(allowed.filter((r) => r !== SHIPPED_PROXY && r !== 'index.docker.io').sort(), [...upstreams].sort());
+  t.true(allowed.includes(SHIPPED_PROXY), 'images named through the proxy stay allowed');
+  t.true(config.upstreams.find((u) => u.host === 'docker.io')!.aliases.includes('index.docker.io'));
+  const crio = (parseFile('cri-o/registries.conf')[0]!.registry as Doc[]).map((r) => r.prefix);
+  for (const registry of upstreams) {
+    t.truthy(
+      parseFile(`containerd/certs.d/${registry}/hosts.toml`)[0],
+      `${registry}: a containerd folder routes it through the proxy`,
+    );
+    t.true(
+      crio.includes(registry),
+      `${registry}: CRI-O routes it through the proxy (unlisted registries are pulled directly)`,
+    );
+  }
+});
+
+test('allowlisted-registries variant: usual image names from allowed registries are admitted in every workload kind', (t) => {
+  const specs = [
+    podSpec({ containers: ['nginx:1.27', 'library/busybox', 'acme/app:1@sha256:' + 'a'.repeat(64)] }),
+    podSpec({ containers: ['ghcr.io/acme/app:1.4', 'quay.io/x/y:1'], initContainers: ['registry.k8s.io/pause:3.10'] }),
+    podSpec({
+      containers: ['docker.io/library/nginx:1.27', 'index.docker.io/library/nginx'],
+      ephemeralContainers: [`${PROXY}ghcr.io/acme/debug:1`],
+    }),
+  ];
+  for (const spec of specs)
+    for (const object of workloads(spec))
+      t.deepEqual(admit(object, variant), { allowed: true }, `${object.kind}: ${JSON.stringify(spec)}`);
+});
+
+test('allowlisted-registries variant: any other registry, and a template without an image, are refused and named', (t) => {
+  const cases: [Doc, string[]][] = [
+    [podSpec({ containers: ['evil.example/app:1'] }), ['evil.example/app:1']],
+    [
+      podSpec({ containers: ['nginx'], initContainers: ['localhost/x:1', 'localhost:5000/x'] }),
+      ['localhost/x:1', 'localhost:5000/x'],
+    ],
+    [
+      podSpec({ containers: ['nginx'], ephemeralContainers: ['ghcr.io.evil.example/x:1'] }),
+      ['ghcr.io.evil.example/x:1'],
+    ],
+    [podSpec({ containers: ['registry-1.docker.io/library/nginx'] }), ['registry-1.docker.io/library/nginx']],
+    [podSpec({ containers: ['pullgate.internal:5051/docker.io/x'] }), ['pullgate.internal:5051/docker.io/x']],
+    [podSpec({ containers: ['GHCR.IO/acme/app'] }), ['GHCR.IO/acme/app']],
+  ];
+  for (const [spec, bad] of cases) {
+    for (const object of workloads(spec)) {
+      const r = admit(object, variant);
+      t.false(r.allowed, `${object.kind}: ${bad.join(', ')}`);
+      t.regex(
+        r.message ?? '',
+        /^images must come from a registry pulled through pullgate \(docker\.io, index\.docker\.io, ghcr\.io, quay\.io, registry\.k8s\.io, pullgate\.internal:5050\); not: /,
+      );
+      t.true(r.message?.endsWith(`not: ${bad.join(', ')}`), r.message);
+    }
+  }
+  for (const object of workloads({ containers: [container('app')] }).filter((o) => o.kind !== 'Pod')) {
+    const r = admit(object, variant);
+    t.false(r.allowed);
+    t.regex(r.message ?? '', /not: \(no image\)$/);
+  }
 });

@@ -3,6 +3,7 @@
 import test from 'ava';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { loadConfig } from '../../src/config/load.ts';
 import { parsePolicy } from '../../src/policy/load.ts';
 import { lintPolicy } from '../../src/policy/lint.ts';
 import { type Doc, K8S, kubernetesConfig, manifestsIn, parseYamlDocuments } from './deploy-files.ts';
@@ -160,6 +161,21 @@ test('the Secret provides every variable the config reads, and only placeholders
   for (const name of envNames) t.true(name in secret.stringData, `${name} is in the Secret`);
 });
 
+test('pullgate serve refuses the Secret as shipped: its placeholder admin token is named with the fix', (t) => {
+  const { dir, secret: shipped } = kubernetesConfig(t);
+  const env = { ...shipped.stringData };
+  const err = t.throws(() => loadConfig(join(dir, 'pullgate.yaml'), env, { refusePlaceholders: true })) as Error;
+  t.regex(
+    err.message,
+    /admin\.token: the value of environment variable PULLGATE_ADMIN_TOKEN is a placeholder .*pullgate-secrets Secret.*openssl rand -hex 32/,
+  );
+  // with a real token the next placeholder is named, and so on: none of them slips through
+  env.PULLGATE_ADMIN_TOKEN = 'f3b1c9e0a7d2486b9c1e5f0a3d7b2c8e';
+  t.throws(() => loadConfig(join(dir, 'pullgate.yaml'), env, { refusePlaceholders: true }), {
+    message: /upstreams\[0\]\.username: the value of environment variable DOCKERHUB_USERNAME is a placeholder/,
+  });
+});
+
 test('the ConfigMap policy is accepted by the real policy loader and lints clean but for the announced dry run', (t) => {
   const { config, dir } = kubernetesConfig(t);
   const text = configMap.data['policy.yaml'];
@@ -181,6 +197,16 @@ test('service and PDB select the deployment pods; the PDB keeps one serving', (t
   const service = one('Service');
   t.deepEqual(service.spec.selector, podLabels);
   t.is(service.spec.type ?? 'ClusterIP', 'ClusterIP');
+  // a fixed address, so the nodes' name for the proxy survives the Service being recreated
+  t.regex(service.spec.clusterIP, /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/);
+  t.true(
+    String(service.spec.clusterIP)
+      .split('.')
+      .every((o: string) => Number(o) <= 255),
+  );
+  t.deepEqual(service.spec.ipFamilies, ['IPv4'], 'one family: the one address nodes are given');
+  t.is(service.spec.ipFamilyPolicy, 'SingleStack');
+  t.is(service.spec.ports[0].port, 5050, 'the port of the name nodes use (pullgate.internal:5050)');
   const { config } = kubernetesConfig(t);
   t.deepEqual(
     service.spec.ports.map((p: Doc) => containerPort(p.targetPort)),

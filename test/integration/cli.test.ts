@@ -1,7 +1,7 @@
 // The pullgate command line against a real registry and a running proxy.
 import test from 'ava';
-import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +20,7 @@ import {
 import { startTestProxy, type TestProxy } from './proxy-fixture.ts';
 
 const CLI = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const REG = 'registry.example.test';
 const TOKEN = 'cli-admin-token-0123456789';
 const work = mkdtempSync(join(tmpdir(), 'pullgate-cli-'));
@@ -49,6 +50,7 @@ test.before(async () => {
   for (const [repo, signed] of [
     ['demo/signed', true],
     ['demo/unsigned', false],
+    ['demo/other', true],
   ] as const) {
     const image = await buildImage(join(work, repo), '1.0', { seed: repo });
     await pushImage(join(work, repo), '1.0', `${registry.host}/${repo}:1.0`);
@@ -76,6 +78,7 @@ test.before(async () => {
     policy: `apiVersion: pullgate.dev/v1\nkind: Policy\nattestors: {ci: {keys: [{file: ${join(work, 'ci.pub')}}]}}\ndefaultRule: {evaluationMode: requireAttestation, requireAttestors: [ci]}\n`,
     config: {
       upstreams: [{ host: REG, url: registry.url, insecure: true }],
+      defaultUpstream: REG,
       admin: { host: '127.0.0.1', port: 0, token: TOKEN },
     },
   });
@@ -193,8 +196,9 @@ test('serve reloads the policy on SIGHUP and when the file changes; an invalid e
         () => undefined,
       )
     )?.status;
+  // Starting a process takes seconds on a loaded 2-core machine; the reload checks below stay tight.
   await waitFor(async () => (await status()) === 403 || undefined, {
-    timeoutMs: 15_000,
+    timeoutMs: 60_000,
     intervalMs: 100,
     what: 'the proxy serving with the deny-all policy',
   });
@@ -264,4 +268,234 @@ test('cache ls, verify and prune work on the cache directory a config names', as
   t.is((JSON.parse(prune.stdout) as { entries: number }).entries, 0);
   const usage = await cli(['cache', 'prune', '--config', configFile]);
   t.is(usage.code, 2);
+  t.regex(usage.stderr, /^pullgate cache prune: give --max-bytes, --older-than or both\n\nusage: pullgate cache prune/);
+});
+
+test.serial(
+  '--help on commands and subcommands: usage on stdout, exit 0; usage errors: one line and the usage on stderr, exit 2',
+  async (t) => {
+    for (const args of [
+      ['--help'],
+      ['revoke', '--help'],
+      ['grant', 'revoke', '--help'],
+      ['audit', '--help'],
+      ['help', 'why'],
+    ]) {
+      const r = await cli(args);
+      t.is(r.code, 0, args.join(' '));
+      t.regex(r.stdout, /^usage: pullgate /, args.join(' '));
+      t.is(r.stderr, '', args.join(' '));
+    }
+    t.regex((await cli(['revoke', '--help'])).stdout, /--reason TEXT +why; it goes into the audit trail \(required\)/);
+    const bad = await cli(['revoke', '--bogus']);
+    t.is(bad.code, 2);
+    t.is(bad.stdout, '');
+    t.regex(bad.stderr, /^pullgate revoke: unknown option --bogus\n\nusage: pullgate revoke DIGEST --reason TEXT/);
+    const none = await cli([]);
+    t.is(none.code, 2);
+    t.regex(none.stderr, /^pullgate: no command given\n\nusage: pullgate <command>/);
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    t.deepEqual(await cli(['--version']), { code: 0, stdout: `pullgate ${pkg.version}\n`, stderr: '' });
+  },
+);
+
+test.serial(
+  'why, audit query by image with a tag and by age, names without a registry (defaultUpstream)',
+  async (t) => {
+    const env = { PULLGATE_ADMIN_TOKEN: TOKEN, PULLGATE_ADMIN_URL: proxy.proxy.adminUrl! };
+    t.is((await fetch(`${proxy.url}/v2/${REG}/demo/other/manifests/1.0`)).status, 200);
+    t.is((await fetch(`${proxy.url}/v2/${REG}/demo/unsigned/manifests/1.0`)).status, 403);
+
+    const denied = await cli(['why', 'demo/unsigned:1.0'], env);
+    t.is(denied.code, 1, denied.stderr);
+    t.regex(denied.stdout, new RegExp(`^DENIED ${REG}/demo/unsigned:1\\.0@${digests['demo/unsigned']}\\n`));
+    t.regex(denied.stdout, /\n {2}at \S+ \(audit seq \d+\), rule default \(enforce\)\n {2}reason: attestor "ci": /);
+    t.regex(denied.stdout, new RegExp(`pullgate check demo/unsigned:1\\.0\\n$`));
+    const allowed = await cli(['why', `${REG}/demo/other:1.0`], env);
+    t.is(allowed.code, 0, allowed.stderr);
+    t.regex(allowed.stdout, new RegExp(`^ALLOWED ${REG}/demo/other:1\\.0@${digests['demo/other']}\\n`));
+    t.regex(allowed.stdout, new RegExp(`tag pinned to ${digests['demo/other']}`));
+    const unknown = await cli(['why', 'demo/never:1.0'], env);
+    t.is(unknown.code, 1);
+    t.regex(unknown.stdout, new RegExp(`^no decision recorded for ${REG}/demo/never:1\\.0`));
+    const json = JSON.parse((await cli(['why', `${REG}/demo/unsigned:1.0`, '--json'], env)).stdout);
+    t.like(json, {
+      image: { upstream: REG, repository: 'demo/unsigned', tag: '1.0' },
+      decision: { kind: 'deny', rule: 'default' },
+    });
+    const notAllowed = await cli(['why', 'evil.example.test/x:1'], env);
+    t.is(notAllowed.code, 2);
+    t.regex(notAllowed.stderr, /registry "evil\.example\.test" is not an allowlisted upstream/);
+
+    const query = async (...args: string[]) => {
+      const r = await cli(['audit', 'query', ...args, '--json'], env);
+      t.is(r.code, 0, r.stderr);
+      return JSON.parse(r.stdout) as { kind: string; repository: string; tag?: string; at: string }[];
+    };
+    for (const image of [`${REG}/demo/unsigned:1.0`, 'demo/unsigned:1.0']) {
+      const records = await query('--image', image);
+      t.true(
+        records.some((r) => r.kind === 'deny'),
+        image,
+      );
+      t.true(
+        records.every((r) => r.repository === 'demo/unsigned' && r.tag === '1.0'),
+        image,
+      );
+    }
+    t.deepEqual(await query('--image', `${REG}/demo/unsigned:2.0`), [], 'another tag: nothing');
+    t.true(
+      (await query('--image', `${REG}/demo`)).some((r) => r.repository === 'demo/other'),
+      'a prefix without a tag',
+    );
+    const recent = await query('--image', 'demo/unsigned:1.0', '--kind', 'deny,allow', '--since', '1h');
+    t.true(recent.length > 0 && recent.every((r) => ['deny', 'allow'].includes(r.kind)));
+    t.deepEqual(await query('--image', 'demo/unsigned:1.0', '--until', '1h'), [], 'nothing older than an hour');
+    t.true((await query('--since', new Date(Date.now() - 3_600_000).toISOString())).length > 0, 'RFC 3339 works too');
+    const badSince = await cli(['audit', 'query', '--since', 'last tuesday'], env);
+    t.is(badSince.code, 2);
+    t.regex(
+      badSince.stderr,
+      /^pullgate audit query: --since: "last tuesday" is neither an age like 30m, 1h, 7d or 1d12h nor an RFC 3339 time[^\n]*\n\nusage: /,
+    );
+
+    // pins approve with a name that names no registry, as for pulls
+    const approve = await cli(['pins', 'approve', 'demo/other:1.0', digests['demo/other']!], env);
+    t.is(approve.code, 0, approve.stderr);
+    t.regex((await cli(['pins', 'ls'], env)).stdout, new RegExp(`${REG}/demo/other:1\\.0\\s+${digests['demo/other']}`));
+  },
+);
+
+test.serial('revocations ls, why on a revoked image; grant revoke ID cancels a break-glass grant', async (t) => {
+  const env = { PULLGATE_ADMIN_TOKEN: TOKEN, PULLGATE_ADMIN_URL: proxy.proxy.adminUrl! };
+  const other = digests['demo/other']!;
+  t.is((await cli(['revoke', other, '--reason', 'CVE-2099-0001'], env)).code, 0);
+  const list = await cli(['revocations', 'ls'], env);
+  t.is(list.code, 0, list.stderr);
+  t.regex(list.stdout, new RegExp(`^DIGEST +AT +BY +REASON\\n(.*\\n)*${other} +\\S+ +admin(:\\S+)? +CVE-2099-0001\\n`));
+  t.true(
+    (JSON.parse((await cli(['revocations', 'ls', '--json'], env)).stdout) as { digest: string }[]).some(
+      (r) => r.digest === other,
+    ),
+  );
+  const why = await cli(['why', `${REG}/demo/other:1.0`], env);
+  t.is(why.code, 1);
+  t.regex(
+    why.stdout,
+    new RegExp(`^REVOKED ${REG}/demo/other:1\\.0@${other}\\n {2}revoked by admin\\S* at \\S+: CVE-2099-0001\\n`),
+  );
+  t.is((await cli(['unrevoke', other], env)).code, 0);
+
+  const unsigned = `${proxy.url}/v2/${REG}/demo/unsigned/manifests/1.0`;
+  const issued = await cli(
+    ['grant', '--repository', 'demo/unsigned', '--expires-in', '1h', '--reason', 'incident 42', '--json'],
+    env,
+  );
+  t.is(issued.code, 0, issued.stderr);
+  const id = (JSON.parse(issued.stdout) as { grant: { id: string } }).grant.id;
+  t.is((await fetch(unsigned)).status, 200, 'the grant admits the denied image');
+  const served = await cli(['why', 'demo/unsigned:1.0'], env);
+  t.is(served.code, 0);
+  t.regex(served.stdout, /^DENIED BY POLICY, SERVED UNDER A BREAK-GLASS GRANT .*\n(.*\n)* {2}grant \S+: incident 42\n/);
+  const cancelled = await cli(['grant', 'revoke', id], env);
+  t.is(cancelled.code, 0, cancelled.stderr);
+  t.regex(cancelled.stdout, new RegExp(`^grant ${id} cancelled`));
+  t.is((await fetch(unsigned)).status, 403, 'denied again on the next pull');
+  const again = await cli(['grant', 'revoke', id], env);
+  t.is(again.code, 1);
+  t.regex(again.stdout, /no active grant/);
+  t.false((await cli(['grants'], env)).stdout.includes(id));
+});
+
+/** Starts a command in its own process group and returns it with a way to stop the whole group. */
+function startGroup(
+  command: string,
+  args: string[],
+  env: Record<string, string>,
+): { child: ChildProcess; output: () => string } {
+  const child = spawn(command, args, {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  let output = '';
+  child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
+  return { child, output: () => output };
+}
+
+function stopGroup(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  process.kill(-child.pid!, 'SIGTERM');
+  const timer = setTimeout(() => process.kill(-child.pid!, 'SIGKILL'), 10_000);
+  return exited.finally(() => clearTimeout(timer));
+}
+
+async function answers(port: number, what: string): Promise<void> {
+  await waitFor(
+    async () =>
+      (await fetch(`http://127.0.0.1:${port}/v2/`).catch(() => undefined))?.status === 200 ? true : undefined,
+    { timeoutMs: 30_000, intervalMs: 100, what },
+  );
+}
+
+test.serial('npm start -- --port N, and PULLGATE_LISTEN, choose where the proxy listens', async (t) => {
+  const dir = mkdtempSync(join(work, 'listen-'));
+  const configPort = await freePort();
+  writeFileSync(
+    join(dir, 'pullgate.yaml'),
+    stringify({ listen: { host: '127.0.0.1', port: configPort }, store: { sqlite: { path: 'state.db' } } }),
+  );
+  const flagPort = await freePort();
+  const npmStart = startGroup(
+    'npm',
+    ['start', '--', '--config', join(dir, 'pullgate.yaml'), '--port', String(flagPort)],
+    {},
+  );
+  t.teardown(() => stopGroup(npmStart.child));
+  await answers(flagPort, `npm start on --port ${flagPort}`);
+  t.is(
+    await fetch(`http://127.0.0.1:${configPort}/v2/`).then(
+      () => 'answered',
+      () => 'refused',
+    ),
+    'refused',
+    'not on listen.port',
+  );
+  await stopGroup(npmStart.child);
+
+  const envPort = await freePort();
+  const byEnv = startGroup(process.execPath, [CLI, 'serve', '--config', join(dir, 'pullgate.yaml')], {
+    PULLGATE_LISTEN: `127.0.0.1:${envPort}`,
+  });
+  t.teardown(() => stopGroup(byEnv.child));
+  await answers(envPort, `serve on PULLGATE_LISTEN=127.0.0.1:${envPort}`);
+  await stopGroup(byEnv.child);
+
+  const malformed = await cli(['serve', '--config', join(dir, 'pullgate.yaml')], { PULLGATE_LISTEN: '5050' });
+  t.is(malformed.code, 2);
+  t.regex(malformed.stderr, /^pullgate serve: environment: PULLGATE_LISTEN: "5050" is not HOST:PORT/);
+});
+
+test.serial('serve refuses to start with a placeholder admin token, naming the key and the fix', async (t) => {
+  const dir = mkdtempSync(join(work, 'placeholder-'));
+  writeFileSync(
+    join(dir, 'pullgate.yaml'),
+    stringify({ listen: { host: '127.0.0.1', port: 0 }, store: { sqlite: { path: 'state.db' } } }),
+  );
+  for (const token of [
+    'REPLACE-with-the-output-of-openssl-rand-hex-32',
+    'change-me-change-me',
+    'placeholder-admin-token',
+  ]) {
+    const r = await cli(['serve', '--config', join(dir, 'pullgate.yaml')], { PULLGATE_ADMIN_TOKEN: token });
+    t.is(r.code, 2, token);
+    t.regex(
+      r.stderr,
+      /^pullgate serve: \S+pullgate\.yaml: admin\.token: the value of environment variable PULLGATE_ADMIN_TOKEN is a placeholder \(it contains "[a-z]+"\), not a secret: .*openssl rand -hex 32\n$/,
+      token,
+    );
+  }
 });

@@ -19,10 +19,9 @@ import {
 } from '../harness/index.ts';
 import { makeNotationPki, signJws, signCose, type NotationPki } from '../harness/notation.ts';
 import { startTestProxy, type TestProxy } from './proxy-fixture.ts';
-import { FIXTURES } from './real-fixture.ts';
+import { sharedFixtures } from '../shared-fixtures.ts';
 
 const REG = 'registry.example.test';
-const NOTATION = join(FIXTURES, 'notation-real');
 const E2E = [
   'jws-e2e-valid',
   'jws-e2e-wrong-truststore',
@@ -30,6 +29,12 @@ const E2E = [
   'jws-e2e-not-an-envelope',
   'jws-e2e-expired-cert-no-timestamp',
 ];
+// Only the e2e layouts come from the shared fixtures; the own-image tests run without them.
+const real = sharedFixtures(
+  test,
+  E2E.map((f) => `notation-real/${f}`),
+);
+const NOTATION = real.path('notation-real');
 
 let registry: Registry;
 let proxy: TestProxy;
@@ -102,7 +107,8 @@ async function pushSigned(
 test.before(async () => {
   registry = await startRegistry();
   pki = await makeNotationPki(work);
-  for (const folder of E2E) await pushLayout(folder, `notation/${folder}`);
+  const layouts = real.present ? E2E : [];
+  for (const folder of layouts) await pushLayout(folder, `notation/${folder}`);
   const chain = [pki.leaf.der, pki.intermediate.der, pki.root.der];
   const jws = (t: { mediaType: string; digest: string; size: number }) =>
     signJws({ target: t, key: pki.leaf.key, chain });
@@ -139,7 +145,11 @@ test.before(async () => {
     },
   };
   const rules = [
-    ...E2E.map((f) => ({ match: `${REG}/notation/${f}`, evaluationMode: 'requireAttestation', requireAttestors: [f] })),
+    ...layouts.map((f) => ({
+      match: `${REG}/notation/${f}`,
+      evaluationMode: 'requireAttestation',
+      requireAttestors: [f],
+    })),
     {
       match: `${REG}/own/**`,
       evaluationMode: 'requireAttestation',
@@ -150,7 +160,7 @@ test.before(async () => {
     apiVersion: 'pullgate.dev/v1',
     kind: 'Policy',
     attestors: {
-      ...Object.fromEntries(E2E.map((f) => [f, attestor(f)])),
+      ...Object.fromEntries(layouts.map((f) => [f, attestor(f)])),
       'cosign-ci': { keys: [{ pem: (await import('../unit/policy/helpers.ts')).publicKeyPem() }] },
       own,
     },
@@ -179,7 +189,7 @@ async function pull(repo: string, ref: string) {
   return { status: res.statusCode, body };
 }
 
-test('notation e2e layouts: the documented verdicts at strict', async (t) => {
+real.test('notation e2e layouts: the documented verdicts at strict', async (t) => {
   t.is((await pull('notation/jws-e2e-valid', 'v1')).status, 200);
   const cases: [string, RegExp][] = [
     ['jws-e2e-wrong-truststore', /authenticity failed .*does not contain any trusted certificate/],

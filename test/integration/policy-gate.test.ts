@@ -23,7 +23,8 @@ import {
 import { SigstoreInstance } from '../harness/sigstore/instance.ts';
 import { messageBundle } from '../harness/sigstore/sign.ts';
 import { startTestProxy, type TestProxy } from './proxy-fixture.ts';
-import { FIXTURES, loadCosignFixture } from './real-fixture.ts';
+import { sharedFixtures } from '../shared-fixtures.ts';
+import { loadCosignFixture } from './real-fixture.ts';
 
 const REG = 'registry.example.test';
 const work = mkdtempSync(join(tmpdir(), 'pullgate-gate-'));
@@ -34,6 +35,14 @@ let registry: Registry;
 let proxy: TestProxy;
 let containerd: Containerd | undefined;
 let sigstore: SigstoreInstance;
+const KEYED = 'cosign-real/dir-img-cosign-valid';
+const KEYLESS = 'cosign-real/dir-img-cosign-fulcio-rekor-valid';
+// Only the real-cosign tests need the shared fixtures; the rest of this file runs without them.
+const real = sharedFixtures(test, [
+  'cosign-real/cosign.pub',
+  'cosign-real/cosign2.pub',
+  ...[KEYED, KEYLESS].flatMap((d) => [`${d}/manifest.json`, `${d}/signature.json`]),
+]);
 
 const SLSA = {
   buildDefinition: {
@@ -73,8 +82,12 @@ function policy(extraRules: unknown[] = []): string {
     trustRoots: { 'test-sigstore': { file: join(work, 'trusted_root.json') } },
     attestors: {
       trusted: { keys: [{ file: join(work, 'trusted.pub') }] },
-      'cosign-real': { keys: [{ file: join(FIXTURES, 'cosign-real/cosign.pub') }] },
-      'cosign-real-2': { keys: [{ file: join(FIXTURES, 'cosign-real/cosign2.pub') }] },
+      ...(real.present
+        ? {
+            'cosign-real': { keys: [{ file: real.path('cosign-real/cosign.pub') }] },
+            'cosign-real-2': { keys: [{ file: real.path('cosign-real/cosign2.pub') }] },
+          }
+        : {}),
       mitr: { identities: [{ issuer: 'https://github.com/login/oauth', subject: 'mitr@redhat.com' }] },
       'not-mitr': { identities: [{ issuer: 'https://github.com/login/oauth', subject: 'someone@redhat.com' }] },
       'mitr-other-issuer': { identities: [{ issuer: 'https://accounts.google.com', subject: 'mitr@redhat.com' }] },
@@ -94,8 +107,12 @@ function policy(extraRules: unknown[] = []): string {
     rules: [
       { match: `${REG}/dry/**`, ...requireTrusted, enforcementMode: 'dryrun' },
       { match: `${REG}/demo/attested*`, ...requireTrusted, attestations: attested },
-      { match: `${REG}/real/keyed`, evaluationMode: 'requireAttestation', requireAttestors: ['cosign-real'] },
-      { match: `${REG}/real/keyed-2`, evaluationMode: 'requireAttestation', requireAttestors: ['cosign-real-2'] },
+      ...(real.present
+        ? [
+            { match: `${REG}/real/keyed`, evaluationMode: 'requireAttestation', requireAttestors: ['cosign-real'] },
+            { match: `${REG}/real/keyed-2`, evaluationMode: 'requireAttestation', requireAttestors: ['cosign-real-2'] },
+          ]
+        : []),
       { match: `${REG}/real/keyless`, evaluationMode: 'requireAttestation', requireAttestors: ['mitr'] },
       { match: `${REG}/real/keyless-subject`, evaluationMode: 'requireAttestation', requireAttestors: ['not-mitr'] },
       {
@@ -161,15 +178,12 @@ test.before(async () => {
   }
   await push('dry/unsigned');
   await push('allowed/unsigned');
-  for (const repo of ['real/keyed', 'real/keyed-2'])
-    digests[repo] = await loadCosignFixture(registry, repo, '1', join(FIXTURES, 'cosign-real/dir-img-cosign-valid'));
-  for (const repo of ['real/keyless', 'real/keyless-subject', 'real/keyless-issuer'])
-    digests[repo] = await loadCosignFixture(
-      registry,
-      repo,
-      '1',
-      join(FIXTURES, 'cosign-real/dir-img-cosign-fulcio-rekor-valid'),
-    );
+  if (real.present) {
+    for (const repo of ['real/keyed', 'real/keyed-2'])
+      digests[repo] = await loadCosignFixture(registry, repo, '1', real.path(KEYED));
+    for (const repo of ['real/keyless', 'real/keyless-subject', 'real/keyless-issuer'])
+      digests[repo] = await loadCosignFixture(registry, repo, '1', real.path(KEYLESS));
+  }
 
   // keyless Sigstore bundle as an OCI 1.1 referrer, from the test-made Sigstore instance
   const now = new Date();
@@ -270,12 +284,12 @@ test('attestations: SLSA provenance from the trusted builder and a clean recent 
   denied(t, await pull('demo/attested-builder'), /runDetails\.builder\.id/);
 });
 
-test('real cosign keyed signature: admitted with cosign.pub, denied with cosign2.pub', async (t) => {
+real.test('real cosign keyed signature: admitted with cosign.pub, denied with cosign2.pub', async (t) => {
   t.is((await pull('real/keyed', '1')).status, 200);
   denied(t, await pull('real/keyed-2', '1'), /cosign-real-2/);
 });
 
-test('real cosign keyless signature (Fulcio + Rekor SET): admitted for its identity only', async (t) => {
+real.test('real cosign keyless signature (Fulcio + Rekor SET): admitted for its identity only', async (t) => {
   t.is((await pull('real/keyless', '1')).status, 200);
   denied(t, await pull('real/keyless-subject', '1'), /not-mitr/);
   denied(t, await pull('real/keyless-issuer', '1'), /mitr-other-issuer/);

@@ -5,10 +5,7 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { putManifest, uploadBlob } from '../harness/index.ts';
-
-export const FIXTURES = fileURLToPath(new URL('../../../shared/fixtures/', import.meta.url));
 
 function put(file: string, content: Buffer | string): void {
   mkdirSync(dirname(file), { recursive: true });

@@ -20,7 +20,8 @@ import {
 } from '../harness/index.ts';
 import { messageBundle } from '../harness/sigstore/sign.ts';
 import { startTestProxy, type TestProxy } from './proxy-fixture.ts';
-import { FIXTURES, loadCosignFixture } from './real-fixture.ts';
+import { sharedFixtures } from '../shared-fixtures.ts';
+import { loadCosignFixture } from './real-fixture.ts';
 
 const REG = 'images.example.test';
 const SIGS = 'signatures.example.test';
@@ -31,7 +32,15 @@ let images: Registry;
 let signatures: Registry;
 let proxy: TestProxy;
 
-const COSIGN_REAL = join(FIXTURES, 'cosign-real');
+const KEYLESS = 'cosign-real/dir-img-cosign-fulcio-rekor-valid';
+// Only the real keyless test needs the shared fixtures; the rest of this file runs without them.
+const real = sharedFixtures(test, [
+  'cosign-real/rekor.pub',
+  'cosign-real/fulcio_v1.crt.pem',
+  `${KEYLESS}/manifest.json`,
+  `${KEYLESS}/signature.json`,
+]);
+const COSIGN_REAL = real.path('cosign-real');
 const requireOne = (attestor: string) => ({ evaluationMode: 'requireAttestation', requireAttestors: [attestor] });
 
 function policy(): string {
@@ -39,28 +48,20 @@ function policy(): string {
   return stringify({
     apiVersion: 'pullgate.dev/v1',
     kind: 'Policy',
-    trustRoots: {
-      'bare-files': {
-        rekorKeys: [{ file: join(COSIGN_REAL, 'rekor.pub') }],
-        fulcioCertificates: [{ file: join(COSIGN_REAL, 'fulcio_v1.crt.pem') }],
-      },
-      rekor: { rekorKeys: [{ file: join(COSIGN_REAL, 'rekor.pub') }] },
-    },
+    trustRoots: real.present
+      ? {
+          'bare-files': {
+            rekorKeys: [{ file: join(COSIGN_REAL, 'rekor.pub') }],
+            fulcioCertificates: [{ file: join(COSIGN_REAL, 'fulcio_v1.crt.pem') }],
+          },
+          rekor: { rekorKeys: [{ file: join(COSIGN_REAL, 'rekor.pub') }] },
+        }
+      : {},
     attestors: {
       elsewhere: { ...key, signaturesRepository: `${SIGS}/acme/signatures` },
       beside: { ...key, signaturesRepository: `${SIGS}/acme/signatures`, alsoImageRepository: true },
       unlisted: { ...key, signaturesRepository: 'unlisted.example.test/acme/signatures' },
-      'mitr-bare': {
-        trustRoot: 'bare-files',
-        identities: [{ issuer: 'https://github.com/login/oauth', subject: 'mitr@redhat.com' }],
-      },
-      'mitr-pki': {
-        trustRoot: 'rekor',
-        pki: {
-          caCertificates: [{ file: join(COSIGN_REAL, 'fulcio_v1.crt.pem') }],
-          signers: [{ email: 'mitr@redhat.com' }],
-        },
-      },
+      ...(real.present ? realAttestors() : {}),
     },
     defaultRule: { evaluationMode: 'alwaysDeny' },
     rules: [
@@ -69,10 +70,30 @@ function policy(): string {
       { match: `${REG}/app/bundle-elsewhere`, ...requireOne('elsewhere') },
       { match: `${REG}/app/own-beside`, ...requireOne('beside') },
       { match: `${REG}/app/unlisted`, ...requireOne('unlisted') },
-      { match: `${REG}/real/keyless-bare`, ...requireOne('mitr-bare') },
-      { match: `${REG}/real/keyless-pki`, ...requireOne('mitr-pki') },
+      ...(real.present
+        ? [
+            { match: `${REG}/real/keyless-bare`, ...requireOne('mitr-bare') },
+            { match: `${REG}/real/keyless-pki`, ...requireOne('mitr-pki') },
+          ]
+        : []),
     ],
   });
+}
+
+function realAttestors() {
+  return {
+    'mitr-bare': {
+      trustRoot: 'bare-files',
+      identities: [{ issuer: 'https://github.com/login/oauth', subject: 'mitr@redhat.com' }],
+    },
+    'mitr-pki': {
+      trustRoot: 'rekor',
+      pki: {
+        caCertificates: [{ file: join(COSIGN_REAL, 'fulcio_v1.crt.pem') }],
+        signers: [{ email: 'mitr@redhat.com' }],
+      },
+    },
+  };
 }
 
 async function push(repo: string): Promise<string> {
@@ -112,8 +133,9 @@ test.before(async () => {
   // Signed in the image's own repository only.
   for (const repo of ['app/own-only', 'app/own-beside'])
     await signImage(images, repo, await push(repo), trusted.privateKey);
-  for (const repo of ['real/keyless-bare', 'real/keyless-pki'])
-    digests[repo] = await loadCosignFixture(images, repo, '1', join(COSIGN_REAL, 'dir-img-cosign-fulcio-rekor-valid'));
+  if (real.present)
+    for (const repo of ['real/keyless-bare', 'real/keyless-pki'])
+      digests[repo] = await loadCosignFixture(images, repo, '1', real.path(KEYLESS));
   proxy = await startTestProxy({
     policy: policy(),
     config: {
@@ -172,9 +194,12 @@ test('a signatures registry that is not allowlisted is never contacted; the deny
   t.regex(r.error, /registry unlisted\.example\.test is not allowlisted, so it is not contacted; add it to upstreams/);
 });
 
-test('the real keyless cosign signature: admitted with bare rekor.pub + fulcio_v1.crt.pem, and by a PKI attestor over the Fulcio root', async (t) => {
-  const bare = await pull('real/keyless-bare', '1');
-  t.is(bare.status, 200, bare.body);
-  const pki = await pull('real/keyless-pki', '1');
-  t.is(pki.status, 200, pki.body);
-});
+real.test(
+  'the real keyless cosign signature: admitted with bare rekor.pub + fulcio_v1.crt.pem, and by a PKI attestor over the Fulcio root',
+  async (t) => {
+    const bare = await pull('real/keyless-bare', '1');
+    t.is(bare.status, 200, bare.body);
+    const pki = await pull('real/keyless-pki', '1');
+    t.is(pki.status, 200, pki.body);
+  },
+);

@@ -1,5 +1,6 @@
 // One behaviour suite for every Store backend: each backend's test file registers it with a factory.
 import type { TestFn } from 'ava';
+import { migrations } from '../../src/store/migrations.ts';
 import type { Store, StoreEvent } from '../../src/store/types.ts';
 
 export interface Backend {
@@ -7,6 +8,8 @@ export interface Backend {
   open(): Promise<Store>;
   /** Runs raw SQL against the store's database, as an attacker with database access would. */
   tamper(store: Store, sql: string): Promise<void>;
+  /** Opens another store on the same database, as a restarted or upgraded proxy does. */
+  reopen(store: Store): Promise<Store>;
 }
 
 const D = (c: string) => `sha256:${c.repeat(64)}`;
@@ -20,6 +23,28 @@ export function conformance(test: TestFn, backend: Backend): void {
       await s.close();
     }
   };
+
+  test('upgrades: a restart keeps the data and migrates nothing twice; a schema newer than this pullgate is refused', async (t) => {
+    const known = migrations('sqlite').length;
+    t.is(migrations('postgres').length, known);
+    const s = await backend.open();
+    await s.revoke(D('a'), 'kept across restarts', 'admin');
+    await s.close();
+    const again = await backend.reopen(s);
+    t.is((await again.getRevocation(D('a')))?.reason, 'kept across restarts');
+    await again.close();
+    // what a newer pullgate leaves behind: one more migration recorded
+    await backend.tamper(s, `INSERT INTO schema_migrations (version, applied_at) VALUES (${known + 1}, 0)`);
+    const err = await t.throwsAsync(backend.reopen(s));
+    t.regex(
+      err?.message ?? '',
+      new RegExp(
+        `schema is at version ${known + 1}, newer than this pullgate knows \\(${known}\\): a newer pullgate migrated it.*restore the backup`,
+      ),
+    );
+    await backend.tamper(s, `DELETE FROM schema_migrations WHERE version = ${known + 1}`);
+    await (await backend.reopen(s)).close();
+  });
 
   test('pins: first writer wins, compare-and-set moves, delete, list', (t) =>
     withStore(async (s) => {
@@ -334,6 +359,28 @@ export function conformance(test: TestFn, backend: Backend): void {
       t.deepEqual((await s.queryAudit({ digest: D('1') }))[0]?.detail, { i: 1, nested: { b: 1, a: 2 } });
       t.is((await s.queryAudit({ limit: 0 })).length, 1, 'a limit below 1 returns one record');
       t.is((await s.queryAudit({ limit: Number.NaN })).length, 5, 'a limit that is not a number means the default');
+    }));
+
+  test('audit: one image exactly (upstream, repository, tag), and any of several kinds', (t) =>
+    withStore(async (s) => {
+      const rows = [
+        { kind: 'deny', repository: 'team/app', tag: '1.0' },
+        { kind: 'allow', repository: 'team/app', tag: '2.0' },
+        { kind: 'pin', repository: 'team/app', tag: '2.0' },
+        { kind: 'allow', repository: 'team/app-extra', tag: '1.0' },
+        { kind: 'dryrun-deny', repository: 'team/app' },
+      ] as const;
+      for (const r of rows) await s.appendAudit({ actor: 'policy', upstream: 'r', digest: D('1'), ...r });
+      await s.appendAudit({ kind: 'allow', actor: 'policy', upstream: 'q', repository: 'team/app', tag: '1.0' });
+      const seqs = async (q: Parameters<Store['queryAudit']>[0]) => (await s.queryAudit(q)).map((r) => r.seq);
+      t.deepEqual(await seqs({ upstream: 'r', repository: 'team/app', tag: '1.0' }), [1]);
+      t.deepEqual(await seqs({ upstream: 'r', repository: 'team/app' }), [5, 3, 2, 1], 'not team/app-extra');
+      t.deepEqual(await seqs({ repository: 'team/app', tag: '1.0' }), [6, 1]);
+      t.deepEqual(await seqs({ upstream: 'r', kinds: ['allow', 'deny', 'dryrun-deny'] }), [5, 4, 2, 1]);
+      t.deepEqual(await seqs({ upstream: 'r', repository: 'team/app', kinds: ['allow', 'deny'], limit: 1 }), [2]);
+      t.deepEqual(await seqs({ kinds: ['allow'], kind: 'deny' }), [], 'kind and kinds both apply');
+      t.deepEqual(await seqs({ kinds: [] }), [], 'no kinds match nothing');
+      t.deepEqual(await seqs({ tag: "1.0' OR '1'='1" }), [], 'values are parameters, not SQL');
     }));
 
   test('audit: what is returned is what is stored and hashed, whatever the detail held', (t) =>

@@ -60,6 +60,12 @@ conformance(test, {
       await c.query(sql);
     });
   },
+  async reopen(s) {
+    const schema = schemaOf.get(s)!;
+    const again = await openStore({ kind: 'postgres', url: PG_URL, schema });
+    schemaOf.set(again, schema);
+    return again;
+  },
 });
 
 test('two replicas racing to pin one tag: exactly one digest wins and both see it', async (t) => {

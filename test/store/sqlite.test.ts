@@ -24,4 +24,10 @@ conformance(test, {
     db.exec(sql);
     db.close();
   },
+  async reopen(s) {
+    const path = paths.get(s)!;
+    const again = await openStore({ kind: 'sqlite', path });
+    paths.set(again, path);
+    return again;
+  },
 });

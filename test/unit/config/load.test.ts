@@ -130,3 +130,72 @@ test('errors name the key and the problem', (t) => {
   fails(t, 'log: {level: loud}', 'log.level', /one of/);
   fails(t, ': : :', '', /YAML/);
 });
+
+test('PULLGATE_LISTEN overrides listen.host and listen.port; a malformed one names the variable', (t) => {
+  const file = write('listen: {host: 127.0.0.1, port: 6000}\n');
+  const cases: [string, string, number][] = [
+    ['0.0.0.0:5050', '0.0.0.0', 5050],
+    ['[::]:0', '::', 0],
+    ['localhost:8080', 'localhost', 8080],
+  ];
+  for (const [value, host, port] of cases) {
+    const c = loadConfig(file, { PULLGATE_LISTEN: value });
+    t.deepEqual([c.listen.host, c.listen.port], [host, port], value);
+  }
+  t.deepEqual([loadConfig(file, { PULLGATE_LISTEN: '' }).listen.port], [6000], 'empty means unset');
+  t.is(
+    loadConfig(undefined, { PULLGATE_LISTEN: '127.0.0.1:7070' }).listen.port,
+    7070,
+    'with the embedded defaults too',
+  );
+  for (const bad of ['5050', ':5050', '0.0.0.0:', '0.0.0.0:99999', '::1:5050', 'a b:1']) {
+    const err = t.throws(() => loadConfig(file, { PULLGATE_LISTEN: bad }), { instanceOf: ConfigError }) as ConfigError;
+    t.is(err.key, 'PULLGATE_LISTEN', bad);
+    t.regex(err.message, /is not HOST:PORT \(like 0\.0\.0\.0:5050/);
+  }
+});
+
+test('placeholder secrets: refused with refusePlaceholders (serve), naming the key, the variable and the fix', (t) => {
+  const refused = (yaml: string, env: NodeJS.ProcessEnv, key: string, message: RegExp) => {
+    const file = write(yaml);
+    t.notThrows(() => loadConfig(file, env), 'accepted without the option (check, tests of the shipped files)');
+    const err = t.throws(() => loadConfig(file, env, { refusePlaceholders: true }), {
+      instanceOf: ConfigError,
+    }) as ConfigError;
+    t.is(err.key, key, err.message);
+    t.regex(err.message, message);
+    t.regex(err.message, /openssl rand -hex 32/);
+  };
+  refused(
+    'admin: {token: change-me-change-me-0}',
+    {},
+    'admin.token',
+    /the value is a placeholder \(it contains "changeme"\), not a secret/,
+  );
+  refused(
+    '{}',
+    { PULLGATE_ADMIN_TOKEN: 'REPLACE-with-the-output-of-openssl-rand-hex-32' },
+    'admin.token',
+    /environment variable PULLGATE_ADMIN_TOKEN is a placeholder \(it contains "replace"\).*PULLGATE_ADMIN_TOKEN \(in Kubernetes: the pullgate-secrets Secret\)/,
+  );
+  refused(
+    'admin: {tokenEnv: ADMIN}',
+    { ADMIN: 'placeholder-0123456789' },
+    'admin.token',
+    /environment variable ADMIN is a placeholder/,
+  );
+  refused(
+    'upstreams: [{host: a.test, username: bot, passwordEnv: PW}]',
+    { PW: 'changeme-changeme' },
+    'upstreams[0].password',
+    /PW is a placeholder/,
+  );
+  refused(
+    'store: {postgres: {}}',
+    { PULLGATE_POSTGRES_URL: 'REPLACE-postgres://u:p@db:5432/x' },
+    'store.postgres.url',
+    /PULLGATE_POSTGRES_URL is a placeholder/,
+  );
+  const real = write('admin: {token: f3b1c9e0a7d2486b9c1e5f0a3d7b2c8e}\n');
+  t.is(loadConfig(real, {}, { refusePlaceholders: true }).admin.token, 'f3b1c9e0a7d2486b9c1e5f0a3d7b2c8e');
+});

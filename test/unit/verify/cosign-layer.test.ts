@@ -4,6 +4,13 @@ import test from 'ava';
 import { compileAttestor } from '../../../src/verify/attestor.ts';
 import { verifyImage } from '../../../src/verify/verify-image.ts';
 import { fixturePath, COSIGN_REAL, loadCosignFixture } from './fixtures.ts';
+import { sharedFixtures } from '../../shared-fixtures.ts';
+
+const fixtures = sharedFixtures(test, [
+  'cosign-real/dir-img-cosign-valid',
+  'cosign-real/dir-img-cosign-fulcio-rekor-valid',
+  'cosign-real/cosign.pub',
+]);
 
 const KEYED = 'dir-img-cosign-valid';
 const KEYLESS = 'dir-img-cosign-fulcio-rekor-valid';
@@ -42,31 +49,37 @@ const base64Table: { name: string; edit: (sig: string) => string; ok: boolean }[
 ];
 
 for (const row of base64Table) {
-  test(`a cosign signature annotation ${row.name} is ${row.ok ? 'read' : 'refused as not base64'}`, async (t) => {
-    const facts = await judgeKeyed((a) => ({ ...a, [SIG]: row.edit(a[SIG] ?? '') }));
-    if (row.ok) {
-      t.deepEqual(facts.rejected, []);
-      t.is(facts.verified.length, 1);
-    } else {
-      t.deepEqual(facts.verified, []);
-      t.regex(facts.rejected[0] ?? '', /layer 0: dev\.cosignproject\.cosign\/signature is not base64$/);
-    }
-  });
+  fixtures.test(
+    `a cosign signature annotation ${row.name} is ${row.ok ? 'read' : 'refused as not base64'}`,
+    async (t) => {
+      const facts = await judgeKeyed((a) => ({ ...a, [SIG]: row.edit(a[SIG] ?? '') }));
+      if (row.ok) {
+        t.deepEqual(facts.rejected, []);
+        t.is(facts.verified.length, 1);
+      } else {
+        t.deepEqual(facts.verified, []);
+        t.regex(facts.rejected[0] ?? '', /layer 0: dev\.cosignproject\.cosign\/signature is not base64$/);
+      }
+    },
+  );
 }
 
-test('a keyless signature whose signature, SET and Rekor body are wrapped still verifies at the Rekor time', async (t) => {
-  const { source, image } = loadCosignFixture(KEYLESS, 'test/app', (a) => {
-    const set = JSON.parse(a[SET] ?? '{}') as { SignedEntryTimestamp: string; Payload: { body: string } };
-    set.SignedEntryTimestamp = wrap(set.SignedEntryTimestamp, 76, '\n');
-    set.Payload.body = wrap(set.Payload.body, 76, '\r\n');
-    return { ...a, [SIG]: wrap(a[SIG] ?? '', 76, '\n'), [SET]: JSON.stringify(set) };
-  });
-  const facts = (await verifyImage(source, image, [keyless()])).get('gh')!;
-  t.deepEqual(facts.rejected, []);
-  t.is(facts.verified[0]?.signer, 'https://github.com/login/oauth mitr@redhat.com');
-});
+fixtures.test(
+  'a keyless signature whose signature, SET and Rekor body are wrapped still verifies at the Rekor time',
+  async (t) => {
+    const { source, image } = loadCosignFixture(KEYLESS, 'test/app', (a) => {
+      const set = JSON.parse(a[SET] ?? '{}') as { SignedEntryTimestamp: string; Payload: { body: string } };
+      set.SignedEntryTimestamp = wrap(set.SignedEntryTimestamp, 76, '\n');
+      set.Payload.body = wrap(set.Payload.body, 76, '\r\n');
+      return { ...a, [SIG]: wrap(a[SIG] ?? '', 76, '\n'), [SET]: JSON.stringify(set) };
+    });
+    const facts = (await verifyImage(source, image, [keyless()])).get('gh')!;
+    t.deepEqual(facts.rejected, []);
+    t.is(facts.verified[0]?.signer, 'https://github.com/login/oauth mitr@redhat.com');
+  },
+);
 
-test('the signer certificate comes from the certificate annotation alone, never from the chain', async (t) => {
+fixtures.test('the signer certificate comes from the certificate annotation alone, never from the chain', async (t) => {
   const cases: { name: string; edit: (a: Record<string, string>) => Record<string, string>; reason: RegExp }[] = [
     {
       name: 'certificate annotation without a certificate, chain holding the leaf',
@@ -97,15 +110,18 @@ test('the signer certificate comes from the certificate annotation alone, never 
   }
 });
 
-test("cosign's rfc3161timestamp annotation is read strictly: malformed ones are reasons, not crashes", async (t) => {
-  const TS = 'dev.sigstore.cosign/rfc3161timestamp';
-  for (const [value, reason] of [
-    ['not json', /rfc3161timestamp is not valid JSON$/],
-    ['{}', /rfc3161timestamp has no SignedRFC3161TimestampBytes$/],
-    ['{"SignedRFC3161TimestampBytes":"a b"}', /SignedRFC3161TimestampBytes is not base64$/],
-  ] as const) {
-    const facts = await judgeKeyed((a) => ({ ...a, [TS]: value }));
-    t.deepEqual(facts.verified, [], value);
-    t.regex(facts.rejected[0] ?? '', reason, value);
-  }
-});
+fixtures.test(
+  "cosign's rfc3161timestamp annotation is read strictly: malformed ones are reasons, not crashes",
+  async (t) => {
+    const TS = 'dev.sigstore.cosign/rfc3161timestamp';
+    for (const [value, reason] of [
+      ['not json', /rfc3161timestamp is not valid JSON$/],
+      ['{}', /rfc3161timestamp has no SignedRFC3161TimestampBytes$/],
+      ['{"SignedRFC3161TimestampBytes":"a b"}', /SignedRFC3161TimestampBytes is not base64$/],
+    ] as const) {
+      const facts = await judgeKeyed((a) => ({ ...a, [TS]: value }));
+      t.deepEqual(facts.verified, [], value);
+      t.regex(facts.rejected[0] ?? '', reason, value);
+    }
+  },
+);

@@ -8,14 +8,21 @@ import { compileAttestor, type CompiledAttestor } from '../../../src/verify/atte
 import { publicGoodTrustedRootBytes } from '../../../src/verify/trust-root.ts';
 import { verifyImage } from '../../../src/verify/verify-image.ts';
 import type { IdentitySpec, TrustRootSpec } from '../../../src/policy/types.ts';
+import { sharedFixtures } from '../../shared-fixtures.ts';
 import { COSIGN_REAL, fixturePath, loadCosignFixture } from './fixtures.ts';
 
 const KEYED = 'dir-img-cosign-valid';
 const KEYLESS = 'dir-img-cosign-fulcio-rekor-valid';
 const GITHUB = 'https://github.com/login/oauth';
+const fixtures = sharedFixtures(test, [
+  ...[KEYED, KEYLESS].flatMap((d) => [`cosign-real/${d}/manifest.json`, `cosign-real/${d}/signature.json`]),
+  'cosign-real/fulcio_v1.crt.pem',
+  'cosign-real/cosign.pub',
+  'cosign-real/cosign2.pub',
+]);
 
 let dir = '';
-test.before(async () => {
+fixtures.before(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'pullgate-cosign-real-'));
   // A trust root naming exactly the fixture's Fulcio CA (root fulcio_v1.crt.pem and the
   // intermediate cosign shipped in the chain annotation) and the public-good Rekor key.
@@ -70,7 +77,7 @@ function keyless(name: string, identity: IdentitySpec, trustRoot?: string): Comp
   );
 }
 
-test('a cosign --key signature verifies with cosign.pub and not with cosign2.pub', async (t) => {
+fixtures.test('a cosign --key signature verifies with cosign.pub and not with cosign2.pub', async (t) => {
   const { source, image } = loadCosignFixture(KEYED);
   const facts = await verifyImage(source, image, [keyed('good', 'cosign.pub'), keyed('other', 'cosign2.pub')]);
   const good = facts.get('good');
@@ -84,7 +91,7 @@ test('a cosign --key signature verifies with cosign.pub and not with cosign2.pub
   t.regex(other?.rejected[0] ?? '', /signature does not verify with any key of attestor "other"/);
 });
 
-test('a valid signature over a payload naming another digest is rejected, naming both digests', async (t) => {
+fixtures.test('a valid signature over a payload naming another digest is rejected, naming both digests', async (t) => {
   const { source, image } = loadCosignFixture(KEYED);
   // Serve the same .sig under another image: the signature still verifies, the payload does not fit.
   const other = source.putManifest(image.repository, Buffer.from('{"schemaVersion":2,"other":true}'));
@@ -95,57 +102,66 @@ test('a valid signature over a payload naming another digest is rejected, naming
   t.true(facts.get('good')?.rejected[0]?.includes(`payload names ${image.digest}, not the served ${other}`));
 });
 
-test('a keyless cosign signature (Fulcio certificate + Rekor SET) verifies offline at the Rekor integrated time', async (t) => {
-  const { source, image } = loadCosignFixture(KEYLESS);
-  const identity = { issuer: GITHUB, subject: 'mitr@redhat.com' };
-  const facts = await verifyImage(source, image, [
-    keyless('builtin', identity),
-    keyless('fixture-ca', identity, 'fixture-ca'),
-    keyless(
-      'regexp',
-      { issuerRegExp: 'https://github\\.com/login/.*', subjectRegExp: '.*@redhat\\.com' },
-      'fixture-ca',
-    ),
-  ]);
-  for (const name of ['builtin', 'fixture-ca', 'regexp']) {
-    t.deepEqual(facts.get(name)?.rejected, [], name);
-    t.like(facts.get(name)?.verified[0], { attestor: name, kind: 'signature', signer: `${GITHUB} mitr@redhat.com` });
-  }
-});
+fixtures.test(
+  'a keyless cosign signature (Fulcio certificate + Rekor SET) verifies offline at the Rekor integrated time',
+  async (t) => {
+    const { source, image } = loadCosignFixture(KEYLESS);
+    const identity = { issuer: GITHUB, subject: 'mitr@redhat.com' };
+    const facts = await verifyImage(source, image, [
+      keyless('builtin', identity),
+      keyless('fixture-ca', identity, 'fixture-ca'),
+      keyless(
+        'regexp',
+        { issuerRegExp: 'https://github\\.com/login/.*', subjectRegExp: '.*@redhat\\.com' },
+        'fixture-ca',
+      ),
+    ]);
+    for (const name of ['builtin', 'fixture-ca', 'regexp']) {
+      t.deepEqual(facts.get(name)?.rejected, [], name);
+      t.like(facts.get(name)?.verified[0], { attestor: name, kind: 'signature', signer: `${GITHUB} mitr@redhat.com` });
+    }
+  },
+);
 
-test('a keyless cosign signature is rejected for another subject, another issuer, a substring pattern, or without the Rekor key', async (t) => {
-  const { source, image } = loadCosignFixture(KEYLESS);
-  const facts = await verifyImage(source, image, [
-    keyless('subject', { issuer: GITHUB, subject: 'someone@redhat.com' }),
-    keyless('issuer', { issuer: 'https://accounts.google.com', subject: 'mitr@redhat.com' }),
-    keyless('substring', { issuer: GITHUB, subjectRegExp: 'mitr@redhat' }),
-    keyless('no-rekor', { issuer: GITHUB, subject: 'mitr@redhat.com' }, 'no-rekor'),
-  ]);
-  for (const name of ['subject', 'issuer', 'substring']) {
-    t.deepEqual(facts.get(name)?.verified, [], name);
+fixtures.test(
+  'a keyless cosign signature is rejected for another subject, another issuer, a substring pattern, or without the Rekor key',
+  async (t) => {
+    const { source, image } = loadCosignFixture(KEYLESS);
+    const facts = await verifyImage(source, image, [
+      keyless('subject', { issuer: GITHUB, subject: 'someone@redhat.com' }),
+      keyless('issuer', { issuer: 'https://accounts.google.com', subject: 'mitr@redhat.com' }),
+      keyless('substring', { issuer: GITHUB, subjectRegExp: 'mitr@redhat' }),
+      keyless('no-rekor', { issuer: GITHUB, subject: 'mitr@redhat.com' }, 'no-rekor'),
+    ]);
+    for (const name of ['subject', 'issuer', 'substring']) {
+      t.deepEqual(facts.get(name)?.verified, [], name);
+      t.regex(
+        facts.get(name)?.rejected[0] ?? '',
+        new RegExp(`subject mitr@redhat.com\\) matches no identity of attestor "${name}"`),
+        name,
+      );
+    }
+    t.deepEqual(facts.get('no-rekor')?.verified, []);
+    t.regex(facts.get('no-rekor')?.rejected[0] ?? '', /inclusion promise could not be verified/);
+  },
+);
+
+fixtures.test(
+  'a keyless signature does not satisfy a keys-only attestor, nor a keyed one an identities-only attestor',
+  async (t) => {
+    const kl = loadCosignFixture(KEYLESS);
+    const k = loadCosignFixture(KEYED);
+    const a = await verifyImage(kl.source, kl.image, [keyed('keys', 'cosign.pub')]);
     t.regex(
-      facts.get(name)?.rejected[0] ?? '',
-      new RegExp(`subject mitr@redhat.com\\) matches no identity of attestor "${name}"`),
-      name,
+      a.get('keys')?.rejected[0] ?? '',
+      /signed with a certificate \(keyless\), but attestor "keys" lists no identities/,
     );
-  }
-  t.deepEqual(facts.get('no-rekor')?.verified, []);
-  t.regex(facts.get('no-rekor')?.rejected[0] ?? '', /inclusion promise could not be verified/);
-});
+    const b = await verifyImage(k.source, k.image, [keyless('ids', { issuer: GITHUB, subject: 'mitr@redhat.com' })]);
+    t.regex(b.get('ids')?.rejected[0] ?? '', /signed with a key, but attestor "ids" lists no keys/);
+  },
+);
 
-test('a keyless signature does not satisfy a keys-only attestor, nor a keyed one an identities-only attestor', async (t) => {
-  const kl = loadCosignFixture(KEYLESS);
-  const k = loadCosignFixture(KEYED);
-  const a = await verifyImage(kl.source, kl.image, [keyed('keys', 'cosign.pub')]);
-  t.regex(
-    a.get('keys')?.rejected[0] ?? '',
-    /signed with a certificate \(keyless\), but attestor "keys" lists no identities/,
-  );
-  const b = await verifyImage(k.source, k.image, [keyless('ids', { issuer: GITHUB, subject: 'mitr@redhat.com' })]);
-  t.regex(b.get('ids')?.rejected[0] ?? '', /signed with a key, but attestor "ids" lists no keys/);
-});
-
-test('an image without any evidence yields no verified evidence and nothing examined', async (t) => {
+fixtures.test('an image without any evidence yields no verified evidence and nothing examined', async (t) => {
   const { source, image } = loadCosignFixture(KEYED);
   const unsigned = source.putManifest(image.repository, Buffer.from('{"schemaVersion":2,"unsigned":true}'));
   const facts = await verifyImage(source, { ...image, digest: unsigned }, [keyed('good', 'cosign.pub')]);

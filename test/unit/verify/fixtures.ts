@@ -1,11 +1,14 @@
 // Loads the real cosign and Sigstore fixtures (../shared/fixtures) into test registries.
 import { readFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { MediaType } from '../../../src/oci/types.ts';
 import { digestTag } from '../../../src/verify/discover.ts';
 import type { ImageRef } from '../../../src/policy/types.ts';
+import { SHARED_FIXTURES } from '../../shared-fixtures.ts';
 import { MemorySource } from './memory-source.ts';
 
-export const FIXTURES = new URL('../../../../shared/fixtures/', import.meta.url);
+/** Tests that read these register through sharedFixtures (test/shared-fixtures.ts). */
+export const FIXTURES = pathToFileURL(SHARED_FIXTURES);
 export const COSIGN_REAL = new URL('cosign-real/', FIXTURES);
 export const PUBLIC_GOOD = new URL('sigstore-public-good/', FIXTURES);
 

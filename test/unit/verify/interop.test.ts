@@ -9,7 +9,10 @@ import type { AttestorSpec, TrustRootSpec } from '../../../src/policy/types.ts';
 import { compileAttestor } from '../../../src/verify/attestor.ts';
 import { verifyImage } from '../../../src/verify/verify-image.ts';
 import { COSIGN_REAL, fixturePath, loadCosignFixture, PUBLIC_GOOD } from './fixtures.ts';
+import { sharedFixtures } from '../../shared-fixtures.ts';
 import { MemorySource } from './memory-source.ts';
+
+const fixtures = sharedFixtures(test, ['cosign-real', 'sigstore-public-good']);
 
 const KEYED = 'dir-img-cosign-valid';
 const KEYLESS = 'dir-img-cosign-fulcio-rekor-valid';
@@ -241,7 +244,7 @@ function describeRow(row: Row, i: number): string {
 }
 
 for (const [i, row] of rows.entries()) {
-  test(describeRow(row, i), async (t) => {
+  fixtures.test(describeRow(row, i), async (t) => {
     const baseDir = fixturePath('', row.fixture.endsWith('.bundle.json') ? PUBLIC_GOOD : COSIGN_REAL);
     const attestor = compileAttestor('a', row.attestor, { baseDir, trustRoots: TRUST_ROOTS });
     const { source, image } = serve(row);
@@ -257,12 +260,16 @@ for (const [i, row] of rows.entries()) {
   });
 }
 
-test('the interop table covers every real fixture in ../shared/fixtures (cosign-real, sigstore-public-good)', (t) => {
-  const covered = new Set(rows.map((r) => r.fixture));
-  for (const fixture of [KEYED, KEYLESS]) t.true(covered.has(fixture), fixture);
-  const bundles = readFileSync(new URL('README.md', PUBLIC_GOOD), 'utf8').match(/v0\.\d-[a-z-]+\.bundle\.json/g) ?? [];
-  t.true(bundles.length >= 6);
-  for (const bundle of bundles) t.true(covered.has(bundle), bundle);
-  t.true(rows.filter((r) => r.expect === 'accept').length >= 8);
-  t.true(rows.filter((r) => r.expect === 'reject').length >= 15);
-});
+fixtures.test(
+  'the interop table covers every real fixture in ../shared/fixtures (cosign-real, sigstore-public-good)',
+  (t) => {
+    const covered = new Set(rows.map((r) => r.fixture));
+    for (const fixture of [KEYED, KEYLESS]) t.true(covered.has(fixture), fixture);
+    const bundles =
+      readFileSync(new URL('README.md', PUBLIC_GOOD), 'utf8').match(/v0\.\d-[a-z-]+\.bundle\.json/g) ?? [];
+    t.true(bundles.length >= 6);
+    for (const bundle of bundles) t.true(covered.has(bundle), bundle);
+    t.true(rows.filter((r) => r.expect === 'accept').length >= 8);
+    t.true(rows.filter((r) => r.expect === 'reject').length >= 15);
+  },
+);

@@ -6,11 +6,25 @@ import { compileAttestor } from '../../../src/verify/attestor.ts';
 import { verifyImage } from '../../../src/verify/verify-image.ts';
 import { MediaType } from '../../../src/oci/types.ts';
 import type { AttestorSpec } from '../../../src/policy/types.ts';
+import { sharedFixtures } from '../../shared-fixtures.ts';
 import { fixturePath, PUBLIC_GOOD } from './fixtures.ts';
 import { MemorySource } from './memory-source.ts';
 
 const IDENTITY = { issuer: 'https://github.com/login/oauth', subject: 'brian@dehamer.com' };
 const ctx = { baseDir: fixturePath('', PUBLIC_GOOD), trustRoots: {} };
+const fixtures = sharedFixtures(test, [
+  ...[
+    'artifact.txt',
+    'key-1.pub.pem',
+    'v0.1-dsse-fulcio.bundle.json',
+    'v0.1-dsse-public-key.bundle.json',
+    'v0.1-message-signature-fulcio.bundle.json',
+    'v0.2-message-signature-fulcio.bundle.json',
+    'v0.3-dsse-fulcio.bundle.json',
+    'v0.3-message-signature-fulcio.bundle.json',
+  ].map((f) => `sigstore-public-good/${f}`),
+  'cosign-real/cosign.pub',
+]);
 
 /** The bundles sign artifact.txt, so the test registry serves those bytes as the "image". */
 function serve(bundleFile: string): { source: MemorySource; digest: string } {
@@ -29,7 +43,7 @@ for (const file of [
   'v0.2-message-signature-fulcio.bundle.json',
   'v0.3-message-signature-fulcio.bundle.json',
 ]) {
-  test(`${file}: the message signature verifies offline for the signer's identity only`, async (t) => {
+  fixtures.test(`${file}: the message signature verifies offline for the signer's identity only`, async (t) => {
     const { source, digest } = serve(file);
     const facts = await verifyImage(source, { registry: 'r', repository: 'blob/app', digest }, [
       compileAttestor('brian', { identities: [IDENTITY] }, ctx),
@@ -43,7 +57,7 @@ for (const file of [
   });
 }
 
-test('a message-signature bundle is not accepted for another digest than the one it signs', async (t) => {
+fixtures.test('a message-signature bundle is not accepted for another digest than the one it signs', async (t) => {
   const { source } = serve('v0.3-message-signature-fulcio.bundle.json');
   const other = source.putManifest('blob/app', Buffer.from('{"schemaVersion":2}'));
   // Make the bundle a referrer of the other digest too.
@@ -72,20 +86,23 @@ const DSSE_CASES: [string, AttestorSpec][] = [
   ['v0.1-dsse-public-key.bundle.json', { keys: [{ file: 'key-1.pub.pem' }] }],
 ];
 for (const [file, attestor] of DSSE_CASES) {
-  test(`${file}: the DSSE signature verifies offline, and a non-in-toto payload is still refused`, async (t) => {
-    const { source, digest } = serve(file);
-    const facts = await verifyImage(source, { registry: 'r', repository: 'blob/app', digest }, [
-      compileAttestor('a', attestor, ctx),
-    ]);
-    t.deepEqual(facts.get('a')?.verified, []);
-    t.regex(
-      facts.get('a')?.rejected[0] ?? '',
-      /signature by .+ verifies for attestor "a", but DSSE payload type is "text\/plain"/,
-    );
-  });
+  fixtures.test(
+    `${file}: the DSSE signature verifies offline, and a non-in-toto payload is still refused`,
+    async (t) => {
+      const { source, digest } = serve(file);
+      const facts = await verifyImage(source, { registry: 'r', repository: 'blob/app', digest }, [
+        compileAttestor('a', attestor, ctx),
+      ]);
+      t.deepEqual(facts.get('a')?.verified, []);
+      t.regex(
+        facts.get('a')?.rejected[0] ?? '',
+        /signature by .+ verifies for attestor "a", but DSSE payload type is "text\/plain"/,
+      );
+    },
+  );
 }
 
-test('the DSSE public-key bundle does not verify with another key', async (t) => {
+fixtures.test('the DSSE public-key bundle does not verify with another key', async (t) => {
   const { source, digest } = serve('v0.1-dsse-public-key.bundle.json');
   const other = compileAttestor('other', { keys: [{ file: fixturePath('cosign-real/cosign.pub') }] }, ctx);
   const facts = await verifyImage(source, { registry: 'r', repository: 'blob/app', digest }, [other]);

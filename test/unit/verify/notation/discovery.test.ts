@@ -11,10 +11,12 @@ import { compileAttestor, type CompiledAttestor } from '../../../../src/verify/a
 import { verifyImage } from '../../../../src/verify/verify-image.ts';
 import { MediaType } from '../../../../src/oci/types.ts';
 import { publicKeyPem } from '../../policy/helpers.ts';
+import { sharedFixtures } from '../../../shared-fixtures.ts';
 import { fixturePath } from '../fixtures.ts';
 import { MemorySource } from '../memory-source.ts';
 
 const NOW = new Date('2026-12-01T12:00:00Z');
+const fixtures = sharedFixtures(test, ['notation-real/jws-e2e-valid', 'notation-real/jws-e2e-wrong-truststore']);
 const REPO = 'e2e';
 
 function layout(folder: string, opts: { currentForm?: boolean } = {}): { source: MemorySource; image: ImageRef } {
@@ -54,20 +56,23 @@ const cosign = (): CompiledAttestor =>
   compileAttestor('ci', { keys: [{ pem: publicKeyPem() }] }, { baseDir: '.', trustRoots: {} });
 
 for (const currentForm of [false, true]) {
-  test(`a Notation signature in the ${currentForm ? 'artifactType' : 'legacy config.mediaType'} form is found and verified`, async (t) => {
-    const { source, image } = layout('jws-e2e-valid', { currentForm });
-    const facts = await verifyImage(source, image, [notationAttestor('jws-e2e-valid'), cosign()], { now: NOW });
-    const notary = facts.get('notary');
-    t.is(notary?.verified.length, 1, JSON.stringify(notary?.rejected));
-    t.regex(notary?.verified[0]?.signer ?? '', /^JWS signature by "CN=e2e,O=Notary,L=Seattle,ST=WA,C=US"/);
-    t.regex(
-      facts.get('ci')?.rejected[0] ?? '',
-      /a Notation signature; attestor "ci" verifies cosign\/Sigstore signatures only/,
-    );
-  });
+  fixtures.test(
+    `a Notation signature in the ${currentForm ? 'artifactType' : 'legacy config.mediaType'} form is found and verified`,
+    async (t) => {
+      const { source, image } = layout('jws-e2e-valid', { currentForm });
+      const facts = await verifyImage(source, image, [notationAttestor('jws-e2e-valid'), cosign()], { now: NOW });
+      const notary = facts.get('notary');
+      t.is(notary?.verified.length, 1, JSON.stringify(notary?.rejected));
+      t.regex(notary?.verified[0]?.signer ?? '', /^JWS signature by "CN=e2e,O=Notary,L=Seattle,ST=WA,C=US"/);
+      t.regex(
+        facts.get('ci')?.rejected[0] ?? '',
+        /a Notation signature; attestor "ci" verifies cosign\/Sigstore signatures only/,
+      );
+    },
+  );
 }
 
-test('requireAttestors mixes a Notation attestor with a cosign one (N of M)', async (t) => {
+fixtures.test('requireAttestors mixes a Notation attestor with a cosign one (N of M)', async (t) => {
   const { source, image } = layout('jws-e2e-valid');
   const attestors = [notationAttestor('jws-e2e-valid'), cosign()];
   const facts = await verifyImage(source, image, attestors, { now: NOW });
@@ -97,45 +102,51 @@ test('requireAttestors mixes a Notation attestor with a cosign one (N of M)', as
   );
 });
 
-test('a failing Notation signature is a reason naming the envelope, the certificate and the check', async (t) => {
-  const { source, image } = layout('jws-e2e-expired-signature');
-  const facts = await verifyImage(source, image, [notationAttestor('jws-e2e-expired-signature')], { now: NOW });
-  const reason = facts.get('notary')?.rejected[0] ?? '';
-  t.regex(
-    reason,
-    /^referrer sha256:[0-9a-f]{12}… layer 0: JWS signature by "CN=e2e,O=Notary,L=Seattle,ST=WA,C=US" \(sha256 e38aea13f2b0…\): expiry failed for attestor "notary" \(statement "e2e", level strict\): digital signature has expired/,
-  );
-  const permissive = await verifyImage(
-    source,
-    image,
-    [notationAttestor('jws-e2e-expired-signature', 'trustpolicy.permissive.json')],
-    { now: NOW },
-  );
-  t.regex(
-    permissive.get('notary')?.verified[0]?.signer ?? '',
-    /level permissive logged: expiry: digital signature has expired/,
-  );
-});
+fixtures.test(
+  'a failing Notation signature is a reason naming the envelope, the certificate and the check',
+  async (t) => {
+    const { source, image } = layout('jws-e2e-expired-signature');
+    const facts = await verifyImage(source, image, [notationAttestor('jws-e2e-expired-signature')], { now: NOW });
+    const reason = facts.get('notary')?.rejected[0] ?? '';
+    t.regex(
+      reason,
+      /^referrer sha256:[0-9a-f]{12}… layer 0: JWS signature by "CN=e2e,O=Notary,L=Seattle,ST=WA,C=US" \(sha256 e38aea13f2b0…\): expiry failed for attestor "notary" \(statement "e2e", level strict\): digital signature has expired/,
+    );
+    const permissive = await verifyImage(
+      source,
+      image,
+      [notationAttestor('jws-e2e-expired-signature', 'trustpolicy.permissive.json')],
+      { now: NOW },
+    );
+    t.regex(
+      permissive.get('notary')?.verified[0]?.signer ?? '',
+      /level permissive logged: expiry: digital signature has expired/,
+    );
+  },
+);
 
-test('a Notation signature manifest whose layer is not an envelope fails integrity; skip satisfies nothing', async (t) => {
-  const { source, image } = layout('jws-e2e-not-an-envelope');
-  const facts = await verifyImage(
-    source,
-    image,
-    [notationAttestor('jws-e2e-not-an-envelope', 'trustpolicy.audit.json')],
-    { now: NOW },
-  );
-  t.regex(facts.get('notary')?.rejected[0] ?? '', /integrity failed .* is not a Notation envelope/);
-  const skip = await verifyImage(
-    source,
-    image,
-    [notationAttestor('jws-e2e-not-an-envelope', 'trustpolicy.skip.json')],
-    { now: NOW },
-  );
-  t.regex(skip.get('notary')?.rejected[0] ?? '', /level skip, which verifies nothing and satisfies no requirement/);
-});
+fixtures.test(
+  'a Notation signature manifest whose layer is not an envelope fails integrity; skip satisfies nothing',
+  async (t) => {
+    const { source, image } = layout('jws-e2e-not-an-envelope');
+    const facts = await verifyImage(
+      source,
+      image,
+      [notationAttestor('jws-e2e-not-an-envelope', 'trustpolicy.audit.json')],
+      { now: NOW },
+    );
+    t.regex(facts.get('notary')?.rejected[0] ?? '', /integrity failed .* is not a Notation envelope/);
+    const skip = await verifyImage(
+      source,
+      image,
+      [notationAttestor('jws-e2e-not-an-envelope', 'trustpolicy.skip.json')],
+      { now: NOW },
+    );
+    t.regex(skip.get('notary')?.rejected[0] ?? '', /level skip, which verifies nothing and satisfies no requirement/);
+  },
+);
 
-test('the rule hash covers the Notation trust store contents', (t) => {
+fixtures.test('the rule hash covers the Notation trust store contents', (t) => {
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'pullgate-notation-hash-'));
   try {
     cpSync(fixturePath('notation-real/jws-e2e-valid/truststore'), `${tmp}/truststore`, { recursive: true });
@@ -163,7 +174,7 @@ test('the rule hash covers the Notation trust store contents', (t) => {
   }
 });
 
-test('notation attestor configuration errors name the field', (t) => {
+fixtures.test('notation attestor configuration errors name the field', (t) => {
   const dir = fixturePath('notation-real/jws-e2e-valid/');
   const compile = (spec: AttestorSpec) => () => compileAttestor('n', spec, { baseDir: dir, trustRoots: {} });
   t.throws(

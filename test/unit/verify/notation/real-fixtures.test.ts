@@ -10,6 +10,7 @@ import {
   type TrustPolicyStatement,
 } from '../../../../src/verify/notation/trust-policy.ts';
 import { loadTrustStoreDir } from '../../../../src/verify/notation/trust-store.ts';
+import { sharedFixtures } from '../../../shared-fixtures.ts';
 import { fixturePath } from '../fixtures.ts';
 
 const BASE = fixturePath('notation-real/');
@@ -33,7 +34,9 @@ interface Case {
   expected: Expected[];
 }
 
-const cases = readdirSync(BASE, { withFileTypes: true })
+const fixtures = sharedFixtures(test, ['notation-real']);
+// Without the fixtures there are no cases to list: the tests below are reported as not run.
+const cases = (fixtures.present ? readdirSync(BASE, { withFileTypes: true }) : [])
   .filter((d) => d.isDirectory())
   .map((d) => JSON.parse(readFileSync(`${BASE}${d.name}/case.json`, 'utf8')) as Case);
 
@@ -62,7 +65,7 @@ function run(c: Case, policyFile: string, patch?: (s: TrustPolicyStatement) => T
   });
 }
 
-test('every case folder has expectations', (t) => {
+fixtures.test('every case folder has expectations', (t) => {
   t.true(cases.length >= 12);
   t.true(cases.every((c) => c.expected.length > 0));
 });
@@ -70,7 +73,7 @@ test('every case folder has expectations', (t) => {
 for (const c of cases) {
   for (const e of c.expected) {
     const id = `${c.case}/${e.policy}`;
-    test(`${id}: ${e.level} → ${e.verdict}${e.failedCheck ? ` (${e.failedCheck})` : ''}`, (t) => {
+    fixtures.test(`${id}: ${e.level} → ${e.verdict}${e.failedCheck ? ` (${e.failedCheck})` : ''}`, (t) => {
       const out = run(c, e.policy);
       if (TSA_REVOCATION_UNKNOWN.has(id)) {
         // The step notation-go asserts passes; the verdict then rests on the offline revocation rule.
@@ -101,7 +104,7 @@ for (const c of cases) {
   }
 }
 
-test('messages name the check, the certificate and what failed', (t) => {
+fixtures.test('messages name the check, the certificate and what failed', (t) => {
   const byCase = (name: string) => cases.find((c) => c.case === name) as Case;
   t.regex(
     run(byCase('jws-chain-tampered'), 'trustpolicy.json').failure?.message ?? '',
@@ -123,23 +126,26 @@ test('messages name the check, the certificate and what failed', (t) => {
   t.regex(valid.signer ?? '', /^JWS signature by "CN=e2e,O=Notary,L=Seattle,ST=WA,C=US" \(sha256 e38aea13f2b0…\)$/);
 });
 
-test('the jws-chain-valid leaf and root share a subject: the chain is linked by signature', (t) => {
+fixtures.test('the jws-chain-valid leaf and root share a subject: the chain is linked by signature', (t) => {
   const c = cases.find((x) => x.case === 'jws-chain-valid') as Case;
   const out = run(c, 'trustpolicy.json');
   t.is(out.verdict, 'pass');
   t.true(out.results.every((r) => r.ok));
 });
 
-test('the timestamp is what rescues the expired signing certificate, and it is verified at the TSA time', (t) => {
-  const c = cases.find((x) => x.case === 'jws-expired-cert-timestamped') as Case;
-  const out = run(c, 'trustpolicy.json', (s) => ({ ...s, actions: actionsFor(s.level, { revocation: 'skip' }) }));
-  t.is(out.verdict, 'pass');
-  t.is(out.timestamp?.lower.toISOString(), '2024-06-18T07:21:41.000Z');
-  t.is(out.timestamp?.upper.toISOString(), '2024-06-18T07:21:43.000Z');
-  t.regex(out.timestamp?.tsa ?? '', /Globalsign TSA for Advanced - G4/);
-});
+fixtures.test(
+  'the timestamp is what rescues the expired signing certificate, and it is verified at the TSA time',
+  (t) => {
+    const c = cases.find((x) => x.case === 'jws-expired-cert-timestamped') as Case;
+    const out = run(c, 'trustpolicy.json', (s) => ({ ...s, actions: actionsFor(s.level, { revocation: 'skip' }) }));
+    t.is(out.verdict, 'pass');
+    t.is(out.timestamp?.lower.toISOString(), '2024-06-18T07:21:41.000Z');
+    t.is(out.timestamp?.upper.toISOString(), '2024-06-18T07:21:43.000Z');
+    t.regex(out.timestamp?.tsa ?? '', /Globalsign TSA for Advanced - G4/);
+  },
+);
 
-test('permissive logs the TSA revocation gap instead of failing', (t) => {
+fixtures.test('permissive logs the TSA revocation gap instead of failing', (t) => {
   const c = cases.find((x) => x.case === 'cose-timestamped-valid') as Case;
   const out = run(c, 'trustpolicy.json', (s) => ({ ...s, level: 'permissive', actions: actionsFor('permissive') }));
   t.is(out.verdict, 'pass');
