@@ -166,6 +166,8 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
       );
     } else if (e.type === 'policy-changed') {
       policy.reload('event');
+    } else if (e.type === 'pin-changed') {
+      gate?.pinChanged(e);
     } else if (e.type === 'grant-changed') {
       gate?.invalidate();
     }

@@ -13,9 +13,9 @@ import type { GrowingFile } from './file-sender.ts';
 import type { BlobOrigin } from './types.ts';
 
 /** Bytes received but not yet on disk before the upstream is paused: memory stays flat per fill. */
-const UNWRITTEN_MAX_BYTES = 16 * 1024 * 1024;
+const UNWRITTEN_MAX_BYTES = 8 * 1024 * 1024;
 /** Bytes already on disk kept in memory for readers close behind the head. */
-const WINDOW_MAX_BYTES = 4 * 1024 * 1024;
+const WINDOW_MAX_BYTES = 2 * 1024 * 1024;
 
 export type FillOutcome =
   { ok: true; size: number; ms: number } | { ok: false; error: RegistryError; bytes: number; ms: number };

@@ -17,7 +17,7 @@ import type { Upstreams } from '../oci/upstreams.ts';
 import type { Logger } from '../ops/log.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import type { ImageRef } from '../policy/types.ts';
-import type { AuditInput, Store } from '../store/types.ts';
+import type { AuditInput, Pin, Store } from '../store/types.ts';
 import type { EvidenceSource } from '../verify/source.ts';
 import { SingleFlight } from '../util/single-flight.ts';
 import {
@@ -50,6 +50,8 @@ const LIST_MAX_BYTES = 16 * 1024 * 1024;
 const PERMIT_TTL_MS = 5_000;
 /** A cached verdict re-writes a manifest's admission at most this often per process. */
 const RECORD_REFRESH_MS = 60_000;
+/** A cached pin is read again after this long even without an event: a backstop for lost notifications. */
+const PIN_TTL_MS = 10_000;
 /** Manifests examined for one blob's permit: a layer shared by more images needs only one admitted. */
 const MANIFESTS_PER_BLOB = 8;
 
@@ -102,6 +104,8 @@ export class PolicyGate implements Gate {
   /** `repo@blob` → the evidence layer this process may serve it as (never an image layer's permit). */
   readonly #evidenceLayers: LRUCache<string, EvidenceLayer>;
   readonly #permits: LRUCache<string, Permit>;
+  /** Pins read from the store, by tag: a pinned tag is answered without a query. Dropped on pin events. */
+  readonly #pins: LRUCache<string, Pin>;
   readonly #rechecks: TagRechecks;
   /** `repo@digest` → when a refused pull of it, revoked, was last audited. */
   readonly #revokedAudited: LRUCache<string, number>;
@@ -112,8 +116,15 @@ export class PolicyGate implements Gate {
     this.#recorded = new LRUCache({ max: deps.maxCached });
     this.#evidenceLayers = new LRUCache({ max: deps.maxCached });
     this.#permits = new LRUCache({ max: deps.maxCached, ttl: PERMIT_TTL_MS, ttlAutopurge: false });
+    this.#pins = new LRUCache({ max: deps.maxCached, ttl: PIN_TTL_MS, ttlAutopurge: false });
     this.#rechecks = new TagRechecks(deps.tagRecheckSeconds * 1000, deps.maxCached);
     this.#revokedAudited = new LRUCache({ max: 10_000 });
+  }
+
+  /** A pin changed (here or on another replica): forget it; without a tag, forget them all. */
+  pinChanged(e: { upstream?: string; repository?: string; tag?: string }): void {
+    if (e.upstream && e.repository && e.tag) this.#pins.delete(`${e.upstream}/${e.repository}:${e.tag}`);
+    else this.#pins.clear();
   }
 
   /** Forgets every cached permit and verdict (policy reload, revocation, grant change). */
@@ -254,10 +265,14 @@ export class PolicyGate implements Gate {
   async #serveTag(rq: Rq, tag: string): Promise<FetchedManifest> {
     const { repo, accept } = rq;
     const { store, decider } = this.#deps;
-    const pin = await store.getPin(repo.upstream, repo.repository, tag);
-    if (!pin) return this.#firstPull(rq, tag);
-
     const tagKey = `${repo.upstream}/${repo.repository}:${tag}`;
+    let pin = this.#pins.get(tagKey);
+    if (!pin) {
+      pin = await store.getPin(repo.upstream, repo.repository, tag);
+      if (!pin) return this.#firstPull(rq, tag);
+      this.#pins.set(tagKey, pin);
+    }
+
     const selected = decider.select({ registry: repo.upstream, repository: repo.repository, tag, digest: pin.digest });
     const seen = this.#rechecks.last(tagKey);
     let upstreamDigest = seen?.digest;
