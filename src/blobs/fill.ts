@@ -12,8 +12,24 @@ import { digestHasher } from '../oci/digest.ts';
 import type { GrowingFile } from './file-sender.ts';
 import type { BlobOrigin } from './types.ts';
 
-/** Bytes received but not yet on disk before the upstream is paused: memory stays flat per fill. */
-const UNWRITTEN_MAX_BYTES = 8 * 1024 * 1024;
+/**
+ * Bytes received but not yet on disk. Every fill may run this far ahead of the disk; beyond it, a
+ * fill borrows from a budget all fills share, so one cold fetch is not held to the disk's pace
+ * while memory stays bounded however many fills run.
+ */
+const UNWRITTEN_OWN_BYTES = 8 * 1024 * 1024;
+const UNWRITTEN_MAX_BYTES = 64 * 1024 * 1024;
+
+/** The bytes all fills hold in memory beyond their own allowance, and its limit. */
+export class WriteBudget {
+  readonly limit: number;
+  used = 0;
+  constructor(limit: number) {
+    this.limit = limit;
+  }
+}
+
+const NO_BUDGET = new WriteBudget(0);
 /** Bytes already on disk kept in memory for readers close behind the head. */
 const WINDOW_MAX_BYTES = 2 * 1024 * 1024;
 
@@ -57,6 +73,9 @@ export class Fill implements GrowingFile {
   /** The fill itself holds the file, and so does each reader; the last one closes it. */
   #holders = 1;
   #waiters: Hooks[] = [];
+  #budget: WriteBudget = NO_BUDGET;
+  /** What this fill borrows from the shared budget now. */
+  #borrowed = 0;
   readonly #started: Hooks;
   readonly #complete: Hooks;
 
@@ -78,8 +97,10 @@ export class Fill implements GrowingFile {
     tmpPath: string,
     origin: BlobOrigin,
     done: (fill: Fill, outcome: FillOutcome) => void,
+    budget: WriteBudget = NO_BUDGET,
   ): Fill {
     const fill = new Fill(digest, tmpPath, origin.upstream);
+    fill.#budget = budget;
     const t0 = performance.now();
     fill.#run(origin).then(
       (size) => done(fill, { ok: true, size, ms: performance.now() - t0 }),
@@ -166,7 +187,7 @@ export class Fill implements GrowingFile {
   /**
    * Hashes the body as it arrives and writes it behind. Chunks are taken one by one from the "data"
    * events (never concatenated), written in batches while the socket keeps being read, and the
-   * upstream pauses only when the disk falls UNWRITTEN_MAX_BYTES behind. Resolves once every byte
+   * upstream pauses only when the disk falls behind by this fill's allowance and the shared budget is spent. Resolves once every byte
    * is written; the content is verified (and readers may finish) as soon as the last byte arrives.
    */
   #copy(body: Readable, hash: Hash, matches: () => boolean): Promise<void> {
@@ -189,7 +210,8 @@ export class Fill implements GrowingFile {
         writing = true;
         while (this.#written < this.#received && !failed) {
           await this.#writeBehind();
-          if (body.isPaused() && this.#received - this.#written < UNWRITTEN_MAX_BYTES) body.resume();
+          this.#settleBudget();
+          if (body.isPaused() && this.#mayRead()) body.resume();
         }
         writing = false;
         if (ended && !failed) resolve();
@@ -203,7 +225,8 @@ export class Fill implements GrowingFile {
         this.#window.push(buf);
         this.#received += buf.length;
         this.#wake();
-        if (this.#received - this.#written >= UNWRITTEN_MAX_BYTES) body.pause();
+        this.#settleBudget();
+        if (!this.#mayRead()) body.pause();
         if (!writing) flush().catch(fail);
       };
       body.on('data', onData);
@@ -226,6 +249,20 @@ export class Fill implements GrowingFile {
         if (!writing) resolve();
       });
     });
+  }
+
+  /** Borrows (or returns) what the unwritten bytes hold beyond this fill's own allowance. */
+  #settleBudget(): void {
+    const want = Math.max(0, this.#received - this.#written - UNWRITTEN_OWN_BYTES);
+    this.#budget.used += want - this.#borrowed;
+    this.#borrowed = want;
+  }
+
+  /** Whether the upstream may be read on: within this fill's allowance, or the shared budget has room. */
+  #mayRead(): boolean {
+    const unwritten = this.#received - this.#written;
+    if (unwritten < UNWRITTEN_OWN_BYTES) return true;
+    return unwritten < UNWRITTEN_MAX_BYTES && this.#budget.used < this.#budget.limit;
   }
 
   /** Writes every received byte not yet on disk, then lets go of chunks the window no longer needs. */
@@ -276,6 +313,8 @@ export class Fill implements GrowingFile {
 
   #fail(error: RegistryError): void {
     this.#error = error;
+    this.#budget.used -= this.#borrowed;
+    this.#borrowed = 0;
     this.#started.reject(error);
     this.#complete.reject(error);
     const waiters = this.#waiters;

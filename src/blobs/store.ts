@@ -6,7 +6,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import type { Logger } from '../ops/log.ts';
 import type { BlobCache } from './cache.ts';
 import { FINAL, sendFile, type GrowingFile } from './file-sender.ts';
-import { Fill, type FillOutcome } from './fill.ts';
+import { Fill, WriteBudget, type FillOutcome } from './fill.ts';
 import type { BlobBody, BlobOrigin, BlobSource } from './types.ts';
 
 export interface BlobStoreObserver {
@@ -16,6 +16,9 @@ export interface BlobStoreObserver {
   served(source: BlobSource, bytes: number): void;
 }
 
+/** Shared by all fills: 56 MiB on top of 8 MiB each, so a lone cold fetch may run 64 MiB ahead of the disk. */
+const SHARED_UNWRITTEN_BYTES = 56 * 1024 * 1024;
+
 const NO_OBSERVER: BlobStoreObserver = { lookup() {}, fill() {}, served() {} };
 
 export class BlobStore {
@@ -24,6 +27,8 @@ export class BlobStore {
   readonly #observer: BlobStoreObserver;
   /** Fills in progress, by digest, until their content is in the cache (or they failed). */
   readonly #fills = new Map<string, Fill>();
+  /** Memory every fill may borrow to run ahead of a slow disk (fill.ts). */
+  readonly #budget = new WriteBudget(SHARED_UNWRITTEN_BYTES);
 
   constructor(cache: BlobCache, logger: Logger, observer: BlobStoreObserver = NO_OBSERVER) {
     this.#cache = cache;
@@ -64,7 +69,13 @@ export class BlobStore {
       this.#observer.lookup('join');
     } else {
       this.#observer.lookup('fill');
-      fill = Fill.start(digest, this.#cache.tmpPath(), origin, (f, outcome) => void this.#settle(f, outcome));
+      fill = Fill.start(
+        digest,
+        this.#cache.tmpPath(),
+        origin,
+        (f, outcome) => void this.#settle(f, outcome),
+        this.#budget,
+      );
       this.#fills.set(digest, fill);
     }
     await fill.started;
