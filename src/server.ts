@@ -19,6 +19,7 @@ import { PolicyHolder } from './policy-holder.ts';
 import { createApp } from './proxy/app.ts';
 import { Upstreams } from './oci/upstreams.ts';
 import { openStore } from './store/open.ts';
+import { setUpClientAuth } from './auth/setup.ts';
 import type { Store } from './store/types.ts';
 
 export interface RunningProxy {
@@ -174,8 +175,21 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
   });
   await revocations.start(opts.revocationRefreshMs ?? 5_000);
 
+  let clientAuth: ReturnType<typeof setUpClientAuth>;
+  try {
+    clientAuth = setUpClientAuth(config, upstreams, logger, metrics, undefined);
+  } catch (err) {
+    revocations.stop();
+    unsubscribe();
+    await upstreams.close();
+    await store.close();
+    throw err;
+  }
+  const metricsOnAdmin = config.metrics.listener === 'admin';
   let ready = false;
   const app = createApp({
+    ...(clientAuth ? { auth: clientAuth.auth } : {}),
+    metricsHere: !metricsOnAdmin,
     upstreams,
     gate,
     logger,
@@ -192,7 +206,7 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
   if (tlsMaterial) metrics.tlsCertificateExpiry.set(tlsMaterial.notAfter.getTime() / 1000);
   const main = await listen(app, config.listen.host, config.listen.port, tlsMaterial);
   const admin =
-    config.admin.identities.length > 0
+    config.admin.identities.length > 0 || metricsOnAdmin
       ? await listen(
           createAdminApp({
             store,
@@ -203,12 +217,27 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
             revalidator,
             defaultUpstream: upstreams.defaultUpstream,
             reloadPolicy: (actor) => policy.reload(actor),
+            ...(metricsOnAdmin
+              ? {
+                  metrics: async () => ({
+                    contentType: metrics.registry.contentType,
+                    body: await metrics.registry.metrics(),
+                  }),
+                }
+              : {}),
           }),
           config.admin.host,
           config.admin.port,
         )
       : undefined;
-  if (!admin) logger.warn('no admin token configured (admin.token or PULLGATE_ADMIN_TOKEN): the admin API is off');
+  if (config.admin.identities.length === 0)
+    logger.warn(
+      `no admin token configured (admin.token or PULLGATE_ADMIN_TOKEN): the admin API is off${admin ? ' (the admin listener serves /metrics only)' : ''}`,
+    );
+  if (!clientAuth && !/^(127\.|::1$|localhost$)/.test(config.listen.host))
+    logger.warn(
+      'client authentication is off (auth.enabled): every client that reaches the registry port may pull whatever the upstream credentials can read',
+    );
   if (opts.watchPolicy) policy.watch();
   revalidator.start();
   ready = true;
@@ -252,6 +281,7 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
         revalidator.stop();
         for (const unwatch of unwatchHealth) unwatch();
         revocations.stop();
+        await clientAuth?.close();
         await upstreams.close();
         await store.close();
         logger.info('pullgate stopped');
