@@ -20,6 +20,7 @@ import { createApp } from './proxy/app.ts';
 import { Upstreams } from './oci/upstreams.ts';
 import { openStore } from './store/open.ts';
 import { setUpClientAuth } from './auth/setup.ts';
+import { PassThroughChecker } from './auth/passthrough.ts';
 import type { Store } from './store/types.ts';
 
 export interface RunningProxy {
@@ -176,9 +177,13 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
   await revocations.start(opts.revocationRefreshMs ?? 5_000);
 
   let clientAuth: ReturnType<typeof setUpClientAuth>;
+  const passThrough = config.upstreams.some((u) => u.passThrough)
+    ? new PassThroughChecker(config.upstreams, metrics)
+    : undefined;
   try {
-    clientAuth = setUpClientAuth(config, upstreams, logger, metrics, undefined);
+    clientAuth = setUpClientAuth(config, upstreams, logger, metrics, passThrough);
   } catch (err) {
+    await passThrough?.close();
     revocations.stop();
     unsubscribe();
     await upstreams.close();
@@ -282,6 +287,7 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
         for (const unwatch of unwatchHealth) unwatch();
         revocations.stop();
         await clientAuth?.close();
+        await passThrough?.close();
         await upstreams.close();
         await store.close();
         logger.info('pullgate stopped');
