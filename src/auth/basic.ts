@@ -29,6 +29,7 @@ export function checkCredentials(c: Credentials): Credentials | string {
   if (c.username === '' || Buffer.byteLength(c.username) > USERNAME_MAX_BYTES || !USERNAME_RE.test(c.username))
     return `the user name must be 1-${USERNAME_MAX_BYTES} bytes of printable characters without ":"`;
   if (c.password === '') return 'the password is empty';
-  if (Buffer.byteLength(c.password) > PASSWORD_MAX_BYTES) return `the password is longer than ${PASSWORD_MAX_BYTES} bytes`;
+  if (Buffer.byteLength(c.password) > PASSWORD_MAX_BYTES)
+    return `the password is longer than ${PASSWORD_MAX_BYTES} bytes`;
   return c;
 }

@@ -81,7 +81,13 @@ export class ClientAuth {
     const m = header !== undefined && header.length <= BEARER_MAX ? /^Bearer +(\S+) *$/i.exec(header) : null;
     if (!m) {
       this.#deps.count?.('unauthenticated');
-      throw this.#unauthorized(req, name, ns, undefined, 'authentication required: log in to this registry (docker login, podman login, or node credentials)');
+      throw this.#unauthorized(
+        req,
+        name,
+        ns,
+        undefined,
+        'authentication required: log in to this registry (docker login, podman login, or node credentials)',
+      );
     }
     const session = verifyToken(this.#deps.key, this.service, m[1] as string, Math.floor(this.#now() / 1000));
     if (typeof session === 'string') {
@@ -102,14 +108,23 @@ export class ClientAuth {
     const grant = session.access.find((g) => g.name === name);
     if (!grant) {
       // Not asked for when the token was issued: the client asks again for this scope.
-      throw this.#unauthorized(req, target.clientName, target.ns, 'insufficient_scope', `the token does not cover ${name}`);
+      throw this.#unauthorized(
+        req,
+        target.clientName,
+        target.ns,
+        'insufficient_scope',
+        `the token does not cover ${name}`,
+      );
     }
     if (session.identity.kind === 'upstream') {
       cs.identity = `${session.identity.name}@${target.upstream}`;
-      const credentials = session.sealed
-        ? unseal(this.#deps.key, session.sealed, session.identity.name)
-        : undefined;
-      if (!grant.actions.includes('pull') || !credentials || !this.#deps.passThroughHosts.has(target.upstream) || !this.#deps.passThrough) {
+      const credentials = session.sealed ? unseal(this.#deps.key, session.sealed, session.identity.name) : undefined;
+      if (
+        !grant.actions.includes('pull') ||
+        !credentials ||
+        !this.#deps.passThroughHosts.has(target.upstream) ||
+        !this.#deps.passThrough
+      ) {
         this.#deps.count?.('denied');
         throw new RegistryError(
           'denied',
@@ -180,7 +195,12 @@ export class ClientAuth {
     const param = (k: string) => form?.get(k) ?? url.searchParams.get(k) ?? undefined;
     const service = param('service');
     if (service !== undefined && service !== this.service)
-      throw oauthError(post, 'invalid', 'invalid_request', `service must be "${this.service}", got "${service.slice(0, 100)}"`);
+      throw oauthError(
+        post,
+        'invalid',
+        'invalid_request',
+        `service must be "${this.service}", got "${service.slice(0, 100)}"`,
+      );
     if (post && form?.get('grant_type') !== 'password')
       throw oauthError(
         post,
@@ -197,7 +217,8 @@ export class ClientAuth {
       throw new RegistryError(
         'unauthorized',
         'UNAUTHORIZED',
-        credentials ?? 'credentials are required: log in to this registry (docker login / podman login, or node credentials)',
+        credentials ??
+          'credentials are required: log in to this registry (docker login / podman login, or node credentials)',
         { challenge: `Basic realm="${this.service}"` },
       );
     }
@@ -223,7 +244,10 @@ export class ClientAuth {
     if ('identity' in verdict) {
       holder = { kind: 'identity', identity: verdict.identity };
       identity = { name: verdict.identity.name, kind: verdict.identity.kind };
-    } else if (this.#deps.passThroughHosts.size > 0 && (resolved.length === 0 || resolved.some((s) => this.#deps.passThroughHosts.has(s.upstream)))) {
+    } else if (
+      this.#deps.passThroughHosts.size > 0 &&
+      (resolved.length === 0 || resolved.some((s) => this.#deps.passThroughHosts.has(s.upstream)))
+    ) {
       // Not ours: perhaps the upstream's own credentials, which the upstream checks per request.
       holder = { kind: 'pass-through' };
       sealed = credentials;
@@ -231,9 +255,14 @@ export class ClientAuth {
     } else {
       this.#deps.count?.('refused');
       this.#deps.logger.info({ user: credentials.username.slice(0, 64), why: verdict.reason }, 'token refused');
-      throw new RegistryError('unauthorized', 'UNAUTHORIZED', 'authentication failed: unknown user, wrong password or an invalid token', {
-        challenge: `Basic realm="${this.service}"`,
-      });
+      throw new RegistryError(
+        'unauthorized',
+        'UNAUTHORIZED',
+        'authentication failed: unknown user, wrong password or an invalid token',
+        {
+          challenge: `Basic realm="${this.service}"`,
+        },
+      );
     }
     const access: Grant[] = grantsFor(this.#rules, holder, resolved, this.#deps.passThroughHosts);
     const now = Math.floor(this.#now() / 1000);
@@ -261,7 +290,13 @@ export class ClientAuth {
     res.end(
       JSON.stringify(
         post
-          ? { access_token: token, token_type: 'Bearer', expires_in: ttl, issued_at: issuedAt, scope: scopeParams.join(' ') }
+          ? {
+              access_token: token,
+              token_type: 'Bearer',
+              expires_in: ttl,
+              issued_at: issuedAt,
+              scope: scopeParams.join(' '),
+            }
           : { token, access_token: token, expires_in: ttl, issued_at: issuedAt },
       ),
     );
@@ -291,5 +326,9 @@ async function readForm(req: Request): Promise<URLSearchParams> {
 }
 
 function tooLarge(): RegistryError {
-  return new RegistryError('too-large', 'SIZE_INVALID', `the token request form is larger than ${FORM_MAX_BYTES} bytes`);
+  return new RegistryError(
+    'too-large',
+    'SIZE_INVALID',
+    `the token request form is larger than ${FORM_MAX_BYTES} bytes`,
+  );
 }

@@ -87,7 +87,8 @@ export function timeProblem(payload: Record<string, unknown>, now: number, leewa
   if (typeof exp !== 'number' || !Number.isFinite(exp)) return 'the token has no expiry ("exp")';
   if (exp + leeway <= now) return `the token expired at ${new Date(exp * 1000).toISOString()}`;
   if (nbf !== undefined && (typeof nbf !== 'number' || nbf - leeway > now)) return 'the token is not valid yet ("nbf")';
-  if (iat !== undefined && (typeof iat !== 'number' || iat - leeway > now)) return 'the token is issued in the future ("iat")';
+  if (iat !== undefined && (typeof iat !== 'number' || iat - leeway > now))
+    return 'the token is issued in the future ("iat")';
   return undefined;
 }
 

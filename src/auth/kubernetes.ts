@@ -14,7 +14,8 @@ export interface KubernetesTokenRules {
   leewaySeconds: number;
 }
 
-const SUBJECT_RE = /^system:serviceaccount:([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?):([a-z0-9]([-.a-z0-9]{0,251}[a-z0-9])?)$/;
+const SUBJECT_RE =
+  /^system:serviceaccount:([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?):([a-z0-9]([-.a-z0-9]{0,251}[a-z0-9])?)$/;
 
 /** The service account a token proves, or why it proves nothing. */
 export function serviceAccountIdentity(
@@ -36,7 +37,8 @@ export function serviceAccountIdentity(
   const time = timeProblem(p, now, rules.leewaySeconds);
   if (time) return time;
   const m = typeof p.sub === 'string' ? SUBJECT_RE.exec(p.sub) : null;
-  if (!m) return `subject ${JSON.stringify(p.sub).slice(0, 200)} is not a service account (system:serviceaccount:NAMESPACE:NAME)`;
+  if (!m)
+    return `subject ${JSON.stringify(p.sub).slice(0, 200)} is not a service account (system:serviceaccount:NAMESPACE:NAME)`;
   const namespace = m[1] as string;
   const name = m[3] as string;
   // Bound tokens repeat the subject under "kubernetes.io": a mismatch is a forged or broken token.

@@ -125,9 +125,14 @@ export class PassThroughChecker implements UpstreamAuthorizer {
           `upstream ${repo.upstream} has no ${probe.what} in ${where} for "${c.username}"`,
         );
       case 'rate-limited':
-        throw new RegistryError('rate-limited', 'TOOMANYREQUESTS', `upstream ${repo.upstream} is rate limiting "${c.username}"`, {
-          retryAfter: '10',
-        });
+        throw new RegistryError(
+          'rate-limited',
+          'TOOMANYREQUESTS',
+          `upstream ${repo.upstream} is rate limiting "${c.username}"`,
+          {
+            retryAfter: '10',
+          },
+        );
       case 'failed':
         throw new RegistryError(
           'upstream',
@@ -173,18 +178,33 @@ export class PassThroughChecker implements UpstreamAuthorizer {
     if (res.statusCode !== 200) {
       await readLimited(res.body, MAX_DRAIN).catch(() => undefined);
       if (res.statusCode === 401 || res.statusCode === 403) return undefined;
-      throw new RegistryError('upstream', 'UNAVAILABLE', `token service of upstream ${u.config.host} answered ${res.statusCode}`);
+      throw new RegistryError(
+        'upstream',
+        'UNAVAILABLE',
+        `token service of upstream ${u.config.host} answered ${res.statusCode}`,
+      );
     }
     let parsed: { token?: unknown; access_token?: unknown; expires_in?: unknown };
     try {
       parsed = JSON.parse((await readLimited(res.body, MAX_TOKEN_BODY)).toString('utf8'));
     } catch {
-      throw new RegistryError('upstream', 'UNAVAILABLE', `token service of upstream ${u.config.host} answered with invalid JSON`);
+      throw new RegistryError(
+        'upstream',
+        'UNAVAILABLE',
+        `token service of upstream ${u.config.host} answered with invalid JSON`,
+      );
     }
-    const token = typeof parsed.token === 'string' ? parsed.token : typeof parsed.access_token === 'string' ? parsed.access_token : undefined;
+    const token =
+      typeof parsed.token === 'string'
+        ? parsed.token
+        : typeof parsed.access_token === 'string'
+          ? parsed.access_token
+          : undefined;
     if (!token) return undefined;
     const seconds = typeof parsed.expires_in === 'number' && parsed.expires_in > 0 ? parsed.expires_in : 60;
-    this.#tokens.set(`${who}|${u.config.host}|${scope}`, token, { ttl: Math.max(1, seconds - TOKEN_MARGIN_SECONDS) * 1000 });
+    this.#tokens.set(`${who}|${u.config.host}|${scope}`, token, {
+      ttl: Math.max(1, seconds - TOKEN_MARGIN_SECONDS) * 1000,
+    });
     return token;
   }
 

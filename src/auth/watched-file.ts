@@ -64,7 +64,10 @@ export class WatchedFile<T> {
     const next = this.#read();
     this.#stamp = next.stamp || stamp;
     if (typeof next.value === 'string') {
-      this.#logger.error({ file: this.path, error: next.value }, `${this.#what} changed but is not valid; keeping the previous one`);
+      this.#logger.error(
+        { file: this.path, error: next.value },
+        `${this.#what} changed but is not valid; keeping the previous one`,
+      );
     } else {
       this.#value = next.value;
       this.#logger.info({ file: this.path }, `${this.#what} reloaded`);

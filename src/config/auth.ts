@@ -24,7 +24,9 @@ export function readAuth(n: Node, path: (p: string) => string): AuthConfig | und
   if (realmText !== undefined) {
     const u = URL.parse(realmText);
     if (!u || (u.protocol !== 'https:' && u.protocol !== 'http:') || u.username || u.hash)
-      a.get('realm').fail('must be an absolute http(s) URL of the token endpoint, like https://pullgate.internal:5050/token');
+      a.get('realm').fail(
+        'must be an absolute http(s) URL of the token endpoint, like https://pullgate.internal:5050/token',
+      );
   }
   const token = a.get('token').object(['keyFile', 'ttlSeconds']);
   const keyFile = token.get('keyFile').optionalString();
@@ -53,7 +55,9 @@ export function readAuth(n: Node, path: (p: string) => string): AuthConfig | und
       .list()
       .map((x) => x.string());
     if (audiences.length === 0)
-      k8s.get('audiences').fail('at least one audience is required: the tokens nodes and pods present must be minted for pullgate');
+      k8s
+        .get('audiences')
+        .fail('at least one audience is required: the tokens nodes and pods present must be minted for pullgate');
     kubernetes = { issuer, audiences, jwksFile: path(k8s.get('jwksFile').string()) };
   }
   const rules: AuthRuleConfig[] = a

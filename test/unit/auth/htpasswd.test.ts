@@ -100,9 +100,12 @@ test('a missing or invalid htpasswd at start names the key', (t) => {
   const base = { service: 'pullgate', token: { ttlSeconds: 300 }, groups: {}, rules: [] };
   const pool = new BcryptPool();
   t.teardown(() => pool.close());
-  t.throws(() => new Authenticator({ ...base, htpasswd: { file: join(dir, 'absent') } }, pool, createLogger('silent')), {
-    message: /auth\.htpasswd\.file.*cannot read/,
-  });
+  t.throws(
+    () => new Authenticator({ ...base, htpasswd: { file: join(dir, 'absent') } }, pool, createLogger('silent')),
+    {
+      message: /auth\.htpasswd\.file.*cannot read/,
+    },
+  );
   const bad = join(dir, 'md5');
   writeFileSync(bad, 'alice:$apr1$x$y\n');
   t.throws(() => new Authenticator({ ...base, htpasswd: { file: bad } }, pool, createLogger('silent')), {

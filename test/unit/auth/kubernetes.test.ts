@@ -25,7 +25,9 @@ test('a bound service-account token (RS256 or ES256) names the service account a
       serviceAccount: { namespace: 'team-a', name: 'builder' },
     });
   }
-  t.like(identify({ namespace: 'n', serviceAccount: 's', audience: ['other', 'pullgate'] }), { kind: 'serviceaccount' });
+  t.like(identify({ namespace: 'n', serviceAccount: 's', audience: ['other', 'pullgate'] }), {
+    kind: 'serviceaccount',
+  });
   t.like(identify({ namespace: 'n', serviceAccount: 's', audience: 'pullgate' }), { kind: 'serviceaccount' });
 });
 
@@ -33,14 +35,30 @@ test('service-account tokens are refused with the reason', (t) => {
   const base = { namespace: 'team-a', serviceAccount: 'builder' };
   const table: [string, TokenOptions, RegExp][] = [
     ['signed by a key not in the JWKS', { ...base, foreignKey: true }, /no RS256 key with kid|does not verify/],
-    ['a kid of the JWKS but another key', { ...base, foreignKey: true, kid: (cluster.jwks.keys[0] as { kid: string }).kid }, /does not verify/],
+    [
+      'a kid of the JWKS but another key',
+      { ...base, foreignKey: true, kid: (cluster.jwks.keys[0] as { kid: string }).kid },
+      /does not verify/,
+    ],
     ['another issuer', { ...base, claims: { iss: 'https://other.example' } }, /issuer .*\(auth\.kubernetes\.issuer\)/],
-    ['another audience (e.g. the API server default)', { ...base, audience: ['https://kubernetes.default.svc'] }, /audience/],
+    [
+      'another audience (e.g. the API server default)',
+      { ...base, audience: ['https://kubernetes.default.svc'] },
+      /audience/,
+    ],
     ['expired', { ...base, expiresIn: -60 }, /expired/],
     ['no expiry (a legacy secret token)', { ...base, claims: { exp: undefined } }, /no expiry/],
     ['not a service account', { ...base, claims: { sub: 'system:node:node-1' } }, /not a service account/],
-    ['kubernetes.io disagrees with sub', { ...base, claims: { 'kubernetes.io': { namespace: 'kube-system' } } }, /does not match/],
-    ['sub with an invalid namespace', { ...base, claims: { sub: 'system:serviceaccount:Team_A:x' } }, /not a service account/],
+    [
+      'kubernetes.io disagrees with sub',
+      { ...base, claims: { 'kubernetes.io': { namespace: 'kube-system' } } },
+      /does not match/,
+    ],
+    [
+      'sub with an invalid namespace',
+      { ...base, claims: { sub: 'system:serviceaccount:Team_A:x' } },
+      /not a service account/,
+    ],
   ];
   for (const [name, o, expected] of table) t.regex(String(identify(o)), expected, name);
 });

@@ -52,7 +52,11 @@ test('rules: who may pull which upstream/repository; default deny', (t) => {
     [builder, 'ghcr.io/acme/team-b/api', undefined],
     [builder, 'ghcr.io/acme/app', undefined],
     [other, 'ghcr.io/acme/team-b/api', undefined],
-    [{ ...other, name: 'system:serviceaccount:team-b:ci-7', serviceAccount: { namespace: 'team-b', name: 'ci-7' } }, 'ghcr.io/acme/team-b/x', 3],
+    [
+      { ...other, name: 'system:serviceaccount:team-b:ci-7', serviceAccount: { namespace: 'team-b', name: 'ci-7' } },
+      'ghcr.io/acme/team-b/x',
+      3,
+    ],
     [other, 'registry.k8s.io/pause', 4],
     [builder, 'registry.k8s.io/pause', undefined],
     [{ name: 'mallory', kind: 'user', groups: ['system:authenticated'] }, 'ghcr.io/acme/app', undefined],

@@ -46,7 +46,12 @@ test('tokens are refused: expired, too early, another key, another service, tamp
     ['not yet valid', issue(key, { now: NOW + 100 }), NOW, /not valid yet|future/],
     ['another key (a replica without the shared keyFile)', issue(other), NOW, /another signing key/],
     ['another service', good.replace(p, b64({ ...claims, aud: 'other' })), NOW, /signature|another issuer/],
-    ['widened access', `${h}.${b64({ ...claims, access: [{ type: 'repository', name: 'ghcr.io/acme/secret', actions: ['pull'] }] })}.${s}`, NOW, /signature/],
+    [
+      'widened access',
+      `${h}.${b64({ ...claims, access: [{ type: 'repository', name: 'ghcr.io/acme/secret', actions: ['pull'] }] })}.${s}`,
+      NOW,
+      /signature/,
+    ],
     ['alg none', `${b64({ alg: 'none' })}.${p}.`, NOW, /three base64url|algorithm/],
     ['HS256', `${b64({ alg: 'HS256', kid: key.kid })}.${p}.${s}`, NOW, /algorithm/],
     ['two parts', `${h}.${p}`, NOW, /three/],
@@ -84,7 +89,10 @@ test('JWT verification: ES256 needs P-256 and 64-byte signatures, RS256 needs 20
   const small = generateKeyPairSync('rsa', { modulusLength: 1024 });
   const make = (alg: string, k: typeof ec.privateKey) => {
     const input = `${b64({ alg })}.${b64({ sub: 'x' })}`;
-    const sig = alg === 'ES256' ? sign('sha256', Buffer.from(input), { key: k, dsaEncoding: 'ieee-p1363' }) : sign('sha256', Buffer.from(input), k);
+    const sig =
+      alg === 'ES256'
+        ? sign('sha256', Buffer.from(input), { key: k, dsaEncoding: 'ieee-p1363' })
+        : sign('sha256', Buffer.from(input), k);
     return parseJwt(`${input}.${sig.toString('base64url')}`);
   };
   const es = make('ES256', ec.privateKey);
