@@ -82,7 +82,7 @@ test.serial(
     // the decision record of the first pull names the identity
     const records = await proxy.proxy.store.queryAudit({ image: 'registry.test/app/one', kind: 'allow' });
     t.true(
-      records.some((r) => (r.detail as { client?: { identity?: string } }).client?.identity === 'alice'),
+      records.some((r) => (r.detail as { client?: { identity?: string } } | undefined)?.client?.identity === 'alice'),
       JSON.stringify(records.map((r) => r.detail)),
     );
     t.true(proxy.lines('request').some((l) => l.identity === 'alice' && l.route === 'manifest'));
