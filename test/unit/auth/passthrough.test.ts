@@ -17,7 +17,8 @@ test("the upstream's answer to the client's own HEAD: allowed, refused, missing,
     [400, 'failed'],
     [405, 'failed'],
   ];
-  for (const [status, answer] of table) t.is(upstreamAnswer(status), answer, String(status));
+  for (const [status, answer] of table)
+    t.is(upstreamAnswer(status), answer as ReturnType<typeof upstreamAnswer>, String(status));
 });
 
 test('what the upstream is asked, per endpoint', (t) => {
