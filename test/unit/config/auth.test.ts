@@ -1,7 +1,7 @@
 import test from 'ava';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { ConfigError, loadConfig } from '../../../src/config/load.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'pullgate-authconfig-'));
@@ -124,4 +124,30 @@ test('pass-through alone is a way to authenticate', (t) => {
   const c = loadConfig(write('upstreams: [{host: ghcr.io, passThrough: {}}]\nauth: {enabled: true}\n'), {});
   t.deepEqual(c.upstreams[0]?.passThrough, { cacheSeconds: 30 });
   t.truthy(c.auth);
+});
+
+test('config/pullgate.example.yaml: the documented auth, metrics and passThrough keys are the real ones', (t) => {
+  const example = new URL('../../../config/pullgate.example.yaml', import.meta.url).pathname;
+  const text = readFileSync(example, 'utf8');
+  t.is(loadConfig(example, {}).auth, undefined, 'off as documented');
+  // uncomment the auth block and the passThrough lines, as a reader would
+  const start = text.indexOf('\nauth:\n');
+  const end = text.indexOf('\nadmin:', start);
+  const authBlock = text
+    .slice(start, end)
+    .replace('enabled: false', 'enabled: true')
+    .replace(/^ {2}# ?/gm, '  ');
+  const uncommented = (text.slice(0, start) + authBlock + text.slice(end)).replace(
+    /^ {4}# (passThrough:|  cacheSeconds:)/gm,
+    '    $1',
+  );
+  const file = write(
+    uncommented.replace('file: policy.example.yaml', `file: ${join(dirname(example), 'policy.example.yaml')}`),
+  );
+  const c = loadConfig(file, {});
+  t.truthy(c.auth?.kubernetes);
+  t.is(c.auth?.rules.length, 2);
+  t.deepEqual(c.auth?.groups, { nodes: ['node'], ci: ['ci'] });
+  t.deepEqual(c.upstreams[0]?.passThrough, { cacheSeconds: 30 });
+  t.is(c.metrics.listener, 'registry');
 });
