@@ -25,7 +25,7 @@ import type { Store } from './store/types.ts';
 
 export interface RunningProxy {
   url: string;
-  /** Undefined when no admin token is configured (the admin listener is then off). */
+  /** Undefined when the admin listener is off: no admin token, and /metrics on the registry listener. */
   adminUrl: string | undefined;
   policy: PolicyHolder;
   store: Store;

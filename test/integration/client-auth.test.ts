@@ -353,3 +353,33 @@ function forge(token: string): string {
   const claims = JSON.parse(Buffer.from(p, 'base64url').toString());
   return `${h}.${Buffer.from(JSON.stringify({ ...claims, sub: 'bob' })).toString('base64url')}.${s}`;
 }
+
+test.serial(
+  'metrics.listener: admin serves /metrics on the admin listener without a token, and not on the registry port',
+  async (t) => {
+    const { startTestProxy, ALLOW_ALL } = await import('./proxy-fixture.ts');
+    const p = await startTestProxy({
+      policy: ALLOW_ALL,
+      config: {
+        auth: setup.auth,
+        metrics: { listener: 'admin' },
+        admin: { host: '127.0.0.1', port: 0 },
+        upstreams: [{ host: 'registry.test', url: registry.url, insecure: true }],
+      },
+    });
+    t.teardown(() => p.close());
+    t.truthy(p.proxy.adminUrl, 'the admin listener starts for /metrics even without an admin token');
+    const onRegistry = await request(`${p.url}/metrics`);
+    t.is(onRegistry.statusCode, 404);
+    await onRegistry.body.dump();
+    t.is((await skopeoInspect(`${p.host}/registry.test/secret/x:1`, `bob:${USERS.bob}`)).code !== 0, true);
+    const metrics = await request(`${p.proxy.adminUrl}/metrics`);
+    const text = await metrics.body.text();
+    t.is(metrics.statusCode, 200);
+    t.regex(text, /pullgate_client_auth_total\{outcome="denied"\} [1-9]/);
+    t.regex(text, /pullgate_client_auth_total\{outcome="issued"\} [1-9]/);
+    const api = await request(`${p.proxy.adminUrl}/api/v1/pins`);
+    t.is(api.statusCode, 401, 'the admin API still needs its token');
+    await api.body.dump();
+  },
+);
