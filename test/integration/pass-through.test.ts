@@ -62,7 +62,8 @@ test.serial(
     const records = await proxy.proxy.store.queryAudit({ image: 'registry.test/app/private' });
     t.true(
       records.some(
-        (r) => (r.detail as { client?: { identity?: string } } | undefined)?.client?.identity === 'testuser@registry.test',
+        (r) =>
+          (r.detail as { client?: { identity?: string } } | undefined)?.client?.identity === 'testuser@registry.test',
       ),
     );
     const carolPrivate = await skopeoInspect(
