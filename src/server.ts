@@ -19,11 +19,13 @@ import { PolicyHolder } from './policy-holder.ts';
 import { createApp } from './proxy/app.ts';
 import { Upstreams } from './oci/upstreams.ts';
 import { openStore } from './store/open.ts';
+import { setUpClientAuth } from './auth/setup.ts';
+import { PassThroughChecker } from './auth/passthrough.ts';
 import type { Store } from './store/types.ts';
 
 export interface RunningProxy {
   url: string;
-  /** Undefined when no admin token is configured (the admin listener is then off). */
+  /** Undefined when the admin listener is off: no admin token, and /metrics on the registry listener. */
   adminUrl: string | undefined;
   policy: PolicyHolder;
   store: Store;
@@ -174,8 +176,25 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
   });
   await revocations.start(opts.revocationRefreshMs ?? 5_000);
 
+  let clientAuth: ReturnType<typeof setUpClientAuth>;
+  const passThrough = config.upstreams.some((u) => u.passThrough)
+    ? new PassThroughChecker(config.upstreams, metrics)
+    : undefined;
+  try {
+    clientAuth = setUpClientAuth(config, upstreams, logger, metrics, passThrough);
+  } catch (err) {
+    await passThrough?.close();
+    revocations.stop();
+    unsubscribe();
+    await upstreams.close();
+    await store.close();
+    throw err;
+  }
+  const metricsOnAdmin = config.metrics.listener === 'admin';
   let ready = false;
   const app = createApp({
+    ...(clientAuth ? { auth: clientAuth.auth } : {}),
+    metricsHere: !metricsOnAdmin,
     upstreams,
     gate,
     logger,
@@ -192,7 +211,7 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
   if (tlsMaterial) metrics.tlsCertificateExpiry.set(tlsMaterial.notAfter.getTime() / 1000);
   const main = await listen(app, config.listen.host, config.listen.port, tlsMaterial);
   const admin =
-    config.admin.identities.length > 0
+    config.admin.identities.length > 0 || metricsOnAdmin
       ? await listen(
           createAdminApp({
             store,
@@ -203,12 +222,27 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
             revalidator,
             defaultUpstream: upstreams.defaultUpstream,
             reloadPolicy: (actor) => policy.reload(actor),
+            ...(metricsOnAdmin
+              ? {
+                  metrics: async () => ({
+                    contentType: metrics.registry.contentType,
+                    body: await metrics.registry.metrics(),
+                  }),
+                }
+              : {}),
           }),
           config.admin.host,
           config.admin.port,
         )
       : undefined;
-  if (!admin) logger.warn('no admin token configured (admin.token or PULLGATE_ADMIN_TOKEN): the admin API is off');
+  if (config.admin.identities.length === 0)
+    logger.warn(
+      `no admin token configured (admin.token or PULLGATE_ADMIN_TOKEN): the admin API is off${admin ? ' (the admin listener serves /metrics only)' : ''}`,
+    );
+  if (!clientAuth && !/^(127\.|::1$|localhost$)/.test(config.listen.host))
+    logger.warn(
+      'client authentication is off (auth.enabled): every client that reaches the registry port may pull whatever the upstream credentials can read',
+    );
   if (opts.watchPolicy) policy.watch();
   revalidator.start();
   ready = true;
@@ -252,6 +286,8 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
         revalidator.stop();
         for (const unwatch of unwatchHealth) unwatch();
         revocations.stop();
+        await clientAuth?.close();
+        await passThrough?.close();
         await upstreams.close();
         await store.close();
         logger.info('pullgate stopped');

@@ -27,6 +27,8 @@ export interface AdminDeps {
   defaultUpstream?: string | undefined;
   /** Reloads the policy file; `actor` is who asked (audited with the reload). */
   reloadPolicy(actor: string): { ok: boolean; changed: boolean; error?: string };
+  /** Serves /metrics here, without a token (`metrics.listener: admin`), for Prometheus. */
+  metrics?: () => Promise<{ contentType: string; body: string }>;
 }
 
 /** What `why` looks for: the records of a verdict on a pull. */
@@ -67,6 +69,12 @@ export function createAdminApp(deps: AdminDeps): express.Express {
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
+  const { metrics } = deps;
+  if (metrics) {
+    app.get('/metrics', (_req, res, next) => {
+      metrics().then(({ contentType, body }) => res.set('content-type', contentType).send(body), next);
+    });
+  }
   app.use((req, res, next) => {
     const header = req.get('authorization') ?? '';
     const m = /^Bearer (.+)$/.exec(header);

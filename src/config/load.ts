@@ -5,6 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { RevalidateConfig } from '../gate/revalidate.ts';
 import type { AdminIdentity, Config, StoreConfig, TimeoutsConfig, UpstreamConfig } from './types.ts';
+import { AUTH_KEYS, readAuth } from './auth.ts';
 import { parseListenAddress } from './listen.ts';
 import { placeholderMarker } from './placeholder.ts';
 import { ConfigError, Node } from './reader.ts';
@@ -100,7 +101,9 @@ function buildConfig(root: Node, baseDir: string, env: NodeJS.ProcessEnv, opts: 
   const secrets: ReadSecret[] = [];
   const top = root.object([
     'listen',
+    'auth',
     'admin',
+    'metrics',
     'upstreams',
     'defaultUpstream',
     'limits',
@@ -136,7 +139,7 @@ function buildConfig(root: Node, baseDir: string, env: NodeJS.ProcessEnv, opts: 
   }
 
   const upstreamNodes = top.get('upstreams');
-  const upstreams = upstreamNodes.present
+  const upstreams: UpstreamConfig[] = upstreamNodes.present
     ? upstreamNodes.list().map((n) => readUpstream(n, env, path, secrets))
     : DEFAULT_UPSTREAMS.map((u) => ({
         host: u.host,
@@ -168,8 +171,26 @@ function buildConfig(root: Node, baseDir: string, env: NodeJS.ProcessEnv, opts: 
   // The embedded default keeps blobs beside the SQLite state; with PostgreSQL, under ./data.
   const blobsDefault = store.kind === 'sqlite' ? join(dirname(store.path), 'blobs') : path('data/blobs');
   const log = top.get('log').object(['level']);
+  const auth = readAuth(top.get('auth'), path);
+  const authNode = top.get('auth').object(AUTH_KEYS);
+  const passThrough = upstreams.filter((u) => u.passThrough);
+  if (passThrough.length > 0 && !auth)
+    upstreamNodes.fail(
+      `passThrough on ${passThrough[0]?.host} needs client authentication (auth.enabled: true): clients hand their credentials to the token endpoint`,
+    );
+  if (auth && !auth.htpasswd && !auth.kubernetes && passThrough.length === 0)
+    authNode.get('enabled').fail('auth is on but no client can authenticate: configure htpasswd and/or kubernetes');
+  if (auth && !auth.token.keyFile && store.kind === 'postgres')
+    authNode
+      .get('token')
+      .fail(
+        'keyFile is required with the PostgreSQL store: replicas must share the token signing key, or each refuses the tokens of the others',
+      );
+  const metrics = top.get('metrics').object(['listener']);
 
   const config: Config = {
+    ...(auth ? { auth } : {}),
+    metrics: { listener: metrics.get('listener').oneOf(['registry', 'admin'] as const, 'registry') },
     listen: {
       host: listen.get('host').string('127.0.0.1'),
       port: listen.get('port').integer(5050, 0, 65535),
@@ -258,6 +279,7 @@ function readUpstream(
     'password',
     'passwordEnv',
     'timeouts',
+    'passThrough',
   ]);
   const host = u.get('host').string().toLowerCase();
   if (!HOST_RE.test(host))
@@ -284,6 +306,8 @@ function readUpstream(
     u.get(username ? 'password' : 'username').fail('username and password go together');
   const t = u.get('timeouts').object(['connectMs', 'headersMs', 'bodyMs']);
   const caFile = u.get('caFile').optionalString();
+  const pt = u.get('passThrough');
+  const ptObject = pt.object(['cacheSeconds']);
   return {
     host,
     aliases,
@@ -296,6 +320,7 @@ function readUpstream(
       headersMs: t.get('headersMs').integer(DEFAULT_TIMEOUTS.headersMs, 100, 600_000),
       bodyMs: t.get('bodyMs').integer(DEFAULT_TIMEOUTS.bodyMs, 100, 3_600_000),
     },
+    ...(pt.present ? { passThrough: { cacheSeconds: ptObject.get('cacheSeconds').integer(30, 0, 600) } } : {}),
   };
 }
 

@@ -23,6 +23,11 @@ export interface UpstreamConfig {
   username?: string;
   password?: string;
   timeouts: TimeoutsConfig;
+  /**
+   * Clients' own credentials for this registry are checked there for every request (a client the
+   * upstream refuses is refused, cached content included). Only with client authentication on.
+   */
+  passThrough?: { cacheSeconds: number };
 }
 
 export interface ListenConfig {
@@ -73,8 +78,36 @@ export interface AdminIdentity {
   readOnly: boolean;
 }
 
+/** `auth.rules[]`: identity patterns and the `upstream/repository` globs they may pull (src/auth/rules.ts). */
+export interface AuthRuleConfig {
+  identities: string[];
+  repositories: string[];
+}
+
+/** Client authentication: the distribution token flow in front of every /v2 endpoint. */
+export interface AuthConfig {
+  /** `service` in challenges and the audience of pullgate's tokens. */
+  service: string;
+  /** The token endpoint's absolute URL; undefined: derived from each request's Host and the listener's scheme. */
+  realm?: string;
+  token: {
+    /** EC P-256 private key (PEM) shared by replicas; undefined: generated at start (one replica only). */
+    keyFile?: string;
+    ttlSeconds: number;
+  };
+  htpasswd?: { file: string };
+  /** Groups of htpasswd users, for rules. */
+  groups: Record<string, string[]>;
+  kubernetes?: { issuer: string; audiences: string[]; jwksFile: string };
+  rules: AuthRuleConfig[];
+}
+
 export interface Config {
   listen: ListenConfig;
+  /** Client authentication; undefined when off (the embedded default). */
+  auth?: AuthConfig;
+  /** Which listener serves /metrics: the registry port, or the admin listener. */
+  metrics: { listener: 'registry' | 'admin' };
   admin: {
     host: string;
     port: number;

@@ -54,6 +54,8 @@ export interface ErrorOptions {
   detail?: unknown;
   /** Seconds a client should wait before trying again (rate limits, load). */
   retryAfter?: string;
+  /** A `WWW-Authenticate` challenge telling the client how to authenticate (401s of client authentication). */
+  challenge?: string;
   cause?: unknown;
 }
 
@@ -62,6 +64,7 @@ export class RegistryError extends Error {
   readonly code: ErrorCode;
   readonly detail: unknown;
   readonly retryAfter: string | undefined;
+  readonly challenge: string | undefined;
 
   constructor(failure: Failure, code: ErrorCode, message: string, opts: ErrorOptions = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
@@ -70,6 +73,7 @@ export class RegistryError extends Error {
     this.code = code;
     this.detail = opts.detail;
     this.retryAfter = opts.retryAfter;
+    this.challenge = opts.challenge;
   }
 
   body(): ErrorBody {

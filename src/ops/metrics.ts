@@ -139,6 +139,13 @@ export class Metrics implements ClientObserver, BlobStoreObserver {
     registers: [this.registry],
   });
 
+  readonly clientAuth = new Counter({
+    name: 'pullgate_client_auth_total',
+    help: 'Client authentication: tokens issued or refused at /token; /v2 requests without a valid token (unauthenticated) or refused by auth.rules or a pass-through upstream (denied)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
   constructor(opts: { processMetrics?: boolean } = {}) {
     if (opts.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'pullgate_' });
     // Every result from the start, so that rate() and increase() see the first reload.

@@ -10,7 +10,8 @@ import type { Logger } from '../ops/log.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import { errorHeaders, httpStatus } from './http-errors.ts';
 import { parseRange } from './range.ts';
-import { routeRequest, type Target } from './route.ts';
+import { clientNameOf, routeRequest, type Target } from './route.ts';
+import type { ClientAuth, ClientSession } from '../auth/client-auth.ts';
 
 export interface AppDeps {
   upstreams: Upstreams;
@@ -21,6 +22,10 @@ export interface AppDeps {
   clientWriteTimeoutMs: number;
   /** false while starting or draining: /readyz answers 503. */
   ready(): boolean;
+  /** Client authentication; undefined: every client may pull (the embedded default). */
+  auth?: ClientAuth;
+  /** Whether /metrics is served here (false when it moved to the admin listener). */
+  metricsHere?: boolean;
 }
 
 const API_VERSION = { 'docker-distribution-api-version': 'registry/2.0' };
@@ -35,6 +40,7 @@ interface RequestFacts {
   reference?: string;
   digest?: string;
   source?: string;
+  identity?: string;
   error?: string;
 }
 
@@ -80,10 +86,19 @@ export function createApp(deps: AppDeps): express.Express {
     const ready = deps.ready();
     res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready' });
   });
-  app.get('/metrics', async (_req, res) => {
-    facts(res).route = 'metrics';
-    res.set('content-type', deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
-  });
+  if (deps.metricsHere !== false) {
+    app.get('/metrics', async (_req, res) => {
+      facts(res).route = 'metrics';
+      res.set('content-type', deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
+    });
+  }
+  const { auth } = deps;
+  if (auth) {
+    app.all('/token', (req, res, next) => {
+      facts(res).route = 'token';
+      auth.token(req, res).catch(next);
+    });
+  }
 
   app.use('/v2', (req, res, next) => {
     const f = facts(res);
@@ -97,6 +112,16 @@ export function createApp(deps: AppDeps): express.Express {
       return;
     }
     const url = new URL(req.originalUrl, 'http://proxy.invalid');
+    const ns = url.searchParams.get('ns') ?? undefined;
+    let session: ClientSession | undefined;
+    try {
+      // Before routing: an unauthenticated client learns nothing about names and upstreams.
+      session = auth?.session(req, clientNameOf(rawPath(req.originalUrl)), ns);
+    } catch (err) {
+      next(err);
+      return;
+    }
+    if (session) f.identity = session.identity;
     if (url.pathname === '/v2/' || url.pathname === '/v2') {
       f.route = 'base';
       res
@@ -107,7 +132,7 @@ export function createApp(deps: AppDeps): express.Express {
     }
     let target: Target;
     try {
-      target = routeRequest(rawPath(req.originalUrl), url.searchParams.get('ns') ?? undefined, deps.upstreams);
+      target = routeRequest(rawPath(req.originalUrl), ns, deps.upstreams);
     } catch (err) {
       next(err);
       return;
@@ -116,7 +141,13 @@ export function createApp(deps: AppDeps): express.Express {
     f.upstream = target.upstream;
     f.repository = target.repository;
     if (target.ns) res.set('oci-namespace', target.ns);
-    handle(deps, target, url.searchParams, req, res).catch(next);
+    const authorized = auth && session ? auth.authorize(req, session, target) : Promise.resolve();
+    authorized
+      .then(() => {
+        if (session) f.identity = session.identity;
+        return handle(deps, target, url.searchParams, req, res, session?.identity);
+      })
+      .catch(next);
   });
 
   app.use((_req, res) => {
@@ -147,6 +178,7 @@ async function handle(
   query: URLSearchParams,
   req: Request,
   res: Response,
+  identity: string | undefined,
 ): Promise<void> {
   const f = facts(res);
   const repo: Repo = { upstream: target.upstream, repository: target.repository };
@@ -158,7 +190,7 @@ async function handle(
         repo,
         reference: endpoint.reference,
         accept: req.get('accept'),
-        client: clientOf(req),
+        client: clientOf(req, identity),
       });
       f.digest = manifest.digest;
       res.status(200).set({
@@ -218,10 +250,14 @@ async function handle(
   }
 }
 
-function clientOf(req: Request): ClientInfo {
+function clientOf(req: Request, identity: string | undefined): ClientInfo {
   const address = req.socket.remoteAddress;
   const userAgent = req.get('user-agent');
-  return { ...(address ? { address } : {}), ...(userAgent ? { userAgent } : {}) };
+  return {
+    ...(address ? { address } : {}),
+    ...(userAgent ? { userAgent } : {}),
+    ...(identity ? { identity } : {}),
+  };
 }
 
 function blobHeaders(digest: string, size: number | undefined): Record<string, string> {
@@ -315,6 +351,7 @@ function requestLog(deps: AppDeps) {
           repository: f.repository,
           reference: f.reference,
           digest: f.digest,
+          ...(f.identity ? { identity: f.identity } : {}),
           ...(f.source ? { source: f.source } : {}),
           status: res.statusCode,
           ms: Math.round(ms * 10) / 10,

@@ -24,5 +24,8 @@ export function httpStatus(err: RegistryError): number {
 
 /** Headers an error response carries besides its JSON body. */
 export function errorHeaders(err: RegistryError): Record<string, string> {
-  return err.retryAfter === undefined ? {} : { 'retry-after': err.retryAfter };
+  return {
+    ...(err.retryAfter === undefined ? {} : { 'retry-after': err.retryAfter }),
+    ...(err.challenge === undefined ? {} : { 'www-authenticate': err.challenge }),
+  };
 }

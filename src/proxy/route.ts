@@ -64,6 +64,26 @@ export function routeRequest(pathname: string, ns: string | undefined, upstreams
     endpoint = { kind: 'referrers', digest: referrersDigest ?? '' };
   }
 
+  const { upstream, repository } = resolveName(clientName, ns, upstreams);
+  return { upstream, repository, clientName, ...(ns !== undefined ? { ns } : {}), endpoint };
+}
+
+/** The name a client wrote in a request path (`/v2/<name>/manifests/...`), if the path is a registry endpoint. */
+export function clientNameOf(pathname: string): string | undefined {
+  if (!pathname.startsWith('/v2/')) return undefined;
+  return ENDPOINT_RE.exec(pathname.slice('/v2/'.length))?.[1];
+}
+
+/**
+ * The allowlisted upstream and repository a client's name means: a registry host as its first
+ * component, containerd's `ns`, or the default upstream. Also used for token scopes, which name
+ * repositories as the client addressed them.
+ */
+export function resolveName(
+  clientName: string,
+  ns: string | undefined,
+  upstreams: UpstreamNames,
+): { upstream: string; repository: string } {
   let upstream: string | undefined;
   let repository = clientName;
   const first = clientName.split('/')[0] ?? '';
@@ -95,7 +115,7 @@ export function routeRequest(pathname: string, ns: string | undefined, upstreams
   }
   assertRepository(repository);
   if (upstream === DOCKER_HUB && !repository.includes('/')) repository = `library/${repository}`;
-  return { upstream, repository, clientName, ...(ns !== undefined ? { ns } : {}), endpoint };
+  return { upstream, repository };
 }
 
 function notAllowed(host: string): RegistryError {

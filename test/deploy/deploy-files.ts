@@ -23,7 +23,7 @@ const PARSERS: Record<string, (text: string, file: string) => Doc[]> = {
   '.conf': (text) => [parseToml(text) as Doc], // registries.conf is TOML
   '.json': (text) => [JSON.parse(text) as Doc],
 };
-const PROSE_OR_CODE = new Set(['.md', '.ts']);
+const PROSE_OR_CODE = new Set(['.md', '.ts', '.sh']);
 
 export function parseYamlDocuments(text: string, file: string): Doc[] {
   return parseAllDocuments(text).map((d, i) => {

@@ -116,11 +116,13 @@ test('deployment: probes hit /readyz and /healthz on the port the config listens
   }
   t.deepEqual(
     container.ports.map((p: Doc) => p.containerPort),
-    [config.listen.port],
-    'only the registry port is declared',
+    [config.listen.port, config.admin.port],
+    'the registry port, and the admin port for Prometheus',
   );
+  t.is(containerPort('admin'), config.admin.port);
   t.is(config.listen.host, '0.0.0.0');
-  t.is(config.admin.host, '127.0.0.1', 'the admin API stays on the pod loopback (kubectl port-forward)');
+  t.is(config.metrics.listener, 'admin', '/metrics is not on the port every node and pod reaches');
+  t.is(config.admin.host, '0.0.0.0', 'the admin listener is reachable for Prometheus (the NetworkPolicy narrows it)');
 });
 
 test('deployment: config and policy come from the ConfigMap mounted as a directory, TLS from its Secret', (t) => {
@@ -217,14 +219,20 @@ test('service and PDB select the deployment pods; the PDB keeps one serving', (t
   t.deepEqual(pdb.spec.selector.matchLabels, podLabels);
 });
 
-test('network policy: ingress to the registry port only; egress to DNS, PostgreSQL and HTTPS only', (t) => {
+test('network policy: ingress to the registry port, the admin port from the monitoring namespace; egress to DNS, PostgreSQL and HTTPS only', (t) => {
   const np = one('NetworkPolicy');
   t.deepEqual(np.spec.podSelector.matchLabels, podLabels);
   t.deepEqual([...np.spec.policyTypes].sort(), ['Egress', 'Ingress']);
   const { config } = kubernetesConfig(t);
   const ingressPorts = np.spec.ingress.flatMap((r: Doc) => r.ports.map((p: Doc) => p.port));
-  t.deepEqual(ingressPorts, [config.listen.port]);
-  t.false(ingressPorts.includes(config.admin.port), 'the admin port is not reachable over the network');
+  t.deepEqual(ingressPorts, [config.listen.port, config.admin.port]);
+  const registryRule = np.spec.ingress.find((r: Doc) => r.ports.some((p: Doc) => p.port === config.listen.port));
+  t.is(registryRule.from, undefined, 'nodes (host network) reach the registry port: clients log in there');
+  const adminRule = np.spec.ingress.find((r: Doc) => r.ports.some((p: Doc) => p.port === config.admin.port));
+  t.deepEqual(adminRule.ports, [{ port: config.admin.port, protocol: 'TCP' }]);
+  t.is(adminRule.from.length, 1, 'the admin port from one namespace only');
+  t.truthy(adminRule.from[0].namespaceSelector.matchLabels['kubernetes.io/metadata.name'], 'the monitoring namespace');
+  t.is(adminRule.from[0].ipBlock, undefined);
   // every egress rule is limited by port; which rule allows what
   for (const rule of np.spec.egress) t.true(rule.ports?.length > 0, 'no egress rule without ports');
   const rules = np.spec.egress.map((r: Doc) => ({

@@ -1,5 +1,6 @@
 // deploy/monitoring: the alert rules and the dashboard are well formed, and every metric they name
-// exists on the /metrics of a real proxy started as `pullgate serve` (with TLS, as in the cluster).
+// exists on the /metrics of a real proxy started as `pullgate serve` (with TLS and /metrics on the admin
+// listener, as in the cluster).
 // The reload and certificate metrics they alert on follow the proxy's state.
 import test from 'ava';
 import { spawn } from 'node:child_process';
@@ -121,10 +122,14 @@ test('every metric the rules and the dashboard name exists on a running proxy; r
   const policy = join(dir, 'policy.yaml');
   writeFileSync(policy, 'apiVersion: pullgate.dev/v1\nkind: Policy\ndefaultRule: {evaluationMode: alwaysDeny}\n');
   const port = await freePort();
+  const adminPort = await freePort();
   writeFileSync(
     join(dir, 'pullgate.yaml'),
     stringify({
       listen: { host: '127.0.0.1', port, tls: { cert: 'tls.pem', key: 'tls-key.pem' } },
+      // as in the shipped deployment: /metrics on the admin listener, without a token
+      metrics: { listener: 'admin' },
+      admin: { host: '127.0.0.1', port: adminPort },
       upstreams: [{ host: 'registry.example.test', url: 'https://127.0.0.1:9' }],
       policy: { file: 'policy.yaml' },
       store: { sqlite: { path: 'state.db' } },
@@ -140,13 +145,16 @@ test('every metric the rules and the dashboard name exists on a running proxy; r
   t.teardown(() => agent.close());
   const scrape = async (): Promise<string | undefined> => {
     try {
-      const res = await request(`https://127.0.0.1:${port}/metrics`, { dispatcher: agent });
+      const res = await request(`http://127.0.0.1:${adminPort}/metrics`);
       return res.statusCode === 200 ? await res.body.text() : undefined;
     } catch {
       return undefined;
     }
   };
   const first = await waitFor(scrape, { timeoutMs: 30_000, intervalMs: 200, what: 'the proxy serving /metrics' });
+  const onRegistry = await request(`https://127.0.0.1:${port}/metrics`, { dispatcher: agent });
+  t.is(onRegistry.statusCode, 404, 'the registry port does not serve /metrics');
+  await onRegistry.body.dump();
 
   const families = new Map([...first.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1]!, m[2]!]));
   const exists = (name: string) =>

@@ -25,7 +25,12 @@ export interface RawHosts {
 
 export interface Containerd {
   address: string;
-  pull(image: string, hosts: HostsConfig | RawHosts, opts?: { timeoutMs?: number }): Promise<CommandResult>;
+  /** `user`: "USER:PASSWORD" for registries that ask for credentials (ctr --user). */
+  pull(
+    image: string,
+    hosts: HostsConfig | RawHosts,
+    opts?: { timeoutMs?: number; user?: string },
+  ): Promise<CommandResult>;
   /** The digest of an image in containerd's store, as `ctr images ls` shows it. */
   imageDigest(ref: string): Promise<string | undefined>;
   stop(): Promise<void>;
@@ -73,7 +78,11 @@ export async function startContainerd(): Promise<Containerd> {
       const hostsDir = join(dir, `hosts-${++hostsCount}`);
       await mkdir(join(hostsDir, hosts.registry), { recursive: true });
       await writeFile(join(hostsDir, hosts.registry, 'hosts.toml'), 'toml' in hosts ? hosts.toml : hostsToml(hosts));
-      return ctr(['images', 'pull', '--plain-http', '--hosts-dir', hostsDir, image], opts.timeoutMs ?? PULL_TIMEOUT_MS);
+      const user = opts.user === undefined ? [] : ['--user', opts.user];
+      return ctr(
+        ['images', 'pull', '--plain-http', '--hosts-dir', hostsDir, ...user, image],
+        opts.timeoutMs ?? PULL_TIMEOUT_MS,
+      );
     },
     async imageDigest(ref) {
       const r = await ctr(['images', 'ls']);

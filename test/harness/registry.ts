@@ -9,7 +9,7 @@ import bcrypt from 'bcryptjs';
 import { stringify } from 'yaml';
 import { freePort } from './ports.ts';
 import { runChecked, startProcess, type RunningProcess } from './process.ts';
-import { startTokenServer, type TokenServer } from './token-server.ts';
+import { startTokenServer, type LimitedUser, type TokenServer } from './token-server.ts';
 
 export type RegistryAuth = 'none' | 'htpasswd' | 'token';
 
@@ -18,6 +18,8 @@ export interface RegistryOptions {
   /** Credentials for htpasswd and token modes (default testuser / testpass). */
   username?: string;
   password?: string;
+  /** Token mode: more users, each limited to repositories starting with one of its prefixes. */
+  tokenUsers?: LimitedUser[];
   /** Lifetime of issued tokens (token mode). */
   tokenTtlSeconds?: number;
   /** Run distribution's own pull-through cache of this registry URL instead of a plain registry. */
@@ -137,6 +139,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
         issuer: TOKEN_ISSUER,
         signingKey: createPrivateKey(await readFile(keyFile)),
         ...credentials,
+        ...(opts.tokenUsers ? { users: opts.tokenUsers } : {}),
         ...(opts.tokenTtlSeconds === undefined ? {} : { ttlSeconds: opts.tokenTtlSeconds }),
       });
       auth = { kind: 'token', realm: tokenServer.url, certFile };

@@ -17,6 +17,14 @@ export interface TokenServerOptions {
   username: string;
   password: string;
   ttlSeconds?: number;
+  /** More users, each allowed to pull only repositories whose names start with one of `repositories`. */
+  users?: LimitedUser[];
+}
+
+export interface LimitedUser {
+  username: string;
+  password: string;
+  repositories: string[];
 }
 
 export interface TokenServer {
@@ -70,7 +78,7 @@ function base32(bytes: Uint8Array): string {
  * role allows, nothing on other resource types unless authenticated. Scopes are
  * `type:name:actions`; a parameter may hold several separated by spaces.
  */
-export function grantedAccess(scopeParams: string[], authenticated: boolean): Access[] {
+export function grantedAccess(scopeParams: string[], authenticated: boolean, limitedTo?: string[]): Access[] {
   const granted: Access[] = [];
   for (const scope of scopeParams.flatMap((p) => p.split(' ')).filter(Boolean)) {
     const first = scope.indexOf(':');
@@ -90,7 +98,8 @@ export function grantedAccess(scopeParams: string[], authenticated: boolean): Ac
         : authenticated
           ? requested
           : [];
-    const actions = requested.filter((a) => allowed.includes(a));
+    const permitted = limitedTo === undefined || (type === 'repository' && limitedTo.some((p) => name.startsWith(p)));
+    const actions = permitted ? requested.filter((a) => allowed.includes(a)) : [];
     granted.push({ type, name, actions });
   }
   return granted;
@@ -138,7 +147,16 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TokenS
     const service = url.searchParams.get('service');
     if (service !== opts.service)
       return answer(res, 400, tokenError('INVALID_SERVICE', `service must be ${opts.service}, got ${service}`));
-    const user = basicUser(req, opts.username, opts.password);
+    let user = basicUser(req, opts.username, opts.password);
+    let limitedTo: string[] | undefined;
+    for (const u of opts.users ?? []) {
+      if (user !== null) break;
+      const other = basicUser(req, u.username, u.password);
+      if (typeof other === 'string') {
+        user = other;
+        limitedTo = u.repositories;
+      }
+    }
     if (user === null) {
       return answer(res, 401, tokenError('UNAUTHORIZED', 'wrong username or password'), {
         'www-authenticate': 'Basic realm="pullgate-test-token"',
@@ -154,7 +172,7 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TokenS
         nbf: now - NOT_BEFORE_SKEW_S,
         iat: now,
         jti: randomUUID(),
-        access: grantedAccess(url.searchParams.getAll('scope'), user !== undefined),
+        access: grantedAccess(url.searchParams.getAll('scope'), user !== undefined, limitedTo),
       },
       opts.signingKey,
     );

@@ -1,0 +1,233 @@
+// Pass-through: a client's own credentials for an upstream, checked there for every request
+// before pullgate answers it from anything it holds (stored manifests, the blob cache). The
+// upstream is asked with HEAD, as that client, for the object the request names; its answer is
+// cached per credential (a hash of it, never the credential) and object for `cacheSeconds`.
+// One client's credentials are only ever sent for that client's own requests, and only to the
+// upstream the request names (and the token realm it sends us to).
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { rootCertificates } from 'node:tls';
+import { LRUCache } from 'lru-cache';
+import { Agent, request, type Dispatcher } from 'undici';
+import type { UpstreamConfig } from '../config/types.ts';
+import { discard, readLimited } from '../oci/body.ts';
+import { parseChallenges } from '../oci/challenge.ts';
+import { networkError, type ClientObserver } from '../oci/client.ts';
+import { RegistryError } from '../oci/errors.ts';
+import { MANIFEST_MEDIA_TYPES } from '../oci/types.ts';
+import type { Endpoint } from '../proxy/route.ts';
+import { SingleFlight } from '../util/single-flight.ts';
+import type { UpstreamAuthorizer } from './client-auth.ts';
+import type { Credentials } from './types.ts';
+
+export type UpstreamAnswer = 'allowed' | 'refused' | 'missing' | 'rate-limited' | 'failed';
+
+/** What the upstream's status to the client's own HEAD means for the request. Pure. */
+export function upstreamAnswer(status: number): UpstreamAnswer {
+  if (status === 200 || status === 307 || status === 302 || status === 303 || status === 301 || status === 308)
+    return 'allowed';
+  if (status === 401 || status === 403) return 'refused';
+  if (status === 404) return 'missing';
+  if (status === 429) return 'rate-limited';
+  return 'failed';
+}
+
+/** The upstream request that proves access to what an endpoint names. */
+export function probeFor(repository: string, endpoint: Endpoint): { path: string; what: string } {
+  switch (endpoint.kind) {
+    case 'manifest':
+      return { path: `/v2/${repository}/manifests/${endpoint.reference}`, what: `manifest ${endpoint.reference}` };
+    case 'blob':
+      return { path: `/v2/${repository}/blobs/${endpoint.digest}`, what: `blob ${endpoint.digest}` };
+    case 'referrers':
+      return { path: `/v2/${repository}/manifests/${endpoint.digest}`, what: `manifest ${endpoint.digest}` };
+    case 'tags':
+      return { path: `/v2/${repository}/tags/list?n=1`, what: 'the tag list' };
+  }
+}
+
+const MAX_TOKEN_BODY = 256 * 1024;
+const MAX_DRAIN = 64 * 1024;
+const TOKEN_MARGIN_SECONDS = 10;
+const ACCEPT = [...MANIFEST_MEDIA_TYPES].join(', ');
+
+interface Upstream {
+  config: UpstreamConfig;
+  base: URL;
+  agent: Agent;
+  cacheMs: number;
+}
+
+export class PassThroughChecker implements UpstreamAuthorizer {
+  readonly #upstreams = new Map<string, Upstream>();
+  /** `credential|upstream/repository|object` → the upstream's answer. */
+  readonly #answers = new LRUCache<string, UpstreamAnswer>({ max: 50_000, ttlAutopurge: false });
+  /** `credential|upstream/repository` → proven readable (a manifest check passed): blobs need no HEAD each. */
+  readonly #readable = new LRUCache<string, true>({ max: 50_000, ttlAutopurge: false });
+  /** `credential|scope` → the upstream's bearer token for that client. */
+  readonly #tokens = new LRUCache<string, string>({ max: 50_000, ttlAutopurge: false });
+  readonly #flights = new SingleFlight<UpstreamAnswer>();
+  readonly #observer: ClientObserver | undefined;
+
+  constructor(upstreams: readonly UpstreamConfig[], observer?: ClientObserver) {
+    this.#observer = observer;
+    for (const u of upstreams) {
+      if (!u.passThrough) continue;
+      const ca = u.caFile ? [...rootCertificates, readFileSync(u.caFile, 'utf8')] : undefined;
+      this.#upstreams.set(u.host, {
+        config: u,
+        base: new URL(u.url),
+        cacheMs: u.passThrough.cacheSeconds * 1000,
+        agent: new Agent({
+          connect: { timeout: u.timeouts.connectMs, ...(ca ? { ca } : {}) },
+          headersTimeout: u.timeouts.headersMs,
+          bodyTimeout: u.timeouts.bodyMs,
+          connections: 16,
+        }),
+      });
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.#upstreams.values()].map((u) => u.agent.close()));
+  }
+
+  async check(c: Credentials, repo: { upstream: string; repository: string }, endpoint: Endpoint): Promise<void> {
+    const u = this.#upstreams.get(repo.upstream);
+    if (!u) throw new RegistryError('denied', 'DENIED', `${repo.upstream} does not take pass-through credentials`);
+    const who = createHash('sha256').update(`${c.username}\0${c.password}`).digest('base64url');
+    const repoKey = `${who}|${repo.upstream}/${repo.repository}`;
+    // A repository the client was just let into by a manifest check: its blobs are that image's.
+    if (endpoint.kind === 'blob' && this.#readable.get(repoKey)) return;
+    const probe = probeFor(repo.repository, endpoint);
+    const key = `${repoKey}|${probe.path}`;
+    let answer = this.#answers.get(key);
+    if (answer === undefined) {
+      answer = await this.#flights.run(key, () => this.#ask(u, c, who, repo.repository, probe.path));
+      if (answer === 'allowed' || answer === 'refused' || answer === 'missing')
+        this.#answers.set(key, answer, { ttl: Math.max(1, u.cacheMs) });
+    }
+    const where = `${repo.upstream}/${repo.repository}`;
+    switch (answer) {
+      case 'allowed':
+        if (endpoint.kind !== 'blob' && u.cacheMs > 0) this.#readable.set(repoKey, true, { ttl: u.cacheMs });
+        return;
+      case 'refused':
+        throw new RegistryError(
+          'denied',
+          'DENIED',
+          `upstream ${repo.upstream} refuses the credentials of "${c.username}" for ${probe.what} in ${where} (pass-through: the upstream decides who may pull)`,
+        );
+      case 'missing':
+        throw new RegistryError(
+          'not-found',
+          endpoint.kind === 'blob' ? 'BLOB_UNKNOWN' : 'MANIFEST_UNKNOWN',
+          `upstream ${repo.upstream} has no ${probe.what} in ${where} for "${c.username}"`,
+        );
+      case 'rate-limited':
+        throw new RegistryError(
+          'rate-limited',
+          'TOOMANYREQUESTS',
+          `upstream ${repo.upstream} is rate limiting "${c.username}"`,
+          {
+            retryAfter: '10',
+          },
+        );
+      case 'failed':
+        throw new RegistryError(
+          'upstream',
+          'UNAVAILABLE',
+          `upstream ${repo.upstream} did not answer the pass-through check for ${probe.what} in ${where}; refusing (fail closed)`,
+        );
+    }
+  }
+
+  async #ask(u: Upstream, c: Credentials, who: string, repository: string, path: string): Promise<UpstreamAnswer> {
+    const scope = `repository:${repository}:pull`;
+    const url = new URL(path, u.base);
+    const cached = this.#tokens.get(`${who}|${u.config.host}|${scope}`);
+    const first = await this.#head(u, url, cached ? `Bearer ${cached}` : basic(c));
+    if (first.status !== 401) return upstreamAnswer(first.status);
+    const bearer = parseChallenges(first.challenge ?? '').find((ch) => ch.scheme === 'bearer');
+    if (!bearer) return 'refused'; // Basic was sent up front and refused
+    const token = await this.#token(u, c, who, bearer.params, scope);
+    if (token === undefined) return 'refused';
+    const second = await this.#head(u, url, `Bearer ${token}`);
+    return upstreamAnswer(second.status);
+  }
+
+  async #head(u: Upstream, url: URL, authorization: string): Promise<{ status: number; challenge?: string }> {
+    const res = await this.#send(u, u.agent, url, { accept: ACCEPT, authorization }, 'HEAD', 'pass-through');
+    discard(res.body);
+    const challenge = res.headers['www-authenticate'];
+    return { status: res.statusCode, ...(typeof challenge === 'string' ? { challenge } : {}) };
+  }
+
+  async #token(
+    u: Upstream,
+    c: Credentials,
+    who: string,
+    params: Record<string, string>,
+    scope: string,
+  ): Promise<string | undefined> {
+    const realm = URL.parse(params.realm ?? '');
+    if (!realm || (realm.protocol !== 'https:' && !(u.config.insecure && realm.protocol === 'http:'))) return undefined;
+    if (params.service) realm.searchParams.set('service', params.service);
+    realm.searchParams.append('scope', scope);
+    const res = await this.#send(u, u.agent, realm, { authorization: basic(c) }, 'GET', 'pass-through-token');
+    if (res.statusCode !== 200) {
+      await readLimited(res.body, MAX_DRAIN).catch(() => undefined);
+      if (res.statusCode === 401 || res.statusCode === 403) return undefined;
+      throw new RegistryError(
+        'upstream',
+        'UNAVAILABLE',
+        `token service of upstream ${u.config.host} answered ${res.statusCode}`,
+      );
+    }
+    let parsed: { token?: unknown; access_token?: unknown; expires_in?: unknown };
+    try {
+      parsed = JSON.parse((await readLimited(res.body, MAX_TOKEN_BODY)).toString('utf8'));
+    } catch {
+      throw new RegistryError(
+        'upstream',
+        'UNAVAILABLE',
+        `token service of upstream ${u.config.host} answered with invalid JSON`,
+      );
+    }
+    const token =
+      typeof parsed.token === 'string'
+        ? parsed.token
+        : typeof parsed.access_token === 'string'
+          ? parsed.access_token
+          : undefined;
+    if (!token) return undefined;
+    const seconds = typeof parsed.expires_in === 'number' && parsed.expires_in > 0 ? parsed.expires_in : 60;
+    this.#tokens.set(`${who}|${u.config.host}|${scope}`, token, {
+      ttl: Math.max(1, seconds - TOKEN_MARGIN_SECONDS) * 1000,
+    });
+    return token;
+  }
+
+  async #send(
+    u: Upstream,
+    dispatcher: Dispatcher,
+    url: URL,
+    headers: Record<string, string>,
+    method: 'GET' | 'HEAD',
+    op: string,
+  ): Promise<Dispatcher.ResponseData> {
+    const started = performance.now();
+    try {
+      const res = await request(url, { dispatcher, method, headers: { 'user-agent': 'pullgate', ...headers } });
+      this.#observer?.upstreamRequest(u.config.host, op, res.statusCode, (performance.now() - started) / 1000);
+      return res;
+    } catch (err) {
+      this.#observer?.upstreamRequest(u.config.host, op, 'error', (performance.now() - started) / 1000);
+      throw networkError(u.config.host, err, u.config.timeouts);
+    }
+  }
+}
+
+function basic(c: Credentials): string {
+  return `Basic ${Buffer.from(`${c.username}:${c.password}`).toString('base64')}`;
+}
