@@ -262,8 +262,14 @@ test('eviction under a small maxBytes never breaks a download in progress; a res
     const r = await get(p, `gate/evict-${i + 1}/blobs/${blob}`);
     t.is(sha256(r.bytes), blob);
   }
-  const evictions = await request(`${p.url}/metrics`).then((r) => r.body.text());
-  t.regex(evictions, /pullgate_blob_cache_evictions_total [1-9]/);
+  // Entries are committed (and others evicted) just after their last byte is sent.
+  const evicted = await waitFor(
+    async () =>
+      /pullgate_blob_cache_evictions_total [1-9]/.test(await request(`${p.url}/metrics`).then((r) => r.body.text())) ||
+      undefined,
+    { timeoutMs: 10_000, what: 'an eviction' },
+  );
+  t.true(evicted);
   t.is(sha256(await slow.finish()), first, 'the slow download completed whole and right');
 
   // A new process over the same cache directory serves what is there without asking the upstream.
