@@ -10,7 +10,7 @@ import { httpStatus } from '../proxy/http-errors.ts';
 import { parseDigest } from '../oci/reference.ts';
 import type { Logger } from '../ops/log.ts';
 import { AUDIT_KINDS, type AuditKind, type AuditQuery, type AuditRecord, type Store } from '../store/types.ts';
-import { resolveImage, resolveImageFilter } from './image-name.ts';
+import { resolveImage, resolveImageFilter } from '../oci/image-name.ts';
 
 export interface AdminDeps {
   store: Store;

@@ -9,7 +9,8 @@ import { Metrics } from '../ops/metrics.ts';
 import { loadPolicyFile, parsePolicy, EMBEDDED_POLICY } from '../policy/load.ts';
 import { routeRequest } from '../proxy/route.ts';
 import { Upstreams } from '../oci/upstreams.ts';
-import type { Values } from './args.ts';
+import { UsageError, type Values } from './args.ts';
+import { resolveImage } from '../oci/image-name.ts';
 import type { Output } from './output.ts';
 
 export async function checkImage(values: Values, imageText: string, out: Output): Promise<number> {
@@ -21,15 +22,14 @@ export async function checkImage(values: Values, imageText: string, out: Output)
   const upstreams = new Upstreams(config);
   try {
     // The same routing as a pull through the proxy: only allowlisted registries, validated names.
-    const at = imageText.lastIndexOf('@');
-    const colon = imageText.lastIndexOf(':');
-    const [name, reference] =
-      at >= 0
-        ? [imageText.slice(0, at), imageText.slice(at + 1)]
-        : colon > imageText.lastIndexOf('/')
-          ? [imageText.slice(0, colon), imageText.slice(colon + 1)]
-          : [imageText, 'latest'];
-    const target = routeRequest(`/v2/${name}/manifests/${reference}`, undefined, upstreams);
+    const resolved = resolveImage(imageText, upstreams);
+    if (typeof resolved === 'string') throw new UsageError(resolved);
+    const reference = resolved.digest ?? resolved.tag ?? 'latest';
+    const target = routeRequest(
+      `/v2/${resolved.upstream}/${resolved.repository}/manifests/${reference}`,
+      undefined,
+      upstreams,
+    );
     const client = upstreams.client(target.upstream);
     out.err(`resolving ${target.upstream}/${target.repository}:${reference}…\n`);
     const manifest = await client.manifest(target.repository, reference, undefined, config.manifestMaxBytes);

@@ -82,36 +82,3 @@ export function assertBlobDigest(digest: string): ParsedDigest {
   if (typeof parsed === 'string') throw new RegistryError('invalid', 'DIGEST_INVALID', parsed);
   return parsed;
 }
-
-export interface ImageName {
-  registry: string;
-  repository: string;
-  tag?: string;
-  digest?: string;
-}
-
-/** Parses `registry/repository[:tag][@digest]` as admins write it; the registry part is required. */
-export function parseImageName(text: string): ImageName | string {
-  let rest = text;
-  let digest: string | undefined;
-  const at = rest.indexOf('@');
-  if (at >= 0) {
-    digest = rest.slice(at + 1);
-    rest = rest.slice(0, at);
-    const parsed = parseDigest(digest);
-    if (typeof parsed === 'string') return parsed;
-  }
-  const slash = rest.indexOf('/');
-  if (slash <= 0) return `"${text}" must start with a registry host, like docker.io/library/nginx:1.27`;
-  const registry = rest.slice(0, slash);
-  let repository = rest.slice(slash + 1);
-  let tag: string | undefined;
-  const colon = repository.lastIndexOf(':');
-  if (colon >= 0) {
-    tag = repository.slice(colon + 1);
-    repository = repository.slice(0, colon);
-    if (!isTag(tag)) return `"${tag}" is not a valid tag`;
-  }
-  if (!isValidRepository(repository)) return `"${repository}" is not a valid repository name`;
-  return { registry, repository, ...(tag ? { tag } : {}), ...(digest ? { digest } : {}) };
-}

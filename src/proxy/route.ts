@@ -2,6 +2,7 @@
 // OCI error out. Only configured upstreams can come out of here.
 import { RegistryError } from '../oci/errors.ts';
 import { assertBlobDigest, assertManifestReference, assertRepository } from '../oci/reference.ts';
+import { looksLikeHost } from '../oci/image-name.ts';
 import type { UpstreamNames } from '../oci/upstreams.ts';
 
 export type { UpstreamNames } from '../oci/upstreams.ts';
@@ -26,11 +27,6 @@ export interface Target {
 
 const DOCKER_HUB = 'docker.io';
 const ENDPOINT_RE = /^(.+?)\/(?:manifests\/([^/]+)|blobs\/([^/]+)|(tags)\/list|referrers\/([^/]+))$/;
-
-/** Looks like a registry host (has a dot or a port, or is localhost) rather than a repository component. */
-export function looksLikeHost(component: string): boolean {
-  return component.includes('.') || component.includes(':') || component === 'localhost';
-}
 
 /**
  * Parses `/v2/<name>/<endpoint>` (pathname undecoded, without the query). `ns` is containerd's

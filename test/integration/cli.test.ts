@@ -117,7 +117,7 @@ test('check --offline: exit 0 and ALLOW for a signed image, exit 1 and the reaso
     join(work, 'pullgate.yaml'),
   ]);
   t.is(notAllowed.code, 2);
-  t.regex(notAllowed.stderr, /not in this proxy's allowlist/);
+  t.regex(notAllowed.stderr, /not an allowlisted upstream of this proxy/);
 });
 
 test('policy lint: exit 0 for a good policy, 1 with the path for a bad one', async (t) => {

@@ -1,19 +1,6 @@
 import test from 'ava';
-import { parseDigest, parseImageName } from '../../../src/oci/reference.ts';
+import { parseDigest } from '../../../src/oci/reference.ts';
 import { upstreamStatusError } from '../../../src/oci/body.ts';
-
-test('parseImageName reads registry/repository[:tag][@digest]', (t) => {
-  const d = `sha256:${'c'.repeat(64)}`;
-  t.deepEqual(parseImageName('registry.test:5000/demo/app:1.0'), {
-    registry: 'registry.test:5000',
-    repository: 'demo/app',
-    tag: '1.0',
-  });
-  t.deepEqual(parseImageName(`ghcr.io/a/b@${d}`), { registry: 'ghcr.io', repository: 'a/b', digest: d });
-  t.regex(parseImageName('nginx') as string, /registry host/);
-  t.regex(parseImageName('ghcr.io/A/b') as string, /not a valid repository/);
-  t.regex(parseImageName('ghcr.io/a/b@md5:00') as string, /unsupported digest algorithm/);
-});
 
 test('parseDigest accepts sha256 and sha512 only, lowercase hex of the right length', (t) => {
   t.deepEqual(parseDigest(`sha256:${'0'.repeat(64)}`), { algorithm: 'sha256', hex: '0'.repeat(64) });

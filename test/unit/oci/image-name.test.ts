@@ -1,6 +1,6 @@
 import test from 'ava';
-import { resolveImage, resolveImageFilter } from '../../../src/admin/image-name.ts';
-import type { UpstreamNames } from '../../../src/proxy/route.ts';
+import { resolveImage, resolveImageFilter } from '../../../src/oci/image-name.ts';
+import type { UpstreamNames } from '../../../src/oci/upstreams.ts';
 
 const D = `sha256:${'a'.repeat(64)}`;
 function names(defaultUpstream?: string): UpstreamNames {

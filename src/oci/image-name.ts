@@ -1,7 +1,12 @@
 // Image names as admins type them into the CLI: the registry part is optional when the proxy has a
 // defaultUpstream, exactly as for pulls (route.ts), and aliases name their upstream. Pure.
-import { isTag, isValidRepository, parseDigest } from '../oci/reference.ts';
-import { looksLikeHost, type UpstreamNames } from '../proxy/route.ts';
+import { isTag, isValidRepository, parseDigest } from './reference.ts';
+import type { UpstreamNames } from './upstreams.ts';
+
+/** Looks like a registry host (has a dot or a port, or is localhost) rather than a repository component. */
+export function looksLikeHost(component: string): boolean {
+  return component.includes('.') || component.includes(':') || component === 'localhost';
+}
 
 export interface ResolvedImage {
   /** The canonical host of an allowlisted upstream. */
