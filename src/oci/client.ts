@@ -185,7 +185,12 @@ export class RegistryClient {
     const key = blob ? 'timeouts.blobTotalMs' : 'timeouts.totalMs';
     return new Deadline(
       ms,
-      () => new RegistryError('timeout', 'UNAVAILABLE', `upstream ${this.host} did not complete ${what} within ${ms} ms (${key})`),
+      () =>
+        new RegistryError(
+          'timeout',
+          'UNAVAILABLE',
+          `upstream ${this.host} did not complete ${what} within ${ms} ms (${key})`,
+        ),
       signal,
     );
   }
