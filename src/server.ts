@@ -1,9 +1,9 @@
 // The composition root: builds the proxy from a Config and runs its listeners.
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Express } from 'express';
 import { createAdminApp } from './admin/api.ts';
 import type { Config, ConnectionLimits } from './config/types.ts';
@@ -78,8 +78,13 @@ async function listen(
     connectionsCheckingInterval: Math.max(250, Math.min(30_000, Math.floor(limits.headersTimeoutMs / 4))),
   };
   const server: Server = tls
-    ? createHttpsServer({ ...options, cert: tls.cert, key: tls.key }, app)
+    ? createHttpsServer({ ...options, handshakeTimeout: limits.headersTimeoutMs, cert: tls.cert, key: tls.key }, app)
     : createHttpServer(options, app);
+  // Node's header timeout starts with the first byte: a socket that never sends one is closed by
+  // this socket timeout instead (no 'timeout' listener on the server: Node destroys the socket),
+  // lifted once a request arrives; keep-alive idleness is keepAliveTimeout's from then on.
+  server.on(tls ? 'secureConnection' : 'connection', (socket: Socket) => socket.setTimeout(limits.headersTimeoutMs));
+  server.on('request', (req: IncomingMessage) => req.socket.setTimeout(0));
   // A connection past the cap is closed at once: idle sockets cannot starve file descriptors and memory.
   server.maxConnections = limits.maxConnections;
   let dropped = 0;
