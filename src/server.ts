@@ -1,12 +1,12 @@
 // The composition root: builds the proxy from a Config and runs its listeners.
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Express } from 'express';
 import { createAdminApp } from './admin/api.ts';
-import type { Config } from './config/types.ts';
+import type { Config, ConnectionLimits } from './config/types.ts';
 import { BlobCache } from './blobs/cache.ts';
 import { BlobStore } from './blobs/store.ts';
 import { Decider } from './gate/decider.ts';
@@ -62,9 +62,40 @@ function readTls(files: { cert: string; key: string }): TlsMaterial {
   return { cert, key, notAfter: new X509Certificate(cert).validToDate };
 }
 
-async function listen(app: Express, host: string, port: number, tls?: TlsMaterial): Promise<Listener> {
-  const server: Server = tls ? createHttpsServer({ cert: tls.cert, key: tls.key }, app) : createHttpServer(app);
-  server.keepAliveTimeout = 65_000;
+async function listen(
+  app: Express,
+  host: string,
+  port: number,
+  limits: ConnectionLimits,
+  logger: Logger,
+  tls?: TlsMaterial,
+): Promise<Listener> {
+  const options = {
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    // Node checks the header and request timeouts on this interval: at most a quarter of the bound late.
+    connectionsCheckingInterval: Math.max(250, Math.min(30_000, Math.floor(limits.headersTimeoutMs / 4))),
+  };
+  const server: Server = tls
+    ? createHttpsServer({ ...options, handshakeTimeout: limits.headersTimeoutMs, cert: tls.cert, key: tls.key }, app)
+    : createHttpServer(options, app);
+  // Node's header timeout starts with the first byte: a socket that never sends one is closed by
+  // this socket timeout instead (no 'timeout' listener on the server: Node destroys the socket),
+  // lifted once a request arrives; keep-alive idleness is keepAliveTimeout's from then on.
+  server.on(tls ? 'secureConnection' : 'connection', (socket: Socket) => socket.setTimeout(limits.headersTimeoutMs));
+  server.on('request', (req: IncomingMessage) => req.socket.setTimeout(0));
+  // A connection past the cap is closed at once: idle sockets cannot starve file descriptors and memory.
+  server.maxConnections = limits.maxConnections;
+  let dropped = 0;
+  server.on('drop', () => {
+    // One line per burst, not per socket: a flood must not become a log flood.
+    if (dropped++ % 1000 === 0)
+      logger.warn(
+        { maxConnections: limits.maxConnections, dropped },
+        'connection refused: limits.maxConnections open connections already',
+      );
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
@@ -209,7 +240,7 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
       : undefined;
   const tlsMaterial = tls ? readTls(tls) : undefined;
   if (tlsMaterial) metrics.tlsCertificateExpiry.set(tlsMaterial.notAfter.getTime() / 1000);
-  const main = await listen(app, config.listen.host, config.listen.port, tlsMaterial);
+  const main = await listen(app, config.listen.host, config.listen.port, config.connections, logger, tlsMaterial);
   const admin =
     config.admin.identities.length > 0 || metricsOnAdmin
       ? await listen(
@@ -233,6 +264,8 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
           }),
           config.admin.host,
           config.admin.port,
+          config.connections,
+          logger,
         )
       : undefined;
   if (config.admin.identities.length === 0)

@@ -12,7 +12,8 @@ import { Agent, request, type Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../config/types.ts';
 import { discard, readLimited } from '../oci/body.ts';
 import { parseChallenges } from '../oci/challenge.ts';
-import { networkError, type ClientObserver } from '../oci/client.ts';
+import { egressFailure, networkError, type ClientObserver } from '../oci/client.ts';
+import { guardedConnector, originOnlyConnector, parseCidr, type Cidr } from '../oci/egress.ts';
 import { RegistryError } from '../oci/errors.ts';
 import { MANIFEST_MEDIA_TYPES } from '../oci/types.ts';
 import type { Endpoint } from '../proxy/route.ts';
@@ -55,6 +56,8 @@ interface Upstream {
   config: UpstreamConfig;
   base: URL;
   agent: Agent;
+  /** For token realms on other hosts: internal addresses refused unless allowlisted (src/oci/egress.ts). */
+  realmAgent: Agent;
   cacheMs: number;
 }
 
@@ -74,22 +77,25 @@ export class PassThroughChecker implements UpstreamAuthorizer {
     for (const u of upstreams) {
       if (!u.passThrough) continue;
       const ca = u.caFile ? [...rootCertificates, readFileSync(u.caFile, 'utf8')] : undefined;
+      const connect = { timeout: u.timeouts.connectMs, ...(ca ? { ca } : {}) };
+      const base = new URL(u.url);
+      const options = { headersTimeout: u.timeouts.headersMs, bodyTimeout: u.timeouts.bodyMs, connections: 16 };
+      const egress = {
+        allowHosts: [...u.egress.allowHosts, ...u.tokenRealms],
+        allowCidrs: u.egress.allowCidrs.map((c) => parseCidr(c)).filter((c): c is Cidr => c !== undefined),
+      };
       this.#upstreams.set(u.host, {
         config: u,
-        base: new URL(u.url),
+        base,
         cacheMs: u.passThrough.cacheSeconds * 1000,
-        agent: new Agent({
-          connect: { timeout: u.timeouts.connectMs, ...(ca ? { ca } : {}) },
-          headersTimeout: u.timeouts.headersMs,
-          bodyTimeout: u.timeouts.bodyMs,
-          connections: 16,
-        }),
+        agent: new Agent({ ...options, connect: originOnlyConnector(base, connect) }),
+        realmAgent: new Agent({ ...options, connect: guardedConnector(egress, connect) }),
       });
     }
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.#upstreams.values()].map((u) => u.agent.close()));
+    await Promise.all([...this.#upstreams.values()].flatMap((u) => [u.agent.close(), u.realmAgent.close()]));
   }
 
   async check(c: Credentials, repo: { upstream: string; repository: string }, endpoint: Endpoint): Promise<void> {
@@ -172,9 +178,18 @@ export class PassThroughChecker implements UpstreamAuthorizer {
   ): Promise<string | undefined> {
     const realm = URL.parse(params.realm ?? '');
     if (!realm || (realm.protocol !== 'https:' && !(u.config.insecure && realm.protocol === 'http:'))) return undefined;
+    const own = realm.origin === u.base.origin;
+    // A client's credentials go to the upstream and the realms allowlisted for it, nowhere else.
+    if (!own && !u.config.tokenRealms.includes(realm.host))
+      throw new RegistryError(
+        'upstream',
+        'UNAVAILABLE',
+        `upstream ${u.config.host} names a token realm on ${realm.host}, which is not allowlisted for credentials (upstreams[].tokenRealms); refusing (fail closed)`,
+      );
     if (params.service) realm.searchParams.set('service', params.service);
     realm.searchParams.append('scope', scope);
-    const res = await this.#send(u, u.agent, realm, { authorization: basic(c) }, 'GET', 'pass-through-token');
+    const dispatcher = own ? u.agent : u.realmAgent;
+    const res = await this.#send(u, dispatcher, realm, { authorization: basic(c) }, 'GET', 'pass-through-token');
     if (res.statusCode !== 200) {
       await readLimited(res.body, MAX_DRAIN).catch(() => undefined);
       if (res.statusCode === 401 || res.statusCode === 403) return undefined;
@@ -217,12 +232,25 @@ export class PassThroughChecker implements UpstreamAuthorizer {
     op: string,
   ): Promise<Dispatcher.ResponseData> {
     const started = performance.now();
+    const signal = AbortSignal.timeout(u.config.timeouts.totalMs);
     try {
-      const res = await request(url, { dispatcher, method, headers: { 'user-agent': 'pullgate', ...headers } });
+      const res = await request(url, {
+        dispatcher,
+        method,
+        headers: { 'user-agent': 'pullgate', ...headers },
+        signal,
+      });
       this.#observer?.upstreamRequest(u.config.host, op, res.statusCode, (performance.now() - started) / 1000);
       return res;
     } catch (err) {
       this.#observer?.upstreamRequest(u.config.host, op, 'error', (performance.now() - started) / 1000);
+      if (dispatcher === u.realmAgent) throw egressFailure(u.config.host, op, url, err);
+      if (signal.aborted)
+        throw new RegistryError(
+          'timeout',
+          'UNAVAILABLE',
+          `upstream ${u.config.host} did not answer the pass-through check within ${u.config.timeouts.totalMs} ms (timeouts.totalMs)`,
+        );
       throw networkError(u.config.host, err, u.config.timeouts);
     }
   }

@@ -10,6 +10,7 @@ import { parseListenAddress } from './listen.ts';
 import { placeholderMarker } from './placeholder.ts';
 import { ConfigError, Node } from './reader.ts';
 import { STORE_PROBE_INTERVAL_MS } from '../store/health.ts';
+import { parseCidr } from '../oci/egress.ts';
 import { POSTGRES_DEFAULTS } from '../store/postgres.ts';
 import { SQLITE_DEFAULTS } from '../store/sqlite.ts';
 
@@ -30,7 +31,34 @@ export const DEFAULT_UPSTREAMS: readonly { host: string; url: string; aliases?: 
 /** 10 GiB: a few hundred typical images, on any disk that holds the proxy's state. */
 const DEFAULT_BLOB_CACHE_BYTES = 10 * 1024 ** 3;
 
-const DEFAULT_TIMEOUTS: TimeoutsConfig = { connectMs: 5_000, headersMs: 30_000, bodyMs: 60_000 };
+const DEFAULT_TIMEOUTS: TimeoutsConfig = {
+  connectMs: 5_000,
+  headersMs: 30_000,
+  bodyMs: 60_000,
+  // A manifest, token or signature is small: a minute is ample even for a slow registry.
+  totalMs: 60_000,
+  // A multi-GiB layer at a few MB/s; a trickling body cannot hold a fill longer than this.
+  blobTotalMs: 3_600_000,
+};
+
+/**
+ * Token realms of well-known registries on another host than their API (keyed by the upstream
+ * URL's host): configured credentials may go there without listing them in `tokenRealms`.
+ */
+export const WELL_KNOWN_REALMS: Readonly<Record<string, readonly string[]>> = {
+  'registry-1.docker.io': ['auth.docker.io'],
+  'index.docker.io': ['auth.docker.io'],
+  'docker.io': ['auth.docker.io'],
+};
+
+/** Client connection bounds: slowloris sockets close, idle sockets are capped. */
+export const DEFAULT_CONNECTIONS = {
+  maxConnections: 4096,
+  headersTimeoutMs: 20_000,
+  requestTimeoutMs: 60_000,
+  // Above the 60 s idle timeout of common load balancers, so they, not the proxy, close idle connections.
+  keepAliveTimeoutMs: 65_000,
+} as const;
 
 export interface LoadOptions {
   /** Refuse secrets that are placeholders (REPLACE-…, change-me, …): what `pullgate serve` does. */
@@ -147,6 +175,8 @@ function buildConfig(root: Node, baseDir: string, env: NodeJS.ProcessEnv, opts: 
         aliases: u.aliases ?? [],
         insecure: false,
         timeouts: DEFAULT_TIMEOUTS,
+        egress: { allowHosts: [], allowCidrs: [] },
+        tokenRealms: [...(WELL_KNOWN_REALMS[new URL(u.url).host] ?? [])],
       }));
   if (upstreams.length === 0)
     upstreamNodes.fail('at least one upstream is needed: the proxy contacts no registry that is not listed');
@@ -162,7 +192,16 @@ function buildConfig(root: Node, baseDir: string, env: NodeJS.ProcessEnv, opts: 
   if (defaultUpstream !== undefined && !names.has(defaultUpstream))
     defaultNode.fail(`"${defaultUpstream}" is not the host or alias of a configured upstream`);
 
-  const limits = top.get('limits').object(['manifestMaxBytes', 'clientWriteTimeoutMs']);
+  const limits = top
+    .get('limits')
+    .object([
+      'manifestMaxBytes',
+      'clientWriteTimeoutMs',
+      'maxConnections',
+      'headersTimeoutMs',
+      'requestTimeoutMs',
+      'keepAliveTimeoutMs',
+    ]);
   const policy = top.get('policy').object(['file']);
   const policyFile = policy.get('file').optionalString();
   const cache = top.get('cache').object(['maxEntries', 'allowTtlSeconds', 'denyTtlSeconds', 'blobs']);
@@ -218,6 +257,7 @@ function buildConfig(root: Node, baseDir: string, env: NodeJS.ProcessEnv, opts: 
     tagRecheckSeconds: top.get('tagRecheckSeconds').integer(30, 0, 86400),
     revalidate: readRevalidate(top.get('revalidate')),
     clientWriteTimeoutMs: limits.get('clientWriteTimeoutMs').integer(60_000, 1_000, 3_600_000),
+    connections: readConnections(limits),
     log: {
       level: log.get('level').oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const, 'info'),
     },
@@ -279,6 +319,8 @@ function readUpstream(
     'password',
     'passwordEnv',
     'timeouts',
+    'egress',
+    'tokenRealms',
     'passThrough',
   ]);
   const host = u.get('host').string().toLowerCase();
@@ -304,7 +346,11 @@ function readUpstream(
   const password = secret(u, 'password', env, secrets);
   if ((username === undefined) !== (password === undefined))
     u.get(username ? 'password' : 'username').fail('username and password go together');
-  const t = u.get('timeouts').object(['connectMs', 'headersMs', 'bodyMs']);
+  const t = u.get('timeouts').object(['connectMs', 'headersMs', 'bodyMs', 'totalMs', 'blobTotalMs']);
+  const headersMs = t.get('headersMs').integer(DEFAULT_TIMEOUTS.headersMs, 100, 600_000);
+  const totalMs = t.get('totalMs').integer(Math.max(DEFAULT_TIMEOUTS.totalMs, headersMs), 100, 3_600_000);
+  if (totalMs < headersMs)
+    t.get('totalMs').fail(`must be at least headersMs (${headersMs}): the deadline covers the wait for headers`);
   const caFile = u.get('caFile').optionalString();
   const pt = u.get('passThrough');
   const ptObject = pt.object(['cacheSeconds']);
@@ -317,10 +363,61 @@ function readUpstream(
     ...(username !== undefined && password !== undefined ? { username, password } : {}),
     timeouts: {
       connectMs: t.get('connectMs').integer(DEFAULT_TIMEOUTS.connectMs, 100, 600_000),
-      headersMs: t.get('headersMs').integer(DEFAULT_TIMEOUTS.headersMs, 100, 600_000),
+      headersMs,
       bodyMs: t.get('bodyMs').integer(DEFAULT_TIMEOUTS.bodyMs, 100, 3_600_000),
+      totalMs,
+      blobTotalMs: t.get('blobTotalMs').integer(DEFAULT_TIMEOUTS.blobTotalMs, 1_000, 86_400_000),
     },
+    egress: readEgress(u.get('egress')),
+    tokenRealms: u.get('tokenRealms').present
+      ? u
+          .get('tokenRealms')
+          .list()
+          .map((r) => realmHost(r))
+      : [...(WELL_KNOWN_REALMS[url.host] ?? [])],
     ...(pt.present ? { passThrough: { cacheSeconds: ptObject.get('cacheSeconds').integer(30, 0, 600) } } : {}),
+  };
+}
+
+/** A host name or host:port, as `egress.allowHosts` and `tokenRealms` take them. */
+function realmHost(n: Node): string {
+  const text = n.string().toLowerCase();
+  if (!HOST_RE.test(text) && !/^\[[0-9a-f:.]+\](?::[0-9]{1,5})?$/.test(text))
+    n.fail(`"${text}" is not a host name or host:port (no scheme or path: auth.example.com, 10.0.0.5:9000)`);
+  return text;
+}
+
+function readEgress(n: Node): UpstreamConfig['egress'] {
+  const e = n.object(['allowHosts', 'allowCidrs']);
+  return {
+    allowHosts: e
+      .get('allowHosts')
+      .list()
+      .map((h) => realmHost(h)),
+    allowCidrs: e
+      .get('allowCidrs')
+      .list()
+      .map((c) => {
+        const text = c.string();
+        if (!parseCidr(text)) c.fail(`"${text}" is not an address range like 10.20.0.0/16 or fd00::/8`);
+        return text;
+      }),
+  };
+}
+
+function readConnections(limits: { get(key: string): Node }): Config['connections'] {
+  const d = DEFAULT_CONNECTIONS;
+  const headersTimeoutMs = limits.get('headersTimeoutMs').integer(d.headersTimeoutMs, 1_000, 600_000);
+  const requestTimeoutMs = limits
+    .get('requestTimeoutMs')
+    .integer(Math.max(d.requestTimeoutMs, headersTimeoutMs), 1_000, 3_600_000);
+  if (requestTimeoutMs < headersTimeoutMs)
+    limits.get('requestTimeoutMs').fail(`must be at least headersTimeoutMs (${headersTimeoutMs})`);
+  return {
+    maxConnections: limits.get('maxConnections').integer(d.maxConnections, 1, 1_000_000),
+    headersTimeoutMs,
+    requestTimeoutMs,
+    keepAliveTimeoutMs: limits.get('keepAliveTimeoutMs').integer(d.keepAliveTimeoutMs, 1_000, 600_000),
   };
 }
 

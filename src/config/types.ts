@@ -8,6 +8,18 @@ export interface TimeoutsConfig {
   headersMs: number;
   /** Longest pause between two chunks of an upstream body. */
   bodyMs: number;
+  /** Overall deadline of one upstream operation (auth round trips and the whole body included); blobs excepted. */
+  totalMs: number;
+  /** Overall deadline of one blob transfer from the upstream (or where it redirects). */
+  blobTotalMs: number;
+}
+
+/** Hosts an upstream may send the proxy to although they resolve to internal addresses (src/oci/egress.ts). */
+export interface EgressConfig {
+  /** Host names (any port) or host:port. */
+  allowHosts: string[];
+  /** CIDR ranges, IPv4 or IPv6. */
+  allowCidrs: string[];
 }
 
 export interface UpstreamConfig {
@@ -23,11 +35,28 @@ export interface UpstreamConfig {
   username?: string;
   password?: string;
   timeouts: TimeoutsConfig;
+  egress: EgressConfig;
+  /**
+   * Token realm hosts (name or host:port) other than the upstream's own origin that may receive
+   * credentials (configured ones, pass-through clients'); any other realm gets an anonymous request.
+   */
+  tokenRealms: string[];
   /**
    * Clients' own credentials for this registry are checked there for every request (a client the
    * upstream refuses is refused, cached content included). Only with client authentication on.
    */
   passThrough?: { cacheSeconds: number };
+}
+
+export interface ConnectionLimits {
+  /** Open connections accepted per listener; more are closed at once. */
+  maxConnections: number;
+  /** Time a client has to send a request's headers (slowloris sockets close after it). */
+  headersTimeoutMs: number;
+  /** Time a client has to send a whole request. */
+  requestTimeoutMs: number;
+  /** An idle keep-alive connection is closed after this long. */
+  keepAliveTimeoutMs: number;
 }
 
 export interface ListenConfig {
@@ -130,5 +159,7 @@ export interface Config {
   tagRecheckSeconds: number;
   /** A client that takes no bytes for this long while a response is waiting to be written is cut off. */
   clientWriteTimeoutMs: number;
+  /** Bounds on client connections to the listeners (src/server.ts). */
+  connections: ConnectionLimits;
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
 }

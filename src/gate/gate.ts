@@ -89,6 +89,11 @@ interface Rq {
   /** The canonical Accept list (oci/accept.ts). */
   accept: string;
   client: ClientInfo;
+  /**
+   * Aborts when every client waiting for this run has left: upstream reads of the manifest stop.
+   * Judging does not take it: a verdict half-reached is still worth caching (bounded by deadlines).
+   */
+  signal?: AbortSignal;
 }
 
 /** A refused pull of a revoked digest is audited at most this often per repository and digest. */
@@ -136,9 +141,13 @@ export class PolicyGate implements Gate {
   async manifest(req: ManifestRequest): Promise<FetchedManifest> {
     const { repo, reference } = req;
     const accept = acceptedManifestTypes(req.accept).join(', ');
-    const rq: Rq = { repo, accept, client: req.client ?? {} };
-    return this.#flights.run(`${key(repo, reference)}|${accept}`, () =>
-      isDigest(reference) ? this.#serveDigest(rq, reference, undefined) : this.#serveTag(rq, reference),
+    return this.#flights.run(
+      `${key(repo, reference)}|${accept}`,
+      (signal) => {
+        const rq: Rq = { repo, accept, client: req.client ?? {}, signal };
+        return isDigest(reference) ? this.#serveDigest(rq, reference, undefined) : this.#serveTag(rq, reference);
+      },
+      req.signal,
     );
   }
 
@@ -165,18 +174,18 @@ export class PolicyGate implements Gate {
     return this.#deps.blobs.size(digest, blobOrigin(client, repo.repository, digest));
   }
 
-  async tags(repo: Repo, page: { n?: number; last?: string }): Promise<TagPage> {
+  async tags(repo: Repo, page: { n?: number; last?: string }, signal?: AbortSignal): Promise<TagPage> {
     const query = new URLSearchParams();
     if (page.n !== undefined) query.set('n', String(page.n));
     if (page.last !== undefined) query.set('last', page.last);
     const client = this.#deps.upstreams.client(repo.upstream);
-    const res = await client.tags(repo.repository, query, LIST_MAX_BYTES);
+    const res = await client.tags(repo.repository, query, LIST_MAX_BYTES, signal);
     return tagPage(res.body, `${repo.upstream}/${repo.repository}`, page, res.link);
   }
 
-  async referrers(repo: Repo, digest: string, artifactType?: string): Promise<ImageIndex> {
+  async referrers(repo: Repo, digest: string, artifactType?: string, signal?: AbortSignal): Promise<ImageIndex> {
     const client = this.#deps.upstreams.client(repo.upstream);
-    const { index } = await client.referrers(repo.repository, digest, LIST_MAX_BYTES);
+    const { index } = await client.referrers(repo.repository, digest, LIST_MAX_BYTES, signal);
     return artifactType
       ? { ...index, manifests: index.manifests.filter((d) => d.artifactType === artifactType) }
       : index;
@@ -282,7 +291,7 @@ export class PolicyGate implements Gate {
         // The pin is the answer whatever the upstream says: ask it without making the client wait.
         void this.#recheckPinned(repo, tag, pin.digest, accept);
       } else {
-        upstreamDigest = (await this.#resolve(repo, tag, pin.digest, accept)) ?? upstreamDigest;
+        upstreamDigest = (await this.#resolve(repo, tag, pin.digest, accept, rq.signal)) ?? upstreamDigest;
         fresh = true;
       }
     }
@@ -345,7 +354,7 @@ export class PolicyGate implements Gate {
   /** A tag never pulled before: fetched, judged, and pinned to what was judged (first writer wins across replicas). */
   async #firstPull(rq: Rq, tag: string): Promise<FetchedManifest> {
     const { repo, accept } = rq;
-    const fetched = await this.#fetch(repo, tag, accept);
+    const fetched = await this.#fetch(repo, tag, accept, rq.signal);
     this.#rechecks.observe(`${repo.upstream}/${repo.repository}:${tag}`, fetched.digest, Date.now());
     await this.#admitOrThrow(rq, fetched, tag);
     if (parseEvidenceTag(tag)) return fetched; // signature tags are evidence, not images to pin
@@ -380,14 +389,20 @@ export class PolicyGate implements Gate {
   }
 
   /** What the upstream tag points at now; undefined when the upstream cannot say (it is down, the tag is gone). */
-  async #resolve(repo: Repo, tag: string, pinned: string, accept: string): Promise<string | undefined> {
+  async #resolve(
+    repo: Repo,
+    tag: string,
+    pinned: string,
+    accept: string,
+    signal?: AbortSignal,
+  ): Promise<string | undefined> {
     const client = this.#deps.upstreams.client(repo.upstream);
     try {
-      const digest = await client.resolveTag(repo.repository, tag, accept, this.#deps.manifestMaxBytes);
+      const digest = await client.resolveTag(repo.repository, tag, accept, this.#deps.manifestMaxBytes, signal);
       this.#rechecks.observe(`${repo.upstream}/${repo.repository}:${tag}`, digest, Date.now());
       return digest;
     } catch (err) {
-      if (!isTransient(err) && !isNotFound(err)) throw err;
+      if (signal?.aborted || (!isTransient(err) && !isNotFound(err))) throw err;
       this.#deps.logger.warn(
         { upstream: repo.upstream, repository: repo.repository, tag, pinned, error: (err as Error).message },
         'upstream cannot resolve the tag; serving the pin',
@@ -464,15 +479,15 @@ export class PolicyGate implements Gate {
         `the proxy's stored copy of ${digest} does not match its digest; the store has been tampered with or corrupted`,
       );
     }
-    const fetched = stored ?? (await this.#fetch(repo, digest, accept));
+    const fetched = stored ?? (await this.#fetch(repo, digest, accept, rq.signal));
     await this.#admitOrThrow(rq, fetched, tag ?? digest);
     return fetched;
   }
 
-  #fetch(repo: Repo, reference: string, accept: string): Promise<FetchedManifest> {
+  #fetch(repo: Repo, reference: string, accept: string, signal?: AbortSignal): Promise<FetchedManifest> {
     return this.#deps.upstreams
       .client(repo.upstream)
-      .manifest(repo.repository, reference, accept, this.#deps.manifestMaxBytes);
+      .manifest(repo.repository, reference, accept, this.#deps.manifestMaxBytes, signal);
   }
 
   // ---- Admission -------------------------------------------------------------------------

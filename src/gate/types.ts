@@ -24,6 +24,8 @@ export interface ManifestRequest {
   /** The client's Accept header, as sent. */
   accept: string | undefined;
   client?: ClientInfo;
+  /** The client's connection: when it closes, upstream reads done only for it stop. */
+  signal?: AbortSignal;
 }
 
 export interface TagPage {
@@ -54,7 +56,7 @@ export interface Gate {
   /** The blob's length, under the same permit as `blob`. */
   blobSize(repo: Repo, digest: string): Promise<number | undefined>;
   /** One page of the repository's tags; `n` and `last` as in the distribution spec. */
-  tags(repo: Repo, page: { n?: number; last?: string }): Promise<TagPage>;
+  tags(repo: Repo, page: { n?: number; last?: string }, signal?: AbortSignal): Promise<TagPage>;
   /** The referrers of a digest, filtered by artifact type when one is given. */
-  referrers(repo: Repo, digest: string, artifactType?: string): Promise<ImageIndex>;
+  referrers(repo: Repo, digest: string, artifactType?: string, signal?: AbortSignal): Promise<ImageIndex>;
 }

@@ -13,6 +13,7 @@ import { discard, readLimited, TooLargeError, upstreamStatusError } from './body
 import { isNotFound, RegistryError, type ErrorCode } from './errors.ts';
 import { matchesDigest, sha256Digest } from './digest.ts';
 import { isDigest } from './reference.ts';
+import { guardedConnector, originOnlyConnector, parseCidr, type Cidr, type EgressRule } from './egress.ts';
 import { INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES, MediaType, type FetchedManifest, type ImageIndex } from './types.ts';
 
 export type Method = 'GET' | 'HEAD';
@@ -21,6 +22,34 @@ export interface UpstreamResponse {
   status: number;
   headers: Record<string, string | string[] | undefined>;
   body: Readable;
+  /** From a host the upstream sent us to (a redirect target), not the upstream: its body is never echoed. */
+  external?: boolean;
+}
+
+/** One upstream operation's overall deadline, joined with the signal of the client it is for. */
+class Deadline {
+  readonly signal: AbortSignal;
+  readonly #timer: NodeJS.Timeout;
+
+  constructor(ms: number, reason: () => RegistryError, client?: AbortSignal) {
+    const controller = new AbortController();
+    this.#timer = setTimeout(() => controller.abort(reason()), ms).unref();
+    this.signal = client ? AbortSignal.any([client, controller.signal]) : controller.signal;
+  }
+
+  clear(): void {
+    clearTimeout(this.#timer);
+  }
+
+  /** The deadline's or the client's reason when the operation was aborted, else the error itself. */
+  failure(err: unknown): unknown {
+    return this.signal.aborted && !(err instanceof RegistryError) ? this.signal.reason : err;
+  }
+}
+
+/** The error a client's own abort carries through the layers (the edge has nobody to tell). */
+export function clientGone(): RegistryError {
+  return new RegistryError('unavailable', 'UNAVAILABLE', 'the client closed the connection before the answer');
 }
 
 export interface ClientObserver {
@@ -59,6 +88,7 @@ function headerValue(h: UpstreamResponse['headers'], name: string): string | und
 
 /** The upstream's own name for what went wrong on the network, mapped to 502/504 naming the upstream. */
 export function networkError(host: string, err: unknown, timeouts: UpstreamConfig['timeouts']): RegistryError {
+  if (err instanceof RegistryError) return err; // a deadline's or a leaving client's reason
   const code = (err as { code?: string }).code ?? '';
   const timeoutMs: Record<string, number> = {
     UND_ERR_CONNECT_TIMEOUT: timeouts.connectMs,
@@ -81,8 +111,12 @@ export class RegistryClient {
   readonly #agent: Agent;
   /** Blob fetches have connections of their own: long transfers never starve manifest and token requests. */
   readonly #blobAgent: Agent;
-  /** For hosts an allowlisted upstream sends us to (token realm, blob storage): never given upstream credentials. */
+  /**
+   * For hosts an allowlisted upstream sends us to (token realm, blob storage): internal addresses
+   * refused unless allowlisted (src/oci/egress.ts); credentials only for allowlisted realms.
+   */
   readonly #external: Agent;
+  readonly #egress: EgressRule;
   readonly #tokens = new LRUCache<string, string>({ max: 10_000, ttlAutopurge: false });
   readonly #pendingTokens = new SingleFlight<string>();
   /** Set once the upstream asks for basic auth: then every request carries it up front. */
@@ -93,16 +127,22 @@ export class RegistryClient {
     this.upstream = upstream;
     this.#base = new URL(upstream.url);
     const ca = upstream.caFile ? [...rootCertificates, readFileSync(upstream.caFile, 'utf8')] : undefined;
+    const connect = { timeout: upstream.timeouts.connectMs, ...(ca ? { ca } : {}) };
     const options: Agent.Options = {
-      connect: { timeout: upstream.timeouts.connectMs, ...(ca ? { ca } : {}) },
+      connect: originOnlyConnector(this.#base, connect),
       headersTimeout: upstream.timeouts.headersMs,
       bodyTimeout: upstream.timeouts.bodyMs,
       keepAliveTimeout: 30_000,
       connections: 128,
     };
+    // Realms allowlisted for credentials are trusted enough to be connected to wherever they are.
+    this.#egress = {
+      allowHosts: [...upstream.egress.allowHosts, ...upstream.tokenRealms],
+      allowCidrs: upstream.egress.allowCidrs.map((c) => parseCidr(c)).filter((c): c is Cidr => c !== undefined),
+    };
     this.#agent = new Agent(options);
     this.#blobAgent = new Agent({ ...options, connections: 64 });
-    this.#external = new Agent({ ...options, connections: 32 });
+    this.#external = new Agent({ ...options, connect: guardedConnector(this.#egress, connect), connections: 32 });
     this.#observer = observer;
   }
 
@@ -117,21 +157,42 @@ export class RegistryClient {
   /** One request to the upstream registry API, authenticated as the upstream demands. */
   async send(
     method: Method,
-    path: string,
+    path: string | URL,
     repository: string,
     headers: Record<string, string>,
     op: string,
+    signal?: AbortSignal,
   ): Promise<UpstreamResponse> {
     const scope = `repository:${repository}:pull`;
-    const url = new URL(path, this.#base);
+    // Paths are built by this client and always start with /v2/; a URL is a same-origin redirect target.
+    const url = typeof path === 'string' ? new URL(path, this.#base) : path;
+    if (url.origin !== this.#base.origin) throw new Error(`internal: ${url.origin} is not upstream ${this.host}`);
     const agent = op === 'blob' ? this.#blobAgent : this.#agent;
-    const first = await this.#roundTrip(agent, method, url, { ...headers, ...this.#cachedAuth(scope) }, op);
+    const first = await this.#roundTrip(agent, method, url, { ...headers, ...this.#cachedAuth(scope) }, op, signal);
     if (first.status !== 401) return first;
     const challengeHeader = headerValue(first.headers, 'www-authenticate');
     await drain(first.body);
-    const credential = challengeHeader ? await this.#answer(parseChallenges(challengeHeader), scope) : undefined;
-    if (!credential) return this.#roundTrip(agent, method, url, headers, op); // the upstream's 401 goes back as is
-    return this.#roundTrip(agent, method, url, { ...headers, authorization: credential.header }, op);
+    const credential = challengeHeader
+      ? await this.#answer(parseChallenges(challengeHeader), scope, signal)
+      : undefined;
+    if (!credential) return this.#roundTrip(agent, method, url, headers, op, signal); // the upstream's 401 goes back as is
+    return this.#roundTrip(agent, method, url, { ...headers, authorization: credential.header }, op, signal);
+  }
+
+  /** The overall deadline of one operation (timeouts.totalMs, or blobTotalMs for blob transfers). */
+  #deadline(what: string, signal: AbortSignal | undefined, blob = false): Deadline {
+    const ms = blob ? this.upstream.timeouts.blobTotalMs : this.upstream.timeouts.totalMs;
+    const key = blob ? 'timeouts.blobTotalMs' : 'timeouts.totalMs';
+    return new Deadline(
+      ms,
+      () =>
+        new RegistryError(
+          'timeout',
+          'UNAVAILABLE',
+          `upstream ${this.host} did not complete ${what} within ${ms} ms (${key})`,
+        ),
+      signal,
+    );
   }
 
   /** Fetches a manifest once: size-limited, digest computed over the exact bytes, media type checked. */
@@ -140,6 +201,24 @@ export class RegistryClient {
     reference: string,
     accept: string | undefined,
     maxBytes: number,
+    signal?: AbortSignal,
+  ): Promise<FetchedManifest> {
+    const deadline = this.#deadline(`manifest ${repository}:${reference}`, signal);
+    try {
+      return await this.#manifest(repository, reference, accept, maxBytes, deadline);
+    } catch (err) {
+      throw networkError(this.host, deadline.failure(err), this.upstream.timeouts);
+    } finally {
+      deadline.clear();
+    }
+  }
+
+  async #manifest(
+    repository: string,
+    reference: string,
+    accept: string | undefined,
+    maxBytes: number,
+    deadline: Deadline,
   ): Promise<FetchedManifest> {
     const res = await this.send(
       'GET',
@@ -147,6 +226,7 @@ export class RegistryClient {
       repository,
       { accept: manifestAccept(accept) },
       'manifest',
+      deadline.signal,
     );
     if (res.status !== 200) throw await this.statusError(res, 'MANIFEST_UNKNOWN');
     const declared = Number(headerValue(res.headers, 'content-length'));
@@ -159,7 +239,7 @@ export class RegistryClient {
       bytes = await readLimited(res.body, maxBytes);
     } catch (err) {
       if (err instanceof TooLargeError) throw this.#tooLarge(repository, reference, maxBytes);
-      throw networkError(this.host, err, this.upstream.timeouts);
+      throw networkError(this.host, deadline.failure(err), this.upstream.timeouts);
     }
     const where = `${this.host}/${repository}:${reference}`;
     if (isDigest(reference)) {
@@ -188,25 +268,53 @@ export class RegistryClient {
    * The digest a tag points at upstream, by HEAD (registries do not count HEADs against pull limits).
    * Only used to notice that a tag moved: what is served is always content the proxy hashed itself.
    */
-  async resolveTag(repository: string, tag: string, accept: string | undefined, maxBytes: number): Promise<string> {
-    const res = await this.send(
-      'HEAD',
-      `/v2/${repository}/manifests/${tag}`,
-      repository,
-      { accept: manifestAccept(accept) },
-      'resolve',
-    );
-    if (res.status !== 200) throw await this.statusError(res, 'MANIFEST_UNKNOWN');
-    await drain(res.body);
+  async resolveTag(
+    repository: string,
+    tag: string,
+    accept: string | undefined,
+    maxBytes: number,
+    signal?: AbortSignal,
+  ): Promise<string> {
+    const deadline = this.#deadline(`HEAD ${repository}:${tag}`, signal);
+    let res: UpstreamResponse;
+    try {
+      res = await this.send(
+        'HEAD',
+        `/v2/${repository}/manifests/${tag}`,
+        repository,
+        { accept: manifestAccept(accept) },
+        'resolve',
+        deadline.signal,
+      );
+      if (res.status !== 200) throw await this.statusError(res, 'MANIFEST_UNKNOWN');
+      await drain(res.body);
+    } catch (err) {
+      throw networkError(this.host, deadline.failure(err), this.upstream.timeouts);
+    } finally {
+      deadline.clear();
+    }
     // Pins, revocations and stored manifests are keyed by sha256: another algorithm is not believed.
     const claimed = headerValue(res.headers, 'docker-content-digest');
     if (claimed?.startsWith('sha256:') && isDigest(claimed)) return claimed;
-    return (await this.manifest(repository, tag, accept, maxBytes)).digest;
+    return (await this.manifest(repository, tag, accept, maxBytes, signal)).digest;
   }
 
   /** A whole blob, following upstream redirects to object storage. */
-  async blob(method: Method, repository: string, digest: string): Promise<UpstreamResponse> {
-    let res = await this.send(method, `/v2/${repository}/blobs/${digest}`, repository, {}, 'blob');
+  async blob(method: Method, repository: string, digest: string, signal?: AbortSignal): Promise<UpstreamResponse> {
+    // The deadline travels with the body: undici destroys it with the deadline's reason when it fires.
+    const deadline = this.#deadline(`blob ${digest}`, signal, method === 'GET');
+    try {
+      const res = await this.#blob(method, repository, digest, deadline.signal);
+      res.body.once('close', () => deadline.clear());
+      return res;
+    } catch (err) {
+      deadline.clear();
+      throw networkError(this.host, deadline.failure(err), this.upstream.timeouts);
+    }
+  }
+
+  async #blob(method: Method, repository: string, digest: string, signal: AbortSignal): Promise<UpstreamResponse> {
+    let res = await this.send(method, `/v2/${repository}/blobs/${digest}`, repository, {}, 'blob', signal);
     for (let hop = 0; isRedirect(res.status); hop++) {
       const location = headerValue(res.headers, 'location');
       await drain(res.body);
@@ -233,18 +341,19 @@ export class RegistryClient {
       const sameOrigin = target.origin === this.#base.origin;
       // Object storage URLs carry their own signature: upstream credentials must not travel there.
       res = sameOrigin
-        ? await this.send(method, target.pathname + target.search, repository, {}, 'blob')
-        : await this.#roundTrip(this.#external, method, target, {}, 'blob-redirect');
+        ? await this.send(method, target, repository, {}, 'blob', signal)
+        : await this.#roundTrip(this.#external, method, target, {}, 'blob-redirect', signal);
     }
     return res;
   }
 
   /** Reads a small blob fully and checks it against its digest (signature payloads, bundles). */
-  async smallBlob(repository: string, digest: string, maxBytes: number): Promise<Buffer> {
-    const res = await this.blob('GET', repository, digest);
-    if (res.status !== 200) throw await this.statusError(res, 'BLOB_UNKNOWN');
+  async smallBlob(repository: string, digest: string, maxBytes: number, signal?: AbortSignal): Promise<Buffer> {
+    const deadline = this.#deadline(`blob ${digest}`, signal);
     let bytes: Buffer;
     try {
+      const res = await this.#blob('GET', repository, digest, deadline.signal);
+      if (res.status !== 200) throw await this.statusError(res, 'BLOB_UNKNOWN');
       bytes = await readLimited(res.body, maxBytes);
     } catch (err) {
       if (err instanceof TooLargeError)
@@ -253,7 +362,9 @@ export class RegistryClient {
           'SIZE_INVALID',
           `blob ${digest} in ${this.host}/${repository} is larger than ${maxBytes} bytes`,
         );
-      throw networkError(this.host, err, this.upstream.timeouts);
+      throw networkError(this.host, deadline.failure(err), this.upstream.timeouts);
+    } finally {
+      deadline.clear();
     }
     if (!matchesDigest(bytes, digest)) {
       throw new RegistryError(
@@ -270,24 +381,33 @@ export class RegistryClient {
     repository: string,
     digest: string,
     maxBytes: number,
+    signal?: AbortSignal,
   ): Promise<{ index: ImageIndex; source: 'api' | 'tag' | 'none' }> {
-    const res = await this.send(
-      'GET',
-      `/v2/${repository}/referrers/${digest}`,
-      repository,
-      { accept: MediaType.ociIndex },
-      'referrers',
-    );
-    if (res.status === 200) {
-      const bytes = await this.#readBody(res, maxBytes, `referrers of ${digest}`);
-      return { index: parseIndex(bytes, `${this.host} referrers of ${digest}`), source: 'api' };
+    const deadline = this.#deadline(`referrers of ${digest}`, signal);
+    try {
+      const res = await this.send(
+        'GET',
+        `/v2/${repository}/referrers/${digest}`,
+        repository,
+        { accept: MediaType.ociIndex },
+        'referrers',
+        deadline.signal,
+      );
+      if (res.status === 200) {
+        const bytes = await this.#readBody(res, maxBytes, `referrers of ${digest}`);
+        return { index: parseIndex(bytes, `${this.host} referrers of ${digest}`), source: 'api' };
+      }
+      if (res.status !== 404 && res.status !== 405 && res.status !== 400)
+        throw await this.statusError(res, 'MANIFEST_UNKNOWN');
+      await drain(res.body);
+    } catch (err) {
+      throw networkError(this.host, deadline.failure(err), this.upstream.timeouts);
+    } finally {
+      deadline.clear();
     }
-    if (res.status !== 404 && res.status !== 405 && res.status !== 400)
-      throw await this.statusError(res, 'MANIFEST_UNKNOWN');
-    await drain(res.body);
     const fallbackTag = digest.replace(':', '-');
     try {
-      const m = await this.manifest(repository, fallbackTag, MediaType.ociIndex, maxBytes);
+      const m = await this.manifest(repository, fallbackTag, MediaType.ociIndex, maxBytes, signal);
       if (!INDEX_MEDIA_TYPES.includes(m.mediaType)) return { index: emptyIndex(), source: 'none' };
       return { index: parseIndex(m.bytes, `${this.host}/${repository}:${fallbackTag}`), source: 'tag' };
     } catch (err) {
@@ -297,19 +417,32 @@ export class RegistryClient {
   }
 
   /** One page of the tag list, body as the upstream sent it (bounded) plus its Link header. */
-  async tags(repository: string, query: URLSearchParams, maxBytes: number): Promise<{ body: Buffer; link?: string }> {
+  async tags(
+    repository: string,
+    query: URLSearchParams,
+    maxBytes: number,
+    signal?: AbortSignal,
+  ): Promise<{ body: Buffer; link?: string }> {
     const qs = query.size ? `?${query}` : '';
-    const res = await this.send(
-      'GET',
-      `/v2/${repository}/tags/list${qs}`,
-      repository,
-      { accept: 'application/json' },
-      'tags',
-    );
-    if (res.status !== 200) throw await this.statusError(res, 'NAME_UNKNOWN');
-    const body = await this.#readBody(res, maxBytes, `tag list of ${repository}`);
-    const link = headerValue(res.headers, 'link');
-    return { body, ...(link ? { link } : {}) };
+    const deadline = this.#deadline(`the tag list of ${repository}`, signal);
+    try {
+      const res = await this.send(
+        'GET',
+        `/v2/${repository}/tags/list${qs}`,
+        repository,
+        { accept: 'application/json' },
+        'tags',
+        deadline.signal,
+      );
+      if (res.status !== 200) throw await this.statusError(res, 'NAME_UNKNOWN');
+      const body = await this.#readBody(res, maxBytes, `tag list of ${repository}`);
+      const link = headerValue(res.headers, 'link');
+      return { body, ...(link ? { link } : {}) };
+    } catch (err) {
+      throw networkError(this.host, deadline.failure(err), this.upstream.timeouts);
+    } finally {
+      deadline.clear();
+    }
   }
 
   async #readBody(res: UpstreamResponse, maxBytes: number, what: string): Promise<Buffer> {
@@ -327,8 +460,12 @@ export class RegistryClient {
   }
 
   async statusError(res: UpstreamResponse, notFound: ErrorCode): Promise<RegistryError> {
-    const body = await readLimited(res.body, MAX_ERROR_BODY).catch(() => Buffer.alloc(0));
-    return upstreamStatusError(this.host, res.status, body, notFound, headerValue(res.headers, 'retry-after'));
+    // What a redirect target says is not the upstream's word, and may be an internal service's: never echoed.
+    const body = res.external
+      ? (discard(res.body), Buffer.alloc(0))
+      : await readLimited(res.body, MAX_ERROR_BODY).catch(() => Buffer.alloc(0));
+    const where = res.external ? `${this.host} (at the location it redirected to)` : this.host;
+    return upstreamStatusError(where, res.status, body, notFound, headerValue(res.headers, 'retry-after'));
   }
 
   #tooLarge(repository: string, reference: string, maxBytes: number): RegistryError {
@@ -354,10 +491,10 @@ export class RegistryClient {
     return `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
   }
 
-  async #answer(challenges: Challenge[], scope: string): Promise<Credential | undefined> {
+  async #answer(challenges: Challenge[], scope: string, signal?: AbortSignal): Promise<Credential | undefined> {
     const bearer = challenges.find((c) => c.scheme === 'bearer');
     if (bearer) {
-      const token = await this.#token(bearer, scope);
+      const token = await this.#token(bearer, scope, signal);
       return { header: `Bearer ${token}` };
     }
     if (challenges.some((c) => c.scheme === 'basic')) {
@@ -369,12 +506,17 @@ export class RegistryClient {
     return undefined;
   }
 
-  /** Concurrent requests for one scope share one token request. */
-  #token(challenge: Challenge, scope: string): Promise<string> {
-    return this.#pendingTokens.run(scope, () => this.#fetchToken(challenge, scope));
+  /** Concurrent requests for one scope share one token request, given up only when all of them left. */
+  #token(challenge: Challenge, scope: string, signal?: AbortSignal): Promise<string> {
+    return this.#pendingTokens.run(scope, (shared) => this.#fetchToken(challenge, scope, shared), signal);
   }
 
-  async #fetchToken(challenge: Challenge, scope: string): Promise<string> {
+  /** Whether configured credentials may go to a token realm: the upstream's own origin, or allowlisted. */
+  #realmTrusted(url: URL): boolean {
+    return url.origin === this.#base.origin || this.upstream.tokenRealms.includes(url.host);
+  }
+
+  async #fetchToken(challenge: Challenge, scope: string, signal: AbortSignal): Promise<string> {
     const realm = challenge.params.realm;
     if (!realm)
       throw new RegistryError(
@@ -401,9 +543,10 @@ export class RegistryClient {
     }
     if (challenge.params.service) url.searchParams.set('service', challenge.params.service);
     url.searchParams.append('scope', challenge.params.scope || scope);
-    const basic = this.#basicHeader();
+    // A realm the admin did not allowlist may hand out anonymous tokens, never receive the credentials.
+    const basic = this.#realmTrusted(url) ? this.#basicHeader() : undefined;
     const dispatcher = url.origin === this.#base.origin ? this.#agent : this.#external;
-    const res = await this.#roundTrip(dispatcher, 'GET', url, basic ? { authorization: basic } : {}, 'token');
+    const res = await this.#roundTrip(dispatcher, 'GET', url, basic ? { authorization: basic } : {}, 'token', signal);
     if (res.status !== 200) {
       await drain(res.body);
       throw new RegistryError(
@@ -448,22 +591,42 @@ export class RegistryClient {
     url: URL,
     headers: Record<string, string>,
     op: string,
+    signal?: AbortSignal,
   ): Promise<UpstreamResponse> {
     const started = performance.now();
+    const external = dispatcher === this.#external;
     try {
       const res = await request(url, {
         dispatcher,
         method,
         headers: { 'user-agent': 'pullgate', ...headers },
         highWaterMark: BODY_HIGH_WATER_MARK,
+        ...(signal ? { signal } : {}),
       });
       this.#observer?.upstreamRequest(this.host, op, res.statusCode, (performance.now() - started) / 1000);
-      return { status: res.statusCode, headers: res.headers, body: res.body };
+      return { status: res.statusCode, headers: res.headers, body: res.body, ...(external ? { external } : {}) };
     } catch (err) {
       this.#observer?.upstreamRequest(this.host, op, 'error', (performance.now() - started) / 1000);
+      if (signal?.aborted) throw signal.reason;
+      if (external) throw egressFailure(this.host, op, url, err);
       throw networkError(this.host, err, this.upstream.timeouts);
     }
   }
+}
+
+/**
+ * A host the upstream sent us to could not be used. One message whatever happened (refused by the
+ * egress policy, connection refused, timed out), so that answers cannot map internal ports; the
+ * detail is the cause, for the proxy's log.
+ */
+export function egressFailure(host: string, op: string, url: URL, err: unknown): RegistryError {
+  const what = op.includes('token') ? 'token realm' : 'redirect location';
+  return new RegistryError(
+    'upstream',
+    'UNAVAILABLE',
+    `upstream ${host} sent the proxy to a ${what} it cannot use: refused by the egress policy or unreachable (the proxy's log has the detail)`,
+    { cause: new Error(`${url.origin}: ${(err as { code?: string }).code ?? ''} ${(err as Error).message}`) },
+  );
 }
 
 function isRedirect(status: number): boolean {

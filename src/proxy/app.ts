@@ -3,6 +3,7 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { BlobBody, ByteRange } from '../blobs/types.ts';
 import { RegistryError } from '../oci/errors.ts';
+import { clientGone } from '../oci/client.ts';
 import { MediaType, type ImageIndex } from '../oci/types.ts';
 import type { Upstreams } from '../oci/upstreams.ts';
 import type { ClientInfo, Gate, Repo } from '../gate/types.ts';
@@ -42,6 +43,8 @@ interface RequestFacts {
   source?: string;
   identity?: string;
   error?: string;
+  /** The error's cause: detail kept out of the answer. */
+  cause?: string;
 }
 
 function facts(res: Response): RequestFacts {
@@ -60,6 +63,8 @@ export function sendError(res: Response, err: RegistryError): void {
     return;
   }
   facts(res).error = `${err.code}: ${err.message}`;
+  // What must not reach the client (what an internal address answered, why a connection failed) goes to the log.
+  if (err.cause instanceof Error) facts(res).cause = err.cause.message;
   res.status(httpStatus(err)).set({ ...API_VERSION, ...errorHeaders(err), 'content-type': 'application/json' });
   if (err.failure === 'denied') {
     // containerd (and so the kubelet) asks with HEAD and reports only the status line: the reason
@@ -183,6 +188,7 @@ async function handle(
   const f = facts(res);
   const repo: Repo = { upstream: target.upstream, repository: target.repository };
   const { endpoint } = target;
+  const signal = leaving(res);
   switch (endpoint.kind) {
     case 'manifest': {
       f.reference = endpoint.reference;
@@ -191,6 +197,7 @@ async function handle(
         reference: endpoint.reference,
         accept: req.get('accept'),
         client: clientOf(req, identity),
+        signal,
       });
       f.digest = manifest.digest;
       res.status(200).set({
@@ -220,10 +227,14 @@ async function handle(
         throw new RegistryError('invalid', 'UNSUPPORTED', `n must be a non-negative whole number, got "${nText}"`);
       }
       const last = query.get('last') ?? undefined;
-      const page = await deps.gate.tags(repo, {
-        ...(n === undefined ? {} : { n }),
-        ...(last === undefined ? {} : { last }),
-      });
+      const page = await deps.gate.tags(
+        repo,
+        {
+          ...(n === undefined ? {} : { n }),
+          ...(last === undefined ? {} : { last }),
+        },
+        signal,
+      );
       res
         .status(200)
         .set({
@@ -237,7 +248,7 @@ async function handle(
     case 'referrers': {
       f.digest = endpoint.digest;
       const artifactType = query.get('artifactType') ?? undefined;
-      const index = await deps.gate.referrers(repo, endpoint.digest, artifactType);
+      const index = await deps.gate.referrers(repo, endpoint.digest, artifactType, signal);
       const body: ImageIndex = { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: index.manifests };
       res.status(200).set({
         ...API_VERSION,
@@ -248,6 +259,15 @@ async function handle(
       return;
     }
   }
+}
+
+/** Aborts when the client's connection closes before its answer was written. */
+function leaving(res: Response): AbortSignal {
+  const controller = new AbortController();
+  res.once('close', () => {
+    if (!res.writableFinished) controller.abort(clientGone());
+  });
+  return controller.signal;
 }
 
 function clientOf(req: Request, identity: string | undefined): ClientInfo {
@@ -357,6 +377,7 @@ function requestLog(deps: AppDeps) {
           ms: Math.round(ms * 10) / 10,
           complete: res.writableFinished,
           ...(f.error ? { error: f.error } : {}),
+          ...(f.cause ? { cause: f.cause } : {}),
         },
         'request',
       );

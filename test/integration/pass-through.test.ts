@@ -28,6 +28,7 @@ test.before(async () => {
         host: 'registry.test',
         url: registry.url,
         insecure: true,
+        tokenRealms: [new URL(registry.tokenServer!.url).host],
         // pullgate's own account reads everything (content and evidence); clients prove their own access
         username: registry.credentials!.username,
         password: registry.credentials!.password,

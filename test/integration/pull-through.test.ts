@@ -48,6 +48,8 @@ test.before(async () => {
           host: 'private.example.test',
           url: tokenRegistry.url,
           insecure: true,
+          // the token server is another port on loopback: allowlisted for the credentials (and connections)
+          tokenRealms: [new URL(tokenRegistry.tokenServer!.url).host],
           username: tokenRegistry.credentials!.username,
           password: tokenRegistry.credentials!.password,
         },

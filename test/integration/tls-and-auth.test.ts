@@ -178,7 +178,18 @@ test('blob redirects to another origin are followed by the proxy without the ups
   const frontUrl = `http://127.0.0.1:${(front.address() as { port: number }).port}`;
   const proxy = await startTestProxy({
     policy: ALLOW_ALL,
-    config: { upstreams: [{ host: 'objects.test', url: frontUrl, insecure: true, ...registry.credentials }] },
+    config: {
+      upstreams: [
+        {
+          host: 'objects.test',
+          url: frontUrl,
+          insecure: true,
+          ...registry.credentials,
+          // the "object storage" is on loopback: internal, so allowlisted for this upstream
+          egress: { allowHosts: ['localhost'] },
+        },
+      ],
+    },
   });
   t.teardown(async () => {
     await proxy.close();
