@@ -104,6 +104,14 @@ export async function openPostgres(url: string, schema: string, opts: PostgresOp
   pool.on('error', () => {
     /* an idle client's error surfaces on the next query that needs a connection */
   });
+  // Every client hears its own 'error' for its whole life. pg emits one when a backend dies while the
+  // client has no query in flight, and the pool's and our own listeners each cover only part of a
+  // client's life (idle, inside a transaction): a backend killed in a gap between them ended the
+  // process (seen under pg_terminate_backend bursts). pg marks such a client unqueryable before
+  // emitting, so the pool still drops it on release; the affected query fails on its own.
+  pool.on('connect', (client) => {
+    client.on('error', () => undefined);
+  });
   const lockKey = `pullgate:${schema}`;
 
   const fail = (err: unknown): StoreError => {
