@@ -3,6 +3,7 @@
 // accepts an inclusion promise (SET) without an inclusion proof, so one verifier handles both.
 import { bundleFromJSON, type Bundle } from '@sigstore/bundle';
 import { createHash } from 'node:crypto';
+import { DEFAULT_EVIDENCE_LIMITS, overBudget } from './budget.ts';
 import { isBase64, pemBlocks } from './pem.ts';
 
 export const Annotation = {
@@ -50,9 +51,17 @@ interface SerializedEnvelope {
   signatures: { keyid?: string; sig: string }[];
 }
 
-/** A `.att` layer: a DSSE envelope; one bundle per envelope signature (bundles hold exactly one). */
-export function attestationBundles(envelopeBytes: Buffer, annotations: Record<string, string>): Bundle[] {
-  const envelope = parseEnvelope(envelopeBytes);
+/**
+ * A `.att` layer: a DSSE envelope; one bundle per envelope signature (bundles hold exactly one).
+ * An envelope with more than `maxSignatures` is rejected whole before any bundle is built: each
+ * signature costs a verification, and anyone can append thousands to an envelope they push.
+ */
+export function attestationBundles(
+  envelopeBytes: Buffer,
+  annotations: Record<string, string>,
+  maxSignatures: number = DEFAULT_EVIDENCE_LIMITS.signaturesPerEnvelope,
+): Bundle[] {
+  const envelope = parseEnvelope(envelopeBytes, maxSignatures);
   return envelope.signatures.map((s) =>
     toBundle(
       {
@@ -67,13 +76,17 @@ export function attestationBundles(envelopeBytes: Buffer, annotations: Record<st
   );
 }
 
-function parseEnvelope(bytes: Buffer): SerializedEnvelope {
+function parseEnvelope(bytes: Buffer, maxSignatures: number): SerializedEnvelope {
   const doc = evidenceJson(bytes, 'DSSE envelope');
   const env = doc as Partial<SerializedEnvelope> | null;
   if (typeof env?.payloadType !== 'string' || typeof env.payload !== 'string' || !Array.isArray(env.signatures)) {
     throw new EvidenceFormatError('not a DSSE envelope (needs payloadType, payload, signatures)');
   }
   if (env.signatures.length === 0) throw new EvidenceFormatError('DSSE envelope has no signatures');
+  if (env.signatures.length > maxSignatures)
+    throw new EvidenceFormatError(
+      overBudget(`${env.signatures.length} signatures in one envelope`, 'signaturesPerEnvelope', maxSignatures),
+    );
   for (const s of env.signatures) {
     if (typeof s?.sig !== 'string' || (s.keyid !== undefined && typeof s.keyid !== 'string'))
       throw new EvidenceFormatError('DSSE envelope has a malformed signature entry');
