@@ -55,6 +55,8 @@ const RECORD_REFRESH_MS = 60_000;
 const PIN_TTL_MS = 10_000;
 /** Manifests examined for one blob's permit: a layer shared by more images needs only one admitted. */
 const MANIFESTS_PER_BLOB = 8;
+/** Default of limits.driftAuditSeconds: drift of one tag is written at most this often. */
+const DRIFT_AUDIT_SECONDS = 3600;
 
 export interface GateDeps {
   upstreams: Upstreams;
@@ -119,6 +121,8 @@ export class PolicyGate implements Gate {
   readonly #rechecks: TagRechecks;
   /** `repo@digest` → when a refused pull of it, revoked, was last audited. */
   readonly #revokedAudited: LRUCache<string, number>;
+  /** `repo:tag` → when drift of it was last written to the store (recorded or opened). */
+  readonly #driftWritten: LRUCache<string, number>;
 
   constructor(deps: GateDeps) {
     this.#deps = deps;
@@ -129,12 +133,19 @@ export class PolicyGate implements Gate {
     this.#pins = new LRUCache({ max: deps.maxCached, ttl: PIN_TTL_MS, ttlAutopurge: false });
     this.#rechecks = new TagRechecks(deps.tagRecheckSeconds * 1000, deps.maxCached);
     this.#revokedAudited = new LRUCache({ max: 10_000 });
+    this.#driftWritten = new LRUCache({ max: deps.maxCached });
   }
 
   /** A pin changed (here or on another replica): forget it; without a tag, forget them all. */
   pinChanged(e: { upstream?: string; repository?: string; tag?: string }): void {
-    if (e.upstream && e.repository && e.tag) this.#pins.delete(`${e.upstream}/${e.repository}:${e.tag}`);
-    else this.#pins.clear();
+    // A new pin starts a new drift history: its first drift is recorded whatever the rate limit.
+    if (e.upstream && e.repository && e.tag) {
+      this.#pins.delete(`${e.upstream}/${e.repository}:${e.tag}`);
+      this.#driftWritten.delete(`${e.upstream}/${e.repository}:${e.tag}`);
+    } else {
+      this.#pins.clear();
+      this.#driftWritten.clear();
+    }
   }
 
   /** Forgets every cached permit and verdict (policy reload, revocation, grant change). */
@@ -430,6 +441,20 @@ export class PolicyGate implements Gate {
   }
 
   async #drift(repo: Repo, tag: string, pinned: string, moved: string, mode: string): Promise<void> {
+    // An upstream whose tag answers a new digest on every request must not write a drift record and
+    // an audit record per pull: one drift write per tag per interval, the rest are counted and logged.
+    const tagKey = `${repo.upstream}/${repo.repository}:${tag}`;
+    const last = this.#driftWritten.get(tagKey);
+    const interval = (this.#deps.driftAuditSeconds ?? DRIFT_AUDIT_SECONDS) * 1000;
+    if (last !== undefined && Date.now() - last < interval) {
+      this.#deps.metrics.events.inc({ event: 'drift-rate-limited' });
+      this.#deps.logger.debug(
+        { image: tagKey, pinned, upstream: moved, mode },
+        'tag drift seen again within limits.driftAuditSeconds; not recorded',
+      );
+      return;
+    }
+    this.#driftWritten.set(tagKey, Date.now());
     const { event } = await this.#deps.store.recordDrift(repo.upstream, repo.repository, tag, pinned, moved, (e) => ({
       kind: 'drift',
       actor: 'proxy',
