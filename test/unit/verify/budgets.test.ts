@@ -76,7 +76,7 @@ test('an envelope with more signatures than the budget is rejected whole, naming
   t.true(
     facts.rejected.some((r) =>
       r.endsWith(
-        '.att layer 0: evidence budget: 8000 signatures in one envelope, limit 16 (limits.evidence.signaturesPerEnvelope)',
+        '.att layer 0: evidence budget: more than 16 signatures in one envelope, limit 16 (limits.evidence.signaturesPerEnvelope)',
       ),
     ),
     facts.rejected.join('\n'),
@@ -225,4 +225,19 @@ test('garbage certificates next to a valid signature, judged by an attestor with
   const facts = (await verifyImage(source, probe.ref, [attestor], { budget: new DecisionBudget() })).get('ci')!;
   t.is(facts.verified.length, 1, facts.rejected.join('\n'));
   t.is(facts.rejected.length, 3, facts.rejected.join('\n'));
+});
+
+test('an envelope that hides its "sig" keys from the pre-parse count is still counted after parsing', async (t) => {
+  const { source, digest, ref } = image([]);
+  const layer = bomb(digest, 40);
+  const hidden = { ...layer, bytes: Buffer.from(layer.bytes.toString().replaceAll('"sig"', '"\\u0073ig"')) };
+  source.putArtifact('app', [hidden], { tag: `${digestTag(digest)}.att` });
+  const { facts } = await judge(source, ref);
+  t.is(facts.verified.length, 1);
+  t.true(
+    facts.rejected.some((r) =>
+      r.endsWith('evidence budget: 40 signatures in one envelope, limit 16 (limits.evidence.signaturesPerEnvelope)'),
+    ),
+    facts.rejected.join('\n'),
+  );
 });
