@@ -157,7 +157,17 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
   metrics.policyReloadOk.set(1); // the policy loaded at start
   const revocations = new Revocations(store);
   const upstreams = new Upstreams(config, metrics);
-  const decider = new Decider({ policy: () => policy.current, cache: config.cache, logger, metrics });
+  const decider = new Decider({
+    policy: () => policy.current,
+    cache: config.cache,
+    logger,
+    metrics,
+    limits: {
+      evidence: config.budgets.evidence,
+      concurrentDecisions: config.budgets.concurrentDecisions,
+      decisionQueue: config.budgets.decisionQueue,
+    },
+  });
   const cache = new BlobCache({
     dir: config.cache.blobs.path,
     maxBytes: config.cache.blobs.maxBytes,
@@ -181,6 +191,8 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
     logger,
     metrics,
     manifestMaxBytes: config.manifestMaxBytes,
+    widths: config.budgets,
+    driftAuditSeconds: config.budgets.driftAuditSeconds,
     maxCached: config.cache.maxEntries,
     staleGraceSeconds: config.staleGraceSeconds,
     tagRecheckSeconds: config.tagRecheckSeconds,

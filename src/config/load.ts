@@ -4,7 +4,9 @@ import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { RevalidateConfig } from '../gate/revalidate.ts';
-import type { AdminIdentity, Config, StoreConfig, TimeoutsConfig, UpstreamConfig } from './types.ts';
+import type { AdminIdentity, BudgetsConfig, Config, StoreConfig, TimeoutsConfig, UpstreamConfig } from './types.ts';
+import { DEFAULT_DECISION_LIMITS, DEFAULT_INDEX_MAX_MANIFESTS, DEFAULT_MANIFEST_MAX_LAYERS } from '../gate/limits.ts';
+import { DEFAULT_EVIDENCE_LIMITS } from '../verify/budget.ts';
 import { AUTH_KEYS, readAuth } from './auth.ts';
 import { parseListenAddress } from './listen.ts';
 import { placeholderMarker } from './placeholder.ts';
@@ -201,6 +203,12 @@ function buildConfig(root: Node, baseDir: string, env: NodeJS.ProcessEnv, opts: 
       'headersTimeoutMs',
       'requestTimeoutMs',
       'keepAliveTimeoutMs',
+      'manifestMaxLayers',
+      'indexMaxManifests',
+      'concurrentDecisions',
+      'decisionQueue',
+      'driftAuditSeconds',
+      'evidence',
     ]);
   const policy = top.get('policy').object(['file']);
   const policyFile = policy.get('file').optionalString();
@@ -243,6 +251,7 @@ function buildConfig(root: Node, baseDir: string, env: NodeJS.ProcessEnv, opts: 
     },
     upstreams,
     manifestMaxBytes: limits.get('manifestMaxBytes').integer(4 * 1024 * 1024, 1024, 64 * 1024 * 1024),
+    budgets: readBudgets(limits),
     store,
     cache: {
       maxEntries: cache.get('maxEntries').integer(100_000, 1, 10_000_000),
@@ -274,6 +283,40 @@ function buildConfig(root: Node, baseDir: string, env: NodeJS.ProcessEnv, opts: 
   }
   if (opts.refusePlaceholders) refusePlaceholders(secrets);
   return config;
+}
+
+/** `limits.*` budgets; the defaults are the documented safe ones (src/verify/budget.ts, src/gate/decider.ts). */
+function readBudgets(limits: { get(key: string): Node }): BudgetsConfig {
+  const e = limits
+    .get('evidence')
+    .object([
+      'manifests',
+      'layers',
+      'blobBytes',
+      'referrers',
+      'signaturesPerEnvelope',
+      'bytes',
+      'verifyMs',
+      'concurrency',
+    ]);
+  const d = DEFAULT_EVIDENCE_LIMITS;
+  return {
+    evidence: {
+      manifests: e.get('manifests').integer(d.manifests, 1, 1024),
+      layers: e.get('layers').integer(d.layers, 1, 4096),
+      blobBytes: e.get('blobBytes').bytes(d.blobBytes, 1024, 16 * 1024 * 1024),
+      referrers: e.get('referrers').integer(d.referrers, 1, 100_000),
+      signaturesPerEnvelope: e.get('signaturesPerEnvelope').integer(d.signaturesPerEnvelope, 1, 1024),
+      bytes: e.get('bytes').bytes(d.bytes, 1024, 256 * 1024 * 1024),
+      verifyMs: e.get('verifyMs').integer(d.verifyMs, 100, 300_000),
+      concurrency: e.get('concurrency').integer(d.concurrency, 1, 64),
+    },
+    concurrentDecisions: limits.get('concurrentDecisions').integer(DEFAULT_DECISION_LIMITS.concurrentDecisions, 1, 256),
+    decisionQueue: limits.get('decisionQueue').integer(DEFAULT_DECISION_LIMITS.decisionQueue, 0, 10_000),
+    manifestMaxLayers: limits.get('manifestMaxLayers').integer(DEFAULT_MANIFEST_MAX_LAYERS, 1, 100_000),
+    indexMaxManifests: limits.get('indexMaxManifests').integer(DEFAULT_INDEX_MAX_MANIFESTS, 1, 100_000),
+    driftAuditSeconds: limits.get('driftAuditSeconds').integer(3600, 0, 7 * 86400),
+  };
 }
 
 function readRevalidate(n: Node): RevalidateConfig {

@@ -1,5 +1,20 @@
 // The proxy's configuration file (YAML) as loaded and validated. config/pullgate.example.yaml documents every key.
 import type { RevalidateConfig } from '../gate/revalidate.ts';
+import type { EvidenceLimits } from '../verify/budget.ts';
+
+/** Budgets of decisions and requests (`limits.*`): every count an upstream or a pusher controls is bounded. */
+export interface BudgetsConfig {
+  /** What one decision may spend on evidence (`limits.evidence`). */
+  evidence: EvidenceLimits;
+  /** Decisions verifying evidence at once, and waiting for a slot; past both: 503 with Retry-After. */
+  concurrentDecisions: number;
+  decisionQueue: number;
+  /** Layers of the widest image manifest, and manifests of the widest index, accepted. */
+  manifestMaxLayers: number;
+  indexMaxManifests: number;
+  /** Drift of one tag is audited at most once per this many seconds (the open record counts every sighting). */
+  driftAuditSeconds: number;
+}
 
 export interface TimeoutsConfig {
   /** TCP/TLS connect timeout. */
@@ -148,6 +163,7 @@ export interface Config {
   upstreams: UpstreamConfig[];
   defaultUpstream?: string;
   manifestMaxBytes: number;
+  budgets: BudgetsConfig;
   /** Path of the policy file; undefined means the embedded default policy. */
   policyFile?: string;
   store: StoreConfig;

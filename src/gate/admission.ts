@@ -1,12 +1,13 @@
 // Admission as data: how a digest came to be served (or why not), and what follows from that.
 // The gate's steps produce an Admission; `effectsOf` turns it into the writes, counts and log
 // lines it implies (pure, tested by a table); the gate applies them in one place.
-import { denied, type RegistryError } from '../oci/errors.ts';
+import { denied, RegistryError } from '../oci/errors.ts';
 import { EVIDENCE_LAYER_TYPES, parseEvidenceTag } from '../oci/evidence.ts';
 import { INDEX_MEDIA_TYPES, type FetchedManifest, type ImageIndex, type ImageManifest } from '../oci/types.ts';
 import type { ImageRef } from '../policy/types.ts';
 import type { AuditInput, Grant, Revocation } from '../store/types.ts';
 import { imageName, type Decision } from './decider.ts';
+import { DEFAULT_WIDTH_LIMITS, type WidthLimits } from './limits.ts';
 import type { ClientInfo } from './types.ts';
 
 /** A fetched manifest, read once as the kind of document its media type says it is. */
@@ -15,10 +16,27 @@ export interface Parsed {
   index?: ImageIndex;
 }
 
-export function parseManifest(m: FetchedManifest): Parsed {
+/**
+ * The manifest's document, parsed once per request. A manifest wider than the limits is refused
+ * before anything is derived from it (blob rows, permits, children): a 4 MiB manifest holds tens of
+ * thousands of descriptors, each of which would otherwise become a row, a cache entry and a string.
+ */
+export function parseManifest(m: FetchedManifest, limits: WidthLimits = DEFAULT_WIDTH_LIMITS): Parsed {
   // The client checked that these bytes are a schema 2 JSON document of this media type.
   const doc = JSON.parse(m.bytes.toString('utf8')) as ImageManifest & ImageIndex;
-  return INDEX_MEDIA_TYPES.includes(m.mediaType) ? { index: doc } : { manifest: doc };
+  const isIndex = INDEX_MEDIA_TYPES.includes(m.mediaType);
+  const width = isIndex ? doc.manifests : doc.layers;
+  const [limit, key, what] = isIndex
+    ? [limits.indexMaxManifests, 'limits.indexMaxManifests', 'manifests']
+    : [limits.manifestMaxLayers, 'limits.manifestMaxLayers', 'layers'];
+  if (Array.isArray(width) && width.length > limit) {
+    throw new RegistryError(
+      'denied',
+      'MANIFEST_INVALID',
+      `manifest ${m.digest} lists ${width.length} ${what}, more than the ${limit} this proxy accepts (${key})`,
+    );
+  }
+  return isIndex ? { index: doc } : { manifest: doc };
 }
 
 export type Admission =

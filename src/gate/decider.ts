@@ -10,6 +10,9 @@ import { selectRule, type SelectedRule } from '../policy/match.ts';
 import { evaluate } from '../policy/evaluate.ts';
 import type { AttestorFacts, ImageRef, Verdict } from '../policy/types.ts';
 import type { CompiledAttestor } from '../verify/attestor.ts';
+import { DecisionBudget } from '../verify/budget.ts';
+import { DEFAULT_DECISION_LIMITS, type DecisionLimits } from './limits.ts';
+import { AdmissionQueue } from '../util/admission-queue.ts';
 import type { EvidenceSource } from '../verify/source.ts';
 import { verifyImage } from '../verify/verify-image.ts';
 import { SingleFlight } from '../util/single-flight.ts';
@@ -31,8 +34,11 @@ export type VerifyFn = (
   source: EvidenceSource,
   image: ImageRef,
   attestors: readonly CompiledAttestor[],
-  opts?: { now?: Date },
+  opts?: { now?: Date; budget?: DecisionBudget },
 ) => Promise<Map<string, AttestorFacts>>;
+
+/** Seconds a client refused for load is told to wait. */
+const BUSY_RETRY_AFTER = '2';
 
 export interface DeciderDeps {
   policy: () => CompiledPolicy;
@@ -41,6 +47,7 @@ export interface DeciderDeps {
   metrics: Metrics;
   now?: () => Date;
   verify?: VerifyFn;
+  limits?: DecisionLimits;
 }
 
 export function imageName(image: ImageRef): string {
@@ -52,9 +59,13 @@ export class Decider {
   readonly #cache: LRUCache<string, Verdict>;
   readonly #flights = new SingleFlight<Decision>();
   readonly #verify: VerifyFn;
+  readonly #limits: DecisionLimits;
+  readonly #queue: AdmissionQueue;
 
   constructor(deps: DeciderDeps) {
     this.#deps = deps;
+    this.#limits = deps.limits ?? DEFAULT_DECISION_LIMITS;
+    this.#queue = new AdmissionQueue(this.#limits.concurrentDecisions, this.#limits.decisionQueue);
     this.#cache = new LRUCache<string, Verdict>({ max: deps.cache.maxEntries, ttlAutopurge: false });
     this.#verify = deps.verify ?? verifyImage;
   }
@@ -83,55 +94,91 @@ export class Decider {
       return { image, verdict: hit, cached: true, ms: performance.now() - started, policyVersion: policy.version };
     }
     const decision = await this.#flights.run(key, async (): Promise<Decision> => {
-      const now = this.#deps.now?.() ?? new Date();
-      let facts: Map<string, AttestorFacts> = new Map();
-      let verdict: Verdict;
-      try {
-        const attestors = selected.attestors
-          .map((name) => policy.attestors.get(name))
-          .filter((a): a is CompiledAttestor => a !== undefined);
-        if (attestors.length > 0) facts = await this.#verify(source, image, attestors, { now });
-        verdict = evaluate(selected, facts, now);
-      } catch (err) {
-        // Fail closed: evidence that cannot be fetched or judged is a deny, never cached as a verdict.
-        const why = err instanceof RegistryError ? err.message : `verification failed: ${(err as Error).message}`;
-        verdict = {
-          verdict: 'deny',
-          judgement: 'deny',
-          enforcementMode: 'enforce',
-          rule: selected.name,
-          ruleHash: selected.ruleHash,
-          tagMode: selected.tagMode,
-          reasons: [`evidence could not be checked: ${why}`],
-        };
-        const decision: Decision = {
-          image,
-          verdict,
-          facts,
-          cached: false,
-          ms: performance.now() - started,
-          failure: isTransient(err) ? 'transient' : 'error',
-          policyVersion: policy.version,
-        };
-        this.#log(decision, policy);
-        return decision;
-      }
-      const ttl =
-        (verdict.judgement === 'allow' ? this.#deps.cache.allowTtlSeconds : this.#deps.cache.denyTtlSeconds) * 1000;
-      if (ttl > 0) this.#cache.set(key, verdict, { ttl });
-      const decision = {
+      const queued = await this.#queue.run(() => this.#judge(image, source, selected, policy, key, started));
+      if (queued) return queued.value;
+      this.#deps.metrics.events.inc({ event: 'decision-refused-busy' });
+      throw new RegistryError(
+        'unavailable',
+        'TOOMANYREQUESTS',
+        `the proxy is busy: ${this.#queue.active} decisions are verifying evidence and ${this.#queue.queued} are waiting (limits.concurrentDecisions ${this.#limits.concurrentDecisions}, limits.decisionQueue ${this.#limits.decisionQueue}); try again in ${BUSY_RETRY_AFTER} s`,
+        { retryAfter: BUSY_RETRY_AFTER },
+      );
+    });
+    // Callers that shared the run each asked about their own reference (tag) of the digest.
+    return { ...decision, image };
+  }
+
+  async #judge(
+    image: ImageRef,
+    source: EvidenceSource,
+    selected: SelectedRule,
+    policy: CompiledPolicy,
+    key: string,
+    started: number,
+  ): Promise<Decision> {
+    const now = this.#deps.now?.() ?? new Date();
+    let facts: Map<string, AttestorFacts> = new Map();
+    let verdict: Verdict;
+    const budget = new DecisionBudget(this.#limits.evidence);
+    try {
+      const attestors = selected.attestors
+        .map((name) => policy.attestors.get(name))
+        .filter((a): a is CompiledAttestor => a !== undefined);
+      if (attestors.length > 0) facts = await this.#verify(source, image, attestors, { now, budget });
+      verdict = evaluate(selected, facts, now);
+    } catch (err) {
+      // Fail closed: evidence that cannot be fetched or judged is a deny, never cached as a verdict.
+      const why = err instanceof RegistryError ? err.message : `verification failed: ${(err as Error).message}`;
+      verdict = {
+        verdict: 'deny',
+        judgement: 'deny',
+        enforcementMode: 'enforce',
+        rule: selected.name,
+        ruleHash: selected.ruleHash,
+        tagMode: selected.tagMode,
+        reasons: [`evidence could not be checked: ${why}`],
+      };
+      const decision: Decision = {
         image,
         verdict,
         facts,
         cached: false,
         ms: performance.now() - started,
+        failure: isTransient(err) ? 'transient' : 'error',
         policyVersion: policy.version,
       };
       this.#log(decision, policy);
       return decision;
-    });
-    // Callers that shared the run each asked about their own reference (tag) of the digest.
-    return { ...decision, image };
+    }
+    // A deny reached with evidence left unexamined for want of time or because the registry
+    // failed says nothing about the image: not cached, and transient (stale serving may apply).
+    // Denies from count and size budgets are judgements on the evidence as pushed and are cached.
+    const incomplete = verdict.judgement === 'deny' && (budget.outage !== undefined || budget.timedOut);
+    if (incomplete) {
+      verdict = {
+        ...verdict,
+        reasons: [
+          ...verdict.reasons,
+          budget.timedOut
+            ? `evidence could not be checked in time: ${budget.timeReason()}`
+            : `evidence could not be checked: ${budget.outage?.message ?? 'registry failure'}`,
+        ],
+      };
+    }
+    const ttl =
+      (verdict.judgement === 'allow' ? this.#deps.cache.allowTtlSeconds : this.#deps.cache.denyTtlSeconds) * 1000;
+    if (ttl > 0 && !incomplete) this.#cache.set(key, verdict, { ttl });
+    const decision: Decision = {
+      image,
+      verdict,
+      facts,
+      cached: false,
+      ms: performance.now() - started,
+      policyVersion: policy.version,
+      ...(incomplete ? { failure: 'transient' as const } : {}),
+    };
+    this.#log(decision, policy);
+    return decision;
   }
 
   #log(d: Decision, policy: CompiledPolicy): void {

@@ -35,6 +35,7 @@ import {
   type Parsed,
   type Step,
 } from './admission.ts';
+import type { WidthLimits } from './limits.ts';
 import { blobOrigin } from './blob-origin.ts';
 import type { Decider } from './decider.ts';
 import { evidenceBindingProblem } from './evidence-blobs.ts';
@@ -54,6 +55,8 @@ const RECORD_REFRESH_MS = 60_000;
 const PIN_TTL_MS = 10_000;
 /** Manifests examined for one blob's permit: a layer shared by more images needs only one admitted. */
 const MANIFESTS_PER_BLOB = 8;
+/** Default of limits.driftAuditSeconds: drift of one tag is written at most this often. */
+const DRIFT_AUDIT_SECONDS = 3600;
 
 export interface GateDeps {
   upstreams: Upstreams;
@@ -64,6 +67,10 @@ export interface GateDeps {
   logger: Logger;
   metrics: Metrics;
   manifestMaxBytes: number;
+  /** The widest manifest and index accepted (limits.manifestMaxLayers, limits.indexMaxManifests). */
+  widths?: WidthLimits;
+  /** Drift of one tag is audited at most once per this many seconds (limits.driftAuditSeconds). */
+  driftAuditSeconds?: number;
   maxCached: number;
   staleGraceSeconds: number;
   /** A pinned tag is asked of its upstream at most once per this many seconds. */
@@ -114,6 +121,8 @@ export class PolicyGate implements Gate {
   readonly #rechecks: TagRechecks;
   /** `repo@digest` → when a refused pull of it, revoked, was last audited. */
   readonly #revokedAudited: LRUCache<string, number>;
+  /** `repo:tag` → when drift of it was last written to the store (recorded or opened). */
+  readonly #driftWritten: LRUCache<string, number>;
 
   constructor(deps: GateDeps) {
     this.#deps = deps;
@@ -124,12 +133,19 @@ export class PolicyGate implements Gate {
     this.#pins = new LRUCache({ max: deps.maxCached, ttl: PIN_TTL_MS, ttlAutopurge: false });
     this.#rechecks = new TagRechecks(deps.tagRecheckSeconds * 1000, deps.maxCached);
     this.#revokedAudited = new LRUCache({ max: 10_000 });
+    this.#driftWritten = new LRUCache({ max: deps.maxCached });
   }
 
   /** A pin changed (here or on another replica): forget it; without a tag, forget them all. */
   pinChanged(e: { upstream?: string; repository?: string; tag?: string }): void {
-    if (e.upstream && e.repository && e.tag) this.#pins.delete(`${e.upstream}/${e.repository}:${e.tag}`);
-    else this.#pins.clear();
+    // A new pin starts a new drift history: its first drift is recorded whatever the rate limit.
+    if (e.upstream && e.repository && e.tag) {
+      this.#pins.delete(`${e.upstream}/${e.repository}:${e.tag}`);
+      this.#driftWritten.delete(`${e.upstream}/${e.repository}:${e.tag}`);
+    } else {
+      this.#pins.clear();
+      this.#driftWritten.clear();
+    }
   }
 
   /** Forgets every cached permit and verdict (policy reload, revocation, grant change). */
@@ -235,7 +251,7 @@ export class PolicyGate implements Gate {
     }
     const manifest = (await this.#deps.store.getManifest(digest)) ?? (await this.#fetch(repo, digest, accept));
     const image: ImageRef = { registry: repo.upstream, repository: repo.repository, digest, ...(tag ? { tag } : {}) };
-    const admission = await this.#judge(repo, image, parseManifest(manifest), reference);
+    const admission = await this.#judge(repo, image, parseManifest(manifest, this.#deps.widths), reference);
     steps.push(...explainAdmission(admission));
     if (admission.admit) {
       const reasons = 'decision' in admission ? admission.decision.verdict.reasons : [];
@@ -425,6 +441,20 @@ export class PolicyGate implements Gate {
   }
 
   async #drift(repo: Repo, tag: string, pinned: string, moved: string, mode: string): Promise<void> {
+    // An upstream whose tag answers a new digest on every request must not write a drift record and
+    // an audit record per pull: one drift write per tag per interval, the rest are counted and logged.
+    const tagKey = `${repo.upstream}/${repo.repository}:${tag}`;
+    const last = this.#driftWritten.get(tagKey);
+    const interval = (this.#deps.driftAuditSeconds ?? DRIFT_AUDIT_SECONDS) * 1000;
+    if (last !== undefined && Date.now() - last < interval) {
+      this.#deps.metrics.events.inc({ event: 'drift-rate-limited' });
+      this.#deps.logger.debug(
+        { image: tagKey, pinned, upstream: moved, mode },
+        'tag drift seen again within limits.driftAuditSeconds; not recorded',
+      );
+      return;
+    }
+    this.#driftWritten.set(tagKey, Date.now());
     const { event } = await this.#deps.store.recordDrift(repo.upstream, repo.repository, tag, pinned, moved, (e) => ({
       kind: 'drift',
       actor: 'proxy',
@@ -495,7 +525,7 @@ export class PolicyGate implements Gate {
   /** Judges `fetched` as asked for by `reference`, applies what follows, and throws if it is refused. */
   async #admitOrThrow(rq: Rq, fetched: FetchedManifest, reference: string): Promise<void> {
     const { repo } = rq;
-    const parsed = parseManifest(fetched);
+    const parsed = parseManifest(fetched, this.#deps.widths);
     const image: ImageRef = {
       registry: repo.upstream,
       repository: repo.repository,

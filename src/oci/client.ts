@@ -296,6 +296,14 @@ export class RegistryClient {
     // Pins, revocations and stored manifests are keyed by sha256: another algorithm is not believed.
     const claimed = headerValue(res.headers, 'docker-content-digest');
     if (claimed?.startsWith('sha256:') && isDigest(claimed)) return claimed;
+    // Another algorithm (sha512:…) or a malformed digest is not believed, and not looked past either:
+    // an upstream that names its tags so is refused rather than re-fetched on every check.
+    if (claimed !== undefined)
+      throw new RegistryError(
+        'upstream',
+        'DIGEST_INVALID',
+        `upstream ${this.host} answered ${repository}:${tag} with digest ${JSON.stringify(claimed.slice(0, 80))}; pullgate resolves tags by sha256 digests only`,
+      );
     return (await this.manifest(repository, tag, accept, maxBytes, signal)).digest;
   }
 

@@ -3,6 +3,7 @@
 // accepts an inclusion promise (SET) without an inclusion proof, so one verifier handles both.
 import { bundleFromJSON, type Bundle } from '@sigstore/bundle';
 import { createHash } from 'node:crypto';
+import { DEFAULT_EVIDENCE_LIMITS, overBudget } from './budget.ts';
 import { isBase64, pemBlocks } from './pem.ts';
 
 export const Annotation = {
@@ -50,9 +51,17 @@ interface SerializedEnvelope {
   signatures: { keyid?: string; sig: string }[];
 }
 
-/** A `.att` layer: a DSSE envelope; one bundle per envelope signature (bundles hold exactly one). */
-export function attestationBundles(envelopeBytes: Buffer, annotations: Record<string, string>): Bundle[] {
-  const envelope = parseEnvelope(envelopeBytes);
+/**
+ * A `.att` layer: a DSSE envelope; one bundle per envelope signature (bundles hold exactly one).
+ * An envelope with more than `maxSignatures` is rejected whole before any bundle is built: each
+ * signature costs a verification, and anyone can append thousands to an envelope they push.
+ */
+export function attestationBundles(
+  envelopeBytes: Buffer,
+  annotations: Record<string, string>,
+  maxSignatures: number = DEFAULT_EVIDENCE_LIMITS.signaturesPerEnvelope,
+): Bundle[] {
+  const envelope = parseEnvelope(envelopeBytes, maxSignatures);
   return envelope.signatures.map((s) =>
     toBundle(
       {
@@ -67,18 +76,38 @@ export function attestationBundles(envelopeBytes: Buffer, annotations: Record<st
   );
 }
 
-function parseEnvelope(bytes: Buffer): SerializedEnvelope {
+function parseEnvelope(bytes: Buffer, maxSignatures: number): SerializedEnvelope {
+  // A bomb is refused before it is parsed into thousands of objects (garbage the whole process pays
+  // for in GC pauses). Only a shortcut: the count after parsing below is the check.
+  const marked = countOf(bytes, SIG_KEY, maxSignatures + 1);
+  if (marked > maxSignatures)
+    throw new EvidenceFormatError(
+      overBudget(`more than ${maxSignatures} signatures in one envelope`, 'signaturesPerEnvelope', maxSignatures),
+    );
   const doc = evidenceJson(bytes, 'DSSE envelope');
   const env = doc as Partial<SerializedEnvelope> | null;
   if (typeof env?.payloadType !== 'string' || typeof env.payload !== 'string' || !Array.isArray(env.signatures)) {
     throw new EvidenceFormatError('not a DSSE envelope (needs payloadType, payload, signatures)');
   }
   if (env.signatures.length === 0) throw new EvidenceFormatError('DSSE envelope has no signatures');
+  if (env.signatures.length > maxSignatures)
+    throw new EvidenceFormatError(
+      overBudget(`${env.signatures.length} signatures in one envelope`, 'signaturesPerEnvelope', maxSignatures),
+    );
   for (const s of env.signatures) {
     if (typeof s?.sig !== 'string' || (s.keyid !== undefined && typeof s.keyid !== 'string'))
       throw new EvidenceFormatError('DSSE envelope has a malformed signature entry');
   }
   return env as SerializedEnvelope;
+}
+
+const SIG_KEY = Buffer.from('"sig"');
+
+/** Occurrences of `needle` in `bytes`, counting no further than `stop`. */
+function countOf(bytes: Buffer, needle: Buffer, stop: number): number {
+  let n = 0;
+  for (let i = bytes.indexOf(needle); i !== -1 && n < stop; i = bytes.indexOf(needle, i + needle.length)) n++;
+  return n;
 }
 
 function toBundle(content: Record<string, unknown>, annotations: Record<string, string>): Bundle {

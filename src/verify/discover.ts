@@ -2,8 +2,10 @@
 // OCI 1.1 referrers. Every referrer manifest is opened (index annotations are not trusted), every
 // count and size is bounded, and a registry error other than "not found" is thrown so the caller
 // fails closed instead of mistaking an outage for "unsigned".
-import { BUNDLE_MEDIA_TYPES, digestTag, EVIDENCE_BLOB_MAX_BYTES } from '../oci/evidence.ts';
+import { isNotFound, isTransient, RegistryError } from '../oci/errors.ts';
+import { BUNDLE_MEDIA_TYPES, digestTag } from '../oci/evidence.ts';
 import { INDEX_MEDIA_TYPES, MediaType, type Descriptor, type ImageManifest } from '../oci/types.ts';
+import { DecisionBudget, DEFAULT_EVIDENCE_LIMITS, overBudget, type EvidenceLimits } from './budget.ts';
 
 export { BUNDLE_MEDIA_TYPES, digestTag } from '../oci/evidence.ts';
 import type { EvidenceSource } from './source.ts';
@@ -31,23 +33,8 @@ export interface Discovery {
   skipped: string[];
 }
 
-export interface DiscoveryLimits {
-  /** Evidence manifests opened (`.sig`, `.att` and referrers together). */
-  manifests: number;
-  /** Evidence layers fetched in total. */
-  layers: number;
-  /** Largest signature payload, envelope or bundle fetched. */
-  blobBytes: number;
-  /** Referrer manifests or evidence blobs fetched at once. */
-  concurrency: number;
-}
-
-export const DEFAULT_DISCOVERY_LIMITS: DiscoveryLimits = {
-  manifests: 64,
-  layers: 128,
-  blobBytes: EVIDENCE_BLOB_MAX_BYTES,
-  concurrency: 8,
-};
+export type DiscoveryLimits = EvidenceLimits;
+export const DEFAULT_DISCOVERY_LIMITS: DiscoveryLimits = DEFAULT_EVIDENCE_LIMITS;
 
 export function formatOfLayer(mediaType: string): EvidenceFormat | undefined {
   if (mediaType === MediaType.cosignSimpleSigning) return 'simple-signing';
@@ -65,23 +52,47 @@ export async function discoverEvidence(
   source: EvidenceSource,
   repository: string,
   digest: string,
-  limits: DiscoveryLimits = DEFAULT_DISCOVERY_LIMITS,
+  budget: DecisionBudget = new DecisionBudget(),
 ): Promise<Discovery> {
+  const { limits } = budget;
   const skipped: string[] = [];
-  const manifests = await fetchEvidenceManifests(source, repository, digest, limits, skipped);
-  const wanted = selectLayers(manifests, digest, limits, skipped);
-  const evidence = await mapBounded(
-    wanted,
-    limits.concurrency,
-    async ({ where, format, layer }): Promise<RawEvidence> => ({
-      source: where,
-      format,
-      bytes: await source.blob(repository, layer.digest, limits.blobBytes),
-      annotations: layer.annotations ?? {},
-      mediaType: layer.mediaType,
-    }),
-  );
-  return { evidence, skipped };
+  const manifests = await fetchEvidenceManifests(source, repository, digest, budget, skipped);
+  const wanted = selectLayers(manifests, digest, budget, skipped);
+  // Each layer is judged on its own: one missing, oversized or unreadable layer is a reason next
+  // to the others, never the end of the decision. An outage is remembered (the decider will not
+  // take "nothing verified" for a judgement then), anything else is a bug and propagates.
+  const fetched = await mapBounded(wanted, limits.concurrency, async ({ where, format, layer }) => {
+    if (budget.expired()) {
+      skipped.push(`${where}: not examined, ${budget.timeReason()}`);
+      return undefined;
+    }
+    try {
+      const bytes = await source.blob(repository, layer.digest, Math.min(limits.blobBytes, layer.size));
+      const raw: RawEvidence = {
+        source: where,
+        format,
+        bytes,
+        annotations: layer.annotations ?? {},
+        mediaType: layer.mediaType,
+      };
+      return raw;
+    } catch (err) {
+      if (!(err instanceof RegistryError)) throw err;
+      if (isTransient(err) && !isContentFault(err)) budget.noteOutage(err);
+      skipped.push(
+        isNotFound(err)
+          ? `${where}: the registry does not have blob ${shortDigest(layer.digest)}`
+          : `${where}: cannot be read: ${err.message}`,
+      );
+      return undefined;
+    }
+  });
+  return { evidence: fetched.filter((e): e is RawEvidence => e !== undefined), skipped };
+}
+
+/** A blob the upstream has but that is not what its descriptor says (size, digest): a fault of the evidence, not an outage. */
+function isContentFault(err: RegistryError): boolean {
+  return err.code === 'SIZE_INVALID' || err.code === 'DIGEST_INVALID';
 }
 
 interface EvidenceManifest {
@@ -97,9 +108,18 @@ async function fetchEvidenceManifests(
   source: EvidenceSource,
   repository: string,
   digest: string,
-  limits: DiscoveryLimits,
+  budget: DecisionBudget,
   skipped: string[],
 ): Promise<EvidenceManifest[]> {
+  const { limits } = budget;
+  // Evidence manifests are read whole (up to limits.manifestMaxBytes each): they count against the decision's bytes.
+  const fits = (label: string, bytes: Buffer): boolean => {
+    if (budget.reserveBytes(bytes.length)) return true;
+    skipped.push(
+      `${label}: not examined, ${overBudget(`${budget.bytes} evidence bytes already fetched, ${bytes.length} more in this manifest`, 'bytes', limits.bytes)}`,
+    );
+    return false;
+  };
   const tag = digestTag(digest);
   const shortTag = digestTag(shortDigest(digest));
   const [sig, att, referrers] = await Promise.all([
@@ -112,14 +132,22 @@ async function fetchEvidenceManifests(
     ['sig', sig],
     ['att', att],
   ] as const) {
-    if (fetched) manifests.push({ label: `tag ${shortTag}.${suffix}`, ...fetched, isReferrer: false });
+    const label = `tag ${shortTag}.${suffix}`;
+    if (fetched && fits(label, fetched.bytes)) manifests.push({ label, ...fetched, isReferrer: false });
   }
   const seen = new Set(manifests.map((m) => m.digest));
-  const listed = referrers.manifests.filter((d) => !seen.has(d.digest) && seen.add(d.digest));
+  let entries = referrers.manifests;
+  if (entries.length > limits.referrers) {
+    skipped.push(
+      `referrers of ${shortDigest(digest)}: ${overBudget(`${entries.length} entries listed, only the first ${limits.referrers} were read`, 'referrers', limits.referrers)}`,
+    );
+    entries = entries.slice(0, limits.referrers);
+  }
+  const listed = entries.filter((d) => !seen.has(d.digest) && seen.add(d.digest));
   const room = Math.max(0, limits.manifests - manifests.length);
   if (listed.length > room) {
     skipped.push(
-      `referrers of ${shortDigest(digest)}: ${listed.length} listed, only the first ${room} were examined (limit ${limits.manifests} evidence manifests)`,
+      `referrers of ${shortDigest(digest)}: ${listed.length} listed, only the first ${room} were examined, ${overBudget(`more than ${limits.manifests} evidence manifests`, 'manifests', limits.manifests)}`,
     );
   }
   // Index entries (artifactType, annotations) are only hints anyone can write: open every manifest.
@@ -132,7 +160,7 @@ async function fetchEvidenceManifests(
     if (!manifest) skipped.push(`${label}: listed as a referrer but the registry does not have it`);
     else if (manifest.digest !== descriptor.digest)
       skipped.push(`${label}: registry served content hashing to ${shortDigest(manifest.digest)}`);
-    else manifests.push({ label, ...manifest, isReferrer: true });
+    else if (fits(label, manifest.bytes)) manifests.push({ label, ...manifest, isReferrer: true });
   }
   return manifests;
 }
@@ -141,9 +169,11 @@ async function fetchEvidenceManifests(
 function selectLayers(
   manifests: EvidenceManifest[],
   digest: string,
-  limits: DiscoveryLimits,
+  budget: DecisionBudget,
   skipped: string[],
 ): { where: string; format: EvidenceFormat; layer: Descriptor }[] {
+  const { limits } = budget;
+  let overBytes = false;
   const wanted: { where: string; format: EvidenceFormat; layer: Descriptor }[] = [];
   for (const m of manifests) {
     const manifest = parseManifest(m.bytes, m.mediaType);
@@ -172,11 +202,24 @@ function selectLayers(
         continue;
       }
       if (wanted.length >= limits.layers) {
-        skipped.push(`${where} and later layers: not examined (limit ${limits.layers} evidence layers)`);
+        skipped.push(
+          `${where} and later layers: not examined, ${overBudget(`more than ${limits.layers} evidence layers`, 'layers', limits.layers)}`,
+        );
         return wanted;
       }
       if (!(layer.size >= 0 && layer.size <= limits.blobBytes)) {
-        skipped.push(`${where}: ${layer.size} bytes, over the ${limits.blobBytes}-byte limit for signatures`);
+        skipped.push(
+          `${where}: ${layer.size} bytes, ${overBudget(`one evidence layer of ${layer.size} bytes`, 'blobBytes', limits.blobBytes)}`,
+        );
+        continue;
+      }
+      // Declared sizes are what the fetch will accept: the decision's bytes are reserved before any is read.
+      if (!budget.reserveBytes(layer.size)) {
+        if (!overBytes)
+          skipped.push(
+            `${where} and later layers that do not fit: not fetched, ${overBudget(`${budget.bytes} evidence bytes already fetched, ${layer.size} more asked`, 'bytes', limits.bytes)}`,
+          );
+        overBytes = true;
         continue;
       }
       wanted.push({ where, format, layer });

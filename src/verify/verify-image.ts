@@ -17,6 +17,7 @@ import {
 } from './check-signature.ts';
 import { checkSimpleSigningPayload, checkStatement, type ContentCheck } from './content.ts';
 import { attestationBundles, EvidenceFormatError, evidenceJson, simpleSigningBundle } from './cosign-layer.ts';
+import { DecisionBudget } from './budget.ts';
 import { BUNDLE_MEDIA_TYPES, discoverEvidence, type RawEvidence } from './discover.ts';
 import type { EvidenceSource } from './source.ts';
 import { verifyNotation } from './notation/check.ts';
@@ -35,9 +36,10 @@ export async function verifyImage(
   source: EvidenceSource,
   image: ImageRef,
   attestors: readonly CompiledAttestor[],
-  opts: { now?: Date } = {},
+  opts: { now?: Date; budget?: DecisionBudget } = {},
 ): Promise<Map<string, AttestorFacts>> {
   const now = opts.now ?? new Date();
+  const budget = opts.budget ?? new DecisionBudget();
   const facts = new Map<string, AttestorFacts>(
     attestors.map((a) => [a.name, { attestor: a.name, verified: [], rejected: [], examined: 0 }]),
   );
@@ -56,32 +58,47 @@ export async function verifyImage(
       rejectHere(place.reason);
       continue;
     }
-    const discovery = await discoverEvidence(place.source, place.repository, image.digest);
+    if (budget.expired()) {
+      rejectHere(`${place.label || image.repository}: not examined, ${budget.timeReason()}`);
+      continue;
+    }
+    const discovery = await discoverEvidence(place.source, place.repository, image.digest, budget);
     const label = (where: string): string => (place.label ? `${place.label} ${where}` : where);
     for (const reason of discovery.skipped) rejectHere(label(reason));
     for (const found of discovery.evidence) {
       const raw = { ...found, source: label(found.source) };
+      // Every unit of synchronous work is followed by a chance for other requests to run.
+      await budget.pace();
+      if (budget.expired()) {
+        rejectHere(`${raw.source}: not examined, ${budget.timeReason()}`);
+        continue;
+      }
       if (raw.format === 'notation') {
         const subject = await manifest();
         for (const attestor of place.attestors) {
           const f = facts.get(attestor.name) as AttestorFacts;
           f.examined++;
-          const outcome = verifyNotation(raw, subject, image, attestor, now);
+          const outcome = judged(() => verifyNotation(raw, subject, image, attestor, now));
           if ('reason' in outcome) f.rejected.push(`${raw.source}: ${outcome.reason}`);
           else f.verified.push(outcome);
         }
         continue;
       }
-      for (const prepared of await preparePieces(raw, image.digest, manifest)) {
+      for (const prepared of await preparePieces(raw, image.digest, manifest, budget.limits.signaturesPerEnvelope)) {
         if ('reason' in prepared) {
           rejectHere(`${prepared.source}: ${prepared.reason}`);
+          continue;
+        }
+        await budget.pace();
+        if (budget.expired()) {
+          rejectHere(`${prepared.source}: not examined, ${budget.timeReason()}`);
           continue;
         }
         const keyless = new Map<string, KeylessResult>();
         for (const attestor of place.attestors) {
           const f = facts.get(attestor.name) as AttestorFacts;
           f.examined++;
-          const outcome = checkPiece(prepared, attestor, keyless, now);
+          const outcome = judged(() => checkPiece(prepared, attestor, keyless, now));
           if ('reason' in outcome) f.rejected.push(`${prepared.source}: ${outcome.reason}`);
           else f.verified.push(outcome);
         }
@@ -89,6 +106,20 @@ export async function verifyImage(
     }
   }
   return facts;
+}
+
+/**
+ * One item's verdict, whatever its bytes: a parser or verifier deep in a library may throw on
+ * crafted input (a certificate that is not DER, a truncated key), and that rejects this item only.
+ * A RegistryError (the manifest could not be re-read) is about the registry and still propagates.
+ */
+function judged(check: () => VerifiedEvidence | { reason: string }): VerifiedEvidence | { reason: string } {
+  try {
+    return check();
+  } catch (err) {
+    if (err instanceof RegistryError) throw err;
+    return { reason: `cannot be checked: ${(err as Error).message}` };
+  }
 }
 
 type Place =
@@ -204,6 +235,7 @@ async function preparePieces(
   raw: RawEvidence,
   digest: string,
   manifest: () => Promise<FetchedManifest>,
+  maxSignatures: number,
 ): Promise<Prepared[]> {
   try {
     switch (raw.format) {
@@ -216,7 +248,7 @@ async function preparePieces(
           },
         ];
       case 'dsse': {
-        const bundles = attestationBundles(raw.bytes, raw.annotations);
+        const bundles = attestationBundles(raw.bytes, raw.annotations, maxSignatures);
         return bundles.map((bundle, i) => ({
           source: bundles.length > 1 ? `${raw.source} signature ${i}` : raw.source,
           signed: { bundle },
@@ -230,7 +262,9 @@ async function preparePieces(
     }
   } catch (err) {
     if (err instanceof EvidenceFormatError) return [{ source: raw.source, reason: err.message }];
-    throw err;
+    if (err instanceof RegistryError) throw err;
+    // A library parser that throws on crafted bytes rejects this item only.
+    return [{ source: raw.source, reason: `cannot be read: ${(err as Error).message}` }];
   }
 }
 

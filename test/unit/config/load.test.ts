@@ -199,3 +199,33 @@ test('placeholder secrets: refused with refusePlaceholders (serve), naming the k
   const real = write('admin: {token: f3b1c9e0a7d2486b9c1e5f0a3d7b2c8e}\n');
   t.is(loadConfig(real, {}, { refusePlaceholders: true }).admin.token, 'f3b1c9e0a7d2486b9c1e5f0a3d7b2c8e');
 });
+
+test('budgets: documented defaults, overrides in sizes and numbers, unknown and out-of-range keys named', (t) => {
+  const d = loadConfig(undefined, {}).budgets;
+  t.deepEqual(d.evidence, {
+    manifests: 64,
+    layers: 128,
+    blobBytes: 1024 * 1024,
+    referrers: 1024,
+    signaturesPerEnvelope: 16,
+    bytes: 8 * 1024 * 1024,
+    verifyMs: 10_000,
+    concurrency: 8,
+  });
+  t.like(d, { concurrentDecisions: 4, decisionQueue: 64, manifestMaxLayers: 1000, indexMaxManifests: 1000 });
+  const c = loadConfig(
+    write(
+      'limits:\n  concurrentDecisions: 2\n  manifestMaxLayers: 50\n  evidence:\n    bytes: 2MiB\n    signaturesPerEnvelope: 4\n',
+    ),
+    {},
+  ).budgets;
+  t.like(c, { concurrentDecisions: 2, manifestMaxLayers: 50 });
+  t.like(c.evidence, { bytes: 2 * 1024 * 1024, signaturesPerEnvelope: 4, layers: 128 });
+  fails(t, 'limits:\n  evidence:\n    signatures: 4\n', 'limits.evidence.signatures', /unknown key/);
+  fails(
+    t,
+    'limits:\n  evidence:\n    signaturesPerEnvelope: 0\n',
+    'limits.evidence.signaturesPerEnvelope',
+    /between 1 and 1024/,
+  );
+});

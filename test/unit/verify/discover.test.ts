@@ -4,6 +4,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { RegistryError } from '../../../src/oci/errors.ts';
 import { MediaType, type ImageIndex } from '../../../src/oci/types.ts';
 import { compileAttestor } from '../../../src/verify/attestor.ts';
+import { DecisionBudget } from '../../../src/verify/budget.ts';
 import { digestTag, discoverEvidence, DEFAULT_DISCOVERY_LIMITS } from '../../../src/verify/discover.ts';
 import { verifyImage } from '../../../src/verify/verify-image.ts';
 import {
@@ -55,14 +56,18 @@ for (const [what, key] of [
   });
 }
 
-test('an error fetching a signature blob propagates', async (t) => {
+test('an outage fetching a signature blob is remembered on the budget: "nothing verified" is then no judgement', async (t) => {
   const { source, digest, ref } = signedImage();
   const sig = JSON.parse(source.manifests.get(`app:${digestTag(digest)}.sig`)!.bytes.toString()) as {
     layers: { digest: string }[];
   };
   const error = unavailable();
   source.failures.set(sig.layers[0]!.digest, error);
-  t.is(await t.throwsAsync(verifyImage(source, ref, [ci()])), error);
+  const budget = new DecisionBudget();
+  const facts = (await verifyImage(source, ref, [ci()], { budget })).get('ci')!;
+  t.is(budget.outage, error);
+  t.deepEqual(facts.verified, []);
+  t.true(facts.rejected.some((r) => r.includes('sig layer 0: cannot be read: upstream registry.test answered 503')));
 });
 
 test('without attestors nothing is fetched', async (t) => {
@@ -118,21 +123,49 @@ test('evidence manifests, layers and blob sizes are bounded', async (t) => {
       artifactType: MediaType.sigstoreBundleV03,
     });
   }
-  const fewManifests = await discoverEvidence(source, 'app', digest, { ...DEFAULT_DISCOVERY_LIMITS, manifests: 3 });
+  const fewManifests = await discoverEvidence(
+    source,
+    'app',
+    digest,
+    new DecisionBudget({ ...DEFAULT_DISCOVERY_LIMITS, manifests: 3 }),
+  );
   t.is(fewManifests.evidence.length, 3);
   t.true(
     fewManifests.skipped.some((s) =>
-      s.includes('5 listed, only the first 2 were examined (limit 3 evidence manifests)'),
+      s.includes(
+        '5 listed, only the first 2 were examined, evidence budget: more than 3 evidence manifests, limit 3 (limits.evidence.manifests)',
+      ),
     ),
   );
 
-  const fewLayers = await discoverEvidence(source, 'app', digest, { ...DEFAULT_DISCOVERY_LIMITS, layers: 2 });
+  const fewLayers = await discoverEvidence(
+    source,
+    'app',
+    digest,
+    new DecisionBudget({ ...DEFAULT_DISCOVERY_LIMITS, layers: 2 }),
+  );
   t.is(fewLayers.evidence.length, 2);
-  t.is(fewLayers.skipped.filter((s) => s.includes('not examined (limit 2 evidence layers)')).length, 1);
+  t.is(
+    fewLayers.skipped.filter((s) =>
+      s.includes('not examined, evidence budget: more than 2 evidence layers, limit 2 (limits.evidence.layers)'),
+    ).length,
+    1,
+  );
 
   source.calls.length = 0;
-  const smallBlobs = await discoverEvidence(source, 'app', digest, { ...DEFAULT_DISCOVERY_LIMITS, blobBytes: 9 });
-  t.true(smallBlobs.skipped.some((s) => /sig layer 0: \d+ bytes, over the 9-byte limit for signatures/.test(s)));
+  const smallBlobs = await discoverEvidence(
+    source,
+    'app',
+    digest,
+    new DecisionBudget({ ...DEFAULT_DISCOVERY_LIMITS, blobBytes: 9 }),
+  );
+  t.true(
+    smallBlobs.skipped.some((s) =>
+      /sig layer 0: \d+ bytes, evidence budget: one evidence layer of \d+ bytes, limit 9 \(limits\.evidence\.blobBytes\)/.test(
+        s,
+      ),
+    ),
+  );
   const sigLayer = (
     JSON.parse(source.manifests.get(`app:${digestTag(digest)}.sig`)!.bytes.toString()) as {
       layers: { digest: string }[];
