@@ -29,5 +29,8 @@ EXPOSE 5050 5051
 # ports stay healthy.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
   CMD ["node", "deploy/docker/healthcheck.ts"]
-ENTRYPOINT ["node", "src/cli/main.ts"]
+# Memory at rest (docs/decisions.md, "Memory"): a small young generation, and glibc handing freed
+# transfer buffers back to the system; package.json's start script runs the proxy the same way.
+ENV MALLOC_TRIM_THRESHOLD_=1048576
+ENTRYPOINT ["node", "--max-semi-space-size=2", "src/cli/main.ts"]
 CMD ["serve", "--config", "/etc/pullgate/pullgate.yaml"]

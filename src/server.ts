@@ -1,6 +1,7 @@
 // The composition root: builds the proxy from a Config and runs its listeners.
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { startIdleCollector } from './ops/idle-gc.ts';
 import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
@@ -61,6 +62,9 @@ function readTls(files: { cert: string; key: string }): TlsMaterial {
   const key = readFileSync(files.key);
   return { cert, key, notAfter: new X509Certificate(cert).validToDate };
 }
+
+/** How long the proxy is quiet before it returns what a burst of pulls left behind (ops/idle-gc.ts). */
+const IDLE_COLLECT_MS = 5_000;
 
 async function listen(
   app: Express,
@@ -253,6 +257,21 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
   const tlsMaterial = tls ? readTls(tls) : undefined;
   if (tlsMaterial) metrics.tlsCertificateExpiry.set(tlsMaterial.notAfter.getTime() / 1000);
   const main = await listen(app, config.listen.host, config.listen.port, config.connections, logger, tlsMaterial);
+  const collector = startIdleCollector(IDLE_COLLECT_MS, (ms) => {
+    const mib = (n: number) => Math.round(n / 104857.6) / 10;
+    const m = process.memoryUsage();
+    logger.debug(
+      {
+        ms: Math.round(ms * 10) / 10,
+        rssMiB: mib(m.rss),
+        heapMiB: mib(m.heapUsed),
+        heapTotalMiB: mib(m.heapTotal),
+        externalMiB: mib(m.external),
+      },
+      'idle garbage collection',
+    );
+  });
+  main.server.on('request', () => collector.touch());
   const admin =
     config.admin.identities.length > 0 || metricsOnAdmin
       ? await listen(
@@ -325,6 +344,7 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
     close(drainMs = 10_000) {
       closing ??= (async () => {
         ready = false;
+        collector.stop();
         policy.close();
         await Promise.all([shut(main, drainMs), admin ? shut(admin, drainMs) : undefined]);
         unsubscribe();

@@ -8,6 +8,7 @@ import { loadConfig } from '../../src/config/load.ts';
 import { loadPolicyFile } from '../../src/policy/load.ts';
 import { ROOT } from './deploy-files.ts';
 import { type Copy, execForm, type Instruction, parseCopy, parseDockerfile } from './dockerfile.ts';
+import { shippedRuntime } from '../harness/shipped-runtime.ts';
 
 const stages = parseDockerfile(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'));
 const build = stages[0]!;
@@ -52,7 +53,14 @@ test('the build stage installs production dependencies only, from the lockfile',
 test('the final stage runs node directly: no npm at run time, exec-form ENTRYPOINT and CMD', (t) => {
   for (const run of all(final, 'RUN')) t.notRegex(run.args, /\bnpm\b/, `line ${run.line}`);
   const entrypoint = execForm(only('ENTRYPOINT').args);
-  t.deepEqual(entrypoint, ['node', 'src/cli/main.ts']);
+  // The same node flags and environment as `npm start`: what the tests and the benchmark measure.
+  const shipped = shippedRuntime();
+  t.deepEqual(entrypoint, ['node', ...shipped.nodeArgs, 'src/cli/main.ts']);
+  for (const [name, value] of Object.entries(shipped.env))
+    t.true(
+      all(final, 'ENV').some((e) => e.args === `${name}=${value}`),
+      `ENV ${name}=${value}`,
+    );
   t.true(existsSync(join(ROOT, destinationOf('src').replace(/^\/app\//, ''), 'cli/main.ts')));
   const cmd = execForm(only('CMD').args);
   t.truthy(cmd, 'CMD in exec form');
