@@ -14,7 +14,14 @@ import { isNotFound, RegistryError, type ErrorCode } from './errors.ts';
 import { matchesDigest, sha256Digest } from './digest.ts';
 import { isDigest } from './reference.ts';
 import { guardedConnector, originOnlyConnector, parseCidr, type Cidr, type EgressRule } from './egress.ts';
-import { INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES, MediaType, type FetchedManifest, type ImageIndex } from './types.ts';
+import {
+  INDEX_MEDIA_TYPES,
+  MANIFEST_MEDIA_TYPES,
+  MediaType,
+  type Descriptor,
+  type FetchedManifest,
+  type ImageIndex,
+} from './types.ts';
 
 export type Method = 'GET' | 'HEAD';
 
@@ -653,7 +660,15 @@ function parseIndex(bytes: Buffer, where: string): ImageIndex {
   if (!index || typeof index !== 'object' || !Array.isArray(index.manifests)) {
     throw new RegistryError('upstream', 'MANIFEST_INVALID', `${where} is not an OCI index`);
   }
-  return { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: index.manifests };
+  // Entries anyone with push rights can write: what is not a descriptor (an object naming a digest)
+  // is dropped here, so that neither the referrers endpoint nor evidence discovery trips over it.
+  const manifests = (index.manifests as unknown[]).filter(isDescriptor);
+  return { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests };
+}
+
+function isDescriptor(d: unknown): d is Descriptor {
+  const desc = d as Partial<Descriptor> | null;
+  return typeof desc === 'object' && desc !== null && typeof desc.digest === 'string' && isDigest(desc.digest);
 }
 
 /**

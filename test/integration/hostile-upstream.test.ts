@@ -559,6 +559,22 @@ test.serial('a referrers answer that is not an index, and one nested deeply', as
   }
 });
 
+test.serial('a referrers index whose entries are not descriptors: only the descriptors are listed', async (t) => {
+  const valid = { mediaType: OCI_MANIFEST, digest: sha256('referrer'), size: 10, artifactType: 'application/x' };
+  const doc = {
+    schemaVersion: 2,
+    mediaType: OCI_INDEX,
+    manifests: [null, 5, 'x', { digest: {} }, { digest: 'nope' }, valid],
+  };
+  for (const query of ['', '?artifactType=application/x']) {
+    const r = repo('referrers-junk');
+    const subject = sha256(`junk${query}`);
+    up.on(`/v2/${r}/referrers/${subject}`, b.json(doc, { contentType: OCI_INDEX }));
+    const a = await hostile(t, `/v2/${REG}/${r}/referrers/${subject}${query}`, { status: [200] });
+    t.deepEqual((JSON.parse(a.body.toString('utf8')) as { manifests: unknown[] }).manifests, [valid]);
+  }
+});
+
 const CHALLENGES = [
   'Bearer',
   'Bearer realm=',
