@@ -649,7 +649,7 @@ function emptyIndex(): ImageIndex {
   return { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [] };
 }
 
-function parseIndex(bytes: Buffer, where: string): ImageIndex {
+export function parseIndex(bytes: Buffer, where: string): ImageIndex {
   let doc: unknown;
   try {
     doc = JSON.parse(bytes.toString('utf8'));
@@ -676,7 +676,7 @@ function isDescriptor(d: unknown): d is Descriptor {
  * agree with the document's own `mediaType` field, so that the proxy and the client read the same
  * bytes as the same kind of document.
  */
-function manifestMediaType(bytes: Buffer, contentType: string | undefined, where: string, host: string): string {
+export function manifestMediaType(bytes: Buffer, contentType: string | undefined, where: string, host: string): string {
   let doc: { mediaType?: unknown; manifests?: unknown; schemaVersion?: unknown };
   try {
     doc = JSON.parse(bytes.toString('utf8'));
@@ -705,6 +705,16 @@ function manifestMediaType(bytes: Buffer, contentType: string | undefined, where
       'upstream',
       'MANIFEST_INVALID',
       `upstream ${host} returned ${where} as unsupported media type "${mediaType}"`,
+    );
+  }
+  // The lists the gate walks (an index's platform manifests, an image's layers) must be lists.
+  const list = INDEX_MEDIA_TYPES.includes(mediaType) ? 'manifests' : 'layers';
+  const value = (doc as Record<string, unknown>)[list];
+  if ((list === 'manifests' || value !== undefined) && !Array.isArray(value)) {
+    throw new RegistryError(
+      'upstream',
+      'MANIFEST_INVALID',
+      `upstream ${host} returned ${where} as ${mediaType} but its "${list}" is not a list; refusing it`,
     );
   }
   if (declared !== undefined && declared !== mediaType) {

@@ -269,6 +269,11 @@ const MANIFEST_CASES: {
       ),
     expect: { status: [200, 403, 502] },
   },
+  {
+    name: 'an index whose manifests is not a list',
+    behaviour: () => b.json({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: true }, { contentType: OCI_INDEX }),
+    expect: { status: [502], message: /not a list/ },
+  },
   { name: '206 to a plain GET', behaviour: (m) => b.json(m, { status: 206 }), expect: { status: [502] } },
   { name: 'an HTTP/1.0 answer without Content-Length', behaviour: (m) => b.http10(m), expect: { status: [200, 502] } },
   { name: 'chunked encoding garbage', behaviour: () => b.chunkedGarbage(), expect: { status: [502] } },
