@@ -22,7 +22,7 @@ import { startPullgate, type PullgateProcess } from '../harness/pullgate-process
 import { ALLOW_ALL } from './proxy-fixture.ts';
 
 const REG = 'hostile.test';
-const TIMEOUTS = { connectMs: 2_000, headersMs: 3_000, bodyMs: 3_000 };
+const TIMEOUTS = { connectMs: 2_000, headersMs: 3_000, bodyMs: 3_000, totalMs: 6_000, blobTotalMs: 6_000 };
 /** The most a case may take: the upstream timeouts above plus a margin for a loaded machine. */
 const CASE_MS = 12_000;
 /** The most RSS a single hostile request may add to the proxy. */
@@ -626,12 +626,9 @@ test.serial('a token service that misbehaves', async (t) => {
   }
 });
 
-// ---- known defects owned by other parts of issue 9 ------------------------------------------------
-// These assert what issue 9 requires and fail on this branch; the `egress` branch (SSRF guard for
-// redirect targets and token realms, overall deadlines for upstream calls) makes them pass, and
-// then they must become plain `test.serial` (ava reports a test.failing that passes as a failure).
+// ---- egress: the guard and deadlines of the egress branch, checked with this harness -------------
 
-test.failing('SSRF: a blob redirect to an internal address is not followed (egress)', async (t) => {
+test.serial('SSRF: a blob redirect to an internal address is not followed', async (t) => {
   const blob = Buffer.concat([BLOB, Buffer.from('ssrf redirect')]);
   const { r, path, digest } = await admittedLayer(t, blob, 'ssrf');
   up.on(`/v2/${r}/blobs/${digest}`, b.redirect(`${canary.url}/metadata`));
@@ -641,7 +638,7 @@ test.failing('SSRF: a blob redirect to an internal address is not followed (egre
   t.is(canary.connections() - before, 0, 'no connection to the internal listener');
 });
 
-test.failing('SSRF: a token realm at an internal address is not asked (egress)', async (t) => {
+test.serial('SSRF: a token realm at an internal address is not asked', async (t) => {
   const r = repo('ssrf-realm');
   const m = manifestOf('ssrf realm');
   up.on(`/v2/${r}/manifests/1.0`, b.authed(b.challenge(`Bearer realm="${canary.url}/token"`), b.json(m)));
@@ -650,10 +647,10 @@ test.failing('SSRF: a token realm at an internal address is not asked (egress)',
   t.is(canary.connections() - before, 0, 'no connection to the internal listener');
 });
 
-test.failing('a manifest trickling at 20 B/s is given up within an overall deadline (egress)', async (t) => {
+test.serial('a manifest trickling at 20 B/s is given up at the overall deadline (totalMs)', async (t) => {
   const r = repo('trickle');
   const m = Buffer.from(JSON.stringify({ ...JSON.parse(manifestOf('trickle').toString()), pad: 'x'.repeat(4_000) }));
   up.on(`/v2/${r}/manifests/1.0`, b.slow(m, 20));
-  const a = await send(`/v2/${REG}/${r}/manifests/1.0`);
-  t.true(a.ms < CASE_MS, `answered within ${CASE_MS} ms (took ${Math.round(a.ms)})`);
+  const a = await hostile(t, `/v2/${REG}/${r}/manifests/1.0`, { status: [504] });
+  t.true(a.ms < TIMEOUTS.totalMs + 2_000, `given up near totalMs (took ${Math.round(a.ms)} ms)`);
 });
