@@ -231,8 +231,19 @@ export class Fill implements GrowingFile {
         if (!this.#mayRead()) body.pause();
         if (!writing) flush().catch(fail);
       };
+      // The body may have broken while the temporary file was being opened (an upstream whose first
+      // packet holds the headers and then a protocol error): a destroyed stream emits nothing more,
+      // so waiting for its events would hang this fill, and every reader of it, for ever.
+      if (body.destroyed) {
+        fail(body.errored ?? new Error('the connection closed before the body was read'));
+        return;
+      }
       body.on('data', onData);
       body.once('error', fail);
+      // Destroyed without an error (no 'end', no 'error' follows): the body is cut, not complete.
+      body.once('close', () => {
+        if (!ended && !failed && !body.readableEnded) fail(new Error('the connection closed before the body ended'));
+      });
       body.once('end', () => {
         if (failed) return;
         if (this.#size !== undefined && this.#received !== this.#size) {

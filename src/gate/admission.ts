@@ -256,7 +256,10 @@ export function blobsOf(parsed: Parsed): string[] {
 
 /** The platform manifests an index lists. */
 export function childrenOf(parsed: Parsed): string[] {
-  return (parsed.index?.manifests ?? []).flatMap((d) => (d && typeof d.digest === 'string' ? [d.digest] : []));
+  const manifests = parsed.index?.manifests;
+  return (Array.isArray(manifests) ? manifests : []).flatMap((d) =>
+    d && typeof d.digest === 'string' ? [d.digest] : [],
+  );
 }
 
 export function refOf(image: ImageRef): Partial<Pick<AuditInput, 'upstream' | 'repository' | 'tag' | 'digest'>> {

@@ -14,7 +14,14 @@ import { isNotFound, RegistryError, type ErrorCode } from './errors.ts';
 import { matchesDigest, sha256Digest } from './digest.ts';
 import { isDigest } from './reference.ts';
 import { guardedConnector, originOnlyConnector, parseCidr, type Cidr, type EgressRule } from './egress.ts';
-import { INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES, MediaType, type FetchedManifest, type ImageIndex } from './types.ts';
+import {
+  INDEX_MEDIA_TYPES,
+  MANIFEST_MEDIA_TYPES,
+  MediaType,
+  type Descriptor,
+  type FetchedManifest,
+  type ImageIndex,
+} from './types.ts';
 
 export type Method = 'GET' | 'HEAD';
 
@@ -650,7 +657,7 @@ function emptyIndex(): ImageIndex {
   return { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [] };
 }
 
-function parseIndex(bytes: Buffer, where: string): ImageIndex {
+export function parseIndex(bytes: Buffer, where: string): ImageIndex {
   let doc: unknown;
   try {
     doc = JSON.parse(bytes.toString('utf8'));
@@ -661,7 +668,15 @@ function parseIndex(bytes: Buffer, where: string): ImageIndex {
   if (!index || typeof index !== 'object' || !Array.isArray(index.manifests)) {
     throw new RegistryError('upstream', 'MANIFEST_INVALID', `${where} is not an OCI index`);
   }
-  return { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: index.manifests };
+  // Entries anyone with push rights can write: what is not a descriptor (an object naming a digest)
+  // is dropped here, so that neither the referrers endpoint nor evidence discovery trips over it.
+  const manifests = (index.manifests as unknown[]).filter(isDescriptor);
+  return { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests };
+}
+
+function isDescriptor(d: unknown): d is Descriptor {
+  const desc = d as Partial<Descriptor> | null;
+  return typeof desc === 'object' && desc !== null && typeof desc.digest === 'string' && isDigest(desc.digest);
 }
 
 /**
@@ -669,7 +684,7 @@ function parseIndex(bytes: Buffer, where: string): ImageIndex {
  * agree with the document's own `mediaType` field, so that the proxy and the client read the same
  * bytes as the same kind of document.
  */
-function manifestMediaType(bytes: Buffer, contentType: string | undefined, where: string, host: string): string {
+export function manifestMediaType(bytes: Buffer, contentType: string | undefined, where: string, host: string): string {
   let doc: { mediaType?: unknown; manifests?: unknown; schemaVersion?: unknown };
   try {
     doc = JSON.parse(bytes.toString('utf8'));
@@ -698,6 +713,16 @@ function manifestMediaType(bytes: Buffer, contentType: string | undefined, where
       'upstream',
       'MANIFEST_INVALID',
       `upstream ${host} returned ${where} as unsupported media type "${mediaType}"`,
+    );
+  }
+  // The lists the gate walks (an index's platform manifests, an image's layers) must be lists.
+  const list = INDEX_MEDIA_TYPES.includes(mediaType) ? 'manifests' : 'layers';
+  const value = (doc as Record<string, unknown>)[list];
+  if ((list === 'manifests' || value !== undefined) && !Array.isArray(value)) {
+    throw new RegistryError(
+      'upstream',
+      'MANIFEST_INVALID',
+      `upstream ${host} returned ${where} as ${mediaType} but its "${list}" is not a list; refusing it`,
     );
   }
   if (declared !== undefined && declared !== mediaType) {

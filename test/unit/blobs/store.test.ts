@@ -28,6 +28,11 @@ interface Served {
   declared?: number | null;
   /** Pushed chunk by chunk on demand when set; else all at once. */
   manual?: boolean;
+  /**
+   * The body breaks as soon as it is handed over, before anyone reads it (an upstream whose first
+   * packet has the headers and then a protocol error): with an error, or closed without one.
+   */
+  broken?: 'error' | 'close';
 }
 
 function origin(blobs: Map<string, Served>) {
@@ -41,6 +46,13 @@ function origin(blobs: Map<string, Served>) {
       if (!b) throw new RegistryError('not-found', 'BLOB_UNKNOWN', `upstream up.test answered 404`);
       const bytes = b.send ?? b.content;
       const declared = b.declared === null ? undefined : (b.declared ?? bytes.length);
+      if (b.broken) {
+        const p = new PassThrough();
+        p.write(bytes.subarray(0, 5));
+        p.on('error', () => undefined);
+        p.destroy(b.broken === 'error' ? new Error('Invalid character in chunk size') : undefined);
+        return { size: declared, body: p };
+      }
       if (b.manual) {
         const p = new PassThrough();
         streams.push(p);
@@ -181,6 +193,27 @@ test('a body cut short, one longer than declared, and an upstream 404 each end t
   const err = await t.throwsAsync(store.open(missing, o(missing)), { instanceOf: RegistryError });
   t.is(err.failure, 'not-found');
   t.is(cache.stats().entries, 0);
+});
+
+test('a body that broke before the fill read it fails the fill at once instead of hanging it', async (t) => {
+  for (const broken of ['error', 'close'] as const) {
+    const content = randomBytes(10_000);
+    const d = digestOf(content);
+    const { o } = origin(new Map([[d, { content, broken }]]));
+    const { store, cache } = await newStore();
+    const body = await store.open(d, o(d));
+    const outcome = await Promise.race([
+      readUntilEnd(body),
+      new Promise<'hung'>((r) => setTimeout(() => r('hung'), 2_000)),
+    ]);
+    if (outcome === 'hung') {
+      t.fail(`${broken}: the send neither ended nor failed within 2 s`);
+      continue;
+    }
+    t.regex(outcome.error?.message ?? '', /broke off/, `${broken}: the reader hears why`);
+    await t.throwsAsync(body.complete);
+    t.is(cache.get(d), undefined);
+  }
 });
 
 test('a reader that stops reading does not stall the fill or other readers, and is cut off after the write timeout', async (t) => {

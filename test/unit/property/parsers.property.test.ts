@@ -1,0 +1,263 @@
+// Property tests (fast-check) of the parsers that read what upstreams and signers send: manifests
+// and indexes, tag lists, WWW-Authenticate challenges, cosign signature layers and DSSE envelopes,
+// Notation JWS and COSE envelopes, X.509 certificates. Arbitrary bytes and JSON never make them
+// throw anything but their typed error, and never take more than a bound of time.
+import test from 'ava';
+import fc from 'fast-check';
+import { parseChallenges } from '../../../src/oci/challenge.ts';
+import { manifestMediaType, parseIndex } from '../../../src/oci/client.ts';
+import { RegistryError } from '../../../src/oci/errors.ts';
+import { MANIFEST_MEDIA_TYPES, MediaType, type FetchedManifest } from '../../../src/oci/types.ts';
+import { blobsOf, childrenOf, evidenceSubject, parseManifest } from '../../../src/gate/admission.ts';
+import { tagPage } from '../../../src/gate/tag-list.ts';
+import {
+  Annotation,
+  attestationBundles,
+  EvidenceFormatError,
+  simpleSigningBundle,
+} from '../../../src/verify/cosign-layer.ts';
+import { Base64Error } from '../../../src/verify/notation/base64url.ts';
+import { parseCose } from '../../../src/verify/notation/cose.ts';
+import { EnvelopeError } from '../../../src/verify/notation/envelope.ts';
+import { StrictJsonError } from '../../../src/verify/notation/json.ts';
+import { parseJws } from '../../../src/verify/notation/jws.ts';
+import { CertificateError, parseCertificate } from '../../../src/verify/notation/x509.ts';
+import { arbDigest, arbJson, arbTag, boundedTime, RUNS } from './arbitraries.ts';
+
+/** Calls fn; an error of one of the typed classes is an accepted outcome, anything else fails the property. */
+function typed<T>(fn: () => T, ...types: (abstract new (...a: never[]) => Error)[]): T | Error {
+  try {
+    return boundedTime(fn);
+  } catch (err) {
+    if (types.some((type) => err instanceof type)) return err as Error;
+    throw err;
+  }
+}
+
+const b64 = (v: unknown) => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64');
+const contentType = fc.option(
+  fc.oneof(fc.constantFrom(...MANIFEST_MEDIA_TYPES, 'application/json', 'text/html; charset=utf-8'), fc.string()),
+  { nil: undefined },
+);
+/** Documents shaped like manifests and indexes, with any value in any field. */
+const manifestLike = fc.record(
+  {
+    schemaVersion: fc.oneof(fc.constant(2), arbJson),
+    mediaType: fc.oneof(fc.constantFrom(...MANIFEST_MEDIA_TYPES), arbJson),
+    config: arbJson,
+    layers: fc.oneof(
+      fc.array(fc.oneof(arbJson, fc.record({ digest: arbDigest, size: fc.integer(), mediaType: fc.string() }))),
+      arbJson,
+    ),
+    manifests: fc.oneof(fc.array(fc.oneof(arbJson, fc.record({ digest: arbDigest }))), arbJson),
+    subject: fc.oneof(arbJson, fc.record({ digest: arbDigest })),
+  },
+  { requiredKeys: [] },
+);
+const documentBytes = fc.oneof(
+  fc.uint8Array({ maxLength: 300 }).map((a) => Buffer.from(a)),
+  arbJson.map((v) => Buffer.from(JSON.stringify(v) ?? 'undefined')),
+  manifestLike.map((v) => Buffer.from(JSON.stringify(v))),
+);
+
+test('manifests: a supported media type or a RegistryError; what is accepted is then read without throwing', (t) => {
+  let accepted = 0;
+  fc.assert(
+    fc.property(
+      documentBytes,
+      contentType,
+      fc.oneof(arbTag, arbDigest, fc.constant('sha256-abc.sig')),
+      (bytes, ct, ref) => {
+        const mediaType = typed(() => manifestMediaType(bytes, ct, 'test/repo:1', 'up.test'), RegistryError);
+        if (mediaType instanceof Error) return;
+        accepted++;
+        t.true(MANIFEST_MEDIA_TYPES.includes(mediaType));
+        const fetched: FetchedManifest = { bytes, mediaType, digest: arbDigestOf(bytes) };
+        const parsed = boundedTime(() => parseManifest(fetched));
+        for (const d of [...blobsOf(parsed), ...childrenOf(parsed)]) t.is(typeof d, 'string');
+        const subject = evidenceSubject(ref, parsed);
+        t.true(subject === undefined || typeof subject === 'string');
+      },
+    ),
+    { numRuns: RUNS },
+  );
+  t.true(accepted > RUNS / 20, `${accepted} of ${RUNS} documents were accepted as manifests`);
+});
+
+function arbDigestOf(bytes: Buffer): string {
+  return `sha256:${Buffer.from(bytes).toString('hex').padEnd(64, '0').slice(0, 64)}`;
+}
+
+test('indexes (referrers): a RegistryError, or an index whose every entry is a descriptor', (t) => {
+  fc.assert(
+    fc.property(documentBytes, (bytes) => {
+      const index = typed(() => parseIndex(bytes, 'test referrers'), RegistryError);
+      if (index instanceof Error) return;
+      t.is(index.mediaType, MediaType.ociIndex);
+      for (const d of index.manifests) t.true(typeof d === 'object' && d !== null && typeof d.digest === 'string');
+    }),
+    { numRuns: RUNS },
+  );
+});
+
+test('tag lists: a RegistryError or a page of strings, whatever the upstream sent and the client asked', (t) => {
+  const body = fc.oneof(
+    documentBytes,
+    fc
+      .array(fc.oneof(fc.string({ maxLength: 10 }), arbJson), { maxLength: 20 })
+      .map((tags) => Buffer.from(JSON.stringify({ tags }))),
+  );
+  const link = fc.option(
+    fc.oneof(fc.string(), fc.constant('</v2/x/tags/list?last=b&n=2>; rel="next"'), fc.constant('<::>; rel=next')),
+    {
+      nil: undefined,
+    },
+  );
+  fc.assert(
+    fc.property(
+      body,
+      fc.record({ n: fc.nat(50), last: fc.string({ maxLength: 5 }) }, { requiredKeys: [] }),
+      link,
+      (bytes, page, l) => {
+        const out = typed(() => tagPage(bytes, 'up.test/x', page, l), RegistryError);
+        if (out instanceof Error) return;
+        for (const tag of out.tags) t.is(typeof tag, 'string');
+        if (page.n !== undefined && !l) t.true(out.tags.length <= page.n);
+      },
+    ),
+    { numRuns: RUNS },
+  );
+});
+
+test('WWW-Authenticate: any header parses without throwing, quickly, into lowercase schemes', (t) => {
+  const piece = fc.constantFrom(
+    'Bearer',
+    'Basic',
+    ' ',
+    ',',
+    '=',
+    '"',
+    '\\',
+    'realm',
+    'service',
+    'scope',
+    '"https://a/t"',
+    'x',
+  );
+  const header = fc.oneof(
+    fc.string({ maxLength: 300 }),
+    fc.array(piece, { maxLength: 60 }).map((p) => p.join('')),
+    fc.integer({ min: 1_000, max: 16_000 }).map((n) => `Bearer realm="${'\\"'.repeat(n)}`),
+  );
+  fc.assert(
+    fc.property(header, (h) => {
+      const challenges = boundedTime(() => parseChallenges(h));
+      for (const c of challenges) {
+        t.is(c.scheme, c.scheme.toLowerCase());
+        t.is(Object.getPrototypeOf(c.params), Object.prototype);
+        for (const v of Object.values(c.params)) t.is(typeof v, 'string');
+      }
+    }),
+    { numRuns: RUNS },
+  );
+});
+
+const annotations = fc.dictionary(
+  fc.oneof(fc.constantFrom(...Object.values(Annotation)), fc.string({ maxLength: 10 })),
+  fc.oneof(
+    fc.string({ maxLength: 40 }),
+    fc.constantFrom('-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----', 'MEUCIQ==', '{}', 'null'),
+    arbJson.map((v) => JSON.stringify(v) ?? ''),
+  ),
+  { maxKeys: 5 },
+);
+
+test('cosign layers and DSSE envelopes: bundles, or an EvidenceFormatError naming what is wrong', (t) => {
+  const envelope = fc.oneof(
+    documentBytes,
+    fc
+      .record(
+        {
+          payloadType: fc.oneof(fc.constant('application/vnd.in-toto+json'), arbJson),
+          payload: fc.oneof(arbJson.map(b64), arbJson),
+          signatures: fc.oneof(
+            fc.array(
+              fc.oneof(
+                fc.record({ sig: fc.oneof(fc.base64String(), arbJson), keyid: arbJson }, { requiredKeys: [] }),
+                arbJson,
+              ),
+              {
+                maxLength: 5,
+              },
+            ),
+            arbJson,
+          ),
+        },
+        { requiredKeys: [] },
+      )
+      .map((e) => Buffer.from(JSON.stringify(e))),
+  );
+  fc.assert(
+    fc.property(envelope, annotations, (bytes, ann) => {
+      const bundles = typed(() => attestationBundles(bytes, ann), EvidenceFormatError);
+      if (!(bundles instanceof Error)) t.true(bundles.length > 0);
+      typed(() => simpleSigningBundle(bytes, ann), EvidenceFormatError);
+      t.pass();
+    }),
+    { numRuns: RUNS },
+  );
+});
+
+test('Notation JWS and COSE envelopes and X.509 certificates: only their typed errors', (t) => {
+  const jws = fc.oneof(
+    documentBytes,
+    fc
+      .record(
+        {
+          payload: fc.oneof(
+            arbJson.map((v) => b64(v).replace(/=+$/, '')),
+            arbJson,
+          ),
+          protected: fc.oneof(
+            fc
+              .record(
+                { alg: fc.constantFrom('PS256', 'ES256', 'none'), crit: arbJson, cty: arbJson },
+                { requiredKeys: [] },
+              )
+              .map((v) => b64(v).replace(/=+$/, '')),
+            arbJson,
+          ),
+          header: fc.oneof(
+            fc.record({ x5c: fc.oneof(fc.array(fc.base64String()), arbJson) }, { requiredKeys: [] }),
+            arbJson,
+          ),
+          signature: fc.oneof(fc.base64String(), arbJson),
+        },
+        { requiredKeys: [] },
+      )
+      .map((e) => Buffer.from(JSON.stringify(e))),
+  );
+  const cbor = fc.oneof(
+    fc.uint8Array({ maxLength: 200 }).map((a) => Buffer.from(a)),
+    // COSE_Sign1 tag (18) and an array header, then anything
+    fc.uint8Array({ maxLength: 200 }).map((a) => Buffer.concat([Buffer.from([0xd2, 0x84]), Buffer.from(a)])),
+    // deeply nested arrays
+    fc.integer({ min: 10, max: 5_000 }).map((n) => Buffer.concat([Buffer.from([0xd2]), Buffer.alloc(n, 0x81)])),
+  );
+  const der = fc.oneof(
+    fc.uint8Array({ maxLength: 300 }).map((a) => Buffer.from(a)),
+    fc
+      .uint8Array({ maxLength: 300 })
+      .map((a) => Buffer.concat([Buffer.from([0x30, 0x82, 0x01, 0x00]), Buffer.from(a)])),
+    fc.integer({ min: 10, max: 5_000 }).map((n) => Buffer.concat(Array(n).fill(Buffer.from([0x30, 0x80])))),
+  );
+  fc.assert(
+    fc.property(jws, cbor, der, (j, c, d) => {
+      typed(() => parseJws(j), EnvelopeError, Base64Error, StrictJsonError);
+      typed(() => parseCose(c), EnvelopeError, Base64Error, StrictJsonError);
+      typed(() => parseCertificate(d), CertificateError);
+      t.pass();
+    }),
+    { numRuns: RUNS },
+  );
+});
