@@ -103,15 +103,26 @@ test.serial(
         tag: `${digestTag(digest)}.att`,
       },
     );
+    // What the machine alone does to the event loop over as long, right before: the bound is on
+    // what judging adds, so a loaded CI machine's scheduler does not decide the result.
+    const idle = monitorEventLoopDelay({ resolution: 5 });
     const delay = monitorEventLoopDelay({ resolution: 5 });
     delay.enable();
+    const t0 = performance.now();
     const { facts, budget } = await judge(source, ref);
     delay.disable();
+    idle.enable();
+    await new Promise((r) => setTimeout(r, Math.min(3_000, performance.now() - t0)));
+    idle.disable();
+    const noise = idle.percentile(99) / 1e6;
     t.is(facts.verified.length, 0);
     t.is(facts.rejected.filter((r) => r.includes('does not verify with any key')).length, 128 * 16);
     t.true(budget.bytes <= DEFAULT_EVIDENCE_LIMITS.bytes);
     // p99, not max: on a loaded 2-core machine the scheduler alone can pause a process for tens of ms.
-    t.true(delay.percentile(99) / 1e6 < 50, `event loop delay p99 ${delay.percentile(99) / 1e6} ms`);
+    t.true(
+      delay.percentile(99) / 1e6 < 50 + noise,
+      `event loop delay p99 ${delay.percentile(99) / 1e6} ms (the idle machine's p99: ${noise} ms)`,
+    );
     t.true(delay.max / 1e6 < 1_000, `event loop delay peaked at ${delay.max / 1e6} ms`);
   },
 );
