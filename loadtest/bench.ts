@@ -21,6 +21,7 @@ import {
   type BuiltImage,
   type Registry,
 } from '../test/harness/index.ts';
+import { shippedRuntime } from '../test/harness/shipped-runtime.ts';
 
 const { values } = parseArgs({
   options: {
@@ -160,9 +161,13 @@ try {
       log: { level: 'warn' },
     }),
   );
-  proxyProcess = spawn(process.execPath, ['src/cli/main.ts', 'serve', '--config', join(work, 'pullgate.yaml')], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
+  // As shipped: package.json's start script's node flags and environment.
+  const shipped = shippedRuntime();
+  proxyProcess = spawn(
+    process.execPath,
+    [...shipped.nodeArgs, 'src/cli/main.ts', 'serve', '--config', join(work, 'pullgate.yaml')],
+    { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...shipped.env } },
+  );
   const proxy = `http://127.0.0.1:${port}`;
   await waitFor(
     async () =>
