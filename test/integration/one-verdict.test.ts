@@ -393,6 +393,10 @@ test('re-validation reports a served image whose signature was removed; with enf
     t.true(body.report.denied.some((d) => d.digest === other.digest && d.withdrawn));
     const revocation = await enforcing.proxy.store.getRevocation(other.digest);
     t.is(revocation?.actor, 'revalidation');
+    t.regex(
+      revocation?.reason ?? '',
+      /^re-validation of registry\.example\.test\/verdict\/retracted-2 \(rule default\): /,
+    );
   } finally {
     await enforcing.close();
   }
