@@ -449,7 +449,8 @@ test('policy test --replay judges a candidate policy against the images pulled l
 test('drift resolve and revalidate report from the command line', async (t) => {
   const first = await pushNew('verdict/cli-drift', '1', true);
   t.is((await pull('verdict/cli-drift', '1')).digest, first.digest);
-  await pushNew('verdict/cli-drift', '1', true);
+  const moved = await pushNew('verdict/cli-drift', '1', true);
+  const pulledAt = Date.now();
   await pull('verdict/cli-drift', '1');
   const open = await waitFor(
     async () => {
@@ -461,6 +462,14 @@ test('drift resolve and revalidate report from the command line', async (t) => {
     { timeoutMs: 5_000, what: 'drift recorded' },
   );
   const admin_ = ['--admin-url', proxy.proxy.adminUrl!, '--token', OPS];
+  const ls = await cli(['drift', 'ls', ...admin_]);
+  t.is(ls.code, 0, ls.stderr);
+  t.regex(ls.stdout, /UPSTREAM LAST SEEN .*LAST SEEN AT/);
+  const row = ls.stdout.split('\n').find((l) => l.includes('verdict/cli-drift:1'));
+  t.truthy(row, ls.stdout);
+  t.true(row!.includes(first.digest) && row!.includes(moved.digest), 'the pin and the upstream digest last seen');
+  const seenAt = Date.parse(/\d{4}-\d\d-\d\dT[\d:.]+Z/.exec(row!)?.[0] ?? '');
+  t.true(Math.abs(seenAt - pulledAt) < 60_000, `when it was last seen: ${row}`);
   const resolved = await cli(['drift', 'resolve', String(open.id), '--reason', 'checked with the team', ...admin_]);
   t.is(resolved.code, 0, resolved.stderr);
   const records = (await admin('GET', '/api/v1/audit?kind=drift&image=registry.example.test/verdict/cli-drift')).body
