@@ -2,6 +2,7 @@
 // break-glass grants, audit, why, policy reload. Image names are resolved by the proxy, with its
 // allowlist and defaultUpstream, exactly as for pulls.
 import { loadConfig } from '../config/load.ts';
+import type { AdminIdentity } from '../config/types.ts';
 import { AdminClient } from './admin-client.ts';
 import { UsageError, type CommandSpec, type OptionSpec, type Values } from './args.ts';
 import type { Command } from './command.ts';
@@ -16,6 +17,11 @@ const COMMON: Record<string, OptionSpec> = {
   },
   token: { type: 'string', value: 'TOKEN', help: 'admin token (default: PULLGATE_ADMIN_TOKEN, else from --config)' },
   config: { type: 'string', short: 'c', value: 'FILE', help: 'read the admin address and token from this config file' },
+  'token-name': {
+    type: 'string',
+    value: 'NAME',
+    help: 'with --config: act as this admin.tokens identity (default: admin.token, else the first one not read-only)',
+  },
   json: { type: 'boolean', help: 'print JSON instead of a table' },
 };
 
@@ -25,9 +31,23 @@ export function clientOf(values: Values): AdminClient {
   if (!url || !token) {
     const config = loadConfig(values.config as string | undefined);
     url ??= `http://${config.admin.host.includes(':') ? `[${config.admin.host}]` : config.admin.host}:${config.admin.port}`;
-    token ??= config.admin.token;
+    token ??= adminTokenOf(config.admin.identities, values['token-name'] as string | undefined);
   }
   return new AdminClient(url, token);
+}
+
+/**
+ * The token a CLI run on the proxy's own config acts with: the named identity, else the first one
+ * that may change things (`admin.token` is listed first, as "admin"), else a read-only one.
+ */
+export function adminTokenOf(identities: readonly AdminIdentity[], name: string | undefined): string | undefined {
+  if (name === undefined) return (identities.find((i) => !i.readOnly) ?? identities[0])?.token;
+  const named = identities.find((i) => i.name === name);
+  if (!named)
+    throw new UsageError(
+      `--token-name ${name}: the config's admin.tokens names no such identity (it has: ${identities.map((i) => i.name).join(', ') || 'none'})`,
+    );
+  return named.token;
 }
 
 type AdminRun = (values: Values, positionals: string[], client: AdminClient, out: Output) => Promise<number>;

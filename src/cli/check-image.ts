@@ -1,5 +1,6 @@
 // `pullgate check IMAGE`, the work: resolve through the configured upstreams, evaluate the policy, print the
-// verdict with every attestor's result. Exit 0 when the policy admits the image, 1 when it does not.
+// verdict with every attestor's result. Exit 0 when the policy lets the proxy serve the image (a dry-run
+// rule's would-be deny included, as the proxy serves it), 1 when it does not.
 import { loadConfig } from '../config/load.ts';
 import { Decider } from '../gate/decider.ts';
 import { registryEvidenceSource } from '../gate/evidence-source.ts';
@@ -12,6 +13,12 @@ import { Upstreams } from '../oci/upstreams.ts';
 import { UsageError, type Values } from './args.ts';
 import { resolveImage } from '../oci/image-name.ts';
 import type { Output } from './output.ts';
+import type { Verdict } from '../policy/types.ts';
+
+function headline(v: Verdict): string {
+  if (v.verdict === 'allow' && v.judgement === 'deny') return 'SERVED (dry run would deny)';
+  return v.judgement === 'allow' ? 'ALLOW' : 'DENY';
+}
 
 export async function checkImage(values: Values, imageText: string, out: Output): Promise<number> {
   const config = loadConfig(values.config as string | undefined);
@@ -58,7 +65,7 @@ export async function checkImage(values: Values, imageText: string, out: Output)
       { image, verdict: v, attestors, ...(decision.failure ? { failure: decision.failure } : {}) },
       () =>
         [
-          `${v.judgement === 'allow' ? 'ALLOW' : 'DENY'} ${target.upstream}/${target.repository}@${manifest.digest}`,
+          `${headline(v)} ${target.upstream}/${target.repository}@${manifest.digest}`,
           `  rule: ${v.rule} (${v.enforcementMode}${v.enforcementMode === 'dryrun' ? ', would not block' : ''}), tag mode: ${v.tagMode}`,
           ...v.reasons.map((r) => `  reason: ${r}`),
           ...attestors.map(
@@ -68,7 +75,8 @@ export async function checkImage(values: Values, imageText: string, out: Output)
           '',
         ].join('\n'),
     );
-    return v.judgement === 'allow' ? 0 : 1;
+    // The exit code is what the proxy would do with this verdict: a dry-run deny is served.
+    return v.verdict === 'allow' ? 0 : 1;
   } finally {
     await upstreams.close();
   }

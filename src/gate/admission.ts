@@ -69,7 +69,7 @@ export type Effect =
   | { kind: 'audit'; entry: AuditInput }
   | { kind: 'count'; event: GateEvent }
   /** A refused pull of an image (for the per-image deny counter). */
-  | { kind: 'denied' }
+  | { kind: 'denied'; reason: 'policy' | 'revoked' }
   | { kind: 'log'; level: 'info' | 'warn'; msg: string; fields: Record<string, unknown> };
 
 export interface EffectContext {
@@ -139,7 +139,7 @@ export function effectsOf(a: Admission, ctx: EffectContext): Effect[] {
               actor: 'proxy',
               ...refOf(image),
               reasons: a.decision.verdict.reasons,
-              detail: { admittedAt: a.admittedAt.toISOString(), ...client },
+              detail: { admittedAt: a.admittedAt.toISOString(), policy: a.decision.policyVersion, ...client },
             },
           },
         ];
@@ -151,7 +151,7 @@ export function effectsOf(a: Admission, ctx: EffectContext): Effect[] {
     case 'revoked':
       return [
         { kind: 'count', event: 'revoked-hit' },
-        { kind: 'denied' },
+        { kind: 'denied', reason: 'revoked' },
         ...(ctx.revokedAuditDue
           ? [
               {
@@ -170,8 +170,11 @@ export function effectsOf(a: Admission, ctx: EffectContext): Effect[] {
     case 'policy':
       // A failure to check is logged by the decider; only judgements go into the audit trail.
       return !a.decision.cached && a.decision.failure === undefined
-        ? [{ kind: 'audit', entry: decisionAudit(a.decision, ctx.client) }, { kind: 'denied' }]
-        : [{ kind: 'denied' }];
+        ? [
+            { kind: 'audit', entry: decisionAudit(a.decision, ctx.client) },
+            { kind: 'denied', reason: 'policy' },
+          ]
+        : [{ kind: 'denied', reason: 'policy' }];
     case 'evidence-of-unadmitted':
     case 'never-admitted':
       return [];

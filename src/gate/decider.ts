@@ -40,6 +40,12 @@ export type VerifyFn = (
 /** Seconds a client refused for load is told to wait. */
 const BUSY_RETRY_AFTER = '2';
 
+export interface DecideOptions {
+  fresh?: boolean;
+  /** false: a question (`pullgate check`), not a pull: nothing is cached, logged as a decision or counted. */
+  record?: boolean;
+}
+
 export interface DeciderDeps {
   policy: () => CompiledPolicy;
   cache: CacheConfig;
@@ -80,8 +86,13 @@ export class Decider {
     return selectRule(this.#deps.policy(), image);
   }
 
-  /** `fresh`: verify the evidence again even when a verdict is cached (re-validation); the new verdict is cached. */
-  async decide(image: ImageRef, source: EvidenceSource, opts: { fresh?: boolean } = {}): Promise<Decision> {
+  /**
+   * `fresh`: verify the evidence again even when a verdict is cached (re-validation); the new verdict is cached.
+   * `record: false` (`pullgate check`): a cached verdict is read, but nothing is cached, logged as a decision or
+   * counted, so the next pull still makes, records and audits its own decision.
+   */
+  async decide(image: ImageRef, source: EvidenceSource, opts: DecideOptions = {}): Promise<Decision> {
+    const record = opts.record !== false;
     const started = performance.now();
     const policy = this.#deps.policy();
     const selected = selectRule(policy, image);
@@ -90,11 +101,12 @@ export class Decider {
     const key = `${image.registry}/${image.repository}@${image.digest}|${selected.ruleHash}`;
     const hit = opts.fresh ? undefined : this.#cache.get(key);
     if (hit) {
-      this.#deps.metrics.decisions.inc({ verdict: hit.verdict, judgement: hit.judgement, cached: 'true' });
+      if (record) this.#deps.metrics.decisions.inc({ verdict: hit.verdict, judgement: hit.judgement, cached: 'true' });
       return { image, verdict: hit, cached: true, ms: performance.now() - started, policyVersion: policy.version };
     }
-    const decision = await this.#flights.run(key, async (): Promise<Decision> => {
-      const queued = await this.#queue.run(() => this.#judge(image, source, selected, policy, key, started));
+    // A dry question never joins a pull's run (nor a pull a dry one): each is recorded, or not, by who asked.
+    const decision = await this.#flights.run(record ? key : `${key}|dry`, async (): Promise<Decision> => {
+      const queued = await this.#queue.run(() => this.#judge(image, source, selected, policy, key, started, record));
       if (queued) return queued.value;
       this.#deps.metrics.events.inc({ event: 'decision-refused-busy' });
       throw new RegistryError(
@@ -115,6 +127,7 @@ export class Decider {
     policy: CompiledPolicy,
     key: string,
     started: number,
+    record: boolean,
   ): Promise<Decision> {
     const now = this.#deps.now?.() ?? new Date();
     let facts: Map<string, AttestorFacts> = new Map();
@@ -147,7 +160,7 @@ export class Decider {
         failure: isTransient(err) ? 'transient' : 'error',
         policyVersion: policy.version,
       };
-      this.#log(decision, policy);
+      if (record) this.#log(decision, policy);
       return decision;
     }
     // A deny reached with evidence left unexamined for want of time or because the registry
@@ -167,7 +180,7 @@ export class Decider {
     }
     const ttl =
       (verdict.judgement === 'allow' ? this.#deps.cache.allowTtlSeconds : this.#deps.cache.denyTtlSeconds) * 1000;
-    if (ttl > 0 && !incomplete) this.#cache.set(key, verdict, { ttl });
+    if (ttl > 0 && !incomplete && record) this.#cache.set(key, verdict, { ttl });
     const decision: Decision = {
       image,
       verdict,
@@ -177,7 +190,7 @@ export class Decider {
       policyVersion: policy.version,
       ...(incomplete ? { failure: 'transient' as const } : {}),
     };
-    this.#log(decision, policy);
+    if (record) this.#log(decision, policy);
     return decision;
   }
 

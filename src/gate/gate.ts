@@ -37,7 +37,7 @@ import {
 } from './admission.ts';
 import type { WidthLimits } from './limits.ts';
 import { blobOrigin } from './blob-origin.ts';
-import type { Decider } from './decider.ts';
+import type { DecideOptions, Decider } from './decider.ts';
 import { evidenceBindingProblem } from './evidence-blobs.ts';
 import { registryEvidenceSource } from './evidence-source.ts';
 import { TagRechecks } from './rechecks.ts';
@@ -105,6 +105,11 @@ interface Rq {
 
 /** A refused pull of a revoked digest is audited at most this often per repository and digest. */
 const REVOKED_AUDIT_MS = 60_000;
+
+/** What a pull of a tag that moved under a `tagMode: deny` rule is told (and `pullgate check` says). */
+function movedTagRefusal(tagKey: string, from: string, to: string): string {
+  return `tag ${tagKey} moved upstream from ${from} to ${to}; this rule refuses moved tags. An admin can approve the new digest with: pullgate pins approve ${tagKey} ${to}`;
+}
 
 export class PolicyGate implements Gate {
   readonly #deps: GateDeps;
@@ -209,50 +214,95 @@ export class PolicyGate implements Gate {
 
   /**
    * What the proxy would serve for a reference now, and why, step by step: the same steps a pull
-   * takes, without any of its writes (no pin is created, nothing is recorded or audited).
+   * takes, without any of its writes (no pin is created or moved, no verdict cached, nothing is
+   * recorded, audited or counted).
    */
   async explain(repo: Repo, reference: string): Promise<Explanation> {
     const name = `${repo.upstream}/${repo.repository}${isDigest(reference) ? '@' : ':'}${reference}`;
-    const steps: Step[] = [];
     const accept = acceptedManifestTypes(undefined).join(', ');
-    let digest = reference;
-    let tag: string | undefined;
-    if (!isDigest(reference)) {
-      tag = reference;
-      const pin = await this.#deps.store.getPin(repo.upstream, repo.repository, tag);
-      if (pin) {
-        const selected = this.#deps.decider.select({
-          registry: repo.upstream,
-          repository: repo.repository,
-          tag,
-          digest: pin.digest,
-        });
-        const seen = this.#rechecks.last(`${repo.upstream}/${repo.repository}:${tag}`);
-        const moved = seen?.digest !== undefined && seen.digest !== pin.digest ? seen.digest : undefined;
-        steps.push({
-          step: 'pin',
-          outcome: `tag pinned to ${pin.digest} since ${pin.updatedAt.toISOString()} (tag mode ${selected.tagMode})${
-            moved ? `; the upstream tag was last seen at ${moved}, ${new Date(seen?.at ?? 0).toISOString()}` : ''
-          }`,
-        });
-        if (moved && selected.tagMode === 'deny') {
-          const message = `tag ${name} moved upstream from ${pin.digest} to ${moved}; this rule refuses moved tags`;
-          return { image: name, digest: pin.digest, served: false, message, steps, reasons: [message] };
-        }
-        digest = pin.digest;
-      } else {
-        const fetched = await this.#fetch(repo, tag, accept);
-        steps.push({
+    if (isDigest(reference)) return this.#explainDigest(repo, name, reference, undefined, [], accept);
+    const tag = reference;
+    const tagKey = `${repo.upstream}/${repo.repository}:${tag}`;
+    const pin = await this.#deps.store.getPin(repo.upstream, repo.repository, tag);
+    if (!pin) {
+      const fetched = await this.#fetch(repo, tag, accept);
+      const steps: Step[] = [
+        {
           step: 'pin',
           outcome: `not pinned yet: the upstream tag points at ${fetched.digest}, which the first pull pins if admitted`,
+        },
+      ];
+      return this.#explainDigest(repo, name, fetched.digest, tag, steps, accept);
+    }
+    const selected = this.#deps.decider.select({
+      registry: repo.upstream,
+      repository: repo.repository,
+      tag,
+      digest: pin.digest,
+    });
+    const pinned = `tag pinned to ${pin.digest} since ${pin.updatedAt.toISOString()} (tag mode ${selected.tagMode})`;
+    if (selected.tagMode === 'pin') {
+      // The pin is served whatever the upstream says: what this replica saw last is a note, not a step.
+      const seen = this.#rechecks.last(tagKey);
+      const moved = seen?.digest !== undefined && seen.digest !== pin.digest ? seen.digest : undefined;
+      const note = moved
+        ? `; the upstream tag was last seen at ${moved}, ${new Date(seen?.at ?? 0).toISOString()}`
+        : '';
+      return this.#explainDigest(repo, name, pin.digest, tag, [{ step: 'pin', outcome: pinned + note }], accept);
+    }
+    // deny and follow: a pull asks the upstream where the tag points, so the explanation does too (read-only).
+    const upstream = await this.#peekTag(repo, tag, accept);
+    const action = tagAction(pin.digest, upstream, selected.tagMode);
+    const steps: Step[] = [
+      {
+        step: 'pin',
+        outcome: `${pinned}; the upstream tag points at ${upstream ?? 'nothing it can tell now (unreachable or gone): the pin is served'}`,
+      },
+    ];
+    switch (action.action) {
+      case 'serve-pinned':
+        return this.#explainDigest(repo, name, pin.digest, tag, steps, accept);
+      case 'deny-moved': {
+        const message = movedTagRefusal(tagKey, action.from, action.to);
+        return { image: name, digest: pin.digest, served: false, message, steps, reasons: [message] };
+      }
+      case 'try-follow': {
+        const next = await this.#explainDigest(
+          repo,
+          name,
+          action.to,
+          tag,
+          [
+            ...steps,
+            { step: 'pin', outcome: `the tag moved: a pull judges ${action.to} and moves the pin if admitted` },
+          ],
+          accept,
+        );
+        if (next.served) return { ...next, message: `serves ${action.to} (a pull moves the pin from ${action.from})` };
+        steps.push({
+          step: 'pin',
+          outcome: `the tag moved to ${action.to}, which is refused (${next.message}): a pull keeps serving the pin`,
         });
-        digest = fetched.digest;
+        return this.#explainDigest(repo, name, pin.digest, tag, steps, accept);
       }
     }
+  }
+
+  /** The explanation of serving `digest` (asked as `name`), after the steps that led to it. */
+  async #explainDigest(
+    repo: Repo,
+    name: string,
+    digest: string,
+    tag: string | undefined,
+    steps: Step[],
+    accept: string,
+  ): Promise<Explanation> {
     const manifest = (await this.#deps.store.getManifest(digest)) ?? (await this.#fetch(repo, digest, accept));
     const image: ImageRef = { registry: repo.upstream, repository: repo.repository, digest, ...(tag ? { tag } : {}) };
-    const admission = await this.#judge(repo, image, parseManifest(manifest, this.#deps.widths), reference);
-    steps.push(...explainAdmission(admission));
+    const admission = await this.#judge(repo, image, parseManifest(manifest, this.#deps.widths), tag ?? digest, {
+      record: false,
+    });
+    steps = [...steps, ...explainAdmission(admission)];
     if (admission.admit) {
       const reasons = 'decision' in admission ? admission.decision.verdict.reasons : [];
       return { image: name, digest, served: true, message: `serves ${digest}`, steps, reasons };
@@ -267,6 +317,18 @@ export class PolicyGate implements Gate {
       reasons: admission.why === 'policy' ? admission.decision.verdict.reasons : [err.message],
       ...(admission.why === 'policy' ? { rule: admission.decision.verdict.rule } : {}),
     };
+  }
+
+  /** Where the upstream tag points now, asked without touching this replica's re-check state. */
+  async #peekTag(repo: Repo, tag: string, accept: string): Promise<string | undefined> {
+    try {
+      return await this.#deps.upstreams
+        .client(repo.upstream)
+        .resolveTag(repo.repository, tag, accept, this.#deps.manifestMaxBytes);
+    } catch (err) {
+      if (isTransient(err) || isNotFound(err)) return undefined;
+      throw err;
+    }
   }
 
   /**
@@ -320,9 +382,8 @@ export class PolicyGate implements Gate {
         return this.#serveDigest(rq, pin.digest, tag);
       case 'deny-moved':
         if (fresh) await this.#drift(repo, tag, action.from, action.to, 'deny');
-        throw denied(
-          `tag ${tagKey} moved upstream from ${action.from} to ${action.to}; this rule refuses moved tags. An admin can approve the new digest with: pullgate pins approve ${tagKey} ${action.to}`,
-        );
+        this.#deps.metrics.deniedPull(`${repo.upstream}/${repo.repository}`, 'moved-tag');
+        throw denied(movedTagRefusal(tagKey, action.from, action.to));
       case 'try-follow': {
         let next: FetchedManifest;
         try {
@@ -551,34 +612,45 @@ export class PolicyGate implements Gate {
   }
 
   /** The steps of admitting a fetched manifest, in order: revocation, evidence, index, policy. */
-  async #judge(repo: Repo, image: ImageRef, parsed: Parsed, reference: string): Promise<Admission> {
+  async #judge(
+    repo: Repo,
+    image: ImageRef,
+    parsed: Parsed,
+    reference: string,
+    opts: DecideOptions = {},
+  ): Promise<Admission> {
     const revocation = this.#deps.revocations.get(image.digest);
     if (revocation) return { admit: false, why: 'revoked', revocation };
     const subject = evidenceSubject(reference, parsed);
     if (subject !== undefined) {
-      const of = await this.#admittedNow(repo, subject);
+      const of = await this.#admittedNow(repo, subject, 0, opts);
       return of.admit
         ? { admit: true, via: 'evidence', subject }
         : { admit: false, why: 'evidence-of-unadmitted', subject };
     }
-    const throughIndex = await this.#throughIndex(repo, image.digest, 0);
-    return throughIndex ?? this.#byPolicy(repo, image);
+    const throughIndex = await this.#throughIndex(repo, image.digest, 0, opts);
+    return throughIndex ?? this.#byPolicy(repo, image, opts);
   }
 
   /** A platform manifest admitted now because an index listing it is. */
-  async #throughIndex(repo: Repo, digest: string, depth: number): Promise<Admitted | undefined> {
+  async #throughIndex(
+    repo: Repo,
+    digest: string,
+    depth: number,
+    opts: DecideOptions = {},
+  ): Promise<Admitted | undefined> {
     if (depth > 0) return undefined; // an index of indexes admits nothing through its grandchildren
     const parent =
       this.#parents.get(key(repo, digest)) ??
       (await this.#deps.store.admittedParent(repo.upstream, repo.repository, digest));
     if (parent === undefined || parent === digest) return undefined;
-    return (await this.#admittedNow(repo, parent, depth + 1)).admit
+    return (await this.#admittedNow(repo, parent, depth + 1, opts)).admit
       ? { admit: true, via: 'index', index: parent }
       : undefined;
   }
 
   /** The policy's verdict, and the two things that may still admit a digest it refuses: staleness and grants. */
-  async #byPolicy(repo: Repo, image: ImageRef, opts: { fresh?: boolean } = {}): Promise<Admission> {
+  async #byPolicy(repo: Repo, image: ImageRef, opts: DecideOptions = {}): Promise<Admission> {
     const { store, decider } = this.#deps;
     const decision = await decider.decide(image, this.#evidence(repo), opts);
     if (decision.verdict.verdict === 'allow') return { admit: true, via: 'policy', decision };
@@ -598,19 +670,18 @@ export class PolicyGate implements Gate {
    * Whether a digest the repository admitted before would be admitted now: not revoked, and its
    * index, the current policy (in the context it was pulled in) or a grant admits it. No side effects.
    */
-  async #admittedNow(repo: Repo, digest: string, depth = 0): Promise<Admission> {
+  async #admittedNow(repo: Repo, digest: string, depth = 0, opts: DecideOptions = {}): Promise<Admission> {
     const revocation = this.#deps.revocations.get(digest);
     if (revocation) return { admit: false, why: 'revoked', revocation };
-    const throughIndex = await this.#throughIndex(repo, digest, depth);
+    const throughIndex = await this.#throughIndex(repo, digest, depth, opts);
     if (throughIndex) return throughIndex;
     const own = await this.#deps.store.getAdmission(repo.upstream, repo.repository, digest);
     if (!own) return { admit: false, why: 'never-admitted' };
-    return this.#byPolicy(repo, {
-      registry: repo.upstream,
-      repository: repo.repository,
-      digest,
-      ...(own.tag ? { tag: own.tag } : {}),
-    });
+    return this.#byPolicy(
+      repo,
+      { registry: repo.upstream, repository: repo.repository, digest, ...(own.tag ? { tag: own.tag } : {}) },
+      opts,
+    );
   }
 
   #revokedAuditDue(k: string): boolean {
@@ -641,7 +712,7 @@ export class PolicyGate implements Gate {
           metrics.events.inc({ event: e.event });
           break;
         case 'denied':
-          metrics.deniedPull(`${ctx.repo.upstream}/${ctx.repo.repository}`);
+          metrics.deniedPull(`${ctx.repo.upstream}/${ctx.repo.repository}`, e.reason);
           break;
         case 'log':
           logger[e.level](e.fields, e.msg);

@@ -146,7 +146,10 @@ export class Revalidator {
           detail: { policy: admission.decision.policyVersion, enforce: this.#config.enforce },
         };
         if (this.#config.enforce) {
-          await store.revoke(a.digest, `re-validation: ${v.reasons.join('; ')}`.slice(0, 2000), 'revalidation', entry);
+          // Revocations are per digest (docs/decisions.md): the reason names the repository and rule
+          // the finding is about, since the withdrawal reaches every repository serving the digest.
+          const reason = `re-validation of ${a.upstream}/${a.repository} (rule ${v.rule}): ${v.reasons.join('; ')}`;
+          await store.revoke(a.digest, reason.slice(0, 2000), 'revalidation', entry);
           finding.withdrawn = true;
         } else {
           await store.appendAudit(entry);

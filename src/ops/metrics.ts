@@ -8,6 +8,11 @@ import type { ClientObserver } from '../oci/client.ts';
 /** Images get their own deny series up to this many; the rest share one, so no client can grow the label set without bound. */
 const MAX_DENIED_IMAGES = 1000;
 const OTHER_IMAGES = '(other)';
+/** The image label of pulls refused because their registry is not allowlisted. */
+export const NOT_ALLOWLISTED = '(not allowlisted)';
+
+/** Why a manifest pull was refused: a fixed set, so the reason label stays bounded. */
+export type DenyReason = 'policy' | 'revoked' | 'moved-tag' | 'auth' | 'not-allowlisted';
 
 export class Metrics implements ClientObserver, BlobStoreObserver {
   readonly registry = new Registry();
@@ -63,8 +68,8 @@ export class Metrics implements ClientObserver, BlobStoreObserver {
   });
   readonly denied = new Counter({
     name: 'pullgate_denied_pulls_total',
-    help: 'Refused manifest pulls (policy or revocation) by image (registry/repository)',
-    labelNames: ['image'] as const,
+    help: 'Refused manifest pulls by image (registry/repository) and reason: policy, revoked, moved-tag (tagMode deny), auth (auth.rules or a pass-through upstream), not-allowlisted (image "(not allowlisted)")',
+    labelNames: ['image', 'reason'] as const,
     registers: [this.registry],
   });
   readonly #deniedImages = new Set<string>();
@@ -157,13 +162,17 @@ export class Metrics implements ClientObserver, BlobStoreObserver {
     this.policyReloadOk.set(result === 'failed' ? 0 : 1);
   }
 
-  deniedPull(image: string): void {
+  /**
+   * `image` is an allowlisted registry/repository; a name on a registry that is not allowlisted is the
+   * client's own text and never becomes a label: it is counted as NOT_ALLOWLISTED.
+   */
+  deniedPull(image: string, reason: DenyReason): void {
     if (!this.#deniedImages.has(image) && this.#deniedImages.size >= MAX_DENIED_IMAGES) {
-      this.denied.inc({ image: OTHER_IMAGES });
+      this.denied.inc({ image: OTHER_IMAGES, reason });
       return;
     }
     this.#deniedImages.add(image);
-    this.denied.inc({ image });
+    this.denied.inc({ image, reason });
   }
 
   lookup(kind: 'hit' | 'join' | 'fill'): void {

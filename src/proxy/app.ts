@@ -8,10 +8,10 @@ import { MediaType, type ImageIndex } from '../oci/types.ts';
 import type { Upstreams } from '../oci/upstreams.ts';
 import type { ClientInfo, Gate, Repo } from '../gate/types.ts';
 import type { Logger } from '../ops/log.ts';
-import type { Metrics } from '../ops/metrics.ts';
+import { NOT_ALLOWLISTED, type Metrics } from '../ops/metrics.ts';
 import { errorHeaders, httpStatus } from './http-errors.ts';
 import { parseRange } from './range.ts';
-import { clientNameOf, routeRequest, type Target } from './route.ts';
+import { clientNameOf, isManifestPath, routeRequest, type Target } from './route.ts';
 import type { ClientAuth, ClientSession } from '../auth/client-auth.ts';
 
 export interface AppDeps {
@@ -139,6 +139,9 @@ export function createApp(deps: AppDeps): express.Express {
     try {
       target = routeRequest(rawPath(req.originalUrl), ns, deps.upstreams);
     } catch (err) {
+      // The name is the client's own text on a registry this proxy does not know: never a label.
+      if (isDenied(err) && isManifestPath(rawPath(req.originalUrl)))
+        deps.metrics.deniedPull(NOT_ALLOWLISTED, 'not-allowlisted');
       next(err);
       return;
     }
@@ -148,10 +151,17 @@ export function createApp(deps: AppDeps): express.Express {
     if (target.ns) res.set('oci-namespace', target.ns);
     const authorized = auth && session ? auth.authorize(req, session, target) : Promise.resolve();
     authorized
-      .then(() => {
-        if (session) f.identity = session.identity;
-        return handle(deps, target, url.searchParams, req, res, session?.identity);
-      })
+      .then(
+        () => {
+          if (session) f.identity = session.identity;
+          return handle(deps, target, url.searchParams, req, res, session?.identity);
+        },
+        (err: unknown) => {
+          if (isDenied(err) && target.endpoint.kind === 'manifest')
+            deps.metrics.deniedPull(`${target.upstream}/${target.repository}`, 'auth');
+          throw err;
+        },
+      )
       .catch(next);
   });
 
@@ -169,6 +179,10 @@ export function createApp(deps: AppDeps): express.Express {
     sendError(res, new RegistryError('internal', 'UNAVAILABLE', 'internal error in the proxy; see its log'));
   });
   return app;
+}
+
+function isDenied(err: unknown): boolean {
+  return err instanceof RegistryError && err.failure === 'denied';
 }
 
 /** The path as the client sent it: undecoded, so that encoded slashes and dots can be refused. */

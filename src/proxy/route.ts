@@ -64,6 +64,12 @@ export function routeRequest(pathname: string, ns: string | undefined, upstreams
   return { upstream, repository, clientName, ...(ns !== undefined ? { ns } : {}), endpoint };
 }
 
+/** Whether a request path asks for a manifest (the pulls the deny counter counts), routable or not. */
+export function isManifestPath(pathname: string): boolean {
+  if (!pathname.startsWith('/v2/')) return false;
+  return ENDPOINT_RE.exec(pathname.slice('/v2/'.length))?.[2] !== undefined;
+}
+
 /** The name a client wrote in a request path (`/v2/<name>/manifests/...`), if the path is a registry endpoint. */
 export function clientNameOf(pathname: string): string | undefined {
   if (!pathname.startsWith('/v2/')) return undefined;

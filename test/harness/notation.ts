@@ -207,8 +207,16 @@ export async function makeNotationPki(dir: string): Promise<NotationPki> {
   return { dir, root, intermediate, leaf, ecLeaf, revokedLeaf, crlFile, staleCrlFile, tsaRoot, tsa, tsaConfig };
 }
 
-/** An RFC 3161 TimeStampToken over `signature` from the PKI's TSA. */
-export async function timestampToken(pki: NotationPki, signature: Buffer, name: string): Promise<Buffer> {
+/**
+ * An RFC 3161 TimeStampToken over `signature` from the PKI's TSA (Notation's countersignature);
+ * `response`: the whole TimeStampResp instead, as Sigstore bundles and cosign's annotation hold it.
+ */
+export async function timestampToken(
+  pki: NotationPki,
+  signature: Buffer,
+  name: string,
+  opts: { response?: boolean } = {},
+): Promise<Buffer> {
   const data = join(pki.dir, `${name}.sig`);
   const query = join(pki.dir, `${name}.tsq`);
   const token = join(pki.dir, `${name}.tst`);
@@ -219,7 +227,17 @@ export async function timestampToken(pki: NotationPki, signature: Buffer, name: 
   const config = join(pki.dir, `${name}.tsa.cnf`);
   await writeFile(serial, '01\n');
   await writeFile(config, (await readFile(pki.tsaConfig, 'utf8')).replace(`${pki.dir}/SERIAL_FILE`, serial));
-  await runChecked('openssl', ['ts', '-reply', '-config', config, '-queryfile', query, '-token_out', '-out', token]);
+  await runChecked('openssl', [
+    'ts',
+    '-reply',
+    '-config',
+    config,
+    '-queryfile',
+    query,
+    ...(opts.response ? [] : ['-token_out']),
+    '-out',
+    token,
+  ]);
   return readFile(token);
 }
 

@@ -120,6 +120,23 @@ test('check --offline: exit 0 and ALLOW for a signed image, exit 1 and the reaso
   t.regex(notAllowed.stderr, /not an allowlisted upstream of this proxy/);
 });
 
+test('check --offline on a dry-run rule: exit 0, as the proxy serves it, and says it would deny', async (t) => {
+  writeFileSync(
+    join(work, 'dryrun.yaml'),
+    stringify({
+      apiVersion: 'pullgate.dev/v1',
+      kind: 'Policy',
+      attestors: { ci: { keys: [{ file: 'ci.pub' }] } },
+      defaultRule: { evaluationMode: 'requireAttestation', requireAttestors: ['ci'], enforcementMode: 'dryrun' },
+    }),
+  );
+  const config = ['--config', join(work, 'pullgate.yaml'), '--policy', join(work, 'dryrun.yaml')];
+  const r = await cli(['check', `${REG}/demo/unsigned:1.0`, ...config]);
+  t.is(r.code, 0, r.stdout + r.stderr);
+  t.regex(r.stdout, new RegExp(`^SERVED \\(dry run would deny\\) ${REG}/demo/unsigned@`));
+  t.regex(r.stdout, /reason: dry-run: would deny: attestor "ci"/);
+});
+
 test('policy lint: exit 0 for a good policy, 1 with the path for a bad one', async (t) => {
   const good = await cli(['policy', 'lint', join(work, 'policy.yaml')]);
   t.is(good.code, 0, good.stdout);

@@ -300,6 +300,12 @@ test.serial(
       `/v2/registry.test/secret/x/referrers/${image.digest}`,
       `/v2/secret/x/manifests/1?ns=registry.test`,
     ];
+    const authDenies = async () => {
+      const text = await (await request(`${proxy.url}/metrics`)).body.text();
+      const m = /^pullgate_denied_pulls_total\{image="registry\.test\/secret\/x",reason="auth"\} (\d+)$/m.exec(text);
+      return m ? Number(m[1]) : 0;
+    };
+    const deniesBefore = await authDenies();
     for (const path of paths) {
       for (const method of ['GET', 'HEAD'] as const) {
         for (const [who, header, status] of [
@@ -320,6 +326,8 @@ test.serial(
     }
     const denied = proxy.lines('request').filter((l) => l.status === 403 && l.identity === 'bob');
     t.true(denied.length > 0);
+    // bob's refused manifest pulls (3 paths, HEAD and GET) count; 401s, blobs, tags and referrers do not
+    t.is((await authDenies()) - deniesBefore, 6);
   },
 );
 

@@ -47,6 +47,7 @@ function policy(dryrunMatch?: string): string {
     rules: [
       { match: `${REG}/follow/**`, evaluationMode: 'requireAttestation', requireAttestors: ['ci'], tagMode: 'follow' },
       { match: `${REG}/rekey/**`, evaluationMode: 'requireAttestation', requireAttestors: ['rk'] },
+      { match: `${REG}/denytag/**`, evaluationMode: 'requireAttestation', requireAttestors: ['ci'], tagMode: 'deny' },
       ...(dryrunMatch
         ? [
             {
@@ -164,11 +165,60 @@ test('after a tag is overwritten upstream, check judges the pinned digest the pr
   t.regex(e.steps.find((s) => s.step === 'pin')?.outcome ?? '', new RegExp(`pinned to ${first.digest}`));
 });
 
-test('check on a dry run says it is served and would be denied; offline check says what it leaves out', async (t) => {
+test('check on a dry run says it is served and would be denied', async (t) => {
   await pushNew('dry/app', '1', false);
   const r = await check(`${REG}/dry/app:1`, '--explain');
   t.is(r.code, 0);
   t.regex(r.stdout, /policy: rule rule:registry\.example\.test\/dry\/\*\* \(dry run\) would deny/);
+});
+
+test('check writes nothing: the pull after it still makes, logs and audits its own decision', async (t) => {
+  const image = await pushNew('verdict/asked-first', '1', true);
+  const decisions = () => proxy.lines('decision').filter((l) => l.digest === image.digest).length;
+  const r = await check(`${REG}/verdict/asked-first:1`);
+  t.is(r.code, 0, r.stdout + r.stderr);
+  t.is(decisions(), 0, 'a check is not a decision');
+  t.is((await pull('verdict/asked-first', '1')).status, 200);
+  t.is(decisions(), 1);
+  const allows = (await admin('GET', `/api/v1/audit?kind=allow&digest=${image.digest}`)).body.records as unknown[];
+  t.is(allows.length, 1, 'the pull after a check is audited');
+});
+
+test('deny tag mode: check asks the upstream and says REFUSED for a tag that moved, as a pull does', async (t) => {
+  const first = await pushNew('denytag/app', '1', true);
+  t.is((await pull('denytag/app', '1')).digest, first.digest);
+  const second = await pushNew('denytag/app', '1', true);
+  // Not pulled since it moved: only the upstream knows.
+  const r = await check(`${REG}/denytag/app:1`, '--explain');
+  t.is(r.code, 1, r.stdout + r.stderr);
+  t.regex(r.stdout, new RegExp(`^REFUSED .*moved upstream from ${first.digest} to ${second.digest}`, 's'));
+  t.regex(r.stdout, /pullgate pins approve/);
+  const pulled = await pull('denytag/app', '1');
+  t.is(pulled.status, 403);
+  t.regex(pulled.text, /moved upstream/);
+});
+
+test('follow tag mode: check says where a pull moves the pin, and that it keeps the pin for a refused digest', async (t) => {
+  const a = await pushNew('follow/asked', '1', true);
+  t.is((await pull('follow/asked', '1')).digest, a.digest);
+  const unsigned = await pushNew('follow/asked', '1', false);
+  const kept = JSON.parse((await check(`${REG}/follow/asked:1`, '--explain', '--json')).stdout) as {
+    digest: string;
+    served: boolean;
+    steps: { step: string; outcome: string }[];
+  };
+  t.true(kept.served);
+  t.is(kept.digest, a.digest);
+  t.true(kept.steps.some((s) => s.outcome.includes(`moved to ${unsigned.digest}, which is refused`)));
+  const b = await pushNew('follow/asked', '1', true);
+  const r = await check(`${REG}/follow/asked:1`, '--explain', '--json');
+  t.is(r.code, 0, r.stderr);
+  const moved = JSON.parse(r.stdout) as { digest: string; message: string };
+  t.is(moved.digest, b.digest, 'check reports the digest a pull moves to');
+  t.regex(moved.message, new RegExp(`a pull moves the pin from ${a.digest}`));
+  const pins = (await admin('GET', '/api/v1/pins')).body.pins as { repository: string; digest: string }[];
+  t.is(pins.find((p) => p.repository === 'follow/asked')?.digest, a.digest, 'check moved no pin');
+  t.is((await pull('follow/asked', '1')).digest, b.digest, 'and the pull does');
 });
 
 test('a platform manifest of a signed index, pulled by digest first, is refused with what to do', async (t) => {
@@ -343,6 +393,10 @@ test('re-validation reports a served image whose signature was removed; with enf
     t.true(body.report.denied.some((d) => d.digest === other.digest && d.withdrawn));
     const revocation = await enforcing.proxy.store.getRevocation(other.digest);
     t.is(revocation?.actor, 'revalidation');
+    t.regex(
+      revocation?.reason ?? '',
+      /^re-validation of registry\.example\.test\/verdict\/retracted-2 \(rule default\): /,
+    );
   } finally {
     await enforcing.close();
   }
@@ -395,7 +449,8 @@ test('policy test --replay judges a candidate policy against the images pulled l
 test('drift resolve and revalidate report from the command line', async (t) => {
   const first = await pushNew('verdict/cli-drift', '1', true);
   t.is((await pull('verdict/cli-drift', '1')).digest, first.digest);
-  await pushNew('verdict/cli-drift', '1', true);
+  const moved = await pushNew('verdict/cli-drift', '1', true);
+  const pulledAt = Date.now();
   await pull('verdict/cli-drift', '1');
   const open = await waitFor(
     async () => {
@@ -407,6 +462,14 @@ test('drift resolve and revalidate report from the command line', async (t) => {
     { timeoutMs: 5_000, what: 'drift recorded' },
   );
   const admin_ = ['--admin-url', proxy.proxy.adminUrl!, '--token', OPS];
+  const ls = await cli(['drift', 'ls', ...admin_]);
+  t.is(ls.code, 0, ls.stderr);
+  t.regex(ls.stdout, /UPSTREAM LAST SEEN .*LAST SEEN AT/);
+  const row = ls.stdout.split('\n').find((l) => l.includes('verdict/cli-drift:1'));
+  t.truthy(row, ls.stdout);
+  t.true(row!.includes(first.digest) && row!.includes(moved.digest), 'the pin and the upstream digest last seen');
+  const seenAt = Date.parse(/\d{4}-\d\d-\d\dT[\d:.]+Z/.exec(row!)?.[0] ?? '');
+  t.true(Math.abs(seenAt - pulledAt) < 60_000, `when it was last seen: ${row}`);
   const resolved = await cli(['drift', 'resolve', String(open.id), '--reason', 'checked with the team', ...admin_]);
   t.is(resolved.code, 0, resolved.stderr);
   const records = (await admin('GET', '/api/v1/audit?kind=drift&image=registry.example.test/verdict/cli-drift')).body

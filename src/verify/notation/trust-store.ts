@@ -76,6 +76,8 @@ export function loadNamedStore(type: StoreType, name: string, files: readonly st
   const certificates: Certificate[] = [];
   const listed: { file: string; sha256: string[] }[] = [];
   for (const file of files) {
+    // Stores given file by file (trustStoreFiles) are watched file by file.
+    noteInput(file);
     refuseSymlink(file);
     let bytes: Buffer;
     try {

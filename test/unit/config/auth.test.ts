@@ -151,3 +151,23 @@ test('config/pullgate.example.yaml: the documented auth, metrics and passThrough
   t.deepEqual(c.upstreams[0]?.passThrough, { cacheSeconds: 30 });
   t.is(c.metrics.listener, 'registry');
 });
+
+test('config/pullgate.example.yaml: the documented admin.tokens keys are the real ones', (t) => {
+  const example = new URL('../../../config/pullgate.example.yaml', import.meta.url).pathname;
+  const text = readFileSync(example, 'utf8');
+  const start = text.indexOf('  # tokens:');
+  const end = text.indexOf('\nmetrics:', start);
+  t.true(start > 0 && end > start);
+  const block = text.slice(start, end).replace(/^ {2}# /gm, '  ');
+  const file = write(
+    (text.slice(0, start) + block + text.slice(end)).replace(
+      'file: policy.example.yaml',
+      `file: ${join(dirname(example), 'policy.example.yaml')}`,
+    ),
+  );
+  const c = loadConfig(file, { OPS_TOKEN: 'ops-token-0123456789abcd', AUDITOR_TOKEN: 'auditor-token-0123456789' });
+  t.deepEqual(c.admin.identities, [
+    { name: 'ops', token: 'ops-token-0123456789abcd', readOnly: false },
+    { name: 'auditor', token: 'auditor-token-0123456789', readOnly: true },
+  ]);
+});

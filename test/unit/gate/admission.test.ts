@@ -9,6 +9,7 @@ import {
 } from '../../../src/gate/admission.ts';
 import type { Decision } from '../../../src/gate/decider.ts';
 import type { ImageRef, Verdict } from '../../../src/policy/types.ts';
+import type { AuditInput } from '../../../src/store/types.ts';
 
 const A = `sha256:${'a'.repeat(64)}`;
 const B = `sha256:${'b'.repeat(64)}`;
@@ -47,7 +48,7 @@ const grant = {
 };
 const revocation = { digest: A, reason: 'CVE-1', actor: 'admin:ops', at: new Date(0) };
 
-/** An effect list in brief: `record`, `audit:<kind>`, `count:<event>`, `denied`, `log:<level>`, `evidence`. */
+/** An effect list in brief: `record`, `audit:<kind>`, `count:<event>`, `denied:<reason>`, `log:<level>`, `evidence`. */
 function brief(effects: Effect[]): string[] {
   return effects.map((e) => {
     switch (e.kind) {
@@ -59,6 +60,8 @@ function brief(effects: Effect[]): string[] {
         return `log:${e.level}`;
       case 'evidence-blobs':
         return 'evidence';
+      case 'denied':
+        return `denied:${e.reason}`;
       default:
         return e.kind;
     }
@@ -109,27 +112,27 @@ const cases: { name: string; a: Admission; recent?: boolean; revokedAuditDue?: b
     name: 'revoked, audit due: counted, denied, audited',
     a: { admit: false, why: 'revoked', revocation },
     revokedAuditDue: true,
-    want: ['count:revoked-hit', 'denied', 'audit:revoked-pull'],
+    want: ['count:revoked-hit', 'denied:revoked', 'audit:revoked-pull'],
   },
   {
     name: 'revoked, audited lately: counted and denied only',
     a: { admit: false, why: 'revoked', revocation },
-    want: ['count:revoked-hit', 'denied'],
+    want: ['count:revoked-hit', 'denied:revoked'],
   },
   {
     name: 'fresh deny: audited',
     a: { admit: false, why: 'policy', decision: decision('deny') },
-    want: ['audit:deny', 'denied'],
+    want: ['audit:deny', 'denied:policy'],
   },
   {
     name: 'cached deny: not audited again',
     a: { admit: false, why: 'policy', decision: decision('deny', { cached: true }) },
-    want: ['denied'],
+    want: ['denied:policy'],
   },
   {
     name: 'evidence unreachable: a failure, not a judgement, so not audited',
     a: { admit: false, why: 'policy', decision: decision('deny', { failure: 'transient' }) },
-    want: ['denied'],
+    want: ['denied:policy'],
   },
   {
     name: 'evidence of an unadmitted image: nothing',
@@ -146,6 +149,24 @@ for (const c of cases) {
       revokedAuditDue: c.revokedAuditDue ?? false,
     });
     t.deepEqual(brief(effects), c.want);
+  });
+}
+
+const staleDecision = decision('deny', { failure: 'transient' });
+const policyRecords: { name: AuditInput['kind']; a: Admission }[] = [
+  { name: 'allow', a: { admit: true, via: 'policy', decision: decision('allow') } },
+  { name: 'deny', a: { admit: false, why: 'policy', decision: decision('deny') } },
+  { name: 'grant-use', a: { admit: true, via: 'grant', decision: decision('deny'), grant } },
+  { name: 'stale-serve', a: { admit: true, via: 'stale', decision: staleDecision, admittedAt: new Date(0) } },
+];
+for (const c of policyRecords) {
+  test(`the ${c.name} record names the policy version it was judged by`, (t) => {
+    const audits = effectsOf(c.a, { image, recordedRecently: false }).flatMap((e) =>
+      e.kind === 'audit' ? [e.entry] : [],
+    );
+    t.is(audits.length, 1);
+    t.is(audits[0]?.kind, c.name);
+    t.is(audits[0]?.detail?.policy, 'v1');
   });
 }
 

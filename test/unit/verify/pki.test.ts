@@ -11,6 +11,7 @@ import type { AttestorSpec, PkiSignerSpec } from '../../../src/policy/types.ts';
 import { AttestorConfigError, compileAttestor } from '../../../src/verify/attestor.ts';
 import { digestTag } from '../../../src/verify/discover.ts';
 import { verifyImage } from '../../../src/verify/verify-image.ts';
+import { makeNotationPki, timestampToken } from '../../harness/notation.ts';
 import { OpensslCa, type IssuedCertificate } from '../../harness/pki.ts';
 import { SigstoreInstance } from '../../harness/sigstore/instance.ts';
 import {
@@ -319,4 +320,90 @@ test('pki configuration errors name the field', (t) => {
     t.deepEqual(err?.path, ['attestors', 'corp', 'pki', ...at]);
     t.regex(err?.message ?? '', message);
   }
+});
+
+// Certificate validity at the time an RFC 3161 timestamp proves (cosign's
+// dev.sigstore.cosign/rfc3161timestamp annotation, cosign sign --timestamp-server-url), from a TSA
+// made with openssl and trusted through a trusted_root.json's timestampAuthorities.
+test('PKI at a TSA time: a certificate valid when timestamped verifies at a later decision; without a trusted timestamp it does not', async (t) => {
+  const pki = await makeNotationPki(await mkdtemp(path.join(dir, 'tsa-')));
+  const tsaRoot = path.join(dir, 'tsa_trusted_root.json');
+  await writeFile(
+    tsaRoot,
+    JSON.stringify({
+      mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1',
+      tlogs: [],
+      certificateAuthorities: [],
+      ctlogs: [],
+      timestampAuthorities: [
+        {
+          subject: { organization: 'Pullgate Test', commonName: 'Pullgate Test TSA' },
+          certChain: { certificates: [pki.tsa.der, pki.tsaRoot.der].map((d) => ({ rawBytes: d.toString('base64') })) },
+          validFor: { start: '2000-01-01T00:00:00Z' },
+        },
+      ],
+    }),
+  );
+  // Valid now (when the TSA stamps it), long expired at the decision (NOW, 2030).
+  const now = Date.now();
+  const current = await issuing.leaf('valid-now', {
+    commonName: 'Release Signing',
+    subjectAltName: 'email:ci@corp.test',
+    notBefore: new Date(now - 3600_000),
+    notAfter: new Date(now + 86400_000),
+  });
+  const signer = pkiSigner(current);
+  const attestor = (trustRoot?: string) =>
+    compileAttestor(
+      'corp',
+      {
+        pki: { caCertificates: [{ file: root.cert.certFile }], signers: SIGNERS },
+        requireTlog: false,
+        ...(trustRoot ? { trustRoot } : {}),
+      },
+      { baseDir: dir, trustRoots: { 'corp-tsa': { file: tsaRoot } } },
+    );
+  const judgeStamped = async (a: ReturnType<typeof compileAttestor>, stamp: boolean) => {
+    const source = new MemorySource();
+    const digest = source.putManifest(
+      'app',
+      { schemaVersion: 2, config: {}, layers: [], annotations: { n: String(Math.random()) } },
+      'v1',
+    );
+    const layer = signSimpleSigning(simpleSigningPayload(digest), signer);
+    const signature = Buffer.from(layer.annotations['dev.cosignproject.cosign/signature']!, 'base64');
+    const token = stamp
+      ? await timestampToken(pki, signature, `stamp-${Math.random().toString(36).slice(2)}`, { response: true })
+      : undefined;
+    const annotations = token
+      ? {
+          ...layer.annotations,
+          'dev.sigstore.cosign/rfc3161timestamp': JSON.stringify({
+            SignedRFC3161TimestampBytes: token.toString('base64'),
+          }),
+        }
+      : layer.annotations;
+    source.putArtifact('app', [{ mediaType: MediaType.cosignSimpleSigning, bytes: layer.bytes, annotations }], {
+      tag: `${digestTag(digest)}.sig`,
+    });
+    return (await verifyImage(source, { registry: 'registry.test', repository: 'app', digest }, [a], { now: NOW })).get(
+      'corp',
+    )!;
+  };
+
+  const stamped = await judgeStamped(attestor('corp-tsa'), true);
+  t.deepEqual(stamped.rejected, []);
+  t.regex(stamped.verified[0]?.signer ?? '', /CN=Release Signing/);
+
+  const unstamped = await judgeStamped(attestor('corp-tsa'), false);
+  t.deepEqual(unstamped.verified, []);
+  t.regex(unstamped.rejected[0] ?? '', /not at 2030-06-01T00:00:00\.000Z \(the time of the decision/);
+
+  // The same timestamp from a TSA the attestor's trust root does not list proves nothing.
+  const untrusted = await judgeStamped(attestor(), true);
+  t.deepEqual(untrusted.verified, []);
+  t.regex(
+    untrusted.rejected[0] ?? '',
+    /against trust root builtin sigstore-public-good: timestamp could not be verified$/,
+  );
 });
