@@ -11,7 +11,7 @@ import { LRUCache } from 'lru-cache';
 import { Agent, request, type Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../config/types.ts';
 import { discard, readLimited } from '../oci/body.ts';
-import { parseChallenges } from '../oci/challenge.ts';
+import { MAX_TOKEN_BODY, parseChallenges, parseTokenResponse } from '../oci/challenge.ts';
 import { egressFailure, networkError, type ClientObserver } from '../oci/client.ts';
 import { guardedConnector, originOnlyConnector, parseCidr, type Cidr } from '../oci/egress.ts';
 import { RegistryError } from '../oci/errors.ts';
@@ -47,9 +47,7 @@ export function probeFor(repository: string, endpoint: Endpoint): { path: string
   }
 }
 
-const MAX_TOKEN_BODY = 256 * 1024;
 const MAX_DRAIN = 64 * 1024;
-const TOKEN_MARGIN_SECONDS = 10;
 const ACCEPT = [...MANIFEST_MEDIA_TYPES].join(', ');
 
 interface Upstream {
@@ -199,28 +197,16 @@ export class PassThroughChecker implements UpstreamAuthorizer {
         `token service of upstream ${u.config.host} answered ${res.statusCode}`,
       );
     }
-    let parsed: { token?: unknown; access_token?: unknown; expires_in?: unknown };
-    try {
-      parsed = JSON.parse((await readLimited(res.body, MAX_TOKEN_BODY)).toString('utf8'));
-    } catch {
+    const parsed = parseTokenResponse(await readLimited(res.body, MAX_TOKEN_BODY));
+    if (parsed === 'invalid')
       throw new RegistryError(
         'upstream',
         'UNAVAILABLE',
         `token service of upstream ${u.config.host} answered with invalid JSON`,
       );
-    }
-    const token =
-      typeof parsed.token === 'string'
-        ? parsed.token
-        : typeof parsed.access_token === 'string'
-          ? parsed.access_token
-          : undefined;
-    if (!token) return undefined;
-    const seconds = typeof parsed.expires_in === 'number' && parsed.expires_in > 0 ? parsed.expires_in : 60;
-    this.#tokens.set(`${who}|${u.config.host}|${scope}`, token, {
-      ttl: Math.max(1, seconds - TOKEN_MARGIN_SECONDS) * 1000,
-    });
-    return token;
+    if (!parsed.token) return undefined;
+    this.#tokens.set(`${who}|${u.config.host}|${scope}`, parsed.token, { ttl: parsed.ttlMs });
+    return parsed.token;
   }
 
   async #send(

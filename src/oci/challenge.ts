@@ -77,3 +77,32 @@ export function parseChallenges(header: string): Challenge[] {
   }
   return out;
 }
+
+/** The largest token-service answer read. */
+export const MAX_TOKEN_BODY = 256 * 1024;
+const DEFAULT_TOKEN_SECONDS = 60;
+/** Renew a token this long before the upstream says it expires, so a request never carries a dead one. */
+const TOKEN_MARGIN_SECONDS = 10;
+
+/**
+ * A token service's answer (distribution's token spec: `token`, or OAuth2's `access_token`, and
+ * `expires_in`), with how long to keep the token; 'invalid' when it is not JSON. Pure.
+ */
+export function parseTokenResponse(body: Buffer): { token?: string; ttlMs: number } | 'invalid' {
+  let parsed: { token?: unknown; access_token?: unknown; expires_in?: unknown };
+  try {
+    parsed = JSON.parse(body.toString('utf8'));
+  } catch {
+    return 'invalid';
+  }
+  if (typeof parsed !== 'object' || parsed === null) return { ttlMs: 0 };
+  const token =
+    typeof parsed.token === 'string'
+      ? parsed.token
+      : typeof parsed.access_token === 'string'
+        ? parsed.access_token
+        : undefined;
+  const seconds =
+    typeof parsed.expires_in === 'number' && parsed.expires_in > 0 ? parsed.expires_in : DEFAULT_TOKEN_SECONDS;
+  return { ...(token ? { token } : {}), ttlMs: Math.max(1, seconds - TOKEN_MARGIN_SECONDS) * 1000 };
+}

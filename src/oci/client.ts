@@ -8,7 +8,7 @@ import { Agent, request, type Dispatcher } from 'undici';
 import { LRUCache } from 'lru-cache';
 import { SingleFlight } from '../util/single-flight.ts';
 import type { UpstreamConfig } from '../config/types.ts';
-import { parseChallenges, type Challenge } from './challenge.ts';
+import { MAX_TOKEN_BODY, parseChallenges, parseTokenResponse, type Challenge } from './challenge.ts';
 import { discard, readLimited, TooLargeError, upstreamStatusError } from './body.ts';
 import { isNotFound, RegistryError, type ErrorCode } from './errors.ts';
 import { matchesDigest, sha256Digest } from './digest.ts';
@@ -68,10 +68,6 @@ const MAX_REDIRECTS = 5;
 /** Larger body chunks: fewer hops per GiB through hashing and the client socket. */
 const BODY_HIGH_WATER_MARK = 1024 * 1024;
 const MAX_ERROR_BODY = 64 * 1024;
-const MAX_TOKEN_BODY = 256 * 1024;
-const DEFAULT_TOKEN_SECONDS = 60;
-/** Renew a token this long before the upstream says it expires, so a request never carries a dead one. */
-const TOKEN_MARGIN_SECONDS = 10;
 
 const ALL_MANIFEST_TYPES = [...MANIFEST_MEDIA_TYPES].join(', ');
 
@@ -571,33 +567,21 @@ export class RegistryClient {
       );
     }
     const body = await this.#readBody(res, MAX_TOKEN_BODY, 'token response');
-    let parsed: { token?: unknown; access_token?: unknown; expires_in?: unknown };
-    try {
-      parsed = JSON.parse(body.toString('utf8'));
-    } catch {
+    const parsed = parseTokenResponse(body);
+    if (parsed === 'invalid')
       throw new RegistryError(
         'upstream',
         'UNAVAILABLE',
         `token service ${url.origin} of upstream ${this.host} answered with invalid JSON`,
       );
-    }
-    const token =
-      typeof parsed.token === 'string'
-        ? parsed.token
-        : typeof parsed.access_token === 'string'
-          ? parsed.access_token
-          : undefined;
-    if (!token)
+    if (!parsed.token)
       throw new RegistryError(
         'upstream',
         'UNAVAILABLE',
         `token service ${url.origin} of upstream ${this.host} answered without a token`,
       );
-    const seconds =
-      typeof parsed.expires_in === 'number' && parsed.expires_in > 0 ? parsed.expires_in : DEFAULT_TOKEN_SECONDS;
-    const ttl = Math.max(1, seconds - TOKEN_MARGIN_SECONDS) * 1000;
-    this.#tokens.set(scope, token, { ttl });
-    return token;
+    this.#tokens.set(scope, parsed.token, { ttl: parsed.ttlMs });
+    return parsed.token;
   }
 
   async #roundTrip(
