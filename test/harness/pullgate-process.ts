@@ -1,5 +1,6 @@
-// A real `pullgate serve` as a child process, so that what a test measures (RSS from /proc, whether
-// it is still alive) is the proxy's own and not the test runner's.
+// A real `pullgate serve` as a child process, run as shipped (package.json's start script's node
+// flags and environment), so that what a test measures (RSS from /proc, whether it is still alive)
+// is the proxy's own as users run it, and not the test runner's.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +9,7 @@ import { request } from 'undici';
 import { stringify } from 'yaml';
 import { freePort } from './ports.ts';
 import { startProcess, type RunningProcess } from './process.ts';
+import { shippedRuntime } from './shipped-runtime.ts';
 
 const CLI = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 
@@ -43,11 +45,13 @@ export async function startPullgate(config: Record<string, unknown>, policy: str
   );
   const url = `http://127.0.0.1:${port}`;
   const logFile = join(dir, 'proxy.log');
+  const shipped = shippedRuntime();
   let proc: RunningProcess;
   try {
     proc = await startProcess({
       cmd: process.execPath,
-      args: [CLI, 'serve', '--config', configFile],
+      args: [...shipped.nodeArgs, CLI, 'serve', '--config', configFile],
+      env: shipped.env,
       logFile,
       ready: async () => {
         const res = await request(`${url}/readyz`, { headersTimeout: 2_000, bodyTimeout: 2_000 });
