@@ -75,6 +75,9 @@ export class Fill implements GrowingFile {
   /** The fill itself holds the file, and so does each reader; the last one closes it. */
   #holders = 1;
   #waiters: Hooks[] = [];
+  /** `#received` when readers were last woken, and the timer that wakes them for a slow upstream. */
+  #wokenAt = 0;
+  #wakeTimer: NodeJS.Timeout | undefined;
   #budget: WriteBudget = NO_BUDGET;
   /** What this fill borrows from the shared budget now. */
   #borrowed = 0;
@@ -330,6 +333,7 @@ export class Fill implements GrowingFile {
     this.#borrowed = 0;
     this.#started.reject(error);
     this.#complete.reject(error);
+    clearTimeout(this.#wakeTimer);
     const waiters = this.#waiters;
     this.#waiters = [];
     for (const w of waiters) w.reject(error);
@@ -337,13 +341,10 @@ export class Fill implements GrowingFile {
     unlink(this.tmpPath).catch(() => undefined);
   }
 
-  #wokenAt = 0;
-  #wakeTimer: NodeJS.Timeout | undefined;
-
   /**
    * Readers hear of new bytes a mebibyte at a time (or within 2 ms when the upstream is slow), not
    * per 64 KiB socket chunk: a reader at the head then sends one large write instead of many small
-   * ones, and small writes to a client that keeps up were most of a cold fill's time.
+   * ones: small writes to a client that keeps up were a cold fill's largest single cost.
    */
   #wakeSoon(): void {
     if (this.#received - this.#wokenAt >= WAKE_BYTES) this.#wakeNow();
