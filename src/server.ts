@@ -1,7 +1,6 @@
 // The composition root: builds the proxy from a Config and runs its listeners.
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { startIdleCollector } from './ops/idle-gc.ts';
 import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
@@ -15,6 +14,7 @@ import { PolicyGate } from './gate/gate.ts';
 import { Revocations } from './gate/revocations.ts';
 import { Revalidator } from './gate/revalidate.ts';
 import { createLogger, type Logger } from './ops/log.ts';
+import { startIdleCollector } from './ops/idle-gc.ts';
 import { Metrics } from './ops/metrics.ts';
 import { PolicyHolder } from './policy-holder.ts';
 import { createApp } from './proxy/app.ts';
