@@ -94,6 +94,8 @@ function pollHealth(): { stop(): Promise<number[]> } {
   const times: number[] = [];
   let running = true;
   const loop = (async () => {
+    // One untimed request first: the poller's own connection set-up is not the proxy's latency.
+    await (await request(`${proxy.url}/healthz`)).body.dump();
     const until = Date.now() + 60_000;
     while (running && Date.now() < until) {
       const started = performance.now();
@@ -169,7 +171,7 @@ test.serial(
     const loop = monitorEventLoopDelay({ resolution: 2 });
     loop.enable();
     const health = pollHealth();
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 100));
     const started = performance.now();
     const res = await pull('bomb/app', 'v1');
     const ms = performance.now() - started;
