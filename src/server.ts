@@ -8,6 +8,8 @@ import type { Express } from 'express';
 import { createAdminApp } from './admin/api.ts';
 import type { Config, ConnectionLimits } from './config/types.ts';
 import { BlobCache } from './blobs/cache.ts';
+import { SHARED_UNWRITTEN_BYTES } from './blobs/fill.ts';
+import { FillThread } from './blobs/fill-thread.ts';
 import { BlobStore } from './blobs/store.ts';
 import { Decider } from './gate/decider.ts';
 import { PolicyGate } from './gate/gate.ts';
@@ -186,12 +188,19 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
     );
   }
   logger.info({ path: cache.dir, ...cache.stats() }, 'blob cache opened');
+  // Cold fills from allowlisted upstreams run in a thread of their own (blobs/fill-thread.ts).
+  const fillThread = new FillThread({
+    upstreams: config.upstreams,
+    sharedUnwrittenBytes: SHARED_UNWRITTEN_BYTES,
+    observer: metrics,
+  });
+  const blobs = new BlobStore(cache, logger, metrics, fillThread);
   gate = new PolicyGate({
     upstreams,
     decider,
     store,
     revocations,
-    blobs: new BlobStore(cache, logger, metrics),
+    blobs,
     logger,
     metrics,
     manifestMaxBytes: config.manifestMaxBytes,
@@ -233,6 +242,7 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
     await passThrough?.close();
     revocations.stop();
     unsubscribe();
+    await blobs.close();
     await upstreams.close();
     await store.close();
     throw err;
@@ -353,6 +363,7 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
         revocations.stop();
         await clientAuth?.close();
         await passThrough?.close();
+        await blobs.close();
         await upstreams.close();
         await store.close();
         logger.info('pullgate stopped');

@@ -19,6 +19,8 @@ import type { BlobOrigin } from './types.ts';
  */
 const UNWRITTEN_OWN_BYTES = 8 * 1024 * 1024;
 const UNWRITTEN_MAX_BYTES = 64 * 1024 * 1024;
+/** Shared by all fills: 56 MiB on top of 8 MiB each, so a lone cold fetch may run 64 MiB ahead of the disk. */
+export const SHARED_UNWRITTEN_BYTES = UNWRITTEN_MAX_BYTES - UNWRITTEN_OWN_BYTES;
 
 /** The bytes all fills hold in memory beyond their own allowance, and its limit. */
 export class WriteBudget {
@@ -53,7 +55,30 @@ function deferred(): { promise: Promise<void>; hooks: Hooks } {
   return { promise, hooks };
 }
 
-export class Fill implements GrowingFile {
+/** What the blob store needs of a fill, wherever it runs (this thread, or the fill thread: fill-thread.ts). */
+export interface RunningFill extends GrowingFile {
+  readonly digest: string;
+  readonly tmpPath: string;
+  readonly upstream: string;
+  /** Resolves once the upstream answered with the blob's headers; rejects with the upstream's error. */
+  readonly started: Promise<void>;
+  /** Resolves once the content is verified; rejects with why it is not. */
+  readonly complete: Promise<void>;
+  readonly size: number | undefined;
+  readonly failed: RegistryError | undefined;
+  /** A reader's hold on the file; undefined when the fill failed (the reader gets its error instead). */
+  hold(): FileHandle | undefined;
+  release(): void;
+}
+
+export interface FillOptions {
+  /** Memory to borrow from beyond this fill's own allowance. */
+  budget?: WriteBudget;
+  /** Told each time more bytes are on disk, and when the content is verified. */
+  onDisk?: (fill: Fill) => void;
+}
+
+export class Fill implements RunningFill {
   readonly digest: string;
   readonly tmpPath: string;
   readonly upstream: string;
@@ -79,6 +104,7 @@ export class Fill implements GrowingFile {
   #wokenAt = 0;
   #wakeTimer: NodeJS.Timeout | undefined;
   #budget: WriteBudget = NO_BUDGET;
+  #onDisk: ((fill: Fill) => void) | undefined;
   /** What this fill borrows from the shared budget now. */
   #borrowed = 0;
   readonly #started: Hooks;
@@ -102,10 +128,11 @@ export class Fill implements GrowingFile {
     tmpPath: string,
     origin: BlobOrigin,
     done: (fill: Fill, outcome: FillOutcome) => void,
-    budget: WriteBudget = NO_BUDGET,
+    options: FillOptions = {},
   ): Fill {
     const fill = new Fill(digest, tmpPath, origin.upstream);
-    fill.#budget = budget;
+    fill.#budget = options.budget ?? NO_BUDGET;
+    fill.#onDisk = options.onDisk;
     const t0 = performance.now();
     fill.#run(origin).then(
       (size) => done(fill, { ok: true, size, ms: performance.now() - t0 }),
@@ -136,6 +163,15 @@ export class Fill implements GrowingFile {
 
   available(): number {
     return this.#verified ? this.#received : Math.max(0, this.#received - 1);
+  }
+
+  /** What a reader of the file alone may have: bytes on disk, less the last one until the content is verified. */
+  onDisk(): number {
+    return Math.min(this.#written, this.available());
+  }
+
+  get verified(): boolean {
+    return this.#verified;
   }
 
   changed(): Promise<void> {
@@ -260,6 +296,7 @@ export class Fill implements GrowingFile {
         this.#size = this.#received;
         this.#verified = true;
         this.#wakeNow();
+        this.#onDisk?.(this);
         this.#complete.resolve();
         ended = true;
         if (!writing) resolve();
@@ -304,6 +341,7 @@ export class Fill implements GrowingFile {
       throw this.#local(err as NodeJS.ErrnoException);
     }
     this.#written += bytes;
+    this.#onDisk?.(this);
     while (this.#window.length > 0) {
       const first = this.#window[0] as Buffer;
       const firstEnd = this.#windowStart + first.length;

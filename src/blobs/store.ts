@@ -6,7 +6,8 @@ import { open, type FileHandle } from 'node:fs/promises';
 import type { Logger } from '../ops/log.ts';
 import type { BlobCache } from './cache.ts';
 import { FINAL, sendFile, type GrowingFile } from './file-sender.ts';
-import { Fill, WriteBudget, type FillOutcome } from './fill.ts';
+import { Fill, SHARED_UNWRITTEN_BYTES, WriteBudget, type FillOutcome, type RunningFill } from './fill.ts';
+import type { FillThread } from './fill-thread.ts';
 import type { BlobBody, BlobOrigin, BlobSource } from './types.ts';
 
 export interface BlobStoreObserver {
@@ -16,9 +17,6 @@ export interface BlobStoreObserver {
   served(source: BlobSource, bytes: number): void;
 }
 
-/** Shared by all fills: 56 MiB on top of 8 MiB each, so a lone cold fetch may run 64 MiB ahead of the disk. */
-const SHARED_UNWRITTEN_BYTES = 56 * 1024 * 1024;
-
 const NO_OBSERVER: BlobStoreObserver = { lookup() {}, fill() {}, served() {} };
 
 export class BlobStore {
@@ -26,14 +24,22 @@ export class BlobStore {
   readonly #logger: Logger;
   readonly #observer: BlobStoreObserver;
   /** Fills in progress, by digest, until their content is in the cache (or they failed). */
-  readonly #fills = new Map<string, Fill>();
+  readonly #fills = new Map<string, RunningFill>();
   /** Memory every fill may borrow to run ahead of a slow disk (fill.ts). */
   readonly #budget = new WriteBudget(SHARED_UNWRITTEN_BYTES);
 
-  constructor(cache: BlobCache, logger: Logger, observer: BlobStoreObserver = NO_OBSERVER) {
+  /** Where fills from allowlisted upstreams run; this thread when absent (tests with in-memory origins). */
+  readonly #thread: FillThread | undefined;
+
+  constructor(cache: BlobCache, logger: Logger, observer: BlobStoreObserver = NO_OBSERVER, thread?: FillThread) {
     this.#cache = cache;
     this.#logger = logger;
     this.#observer = observer;
+    this.#thread = thread;
+  }
+
+  async close(): Promise<void> {
+    await this.#thread?.close();
   }
 
   get cache(): BlobCache {
@@ -69,13 +75,11 @@ export class BlobStore {
       this.#observer.lookup('join');
     } else {
       this.#observer.lookup('fill');
-      fill = Fill.start(
-        digest,
-        this.#cache.tmpPath(),
-        origin,
-        (f, outcome) => void this.#settle(f, outcome),
-        this.#budget,
-      );
+      const settle = (f: RunningFill, outcome: FillOutcome): void => void this.#settle(f, outcome);
+      const tmpPath = this.#cache.tmpPath();
+      fill = this.#thread?.serves(origin.upstream, origin.repository)
+        ? this.#thread.start(digest, tmpPath, origin.upstream, origin.repository, settle)
+        : Fill.start(digest, tmpPath, origin, settle, { budget: this.#budget });
       this.#fills.set(digest, fill);
     }
     await fill.started;
@@ -108,7 +112,7 @@ export class BlobStore {
     );
   }
 
-  #fillBody(fill: Fill): BlobBody {
+  #fillBody(fill: RunningFill): BlobBody {
     const fh = fill.hold();
     if (!fh) throw fill.failed;
     return this.#body(
@@ -166,7 +170,7 @@ export class BlobStore {
     };
   }
 
-  async #settle(fill: Fill, outcome: FillOutcome): Promise<void> {
+  async #settle(fill: RunningFill, outcome: FillOutcome): Promise<void> {
     let kept = false;
     if (outcome.ok) {
       try {

@@ -13,6 +13,8 @@ export interface UpstreamBlob {
 export interface BlobOrigin {
   /** The upstream host, for messages and metrics. */
   readonly upstream: string;
+  /** The upstream repository, when the origin is an allowlisted registry: the fill thread can then fetch it itself. */
+  readonly repository?: string;
   /** A whole-blob GET; throws a RegistryError (not found, unreachable, wrong answer). */
   get(): Promise<UpstreamBlob>;
   /** The blob's size without its bytes. */

@@ -36,7 +36,7 @@ import {
   type Step,
 } from './admission.ts';
 import type { WidthLimits } from './limits.ts';
-import { blobOrigin } from './blob-origin.ts';
+import { blobOrigin } from '../blobs/upstream-origin.ts';
 import type { DecideOptions, Decider } from './decider.ts';
 import { evidenceBindingProblem } from './evidence-blobs.ts';
 import { registryEvidenceSource } from './evidence-source.ts';

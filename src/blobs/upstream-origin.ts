@@ -1,6 +1,6 @@
 // An upstream repository as the blob store's origin for one blob: the gate binds it to a
 // repository the blob was admitted in. A plain GET must answer 200 with the whole blob.
-import type { BlobOrigin, UpstreamBlob } from '../blobs/types.ts';
+import type { BlobOrigin, UpstreamBlob } from './types.ts';
 import { discard } from '../oci/body.ts';
 import type { RegistryClient, UpstreamResponse } from '../oci/client.ts';
 import { RegistryError } from '../oci/errors.ts';
@@ -14,6 +14,7 @@ export function blobOrigin(client: RegistryClient, repository: string, digest: s
   };
   return {
     upstream: client.host,
+    repository,
     async get(): Promise<UpstreamBlob> {
       const res = await client.blob('GET', repository, digest);
       if (res.status === 200) return { size: length(res), body: res.body };

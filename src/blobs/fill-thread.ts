@@ -1,0 +1,305 @@
+// Fills that run in the fill thread (fill-worker.ts): the main thread's side. Each one is a
+// RunningFill whose readers read the temporary file up to what the thread reports on disk (less
+// the last byte until the thread has verified the content), so the guarantees of fill.ts hold
+// unchanged. The thread starts with the first fill and stops after 3 quiet seconds, so an idle
+// proxy does not keep its memory; if it dies, its fills fail and the next fill starts another.
+import { open, unlink, type FileHandle } from 'node:fs/promises';
+import { Worker } from 'node:worker_threads';
+import type { UpstreamConfig } from '../config/types.ts';
+import type { ClientObserver } from '../oci/client.ts';
+import { RegistryError, type ErrorCode, type Failure } from '../oci/errors.ts';
+import type { FillOutcome, RunningFill } from './fill.ts';
+
+export type ToFillThread = {
+  type: 'fill';
+  id: number;
+  digest: string;
+  tmpPath: string;
+  upstream: string;
+  repository: string;
+};
+
+export interface WireError {
+  failure: Failure;
+  code: ErrorCode;
+  message: string;
+  /** The cause's message: detail for the log, kept out of the answer. */
+  cause?: string;
+}
+
+export type FromFillThread =
+  | { type: 'started'; id: number; size: number | undefined }
+  /** `size` once the content is verified: the whole length. */
+  | { type: 'disk'; id: number; bytes: number; size?: number }
+  | {
+      type: 'done';
+      id: number;
+      ok: boolean;
+      bytes: number;
+      ms: number;
+      error?: WireError;
+    }
+  | { type: 'request'; upstream: string; op: string; status: number | 'error'; seconds: number };
+
+/**
+ * A quiet spell after which the thread stops, giving its memory back before the idle collection
+ * (src/ops/idle-gc.ts, 5 s) measures the process at rest; a restart costs ~100 ms on the next
+ * cold fill, and the layers of one pull arrive well within it.
+ */
+const IDLE_STOP_MS = 3_000;
+
+export interface FillThreadOptions {
+  upstreams: readonly UpstreamConfig[];
+  /** Unwritten bytes all the thread's fills may borrow beyond their own allowance (fill.ts). */
+  sharedUnwrittenBytes: number;
+  observer?: ClientObserver;
+  /** The worker's module: fill-worker.ts; tests give a scripted one. */
+  script?: URL;
+}
+
+export class FillThread {
+  readonly #options: FillThreadOptions;
+  #worker: Worker | undefined;
+  #nextId = 1;
+  readonly #fills = new Map<number, RemoteFill>();
+  #idleTimer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(options: FillThreadOptions) {
+    this.#options = options;
+  }
+
+  /** Whether the thread can fetch for this origin (an allowlisted upstream repository). */
+  serves(upstream: string, repository: string | undefined): repository is string {
+    return repository !== undefined && this.#options.upstreams.some((u) => u.host === upstream);
+  }
+
+  start(
+    digest: string,
+    tmpPath: string,
+    upstream: string,
+    repository: string,
+    done: (fill: RunningFill, outcome: FillOutcome) => void,
+  ): RunningFill {
+    const id = this.#nextId++;
+    const fill = new RemoteFill(digest, tmpPath, upstream, (outcome) => {
+      this.#fills.delete(id);
+      this.#idleSoon();
+      done(fill, outcome);
+    });
+    if (this.#closed) {
+      fill.settle(false, 0, 0, new RegistryError('unavailable', 'UNAVAILABLE', 'the proxy is shutting down'));
+      return fill;
+    }
+    this.#fills.set(id, fill);
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
+    const message: ToFillThread = { type: 'fill', id, digest, tmpPath, upstream, repository };
+    this.#thread().postMessage(message);
+    return fill;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#idleTimer);
+    const worker = this.#worker;
+    this.#worker = undefined;
+    if (worker) await worker.terminate();
+  }
+
+  #thread(): Worker {
+    if (this.#worker) return this.#worker;
+    const worker = new Worker(this.#options.script ?? new URL('./fill-worker.ts', import.meta.url), {
+      workerData: { upstreams: this.#options.upstreams, sharedUnwrittenBytes: this.#options.sharedUnwrittenBytes },
+    });
+    worker.unref();
+    worker.on('message', (m: FromFillThread) => this.#receive(m));
+    worker.on('error', (err) => this.#lost(worker, err.message));
+    worker.on('exit', (code) => this.#lost(worker, `it exited with code ${code}`));
+    this.#worker = worker;
+    return worker;
+  }
+
+  #receive(m: FromFillThread): void {
+    if (m.type === 'request') {
+      this.#options.observer?.upstreamRequest(m.upstream, m.op, m.status, m.seconds);
+      return;
+    }
+    const fill = this.#fills.get(m.id);
+    if (!fill) return;
+    if (m.type === 'started') fill.begin(m.size);
+    else if (m.type === 'disk') fill.progress(m.bytes, m.size);
+    else {
+      const e = m.error;
+      const error = e && new RegistryError(e.failure, e.code, e.message, e.cause ? { cause: new Error(e.cause) } : {});
+      fill.settle(m.ok, m.bytes, m.ms, error);
+    }
+  }
+
+  /** The thread died (a bug, or out of memory): its fills fail; the next fill starts a new thread. */
+  #lost(worker: Worker, why: string): void {
+    if (this.#worker !== worker) return;
+    this.#worker = undefined;
+    const fills = [...this.#fills.values()];
+    this.#fills.clear();
+    const error = new RegistryError('unavailable', 'UNAVAILABLE', `the blob fill thread stopped (${why})`);
+    for (const fill of fills) {
+      fill.settle(false, 0, 0, error);
+      unlink(fill.tmpPath).catch(() => undefined);
+    }
+  }
+
+  #idleSoon(): void {
+    if (this.#fills.size > 0 || !this.#worker) return;
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = setTimeout(() => {
+      this.#idleTimer = undefined;
+      const worker = this.#worker;
+      if (this.#fills.size > 0 || !worker) return;
+      this.#worker = undefined;
+      void worker.terminate();
+    }, IDLE_STOP_MS);
+    this.#idleTimer.unref();
+  }
+}
+
+interface Hooks {
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
+
+class RemoteFill implements RunningFill {
+  readonly digest: string;
+  readonly tmpPath: string;
+  readonly upstream: string;
+  readonly started: Promise<void>;
+  readonly complete: Promise<void>;
+  #size: number | undefined;
+  #onDisk = 0;
+  #verified = false;
+  #error: RegistryError | undefined;
+  #fh: FileHandle | undefined;
+  #holders = 1;
+  #waiters: Hooks[] = [];
+  #startedHooks!: Hooks;
+  #completeHooks!: Hooks;
+  #settled = false;
+  /** The open of the file for readers, once the thread said the upstream answered. */
+  #opening: Promise<void> = Promise.resolve();
+  #openError: string | undefined;
+  readonly #done: (outcome: FillOutcome) => void;
+
+  constructor(digest: string, tmpPath: string, upstream: string, done: (outcome: FillOutcome) => void) {
+    this.digest = digest;
+    this.tmpPath = tmpPath;
+    this.upstream = upstream;
+    this.#done = done;
+    this.started = new Promise((resolve, reject) => (this.#startedHooks = { resolve, reject }));
+    this.complete = new Promise((resolve, reject) => (this.#completeHooks = { resolve, reject }));
+    // Nobody may be listening when a fill fails: its readers hear it through their own sends.
+    this.started.catch(() => undefined);
+    this.complete.catch(() => undefined);
+  }
+
+  get size(): number | undefined {
+    return this.#size;
+  }
+
+  get failed(): RegistryError | undefined {
+    return this.#error;
+  }
+
+  available(): number {
+    return this.#onDisk;
+  }
+
+  changed(): Promise<void> {
+    if (this.#error) return Promise.reject(this.#error);
+    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+  }
+
+  hold(): FileHandle | undefined {
+    if (this.#error || !this.#fh) return undefined;
+    this.#holders++;
+    return this.#fh;
+  }
+
+  release(): void {
+    if (--this.#holders > 0 || !this.#fh) return;
+    const fh = this.#fh;
+    this.#fh = undefined;
+    fh.close().catch(() => undefined);
+  }
+
+  /** The upstream answered: the thread created the file; this thread opens it for its readers. */
+  begin(size: number | undefined): void {
+    this.#size = size;
+    this.#opening = open(this.tmpPath, 'r').then(
+      (fh) => {
+        if (this.#error) {
+          fh.close().catch(() => undefined);
+          return;
+        }
+        this.#fh = fh;
+        this.#startedHooks.resolve();
+      },
+      // The thread may have failed and removed the file already: its own reason follows with 'done'.
+      (err: NodeJS.ErrnoException) => {
+        this.#openError = `${err.code ?? err.message} at ${this.tmpPath}`;
+      },
+    );
+  }
+
+  progress(bytes: number, size: number | undefined): void {
+    this.#onDisk = Math.max(this.#onDisk, bytes);
+    if (size !== undefined && !this.#verified) {
+      this.#verified = true;
+      this.#size = size;
+      this.#completeHooks.resolve();
+    }
+    this.#wake();
+  }
+
+  /** The thread's outcome; told once the file is open here, so a small blob's quick end finds its readers' handle. */
+  settle(ok: boolean, bytes: number, ms: number, error: RegistryError | undefined): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    void this.#opening.then(() => {
+      if (ok && this.#verified && this.#fh && !this.#error) {
+        this.#done({ ok: true, size: bytes, ms });
+        return;
+      }
+      const failure =
+        this.#error ??
+        error ??
+        (this.#openError
+          ? new RegistryError(
+              'unavailable',
+              'UNAVAILABLE',
+              `the blob cache cannot read ${this.digest} (${this.#openError})`,
+            )
+          : new RegistryError('internal', 'UNAVAILABLE', `internal: the fill of ${this.digest} ended unverified`));
+      this.#fail(failure);
+      // The thread kept a verified file this side cannot serve: it is not left behind.
+      if (ok) unlink(this.tmpPath).catch(() => undefined);
+      this.#done({ ok: false, error: failure, bytes, ms });
+    });
+  }
+
+  #fail(failure: RegistryError): void {
+    if (this.#error) return;
+    this.#error = failure;
+    this.#startedHooks.reject(failure);
+    this.#completeHooks.reject(failure);
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) w.reject(failure);
+    this.release();
+  }
+
+  #wake(): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) w.resolve();
+  }
+}

@@ -1,0 +1,82 @@
+// The fill thread: runs blob fills (upstream fetch, hash, write to the cache's temporary file) for
+// the main thread, which serves readers from the file. A cold fetch allocates a socket buffer per
+// read; in the main isolate, whose heap holds the policy, the evidence caches and every module,
+// that churn started a full collection about every 64 MiB, and those cost more CPU than the copy
+// itself (docs/decisions.md, "cold fills in a thread of their own"). This isolate's heap is small,
+// so its collections are cheap, and the hashing runs beside the main thread instead of on it.
+import { parentPort, workerData } from 'node:worker_threads';
+import type { UpstreamConfig } from '../config/types.ts';
+import { RegistryClient, type ClientObserver } from '../oci/client.ts';
+import { RegistryError } from '../oci/errors.ts';
+import { Fill, WriteBudget } from './fill.ts';
+import type { FromFillThread, ToFillThread, WireError } from './fill-thread.ts';
+import { blobOrigin } from './upstream-origin.ts';
+
+const port = parentPort;
+if (!port) throw new Error('internal: fill-worker.ts runs as a worker thread');
+
+const { upstreams, sharedUnwrittenBytes } = workerData as { upstreams: UpstreamConfig[]; sharedUnwrittenBytes: number };
+const post = (m: FromFillThread): void => port.postMessage(m);
+const observer: ClientObserver = {
+  upstreamRequest: (upstream, op, status, seconds) => post({ type: 'request', upstream, op, status, seconds }),
+};
+const clients = new Map<string, RegistryClient>();
+for (const u of upstreams) clients.set(u.host, new RegistryClient(u, observer));
+const budget = new WriteBudget(sharedUnwrittenBytes);
+
+/** Progress reaches the main thread a mebibyte at a time, or within 2 ms for a slow upstream. */
+const REPORT_BYTES = 1024 * 1024;
+const REPORT_DELAY_MS = 2;
+
+function start(id: number, digest: string, tmpPath: string, upstream: string, repository: string): void {
+  const client = clients.get(upstream);
+  if (!client) {
+    const error = new RegistryError('internal', 'UNAVAILABLE', `internal: the fill thread has no upstream ${upstream}`);
+    post({ type: 'done', id, ok: false, bytes: 0, ms: 0, error: wire(error) });
+    return;
+  }
+  let reported = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const report = (fill: Fill): void => {
+    clearTimeout(timer);
+    timer = undefined;
+    reported = fill.onDisk();
+    post({ type: 'disk', id, bytes: reported, ...(fill.verified ? { size: fill.size } : {}) });
+  };
+  const fill = Fill.start(
+    digest,
+    tmpPath,
+    blobOrigin(client, repository, digest),
+    (f, outcome) => {
+      clearTimeout(timer);
+      // On disk and synced: the main thread's cache takes the file from here.
+      if (outcome.ok) f.release();
+      post(
+        outcome.ok
+          ? { type: 'done', id, ok: true, bytes: outcome.size, ms: outcome.ms }
+          : { type: 'done', id, ok: false, bytes: outcome.bytes, ms: outcome.ms, error: wire(outcome.error) },
+      );
+    },
+    {
+      budget,
+      onDisk: (f) => {
+        if (f.verified || f.onDisk() - reported >= REPORT_BYTES) report(f);
+        else timer ??= setTimeout(() => report(f), REPORT_DELAY_MS);
+      },
+    },
+  );
+  fill.started.then(
+    () => post({ type: 'started', id, size: fill.size }),
+    () => undefined, // the failure arrives with 'done'
+  );
+}
+
+/** What crosses to the main thread of an error: all its answer says, and its cause's message for the log. */
+function wire(error: RegistryError): WireError {
+  const cause = error.cause instanceof Error ? error.cause.message : undefined;
+  return { failure: error.failure, code: error.code, message: error.message, ...(cause ? { cause } : {}) };
+}
+
+port.on('message', (m: ToFillThread) => {
+  if (m.type === 'fill') start(m.id, m.digest, m.tmpPath, m.upstream, m.repository);
+});

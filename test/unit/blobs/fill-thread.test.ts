@@ -1,0 +1,159 @@
+// The fill thread: blob fills run in a worker with its own registry client, against a loopback
+// HTTP upstream the tests control; the main thread's readers see exactly what the thread
+// verified, and a thread that dies fails its fills without taking the process with it.
+import test from 'ava';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { stringify } from 'yaml';
+import { BlobCache } from '../../../src/blobs/cache.ts';
+import { SHARED_UNWRITTEN_BYTES } from '../../../src/blobs/fill.ts';
+import { FillThread } from '../../../src/blobs/fill-thread.ts';
+import { BlobStore } from '../../../src/blobs/store.ts';
+import { blobOrigin } from '../../../src/blobs/upstream-origin.ts';
+import { loadConfig } from '../../../src/config/load.ts';
+import { RegistryClient } from '../../../src/oci/client.ts';
+import { RegistryError } from '../../../src/oci/errors.ts';
+import { createLogger } from '../../../src/ops/log.ts';
+
+const logger = createLogger('silent');
+const digestOf = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+/** A registry that serves blobs from a map; `wrong` digests get other bytes of the same length. */
+async function upstream(blobs: Map<string, Buffer>, wrong = new Set<string>()) {
+  const requests: string[] = [];
+  const server: Server = createServer((req, res) => {
+    requests.push(`${req.method} ${req.url}`);
+    const digest = /\/blobs\/(sha256:[0-9a-f]{64})$/.exec(req.url ?? '')?.[1];
+    const body = digest ? blobs.get(digest) : undefined;
+    if (!digest || !body) {
+      res.writeHead(404, { 'content-type': 'application/json' }).end('{"errors":[{"code":"BLOB_UNKNOWN"}]}');
+      return;
+    }
+    res.writeHead(200, { 'content-length': body.length, 'content-type': 'application/octet-stream' });
+    res.end(wrong.has(digest) ? Buffer.alloc(body.length, 7) : body);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}`, requests, close: () => new Promise((r) => server.close(r)) };
+}
+
+function setUp(url: string, script?: URL) {
+  const dir = mkdtempSync(join(tmpdir(), 'pullgate-fill-thread-'));
+  const file = join(dir, 'pullgate.yaml');
+  writeFileSync(
+    file,
+    stringify({
+      upstreams: [{ host: 'up.test', url, insecure: true, egress: { allowCidrs: ['127.0.0.0/8'] } }],
+      cache: { blobs: { path: join(dir, 'blobs') } },
+    }),
+  );
+  const config = loadConfig(file, {});
+  const seen: string[] = [];
+  const thread = new FillThread({
+    upstreams: config.upstreams,
+    sharedUnwrittenBytes: SHARED_UNWRITTEN_BYTES,
+    observer: { upstreamRequest: (host, op, status) => seen.push(`${host} ${op} ${status}`) },
+    ...(script ? { script } : {}),
+  });
+  const cache = new BlobCache({ dir: join(dir, 'blobs'), maxBytes: 1 << 30 });
+  const store = new BlobStore(cache, logger, undefined, thread);
+  const client = new RegistryClient(config.upstreams[0]!);
+  return {
+    dir,
+    cache,
+    store,
+    seen,
+    origin: (digest: string) => blobOrigin(client, 'app', digest),
+    async close() {
+      await store.close();
+      await client.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function read(store: BlobStore, origin: ReturnType<ReturnType<typeof setUp>['origin']>, digest: string) {
+  const body = await store.open(digest, origin);
+  const parts: Buffer[] = [];
+  const out = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      parts.push(Buffer.from(chunk));
+      cb();
+    },
+  });
+  await body.send(out, undefined, 5_000);
+  return { source: body.source, bytes: Buffer.concat(parts) };
+}
+
+test('a cold blob is fetched by the fill thread, readers get its exact bytes, and it is cached once verified', async (t) => {
+  const content = randomBytes(5 * 1024 * 1024 + 17);
+  const digest = digestOf(content);
+  const up = await upstream(new Map([[digest, content]]));
+  const s = setUp(up.url);
+  t.teardown(async () => {
+    await s.close();
+    await up.close();
+  });
+  await s.cache.open();
+  const [a, b] = await Promise.all([read(s.store, s.origin(digest), digest), read(s.store, s.origin(digest), digest)]);
+  t.is(a.source, 'fill');
+  t.true(a.bytes.equals(content), 'the first reader got the blob');
+  t.true(b.bytes.equals(content), 'the second reader got the blob from the same fill');
+  t.deepEqual(
+    up.requests.filter((r) => r.includes('/blobs/')),
+    [`GET /v2/app/blobs/${digest}`],
+    'one upstream fetch for both',
+  );
+  // The cache takes the file once the thread reported it on disk and synced.
+  for (let i = 0; i < 100 && !(await s.cache.find(digest)); i++) await new Promise((r) => setTimeout(r, 20));
+  const again = await read(s.store, s.origin(digest), digest);
+  t.is(again.source, 'cache');
+  t.true(again.bytes.equals(content));
+  t.true(
+    s.seen.includes('up.test blob 200'),
+    `the thread's upstream requests reach the main thread's metrics: ${s.seen}`,
+  );
+});
+
+test('content that does not hash to its digest never reaches a reader whole, is not cached, and leaves no file', async (t) => {
+  const content = randomBytes(3 * 1024 * 1024);
+  const digest = digestOf(content);
+  const up = await upstream(new Map([[digest, content]]), new Set([digest]));
+  const s = setUp(up.url);
+  t.teardown(async () => {
+    await s.close();
+    await up.close();
+  });
+  await s.cache.open();
+  const err = await t.throwsAsync(read(s.store, s.origin(digest), digest));
+  t.regex(String(err?.message), /does not hash to it/);
+  t.is(await s.cache.find(digest), undefined);
+  for (let i = 0; i < 50 && readdirSync(join(s.dir, 'blobs', 'tmp')).length > 0; i++)
+    await new Promise((r) => setTimeout(r, 20));
+  t.deepEqual(readdirSync(join(s.dir, 'blobs', 'tmp')), [], 'the temporary file is gone');
+});
+
+test('a fill thread that dies fails its fills with an OCI error; the next fill starts a new thread', async (t) => {
+  const content = randomBytes(64 * 1024);
+  const digest = digestOf(content);
+  const up = await upstream(new Map([[digest, content]]));
+  const s = setUp(up.url, new URL('./dying-fill-worker.ts', import.meta.url));
+  process.env.DYING_FILL_WORKER_DIR = s.dir;
+  t.teardown(async () => {
+    await s.close();
+    await up.close();
+  });
+  await s.cache.open();
+  const err = await t.throwsAsync(read(s.store, s.origin(digest), digest));
+  t.true(err instanceof RegistryError);
+  t.is((err as RegistryError).code, 'UNAVAILABLE');
+  t.regex(String(err?.message), /the blob fill thread stopped \(it exited with code 3\)/);
+  // The scripted worker dies on its first fill only; a new thread serves the retry.
+  const ok = await read(s.store, s.origin(digest), digest);
+  t.true(ok.bytes.equals(content));
+});
