@@ -8,8 +8,7 @@ import type { Express } from 'express';
 import { createAdminApp } from './admin/api.ts';
 import type { Config, ConnectionLimits } from './config/types.ts';
 import { BlobCache } from './blobs/cache.ts';
-import { SHARED_UNWRITTEN_BYTES } from './blobs/fill.ts';
-import { FillThread } from './blobs/fill-thread.ts';
+import { FillThread, THREAD_SHARED_UNWRITTEN_BYTES } from './blobs/fill-thread.ts';
 import { BlobStore } from './blobs/store.ts';
 import { Decider } from './gate/decider.ts';
 import { PolicyGate } from './gate/gate.ts';
@@ -188,10 +187,12 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
     );
   }
   logger.info({ path: cache.dir, ...cache.stats() }, 'blob cache opened');
-  // Cold fills from allowlisted upstreams run in a thread of their own (blobs/fill-thread.ts).
+  // Cold fills from allowlisted upstreams run in a thread of their own (blobs/fill-thread.ts). Its
+  // readers read the file, so bytes held ahead of the disk no longer reach a client sooner: a
+  // small shared allowance beside each fill's own is enough to ride out a slow write.
   const fillThread = new FillThread({
     upstreams: config.upstreams,
-    sharedUnwrittenBytes: SHARED_UNWRITTEN_BYTES,
+    sharedUnwrittenBytes: THREAD_SHARED_UNWRITTEN_BYTES,
     observer: metrics,
   });
   const blobs = new BlobStore(cache, logger, metrics, fillThread);

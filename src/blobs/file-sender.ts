@@ -1,8 +1,8 @@
 // Sends part of an open file, which may still be growing, to a writable (the client's response):
 // positional reads up to what the writer has made available, waiting for more until the end.
 // Cache entries and fills in progress share it. Reads run one chunk ahead of the socket into a
-// small pool of reused buffers (a buffer goes back to the pool once the socket has taken it), so
-// serving a blob allocates nothing per chunk and the disk and the socket work at the same time.
+// few reused buffers (a buffer goes back once the socket has taken it; buffers outlive the send for
+// the next one), so serving a blob allocates nothing and the disk and the socket work at the same time.
 import type { FileHandle } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 
@@ -36,7 +36,15 @@ export interface SendOptions {
 
 /** Sends the range and resolves with the bytes sent; rejects when the file, its writer or the client fails. */
 export async function sendFile(fh: FileHandle, out: Writable, opts: SendOptions): Promise<number> {
-  const pool = new BufferPool(POOL_SIZE, READ_CHUNK_BYTES);
+  const pool = new BufferPool(POOL_SIZE);
+  try {
+    return await send(fh, out, opts, pool);
+  } finally {
+    pool.close();
+  }
+}
+
+async function send(fh: FileHandle, out: Writable, opts: SendOptions, pool: BufferPool): Promise<number> {
   let pos = opts.start;
   let sent = 0;
   const end = (): number => Math.min(opts.end ?? Number.POSITIVE_INFINITY, opts.length() ?? Number.POSITIVE_INFINITY);
@@ -92,23 +100,56 @@ export async function sendFile(fh: FileHandle, out: Writable, opts: SendOptions)
   return sent;
 }
 
-class BufferPool {
-  readonly #free: Buffer[];
-  #waiting: ((b: Buffer) => void)[] = [];
+/**
+ * Read buffers no send holds now, kept for the next sends: serving a blob allocates nothing, where
+ * a pool of its own per request made every small GET leave 4 MiB of garbage outside the heap.
+ */
+const spare: Buffer[] = [];
+const SPARE_MAX = 8;
 
-  constructor(count: number, size: number) {
-    this.#free = Array.from({ length: count }, () => Buffer.allocUnsafe(size));
+/** At most `max` buffers for one send; one goes back once the socket has taken what was read into it. */
+class BufferPool {
+  readonly #max: number;
+  /** Buffers this send holds: free here, being read into, or queued at the socket. */
+  #lent = 0;
+  readonly #free: Buffer[] = [];
+  #waiting: ((b: Buffer) => void)[] = [];
+  #closed = false;
+
+  constructor(max: number) {
+    this.#max = max;
   }
 
   take(): Promise<Buffer> {
     const b = this.#free.pop();
-    return b ? Promise.resolve(b) : new Promise((resolve) => this.#waiting.push(resolve));
+    if (b) return Promise.resolve(b);
+    if (this.#lent < this.#max) {
+      this.#lent++;
+      return Promise.resolve(spare.pop() ?? Buffer.allocUnsafe(READ_CHUNK_BYTES));
+    }
+    return new Promise((resolve) => this.#waiting.push(resolve));
   }
 
+  /** Only for a buffer nothing refers to any more (its write called back, or nothing was read into it). */
   give(b: Buffer): void {
+    if (this.#closed) {
+      this.#retire(b);
+      return;
+    }
     const waiter = this.#waiting.shift();
     if (waiter) waiter(b);
     else this.#free.push(b);
+  }
+
+  /** The send ended: free buffers go to the spares now, the ones still at the socket when it takes them. */
+  close(): void {
+    this.#closed = true;
+    for (const b of this.#free.splice(0)) this.#retire(b);
+  }
+
+  #retire(b: Buffer): void {
+    this.#lent--;
+    if (spare.length < SPARE_MAX) spare.push(b);
   }
 }
 

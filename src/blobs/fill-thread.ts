@@ -48,6 +48,9 @@ export type FromFillThread =
  */
 const IDLE_STOP_MS = 3_000;
 
+/** What the thread's fills share beyond their own 2 MiB ahead of the disk (fill.ts, fill-worker.ts). */
+export const THREAD_SHARED_UNWRITTEN_BYTES = 8 * 1024 * 1024;
+
 export interface FillThreadOptions {
   upstreams: readonly UpstreamConfig[];
   /** Unwritten bytes all the thread's fills may borrow beyond their own allowance (fill.ts). */

@@ -76,6 +76,13 @@ export interface FillOptions {
   budget?: WriteBudget;
   /** Told each time more bytes are on disk, and when the content is verified. */
   onDisk?: (fill: Fill) => void;
+  /**
+   * Bytes already on disk kept in memory for readers close behind the head (2 MiB); 0 where
+   * every reader reads the file (the fill thread), so chunks are let go as soon as they are written.
+   */
+  windowBytes?: number;
+  /** Bytes this fill may hold ahead of the disk without borrowing (8 MiB). */
+  ownUnwrittenBytes?: number;
 }
 
 export class Fill implements RunningFill {
@@ -105,6 +112,8 @@ export class Fill implements RunningFill {
   #wakeTimer: NodeJS.Timeout | undefined;
   #budget: WriteBudget = NO_BUDGET;
   #onDisk: ((fill: Fill) => void) | undefined;
+  #windowBytes = WINDOW_MAX_BYTES;
+  #ownUnwritten = UNWRITTEN_OWN_BYTES;
   /** What this fill borrows from the shared budget now. */
   #borrowed = 0;
   readonly #started: Hooks;
@@ -133,6 +142,8 @@ export class Fill implements RunningFill {
     const fill = new Fill(digest, tmpPath, origin.upstream);
     fill.#budget = options.budget ?? NO_BUDGET;
     fill.#onDisk = options.onDisk;
+    fill.#windowBytes = options.windowBytes ?? WINDOW_MAX_BYTES;
+    fill.#ownUnwritten = options.ownUnwrittenBytes ?? UNWRITTEN_OWN_BYTES;
     const t0 = performance.now();
     fill.#run(origin).then(
       (size) => done(fill, { ok: true, size, ms: performance.now() - t0 }),
@@ -306,7 +317,7 @@ export class Fill implements RunningFill {
 
   /** Borrows (or returns) what the unwritten bytes hold beyond this fill's own allowance. */
   #settleBudget(): void {
-    const want = Math.max(0, this.#received - this.#written - UNWRITTEN_OWN_BYTES);
+    const want = Math.max(0, this.#received - this.#written - this.#ownUnwritten);
     this.#budget.used += want - this.#borrowed;
     this.#borrowed = want;
   }
@@ -314,8 +325,8 @@ export class Fill implements RunningFill {
   /** Whether the upstream may be read on: within this fill's allowance, or the shared budget has room. */
   #mayRead(): boolean {
     const unwritten = this.#received - this.#written;
-    if (unwritten < UNWRITTEN_OWN_BYTES) return true;
-    return unwritten < UNWRITTEN_MAX_BYTES && this.#budget.used < this.#budget.limit;
+    if (unwritten < this.#ownUnwritten) return true;
+    return unwritten < this.#ownUnwritten + this.#budget.limit && this.#budget.used < this.#budget.limit;
   }
 
   /** Writes every received byte not yet on disk, then lets go of chunks the window no longer needs. */
@@ -345,7 +356,7 @@ export class Fill implements RunningFill {
     while (this.#window.length > 0) {
       const first = this.#window[0] as Buffer;
       const firstEnd = this.#windowStart + first.length;
-      if (firstEnd > this.#written || this.#received - firstEnd < WINDOW_MAX_BYTES) break;
+      if (firstEnd > this.#written || this.#received - firstEnd < this.#windowBytes) break;
       this.#window.shift();
       this.#windowStart = firstEnd;
     }

@@ -3,24 +3,12 @@
 // burst of pulls they stayed allocated (tens of MiB of RSS) until the next burst. Once the proxy
 // has been quiet for a while after serving something, one full collection hands them back. It runs
 // only while idle, so its pause (tens of milliseconds) meets no request.
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
+import { exposedGc } from '../util/exposed-gc.ts';
 
 export interface IdleCollector {
   /** Something happened (a request): the next quiet spell ends with a collection. */
   touch(): void;
   stop(): void;
-}
-
-/** `gc()` without starting node with --expose-gc; undefined where the runtime refuses. */
-function exposedGc(): (() => void) | undefined {
-  try {
-    setFlagsFromString('--expose-gc');
-    const gc: unknown = runInNewContext('gc');
-    return typeof gc === 'function' ? (gc as () => void) : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 export function startIdleCollector(quietMs: number, onCollect?: (ms: number) => void): IdleCollector {
