@@ -17,8 +17,16 @@ COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
 COPY src ./src
 COPY deploy/docker/healthcheck.ts ./deploy/docker/healthcheck.ts
+COPY scripts/warm-compile-cache.ts ./scripts/warm-compile-cache.ts
 COPY deploy/docker/pullgate.yaml /etc/pullgate/pullgate.yaml
 COPY config/policy.example.yaml /etc/pullgate/policy.yaml
+# Memory at rest (docs/decisions.md, "Memory at rest"): a small young generation, glibc handing
+# freed transfer buffers back to the system, and a compile cache filled here, as root, so the proxy
+# never loads node's TypeScript stripper; the user below can read it, not change it (relative to
+# WORKDIR). package.json's start script runs the proxy the same way.
+ENV MALLOC_TRIM_THRESHOLD_=1048576
+ENV NODE_COMPILE_CACHE=.cache/node-compile
+RUN node scripts/warm-compile-cache.ts
 # The only writable path: SQLite state. Everything else works on a read-only root filesystem.
 RUN mkdir -p /var/lib/pullgate && chown 10001:10001 /var/lib/pullgate
 VOLUME ["/var/lib/pullgate"]
@@ -29,8 +37,5 @@ EXPOSE 5050 5051
 # ports stay healthy.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
   CMD ["node", "deploy/docker/healthcheck.ts"]
-# Memory at rest (docs/decisions.md, "Memory"): a small young generation, and glibc handing freed
-# transfer buffers back to the system; package.json's start script runs the proxy the same way.
-ENV MALLOC_TRIM_THRESHOLD_=1048576
 ENTRYPOINT ["node", "--max-semi-space-size=2", "src/cli/main.ts"]
 CMD ["serve", "--config", "/etc/pullgate/pullgate.yaml"]

@@ -2,7 +2,7 @@
 // Kubernetes service account whose token is the password. Results are cached briefly by a hash
 // of the credentials, so a client fetching a token per pull costs one bcrypt check per few minutes.
 import { createHash } from 'node:crypto';
-import { LRUCache } from 'lru-cache';
+import { Lru } from '../util/lru.ts';
 import type { AuthConfig } from '../config/types.ts';
 import type { Logger } from '../ops/log.ts';
 import type { PasswordChecker } from './bcrypt-pool.ts';
@@ -26,7 +26,7 @@ export class Authenticator {
   readonly #checker: PasswordChecker;
   readonly #htpasswd: WatchedFile<Map<string, string>> | undefined;
   readonly #jwks: WatchedFile<Jwk[]> | undefined;
-  readonly #results = new LRUCache<string, boolean>({ max: 10_000, ttlAutopurge: false });
+  readonly #results = new Lru<string, boolean>({ max: 10_000 });
   readonly #groupsOf = new Map<string, string[]>();
   readonly #now: () => number;
 

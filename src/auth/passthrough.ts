@@ -7,7 +7,6 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
-import { LRUCache } from 'lru-cache';
 import { Agent, request, type Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../config/types.ts';
 import { discard, readLimited } from '../oci/body.ts';
@@ -17,6 +16,7 @@ import { guardedConnector, originOnlyConnector, parseCidr, type Cidr } from '../
 import { RegistryError } from '../oci/errors.ts';
 import { MANIFEST_MEDIA_TYPES } from '../oci/types.ts';
 import type { Endpoint } from '../proxy/route.ts';
+import { Lru } from '../util/lru.ts';
 import { SingleFlight } from '../util/single-flight.ts';
 import type { UpstreamAuthorizer } from './client-auth.ts';
 import type { Credentials } from './types.ts';
@@ -62,11 +62,11 @@ interface Upstream {
 export class PassThroughChecker implements UpstreamAuthorizer {
   readonly #upstreams = new Map<string, Upstream>();
   /** `credential|upstream/repository|object` → the upstream's answer. */
-  readonly #answers = new LRUCache<string, UpstreamAnswer>({ max: 50_000, ttlAutopurge: false });
+  readonly #answers = new Lru<string, UpstreamAnswer>({ max: 50_000 });
   /** `credential|upstream/repository` → proven readable (a manifest check passed): blobs need no HEAD each. */
-  readonly #readable = new LRUCache<string, true>({ max: 50_000, ttlAutopurge: false });
+  readonly #readable = new Lru<string, true>({ max: 50_000 });
   /** `credential|scope` → the upstream's bearer token for that client. */
-  readonly #tokens = new LRUCache<string, string>({ max: 50_000, ttlAutopurge: false });
+  readonly #tokens = new Lru<string, string>({ max: 50_000 });
   readonly #flights = new SingleFlight<UpstreamAnswer>();
   readonly #observer: ClientObserver | undefined;
 

@@ -1,6 +1,5 @@
 // Policy decisions for one digest: rule selection, evidence verification, evaluation, with a verdict
 // cache and single flight. Used by the proxy gate and by `pullgate check`.
-import { LRUCache } from 'lru-cache';
 import type { CacheConfig } from '../config/types.ts';
 import { isTransient, RegistryError } from '../oci/errors.ts';
 import type { Logger } from '../ops/log.ts';
@@ -15,6 +14,7 @@ import { DEFAULT_DECISION_LIMITS, type DecisionLimits } from './limits.ts';
 import { AdmissionQueue } from '../util/admission-queue.ts';
 import type { EvidenceSource } from '../verify/source.ts';
 import { verifyImage } from '../verify/verify-image.ts';
+import { Lru } from '../util/lru.ts';
 import { SingleFlight } from '../util/single-flight.ts';
 
 export interface Decision {
@@ -62,7 +62,7 @@ export function imageName(image: ImageRef): string {
 
 export class Decider {
   readonly #deps: DeciderDeps;
-  readonly #cache: LRUCache<string, Verdict>;
+  readonly #cache: Lru<string, Verdict>;
   readonly #flights = new SingleFlight<Decision>();
   readonly #verify: VerifyFn;
   readonly #limits: DecisionLimits;
@@ -72,7 +72,7 @@ export class Decider {
     this.#deps = deps;
     this.#limits = deps.limits ?? DEFAULT_DECISION_LIMITS;
     this.#queue = new AdmissionQueue(this.#limits.concurrentDecisions, this.#limits.decisionQueue);
-    this.#cache = new LRUCache<string, Verdict>({ max: deps.cache.maxEntries, ttlAutopurge: false });
+    this.#cache = new Lru<string, Verdict>({ max: deps.cache.maxEntries });
     this.#verify = deps.verify ?? verifyImage;
   }
 

@@ -3,7 +3,6 @@
 // manifest listing it is admitted now; revocations and break-glass grants come from the shared
 // store. Admission is a sequence of small steps that return an Admission (admission.ts); its
 // effects are applied in one place, `#apply`.
-import { LRUCache } from 'lru-cache';
 import type { BlobStore } from '../blobs/store.ts';
 import type { BlobBody } from '../blobs/types.ts';
 import { memoryBody } from '../blobs/memory-body.ts';
@@ -19,6 +18,7 @@ import type { Metrics } from '../ops/metrics.ts';
 import type { ImageRef } from '../policy/types.ts';
 import type { AuditInput, Pin, Store } from '../store/types.ts';
 import type { EvidenceSource } from '../verify/source.ts';
+import { Lru } from '../util/lru.ts';
 import { SingleFlight } from '../util/single-flight.ts';
 import {
   blobsOf,
@@ -115,30 +115,30 @@ export class PolicyGate implements Gate {
   readonly #deps: GateDeps;
   readonly #flights = new SingleFlight<FetchedManifest>();
   /** `repo@child` → the index that admitted it, for children admitted by this process. */
-  readonly #parents: LRUCache<string, string>;
+  readonly #parents: Lru<string, string>;
   /** `repo@digest` → when this process last wrote its admission. */
-  readonly #recorded: LRUCache<string, number>;
+  readonly #recorded: Lru<string, number>;
   /** `repo@blob` → the evidence layer this process may serve it as (never an image layer's permit). */
-  readonly #evidenceLayers: LRUCache<string, EvidenceLayer>;
-  readonly #permits: LRUCache<string, Permit>;
+  readonly #evidenceLayers: Lru<string, EvidenceLayer>;
+  readonly #permits: Lru<string, Permit>;
   /** Pins read from the store, by tag: a pinned tag is answered without a query. Dropped on pin events. */
-  readonly #pins: LRUCache<string, Pin>;
+  readonly #pins: Lru<string, Pin>;
   readonly #rechecks: TagRechecks;
   /** `repo@digest` → when a refused pull of it, revoked, was last audited. */
-  readonly #revokedAudited: LRUCache<string, number>;
+  readonly #revokedAudited: Lru<string, number>;
   /** `repo:tag` → when drift of it was last written to the store (recorded or opened). */
-  readonly #driftWritten: LRUCache<string, number>;
+  readonly #driftWritten: Lru<string, number>;
 
   constructor(deps: GateDeps) {
     this.#deps = deps;
-    this.#parents = new LRUCache({ max: deps.maxCached });
-    this.#recorded = new LRUCache({ max: deps.maxCached });
-    this.#evidenceLayers = new LRUCache({ max: deps.maxCached });
-    this.#permits = new LRUCache({ max: deps.maxCached, ttl: PERMIT_TTL_MS, ttlAutopurge: false });
-    this.#pins = new LRUCache({ max: deps.maxCached, ttl: PIN_TTL_MS, ttlAutopurge: false });
+    this.#parents = new Lru({ max: deps.maxCached });
+    this.#recorded = new Lru({ max: deps.maxCached });
+    this.#evidenceLayers = new Lru({ max: deps.maxCached });
+    this.#permits = new Lru({ max: deps.maxCached, ttl: PERMIT_TTL_MS });
+    this.#pins = new Lru({ max: deps.maxCached, ttl: PIN_TTL_MS });
     this.#rechecks = new TagRechecks(deps.tagRecheckSeconds * 1000, deps.maxCached);
-    this.#revokedAudited = new LRUCache({ max: 10_000 });
-    this.#driftWritten = new LRUCache({ max: deps.maxCached });
+    this.#revokedAudited = new Lru({ max: 10_000 });
+    this.#driftWritten = new Lru({ max: deps.maxCached });
   }
 
   /** A pin changed (here or on another replica): forget it; without a tag, forget them all. */

@@ -1,7 +1,7 @@
 // When a pinned tag is next asked of its upstream, and what the upstream said last time. A tag is
 // re-checked at most once per interval: a pinned tag is served from the store in between, and a
 // moved tag is noticed within one interval of moving.
-import { LRUCache } from 'lru-cache';
+import { Lru } from '../util/lru.ts';
 
 export interface Observation {
   /** What the upstream tag pointed at when last asked; undefined until an answer came. */
@@ -14,11 +14,11 @@ export interface Observation {
 
 export class TagRechecks {
   readonly #intervalMs: number;
-  readonly #seen: LRUCache<string, Observation>;
+  readonly #seen: Lru<string, Observation>;
 
   constructor(intervalMs: number, maxTags: number) {
     this.#intervalMs = intervalMs;
-    this.#seen = new LRUCache({ max: maxTags });
+    this.#seen = new Lru({ max: maxTags });
   }
 
   last(key: string): Observation | undefined {

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
 import type { Readable } from 'node:stream';
 import { Agent, request, type Dispatcher } from 'undici';
-import { LRUCache } from 'lru-cache';
+import { Lru } from '../util/lru.ts';
 import { SingleFlight } from '../util/single-flight.ts';
 import type { UpstreamConfig } from '../config/types.ts';
 import { MAX_TOKEN_BODY, parseChallenges, parseTokenResponse, type Challenge } from './challenge.ts';
@@ -120,7 +120,7 @@ export class RegistryClient {
    */
   readonly #external: Agent;
   readonly #egress: EgressRule;
-  readonly #tokens = new LRUCache<string, string>({ max: 10_000, ttlAutopurge: false });
+  readonly #tokens = new Lru<string, string>({ max: 10_000 });
   readonly #pendingTokens = new SingleFlight<string>();
   /** Set once the upstream asks for basic auth: then every request carries it up front. */
   #basic = false;

@@ -90,6 +90,22 @@ test('non-root numeric user, state on a volume it owns, the proxy ports exposed'
   t.deepEqual(only('EXPOSE').args.split(/\s+/).map(Number), [config.listen.port, config.admin.port]);
 });
 
+test('the compile cache is filled at build time, as root, where the shipped NODE_COMPILE_CACHE points', (t) => {
+  // Memory at rest (docs/decisions.md): a warm cache means the proxy never loads node's TypeScript
+  // stripper. Filled before USER, so the proxy's user reads it and cannot rewrite the code it holds.
+  const dir = shippedRuntime().env.NODE_COMPILE_CACHE;
+  t.truthy(dir, "package.json's start script sets NODE_COMPILE_CACHE");
+  const at = (pred: (i: Instruction) => boolean) => final.instructions.findIndex(pred);
+  const env = at((i) => i.keyword === 'ENV' && i.args === `NODE_COMPILE_CACHE=${dir}`);
+  const warm = at((i) => i.keyword === 'RUN' && /^node scripts\/warm-compile-cache\.ts$/.test(i.args));
+  const sources = at((i) => i.keyword === 'COPY' && parseCopy(i.args).sources.includes('src'));
+  const user = at((i) => i.keyword === 'USER');
+  t.true(env >= 0 && warm > env, 'warmed into the directory the proxy reads');
+  t.true(warm > sources, 'after the sources are in');
+  t.true(warm < user, 'as root, before USER');
+  t.is(destinationOf('scripts/warm-compile-cache.ts'), '/app/scripts/warm-compile-cache.ts');
+});
+
 test('HEALTHCHECK runs node (no curl in slim) with the shipped health check script', (t) => {
   const hc = only('HEALTHCHECK');
   const [, options = '', cmd = ''] = /^(.*?)CMD\s+(.*)$/.exec(hc.args) ?? [];
