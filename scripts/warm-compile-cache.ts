@@ -36,9 +36,9 @@ const dir = cacheDir();
 const enabled = enableCompileCache(dir);
 if (enabled.status === constants.compileCacheStatus.FAILED)
   throw new Error(`cannot use ${dir} as the compile cache: ${enabled.message ?? 'unknown reason'}`);
-// Worker entry points (*-worker.ts) refuse to run on a main thread; what they import is cached,
-// and the file itself is stripped in its worker, whose memory goes when the worker stops.
-const files = modules(join(ROOT, 'src')).filter((f) => f !== ENTRY && !f.endsWith('-worker.ts'));
+// Worker entry points (*-worker.ts) do nothing when imported on a main thread: they are cached too,
+// so a worker never loads the stripper either.
+const files = modules(join(ROOT, 'src')).filter((f) => f !== ENTRY);
 for (const file of files) await import(pathToFileURL(file).href);
 flushCompileCache();
 const entry = spawnSync(process.execPath, [ENTRY, '--version'], {

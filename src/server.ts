@@ -9,6 +9,7 @@ import type { Express } from 'express';
 import { createAdminApp } from './admin/api.ts';
 import type { Config, ConnectionLimits } from './config/types.ts';
 import { BlobCache } from './blobs/cache.ts';
+import { releaseSpareBuffers } from './blobs/file-sender.ts';
 import { FillThread, THREAD_SHARED_UNWRITTEN_BYTES } from './blobs/fill-thread.ts';
 import { BlobStore } from './blobs/store.ts';
 import { Decider } from './gate/decider.ts';
@@ -274,20 +275,24 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
   const tlsMaterial = tls ? readTls(tls) : undefined;
   if (tlsMaterial) metrics.tlsCertificateExpiry.set(tlsMaterial.notAfter.getTime() / 1000);
   const main = await listen(app, config.listen.host, config.listen.port, config.connections, logger, tlsMaterial);
-  const collector = startIdleCollector(IDLE_COLLECT_MS, (ms) => {
-    const mib = (n: number) => Math.round(n / 104857.6) / 10;
-    const m = process.memoryUsage();
-    logger.debug(
-      {
-        ms: Math.round(ms * 10) / 10,
-        rssMiB: mib(m.rss),
-        heapMiB: mib(m.heapUsed),
-        heapTotalMiB: mib(m.heapTotal),
-        externalMiB: mib(m.external),
-      },
-      'idle garbage collection',
-    );
-  });
+  const collector = startIdleCollector(
+    IDLE_COLLECT_MS,
+    (ms) => {
+      const mib = (n: number) => Math.round(n / 104857.6) / 10;
+      const m = process.memoryUsage();
+      logger.debug(
+        {
+          ms: Math.round(ms * 10) / 10,
+          rssMiB: mib(m.rss),
+          heapMiB: mib(m.heapUsed),
+          heapTotalMiB: mib(m.heapTotal),
+          externalMiB: mib(m.external),
+        },
+        'idle garbage collection',
+      );
+    },
+    releaseSpareBuffers,
+  );
   main.server.on('request', () => collector.touch());
   const admin =
     config.admin.identities.length > 0 || metricsOnAdmin

@@ -107,6 +107,11 @@ async function send(fh: FileHandle, out: Writable, opts: SendOptions, pool: Buff
 const spare: Buffer[] = [];
 const SPARE_MAX = 8;
 
+/** Lets go of the spare buffers (the proxy is at rest: src/ops/idle-gc.ts). */
+export function releaseSpareBuffers(): void {
+  spare.length = 0;
+}
+
 /** At most `max` buffers for one send; one goes back once the socket has taken what was read into it. */
 class BufferPool {
   readonly #max: number;

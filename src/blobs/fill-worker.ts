@@ -4,7 +4,7 @@
 // that churn started a full collection about every 64 MiB, and those cost more CPU than the copy
 // itself (docs/decisions.md, "cold fills in a thread of their own"). This isolate's heap is small,
 // so its collections are cheap, and the hashing runs beside the main thread instead of on it.
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import type { UpstreamConfig } from '../config/types.ts';
 import { RegistryClient, type ClientObserver } from '../oci/client.ts';
 import { RegistryError } from '../oci/errors.ts';
@@ -13,86 +13,102 @@ import type { FromFillThread, ToFillThread, WireError } from './fill-thread.ts';
 import { blobOrigin } from './upstream-origin.ts';
 import { exposedGc } from '../util/exposed-gc.ts';
 
-const port = parentPort;
-if (!port) throw new Error('internal: fill-worker.ts runs as a worker thread');
-
-const { upstreams, sharedUnwrittenBytes } = workerData as { upstreams: UpstreamConfig[]; sharedUnwrittenBytes: number };
-const post = (m: FromFillThread): void => port.postMessage(m);
-const observer: ClientObserver = {
-  upstreamRequest: (upstream, op, status, seconds) => post({ type: 'request', upstream, op, status, seconds }),
-};
-const clients = new Map<string, RegistryClient>();
-for (const u of upstreams) clients.set(u.host, new RegistryClient(u, observer));
-const budget = new WriteBudget(sharedUnwrittenBytes);
-
 /**
  * Every socket read is a new 64 KiB buffer, dead as soon as it is written. V8 frees such buffers
  * only when it collects, and it starts a full collection for them only past 64 MiB of garbage:
  * a scavenge every 8 MiB written hands them back while they are still young and cheap to free,
  * keeping the thread's share of a cold fetch's memory small however large the blob.
  */
-const gc = exposedGc();
 const SCAVENGE_BYTES = 8 * 1024 * 1024;
 /** Ahead of the disk per fill: readers read the file, so more would only be memory. */
 const OWN_UNWRITTEN_BYTES = 2 * 1024 * 1024;
-let writtenSinceScavenge = 0;
-function written(bytes: number): void {
-  writtenSinceScavenge += bytes;
-  if (writtenSinceScavenge < SCAVENGE_BYTES || !gc) return;
-  writtenSinceScavenge = 0;
-  gc({ type: 'minor' });
-}
-
-/** Progress reaches the main thread a mebibyte at a time, or within 10 ms for a slow upstream: each report is a message and a wake-up of the main thread. */
+/**
+ * Progress reaches the main thread a mebibyte at a time, or within 10 ms for a slow upstream: each
+ * report is a message and a wake-up of the main thread.
+ */
 const REPORT_BYTES = 1024 * 1024;
 const REPORT_DELAY_MS = 10;
 
-function start(id: number, digest: string, tmpPath: string, upstream: string, repository: string): void {
-  const client = clients.get(upstream);
-  if (!client) {
-    const error = new RegistryError('internal', 'UNAVAILABLE', `internal: the fill thread has no upstream ${upstream}`);
-    post({ type: 'done', id, ok: false, bytes: 0, ms: 0, error: wire(error) });
-    return;
-  }
-  let reported = 0;
-  let onDisk = 0;
-  let timer: NodeJS.Timeout | undefined;
-  const report = (fill: Fill): void => {
-    clearTimeout(timer);
-    timer = undefined;
-    reported = fill.onDisk();
-    post({ type: 'disk', id, bytes: reported, ...(fill.verified ? { size: fill.size } : {}) });
+// Imported on a main thread (scripts/warm-compile-cache.ts fills the compile cache so), it does nothing.
+if (parentPort && workerData)
+  serve(parentPort, workerData as { upstreams: UpstreamConfig[]; sharedUnwrittenBytes: number });
+
+function serve(
+  port: MessagePort,
+  { upstreams, sharedUnwrittenBytes }: { upstreams: UpstreamConfig[]; sharedUnwrittenBytes: number },
+): void {
+  const post = (m: FromFillThread): void => port.postMessage(m);
+  const observer: ClientObserver = {
+    upstreamRequest: (upstream, op, status, seconds) => post({ type: 'request', upstream, op, status, seconds }),
   };
-  const fill = Fill.start(
-    digest,
-    tmpPath,
-    blobOrigin(client, repository, digest),
-    (f, outcome) => {
-      clearTimeout(timer);
-      // On disk and synced: the main thread's cache takes the file from here.
-      if (outcome.ok) f.release();
-      post(
-        outcome.ok
-          ? { type: 'done', id, ok: true, bytes: outcome.size, ms: outcome.ms }
-          : { type: 'done', id, ok: false, bytes: outcome.bytes, ms: outcome.ms, error: wire(outcome.error) },
+  const clients = new Map<string, RegistryClient>();
+  for (const u of upstreams) clients.set(u.host, new RegistryClient(u, observer));
+  const budget = new WriteBudget(sharedUnwrittenBytes);
+  const gc = exposedGc();
+
+  let writtenSinceScavenge = 0;
+  function written(bytes: number): void {
+    writtenSinceScavenge += bytes;
+    if (writtenSinceScavenge < SCAVENGE_BYTES || !gc) return;
+    writtenSinceScavenge = 0;
+    gc({ type: 'minor' });
+  }
+
+  function start(id: number, digest: string, tmpPath: string, upstream: string, repository: string): void {
+    const client = clients.get(upstream);
+    if (!client) {
+      const error = new RegistryError(
+        'internal',
+        'UNAVAILABLE',
+        `internal: the fill thread has no upstream ${upstream}`,
       );
-    },
-    {
-      budget,
-      windowBytes: 0,
-      ownUnwrittenBytes: OWN_UNWRITTEN_BYTES,
-      onDisk: (f) => {
-        written(f.onDisk() - onDisk);
-        onDisk = f.onDisk();
-        if (f.verified || f.onDisk() - reported >= REPORT_BYTES) report(f);
-        else timer ??= setTimeout(() => report(f), REPORT_DELAY_MS);
+      post({ type: 'done', id, ok: false, bytes: 0, ms: 0, error: wire(error) });
+      return;
+    }
+    let reported = 0;
+    let onDisk = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const report = (fill: Fill): void => {
+      clearTimeout(timer);
+      timer = undefined;
+      reported = fill.onDisk();
+      post({ type: 'disk', id, bytes: reported, ...(fill.verified ? { size: fill.size } : {}) });
+    };
+    const fill = Fill.start(
+      digest,
+      tmpPath,
+      blobOrigin(client, repository, digest),
+      (f, outcome) => {
+        clearTimeout(timer);
+        // On disk and synced: the main thread's cache takes the file from here.
+        if (outcome.ok) f.release();
+        post(
+          outcome.ok
+            ? { type: 'done', id, ok: true, bytes: outcome.size, ms: outcome.ms }
+            : { type: 'done', id, ok: false, bytes: outcome.bytes, ms: outcome.ms, error: wire(outcome.error) },
+        );
       },
-    },
-  );
-  fill.started.then(
-    () => post({ type: 'started', id, size: fill.size }),
-    () => undefined, // the failure arrives with 'done'
-  );
+      {
+        budget,
+        windowBytes: 0,
+        ownUnwrittenBytes: OWN_UNWRITTEN_BYTES,
+        onDisk: (f) => {
+          written(f.onDisk() - onDisk);
+          onDisk = f.onDisk();
+          if (f.verified || f.onDisk() - reported >= REPORT_BYTES) report(f);
+          else timer ??= setTimeout(() => report(f), REPORT_DELAY_MS);
+        },
+      },
+    );
+    fill.started.then(
+      () => post({ type: 'started', id, size: fill.size }),
+      () => undefined, // the failure arrives with 'done'
+    );
+  }
+
+  port.on('message', (m: ToFillThread) => {
+    if (m.type === 'fill') start(m.id, m.digest, m.tmpPath, m.upstream, m.repository);
+  });
 }
 
 /** What crosses to the main thread of an error: all its answer says, and its cause's message for the log. */
@@ -100,7 +116,3 @@ function wire(error: RegistryError): WireError {
   const cause = error.cause instanceof Error ? error.cause.message : undefined;
   return { failure: error.failure, code: error.code, message: error.message, ...(cause ? { cause } : {}) };
 }
-
-port.on('message', (m: ToFillThread) => {
-  if (m.type === 'fill') start(m.id, m.digest, m.tmpPath, m.upstream, m.repository);
-});

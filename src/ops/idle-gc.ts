@@ -11,7 +11,12 @@ export interface IdleCollector {
   stop(): void;
 }
 
-export function startIdleCollector(quietMs: number, onCollect?: (ms: number) => void): IdleCollector {
+/** `release` lets go of what is only kept for reuse (spare buffers) just before the collection. */
+export function startIdleCollector(
+  quietMs: number,
+  onCollect?: (ms: number) => void,
+  release?: () => void,
+): IdleCollector {
   const gc = exposedGc();
   let lastTouch = 0;
   let dirty = false;
@@ -19,6 +24,7 @@ export function startIdleCollector(quietMs: number, onCollect?: (ms: number) => 
     if (!gc || !dirty || Date.now() - lastTouch < quietMs) return;
     dirty = false;
     const t0 = performance.now();
+    release?.();
     gc();
     onCollect?.(performance.now() - t0);
   }, quietMs);
