@@ -21,10 +21,12 @@ COPY scripts/warm-compile-cache.ts ./scripts/warm-compile-cache.ts
 COPY deploy/docker/pullgate.yaml /etc/pullgate/pullgate.yaml
 COPY config/policy.example.yaml /etc/pullgate/policy.yaml
 # Memory at rest (docs/decisions.md, "Memory at rest"): a small young generation, glibc handing
-# freed transfer buffers back to the system, and a compile cache filled here, as root, so the proxy
-# never loads node's TypeScript stripper; the user below can read it, not change it (relative to
-# WORKDIR). package.json's start script runs the proxy the same way.
+# freed transfer buffers back to the system (one malloc arena, so what the fill thread freed is
+# trimmed too), and a compile cache filled here, as root, so the proxy never loads node's
+# TypeScript stripper; the user below can read it, not change it (relative to WORKDIR).
+# package.json's start script runs the proxy the same way.
 ENV MALLOC_TRIM_THRESHOLD_=1048576
+ENV MALLOC_ARENA_MAX=1
 ENV NODE_COMPILE_CACHE=.cache/node-compile
 RUN node scripts/warm-compile-cache.ts
 # The only writable path: SQLite state. Everything else works on a read-only root filesystem.

@@ -1,7 +1,7 @@
 // Fills that run in the fill thread (fill-worker.ts): the main thread's side. Each one is a
 // RunningFill whose readers read the temporary file up to what the thread reports on disk (less
 // the last byte until the thread has verified the content), so the guarantees of fill.ts hold
-// unchanged. The thread starts with the first fill and stops after 3 quiet seconds, so an idle
+// unchanged. The thread starts with the first fill and stops when the proxy goes quiet, so an idle
 // proxy does not keep its memory; if it dies, its fills fail and the next fill starts another.
 import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
@@ -41,13 +41,6 @@ export type FromFillThread =
     }
   | { type: 'request'; upstream: string; op: string; status: number | 'error'; seconds: number };
 
-/**
- * A quiet spell after which the thread stops, giving its memory back before the idle collection
- * (src/ops/idle-gc.ts, 5 s) measures the process at rest; a restart costs ~100 ms on the next
- * cold fill, and the layers of one pull arrive well within it.
- */
-const IDLE_STOP_MS = 3_000;
-
 /** What the thread's fills share beyond their own 2 MiB ahead of the disk (fill.ts, fill-worker.ts). */
 export const THREAD_SHARED_UNWRITTEN_BYTES = 8 * 1024 * 1024;
 
@@ -65,7 +58,6 @@ export class FillThread {
   #worker: Worker | undefined;
   #nextId = 1;
   readonly #fills = new Map<number, RemoteFill>();
-  #idleTimer: NodeJS.Timeout | undefined;
   #closed = false;
 
   constructor(options: FillThreadOptions) {
@@ -87,7 +79,6 @@ export class FillThread {
     const id = this.#nextId++;
     const fill = new RemoteFill(digest, tmpPath, upstream, (outcome) => {
       this.#fills.delete(id);
-      this.#idleSoon();
       done(fill, outcome);
     });
     if (this.#closed) {
@@ -95,8 +86,6 @@ export class FillThread {
       return fill;
     }
     this.#fills.set(id, fill);
-    clearTimeout(this.#idleTimer);
-    this.#idleTimer = undefined;
     const message: ToFillThread = { type: 'fill', id, digest, tmpPath, upstream, repository };
     this.#thread().postMessage(message);
     return fill;
@@ -104,7 +93,6 @@ export class FillThread {
 
   async close(): Promise<void> {
     this.#closed = true;
-    clearTimeout(this.#idleTimer);
     const worker = this.#worker;
     this.#worker = undefined;
     if (worker) await worker.terminate();
@@ -152,17 +140,16 @@ export class FillThread {
     }
   }
 
-  #idleSoon(): void {
-    if (this.#fills.size > 0 || !this.#worker) return;
-    clearTimeout(this.#idleTimer);
-    this.#idleTimer = setTimeout(() => {
-      this.#idleTimer = undefined;
-      const worker = this.#worker;
-      if (this.#fills.size > 0 || !worker) return;
-      this.#worker = undefined;
-      void worker.terminate();
-    }, IDLE_STOP_MS);
-    this.#idleTimer.unref();
+  /**
+   * Stops the thread if no fill runs: called when the proxy has gone quiet (src/ops/idle-gc.ts), so
+   * an idle proxy keeps nothing of it, while one that is serving keeps a thread whose code is
+   * already optimised (a new one runs its first fills in unoptimised code).
+   */
+  async stopIfIdle(): Promise<void> {
+    const worker = this.#worker;
+    if (this.#fills.size > 0 || !worker) return;
+    this.#worker = undefined;
+    await worker.terminate();
   }
 }
 

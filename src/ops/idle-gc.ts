@@ -15,7 +15,7 @@ export interface IdleCollector {
 export function startIdleCollector(
   quietMs: number,
   onCollect?: (ms: number) => void,
-  release?: () => void,
+  release?: () => void | Promise<void>,
 ): IdleCollector {
   const gc = exposedGc();
   let lastTouch = 0;
@@ -23,10 +23,14 @@ export function startIdleCollector(
   const timer = setInterval(() => {
     if (!gc || !dirty || Date.now() - lastTouch < quietMs) return;
     dirty = false;
-    const t0 = performance.now();
-    release?.();
-    gc();
-    onCollect?.(performance.now() - t0);
+    // What is let go (a worker's whole heap) must be gone before the collection and the reading.
+    void Promise.resolve(release?.())
+      .catch(() => undefined)
+      .then(() => {
+        const t0 = performance.now();
+        gc();
+        onCollect?.(performance.now() - t0);
+      });
   }, quietMs);
   timer.unref();
   return {
