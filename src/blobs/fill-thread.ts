@@ -9,6 +9,7 @@ import type { UpstreamConfig } from '../config/types.ts';
 import type { ClientObserver } from '../oci/client.ts';
 import { RegistryError, type ErrorCode, type Failure } from '../oci/errors.ts';
 import type { FillOutcome, RunningFill } from './fill.ts';
+import { deferred, SharedFile, type Hooks } from './fill-handle.ts';
 
 export type ToFillThread = {
   type: 'fill';
@@ -153,11 +154,6 @@ export class FillThread {
   }
 }
 
-interface Hooks {
-  resolve: () => void;
-  reject: (e: Error) => void;
-}
-
 class RemoteFill implements RunningFill {
   readonly digest: string;
   readonly tmpPath: string;
@@ -168,11 +164,10 @@ class RemoteFill implements RunningFill {
   #onDisk = 0;
   #verified = false;
   #error: RegistryError | undefined;
-  #fh: FileHandle | undefined;
-  #holders = 1;
+  readonly #file = new SharedFile();
   #waiters: Hooks[] = [];
-  #startedHooks!: Hooks;
-  #completeHooks!: Hooks;
+  readonly #startedHooks: Hooks;
+  readonly #completeHooks: Hooks;
   #settled = false;
   /** The open of the file for readers, once the thread said the upstream answered. */
   #opening: Promise<void> = Promise.resolve();
@@ -184,11 +179,12 @@ class RemoteFill implements RunningFill {
     this.tmpPath = tmpPath;
     this.upstream = upstream;
     this.#done = done;
-    this.started = new Promise((resolve, reject) => (this.#startedHooks = { resolve, reject }));
-    this.complete = new Promise((resolve, reject) => (this.#completeHooks = { resolve, reject }));
-    // Nobody may be listening when a fill fails: its readers hear it through their own sends.
-    this.started.catch(() => undefined);
-    this.complete.catch(() => undefined);
+    const started = deferred();
+    const complete = deferred();
+    this.started = started.promise;
+    this.#startedHooks = started.hooks;
+    this.complete = complete.promise;
+    this.#completeHooks = complete.hooks;
   }
 
   get size(): number | undefined {
@@ -209,16 +205,11 @@ class RemoteFill implements RunningFill {
   }
 
   hold(): FileHandle | undefined {
-    if (this.#error || !this.#fh) return undefined;
-    this.#holders++;
-    return this.#fh;
+    return this.#error ? undefined : this.#file.hold();
   }
 
   release(): void {
-    if (--this.#holders > 0 || !this.#fh) return;
-    const fh = this.#fh;
-    this.#fh = undefined;
-    fh.close().catch(() => undefined);
+    this.#file.release();
   }
 
   /** The upstream answered: the thread created the file; this thread opens it for its readers. */
@@ -230,7 +221,7 @@ class RemoteFill implements RunningFill {
           fh.close().catch(() => undefined);
           return;
         }
-        this.#fh = fh;
+        this.#file.set(fh);
         this.#startedHooks.resolve();
       },
       // The thread may have failed and removed the file already: its own reason follows with 'done'.
@@ -255,7 +246,7 @@ class RemoteFill implements RunningFill {
     if (this.#settled) return;
     this.#settled = true;
     void this.#opening.then(() => {
-      if (ok && this.#verified && this.#fh && !this.#error) {
+      if (ok && this.#verified && this.#file.handle && !this.#error) {
         this.#done({ ok: true, size: bytes, ms });
         return;
       }

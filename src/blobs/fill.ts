@@ -10,6 +10,7 @@ import type { Readable } from 'node:stream';
 import { RegistryError } from '../oci/errors.ts';
 import { digestHasher } from '../oci/digest.ts';
 import type { GrowingFile } from './file-sender.ts';
+import { deferred, SharedFile, type Hooks } from './fill-handle.ts';
 import type { BlobOrigin } from './types.ts';
 
 /**
@@ -39,21 +40,6 @@ const WAKE_DELAY_MS = 2;
 
 export type FillOutcome =
   { ok: true; size: number; ms: number } | { ok: false; error: RegistryError; bytes: number; ms: number };
-
-interface Hooks {
-  resolve: () => void;
-  reject: (e: Error) => void;
-}
-
-function deferred(): { promise: Promise<void>; hooks: Hooks } {
-  let hooks!: Hooks;
-  const promise = new Promise<void>((resolve, reject) => {
-    hooks = { resolve, reject };
-  });
-  // Nobody may be listening when a fill fails: its readers hear it through their own sends.
-  promise.catch(() => undefined);
-  return { promise, hooks };
-}
 
 /** What the blob store needs of a fill, wherever it runs (this thread, or the fill thread: fill-thread.ts). */
 export interface RunningFill extends GrowingFile {
@@ -103,9 +89,7 @@ export class Fill implements RunningFill {
   #windowStart = 0;
   #verified = false;
   #error: RegistryError | undefined;
-  #fh: FileHandle | undefined;
-  /** The fill itself holds the file, and so does each reader; the last one closes it. */
-  #holders = 1;
+  readonly #file = new SharedFile();
   #waiters: Hooks[] = [];
   /** `#received` when readers were last woken, and the timer that wakes them for a slow upstream. */
   #wokenAt = 0;
@@ -204,17 +188,11 @@ export class Fill implements RunningFill {
 
   /** A reader's hold on the file; undefined when the fill failed (the reader gets its error instead). */
   hold(): FileHandle | undefined {
-    if (this.#error || !this.#fh) return undefined;
-    this.#holders++;
-    return this.#fh;
+    return this.#error ? undefined : this.#file.hold();
   }
 
   release(): void {
-    if (--this.#holders > 0 || !this.#fh) return;
-    const fh = this.#fh;
-    this.#fh = undefined;
-    this.#window = [];
-    fh.close().catch(() => undefined);
+    if (this.#file.release()) this.#window = [];
   }
 
   async #run(origin: BlobOrigin): Promise<number> {
@@ -223,14 +201,15 @@ export class Fill implements RunningFill {
     const up = await origin.get();
     this.#size = up.size;
     // Opened for reading too: readers share this handle with positional reads.
-    this.#fh = await open(this.tmpPath, 'wx+', 0o600).catch((err: NodeJS.ErrnoException) => {
+    const fh = await open(this.tmpPath, 'wx+', 0o600).catch((err: NodeJS.ErrnoException) => {
       up.body.on('error', () => undefined).destroy();
       throw this.#local(err);
     });
+    this.#file.set(fh);
     this.#started.resolve();
     await this.#copy(up.body, hasher.hash, hasher.matches);
     // On disk before the cache trusts it: an entry is never served again from a half-written file.
-    await this.#fh.datasync().catch((err: NodeJS.ErrnoException) => {
+    await fh.datasync().catch((err: NodeJS.ErrnoException) => {
       throw this.#local(err);
     });
     return this.#received;
@@ -331,7 +310,7 @@ export class Fill implements RunningFill {
 
   /** Writes every received byte not yet on disk, then lets go of chunks the window no longer needs. */
   async #writeBehind(): Promise<void> {
-    const fh = this.#fh as FileHandle;
+    const fh = this.#file.handle as FileHandle;
     const batch: Buffer[] = [];
     let pos = this.#windowStart;
     for (const chunk of this.#window) {
