@@ -214,6 +214,7 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
     manifestMaxBytes: config.manifestMaxBytes,
     widths: config.budgets,
     driftAuditSeconds: config.budgets.driftAuditSeconds,
+    tagListMaxTags: config.budgets.tagListMaxTags,
     maxCached: config.cache.maxEntries,
     staleGraceSeconds: config.staleGraceSeconds,
     tagRecheckSeconds: config.tagRecheckSeconds,

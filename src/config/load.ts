@@ -5,7 +5,13 @@ import { dirname, join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { RevalidateConfig } from '../gate/revalidate.ts';
 import type { AdminIdentity, BudgetsConfig, Config, StoreConfig, TimeoutsConfig, UpstreamConfig } from './types.ts';
-import { DEFAULT_DECISION_LIMITS, DEFAULT_INDEX_MAX_MANIFESTS, DEFAULT_MANIFEST_MAX_LAYERS } from '../gate/limits.ts';
+import {
+  DEFAULT_DECISION_LIMITS,
+  DEFAULT_INDEX_MAX_MANIFESTS,
+  DEFAULT_MANIFEST_MAX_LAYERS,
+  DEFAULT_TAG_LIST_MAX_TAGS,
+} from '../gate/limits.ts';
+import { DEFAULT_UPSTREAM_FETCH_LIMITS } from '../oci/fetch-budget.ts';
 import { DEFAULT_EVIDENCE_LIMITS } from '../verify/budget.ts';
 import { AUTH_KEYS, readAuth } from './auth.ts';
 import { parseListenAddress } from './listen.ts';
@@ -208,6 +214,10 @@ function buildConfig(root: Node, baseDir: string, env: NodeJS.ProcessEnv, opts: 
       'concurrentDecisions',
       'decisionQueue',
       'driftAuditSeconds',
+      'tagListMaxTags',
+      'upstreamRequests',
+      'upstreamBlobRequests',
+      'upstreamQueue',
       'evidence',
     ]);
   const policy = top.get('policy').object(['file']);
@@ -300,6 +310,7 @@ function readBudgets(limits: { get(key: string): Node }): BudgetsConfig {
       'concurrency',
     ]);
   const d = DEFAULT_EVIDENCE_LIMITS;
+  const f = DEFAULT_UPSTREAM_FETCH_LIMITS;
   return {
     evidence: {
       manifests: e.get('manifests').integer(d.manifests, 1, 1024),
@@ -316,6 +327,10 @@ function readBudgets(limits: { get(key: string): Node }): BudgetsConfig {
     manifestMaxLayers: limits.get('manifestMaxLayers').integer(DEFAULT_MANIFEST_MAX_LAYERS, 1, 100_000),
     indexMaxManifests: limits.get('indexMaxManifests').integer(DEFAULT_INDEX_MAX_MANIFESTS, 1, 100_000),
     driftAuditSeconds: limits.get('driftAuditSeconds').integer(3600, 0, 7 * 86400),
+    tagListMaxTags: limits.get('tagListMaxTags').integer(DEFAULT_TAG_LIST_MAX_TAGS, 1, 1_000_000),
+    upstreamRequests: limits.get('upstreamRequests').integer(f.requests, 1, 4096),
+    upstreamBlobRequests: limits.get('upstreamBlobRequests').integer(f.blobRequests, 1, 4096),
+    upstreamQueue: limits.get('upstreamQueue').integer(f.queue, 0, 100_000),
   };
 }
 

@@ -14,6 +14,12 @@ export interface BudgetsConfig {
   indexMaxManifests: number;
   /** Drift of one tag is audited at most once per this many seconds (the open record counts every sighting). */
   driftAuditSeconds: number;
+  /** Valid tags read from one upstream tag list; a list with more is refused (502 naming the key). */
+  tagListMaxTags: number;
+  /** Per upstream: requests (manifests, tags, referrers, tokens) and blob transfers in flight, and the queue of each. */
+  upstreamRequests: number;
+  upstreamBlobRequests: number;
+  upstreamQueue: number;
 }
 
 export interface TimeoutsConfig {

@@ -71,6 +71,8 @@ export interface GateDeps {
   widths?: WidthLimits;
   /** Drift of one tag is audited at most once per this many seconds (limits.driftAuditSeconds). */
   driftAuditSeconds?: number;
+  /** Valid tags read from one upstream tag list (limits.tagListMaxTags). */
+  tagListMaxTags?: number;
   maxCached: number;
   staleGraceSeconds: number;
   /** A pinned tag is asked of its upstream at most once per this many seconds. */
@@ -201,7 +203,7 @@ export class PolicyGate implements Gate {
     if (page.last !== undefined) query.set('last', page.last);
     const client = this.#deps.upstreams.client(repo.upstream);
     const res = await client.tags(repo.repository, query, LIST_MAX_BYTES, signal);
-    return tagPage(res.body, `${repo.upstream}/${repo.repository}`, page, res.link);
+    return tagPage(res.body, `${repo.upstream}/${repo.repository}`, page, res.link, this.#deps.tagListMaxTags);
   }
 
   async referrers(repo: Repo, digest: string, artifactType?: string, signal?: AbortSignal): Promise<ImageIndex> {

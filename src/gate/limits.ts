@@ -7,6 +7,12 @@ export const DEFAULT_MANIFEST_MAX_LAYERS = 1000;
 /** The widest index accepted (`limits.indexMaxManifests`): platforms and their attestation manifests. */
 export const DEFAULT_INDEX_MAX_MANIFESTS = 1000;
 
+/**
+ * Valid tags read from one upstream tag list (`limits.tagListMaxTags`): each kept tag is a string in
+ * memory and the whole list is sorted to page it, so the count, not only the bytes, is bounded.
+ */
+export const DEFAULT_TAG_LIST_MAX_TAGS = 100_000;
+
 export interface WidthLimits {
   manifestMaxLayers: number;
   indexMaxManifests: number;

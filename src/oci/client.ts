@@ -15,6 +15,12 @@ import { matchesDigest, sha256Digest } from './digest.ts';
 import { isDigest } from './reference.ts';
 import { guardedConnector, originOnlyConnector, parseCidr, type Cidr, type EgressRule } from './egress.ts';
 import {
+  DEFAULT_UPSTREAM_FETCH_LIMITS,
+  releaseWith,
+  UpstreamFetchBudget,
+  type UpstreamFetchLimits,
+} from './fetch-budget.ts';
+import {
   INDEX_MEDIA_TYPES,
   MANIFEST_MEDIA_TYPES,
   MediaType,
@@ -62,6 +68,8 @@ export function clientGone(): RegistryError {
 export interface ClientObserver {
   /** Called once per upstream round trip (auth and redirects included). */
   upstreamRequest(upstream: string, op: string, status: number | 'error', seconds: number): void;
+  /** Called when a request is refused because the upstream's fetch budget and its queue are full. */
+  upstreamBusy?(upstream: string, budget: 'requests' | 'blobs'): void;
 }
 
 const MAX_REDIRECTS = 5;
@@ -125,9 +133,16 @@ export class RegistryClient {
   /** Set once the upstream asks for basic auth: then every request carries it up front. */
   #basic = false;
   readonly #observer: ClientObserver | undefined;
+  /** Concurrent requests to this upstream, and the bounded queue behind them (src/oci/fetch-budget.ts). */
+  readonly budget: UpstreamFetchBudget;
 
-  constructor(upstream: UpstreamConfig, observer?: ClientObserver) {
+  constructor(
+    upstream: UpstreamConfig,
+    observer?: ClientObserver,
+    limits: UpstreamFetchLimits = DEFAULT_UPSTREAM_FETCH_LIMITS,
+  ) {
     this.upstream = upstream;
+    this.budget = new UpstreamFetchBudget(upstream.host, limits);
     this.#base = new URL(upstream.url);
     const ca = upstream.caFile ? [...rootCertificates, readFileSync(upstream.caFile, 'utf8')] : undefined;
     const connect = { timeout: upstream.timeouts.connectMs, ...(ca ? { ca } : {}) };
@@ -136,7 +151,8 @@ export class RegistryClient {
       headersTimeout: upstream.timeouts.headersMs,
       bodyTimeout: upstream.timeouts.bodyMs,
       keepAliveTimeout: 30_000,
-      connections: 128,
+      // As many connections as the budget lets requests through: undici's own queue stays empty.
+      connections: limits.requests,
     };
     // Realms allowlisted for credentials are trusted enough to be connected to wherever they are.
     this.#egress = {
@@ -144,7 +160,7 @@ export class RegistryClient {
       allowCidrs: upstream.egress.allowCidrs.map((c) => parseCidr(c)).filter((c): c is Cidr => c !== undefined),
     };
     this.#agent = new Agent(options);
-    this.#blobAgent = new Agent({ ...options, connections: 64 });
+    this.#blobAgent = new Agent({ ...options, connections: limits.blobRequests });
     this.#external = new Agent({ ...options, connect: guardedConnector(this.#egress, connect), connections: 32 });
     this.#observer = observer;
   }
@@ -592,8 +608,19 @@ export class RegistryClient {
     op: string,
     signal?: AbortSignal,
   ): Promise<UpstreamResponse> {
-    const started = performance.now();
     const external = dispatcher === this.#external;
+    // One slot per round trip, held until its body closes; blob transfers (and where their redirects
+    // lead) have a budget of their own, so that long streams never starve manifests and tokens.
+    const kind = op === 'blob' || op === 'blob-redirect' ? 'blobs' : 'requests';
+    let release: () => void;
+    try {
+      release = await this.budget.acquire(kind, signal);
+    } catch (err) {
+      if (err instanceof RegistryError && err.code === 'TOOMANYREQUESTS')
+        this.#observer?.upstreamBusy?.(this.host, kind);
+      throw err;
+    }
+    const started = performance.now();
     try {
       const res = await request(url, {
         dispatcher,
@@ -603,8 +630,10 @@ export class RegistryClient {
         ...(signal ? { signal } : {}),
       });
       this.#observer?.upstreamRequest(this.host, op, res.statusCode, (performance.now() - started) / 1000);
+      releaseWith(res.body, release);
       return { status: res.statusCode, headers: res.headers, body: res.body, ...(external ? { external } : {}) };
     } catch (err) {
+      release();
       this.#observer?.upstreamRequest(this.host, op, 'error', (performance.now() - started) / 1000);
       if (signal?.aborted) throw signal.reason;
       if (external) throw egressFailure(this.host, op, url, err);

@@ -198,4 +198,9 @@ export class Metrics implements ClientObserver, BlobStoreObserver {
     this.upstreamLatency.observe({ upstream, op }, seconds);
     if (status === 'error' || status >= 500) this.upstreamErrors.inc({ upstream, op });
   }
+
+  /** A request refused because an upstream's fetch budget (limits.upstreamRequests / upstreamBlobRequests) and queue were full. */
+  upstreamBusy(_upstream: string, budget: 'requests' | 'blobs'): void {
+    this.events.inc({ event: budget === 'blobs' ? 'upstream-blobs-refused-busy' : 'upstream-requests-refused-busy' });
+  }
 }

@@ -14,20 +14,55 @@ export class AdmissionQueue {
 
   /** Runs `fn` when a slot is free; undefined (fn not run) when the queue is full. */
   async run<T>(fn: () => Promise<T>): Promise<{ value: T } | undefined> {
-    if (this.#active >= this.running) {
-      if (this.#queue.length >= this.waiting) return undefined;
-      await new Promise<void>((resolve) => this.#queue.push(resolve));
-    } else {
-      this.#active++;
-    }
+    const release = await this.acquire();
+    if (!release) return undefined;
     try {
       return { value: await fn() };
     } finally {
+      release();
+    }
+  }
+
+  /**
+   * A slot held until the returned function is called (once; later calls do nothing): for work
+   * that outlives a call, like an upstream response whose body streams on. Undefined when the queue
+   * is full. A waiter whose `signal` aborts leaves the queue and rejects with the signal's reason,
+   * so that a deadline or a client that left bounds the wait as well as the work.
+   */
+  async acquire(signal?: AbortSignal): Promise<(() => void) | undefined> {
+    if (signal?.aborted) throw signal.reason;
+    if (this.#active < this.running) {
+      this.#active++;
+      return this.#releaser();
+    }
+    if (this.#queue.length >= this.waiting) return undefined;
+    await new Promise<void>((resolve, reject) => {
+      const wake = (): void => {
+        signal?.removeEventListener('abort', abort);
+        resolve();
+      };
+      const abort = (): void => {
+        const at = this.#queue.indexOf(wake);
+        if (at >= 0) this.#queue.splice(at, 1);
+        reject(signal?.reason);
+      };
+      this.#queue.push(wake);
+      signal?.addEventListener('abort', abort, { once: true });
+    });
+    // The slot was handed over by the job that released it (#active unchanged).
+    return this.#releaser();
+  }
+
+  #releaser(): () => void {
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
       // The slot passes straight to the next waiter, so a newcomer cannot overtake the queue.
       const next = this.#queue.shift();
       if (next) next();
       else this.#active--;
-    }
+    };
   }
 
   get active(): number {

@@ -9,7 +9,8 @@ import { manifestMediaType, parseIndex } from '../../../src/oci/client.ts';
 import { RegistryError } from '../../../src/oci/errors.ts';
 import { MANIFEST_MEDIA_TYPES, MediaType, type FetchedManifest } from '../../../src/oci/types.ts';
 import { blobsOf, childrenOf, evidenceSubject, parseManifest } from '../../../src/gate/admission.ts';
-import { tagPage } from '../../../src/gate/tag-list.ts';
+import { scanTagList, tagPage } from '../../../src/gate/tag-list.ts';
+import { isTag } from '../../../src/oci/reference.ts';
 import {
   Annotation,
   attestationBundles,
@@ -125,6 +126,68 @@ test('tag lists: a RegistryError or a page of strings, whatever the upstream sen
         if (page.n !== undefined && !l) t.true(out.tags.length <= page.n);
       },
     ),
+    { numRuns: RUNS },
+  );
+});
+
+/** What the tag list scanner must find: JSON.parse's reading of the document, valid tags only. */
+function parsedTags(bytes: Buffer): string[] | 'invalid' {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    return 'invalid';
+  }
+  const tags = (doc as { tags?: unknown } | null)?.tags;
+  return Array.isArray(tags) ? tags.filter((x): x is string => typeof x === 'string' && isTag(x)) : [];
+}
+
+test('tag list scanner: exactly what JSON.parse reads (valid tags of the top-level list), or invalid when it throws', (t) => {
+  const tagLike = fc.oneof(
+    arbTag,
+    fc.string({ maxLength: 8 }),
+    fc.constantFrom('.a', '-a', '', 'a b', 'x'.repeat(129)),
+  );
+  const listDoc = fc
+    .record(
+      {
+        name: fc.string(),
+        tags: fc.oneof(fc.array(fc.oneof(tagLike, arbJson), { maxLength: 20 }), arbJson),
+        other: arbJson,
+      },
+      { requiredKeys: [] },
+    )
+    .map((v) => Buffer.from(JSON.stringify(v)));
+  // Valid documents cut or with one byte changed: mostly invalid JSON, sometimes still valid.
+  const damaged = fc
+    .tuple(listDoc, fc.nat(), fc.integer({ min: 0, max: 255 }), fc.boolean())
+    .map(([doc, at, byte, cut]) => {
+      if (doc.length === 0) return doc;
+      const i = at % doc.length;
+      if (cut) return doc.subarray(0, i);
+      const copy = Buffer.from(doc);
+      copy[i] = byte;
+      return copy;
+    });
+  fc.assert(
+    fc.property(fc.oneof(listDoc, damaged, documentBytes), (bytes) => {
+      const expected = parsedTags(bytes);
+      const got = boundedTime(() => scanTagList(bytes, 1_000));
+      if (expected === 'invalid') t.like(got, { ok: false, why: 'invalid' }, bytes.toString('latin1'));
+      else t.deepEqual(got.ok ? got.tags : got, expected, bytes.toString('latin1'));
+    }),
+    { numRuns: RUNS * 5 },
+  );
+});
+
+test('tag list scanner: never more than maxTags tags, and over it too-many, whatever the document', (t) => {
+  fc.assert(
+    fc.property(fc.array(fc.oneof(arbTag, fc.string({ maxLength: 4 })), { maxLength: 40 }), fc.nat(30), (tags, max) => {
+      const got = scanTagList(Buffer.from(JSON.stringify({ tags })), max);
+      const valid = tags.filter((x) => isTag(x));
+      if (valid.length > max) t.deepEqual(got, { ok: false, why: 'too-many' });
+      else t.deepEqual(got, { ok: true, tags: valid, dropped: tags.length - valid.length });
+    }),
     { numRuns: RUNS },
   );
 });

@@ -28,3 +28,39 @@ test('runs at most N at once, queues M in order, refuses the next, and frees slo
   t.deepEqual([await b, await c], [{ value: 'b' }, { value: 'c' }]);
   t.deepEqual([q.active, q.queued], [0, 0]);
 });
+
+test('acquire: a slot held until released (once), waiters served in order, a full queue refused', async (t) => {
+  const q = new AdmissionQueue(1, 1);
+  const first = await q.acquire();
+  t.truthy(first);
+  let secondGot = false;
+  const second = q.acquire().then((r) => ((secondGot = true), r));
+  t.is(await q.acquire(), undefined, 'one running, one waiting: the next is refused at once');
+  await new Promise((r) => setImmediate(r));
+  t.false(secondGot, 'the waiter waits while the slot is held');
+  first!();
+  first!(); // a second release must not free a slot it does not hold
+  const release2 = await second;
+  t.truthy(release2);
+  t.deepEqual([q.active, q.queued], [1, 0], 'the slot passed to the waiter; the double release freed nothing');
+  release2!();
+  t.deepEqual([q.active, q.queued], [0, 0]);
+});
+
+test('acquire: a waiter whose signal aborts leaves the queue with the reason; its place is free again', async (t) => {
+  const q = new AdmissionQueue(1, 1);
+  const held = await q.acquire();
+  const controller = new AbortController();
+  const waiting = q.acquire(controller.signal);
+  t.is(q.queued, 1);
+  controller.abort(new Error('deadline'));
+  await t.throwsAsync(waiting, { message: 'deadline' });
+  t.deepEqual([q.active, q.queued], [1, 0]);
+  const next = q.acquire();
+  t.is(q.queued, 1, 'the queue takes a waiter again');
+  held!();
+  (await next)!();
+  t.deepEqual([q.active, q.queued], [0, 0]);
+  await t.throwsAsync(q.acquire(AbortSignal.abort(new Error('gone'))), { message: 'gone' });
+  t.is(q.active, 0, 'an aborted signal takes no slot');
+});
