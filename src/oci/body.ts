@@ -15,8 +15,26 @@ export function discard(body: Readable): void {
   body.destroy();
 }
 
-/** Reads a stream fully; destroys it and throws TooLargeError as soon as it exceeds maxBytes. */
-export async function readLimited(body: Readable, maxBytes: number): Promise<Buffer> {
+/**
+ * Reads a stream fully; destroys it and throws TooLargeError as soon as it exceeds maxBytes. With a
+ * `declared` length (Content-Length) within the limit the bytes go into one buffer of that size as
+ * they arrive, so a large body is held once, not as its chunks and their concatenation side by side.
+ */
+export async function readLimited(body: Readable, maxBytes: number, declared?: number): Promise<Buffer> {
+  if (declared !== undefined && Number.isSafeInteger(declared) && declared >= 0 && declared <= maxBytes) {
+    const out = Buffer.allocUnsafe(declared);
+    let filled = 0;
+    for await (const chunk of body) {
+      const buf = chunk as Buffer;
+      if (filled + buf.length > declared) {
+        discard(body);
+        throw new Error(`the body is longer than its declared ${declared} bytes`);
+      }
+      buf.copy(out, filled);
+      filled += buf.length;
+    }
+    return filled === declared ? out : Buffer.from(out.subarray(0, filled));
+  }
   const chunks: Buffer[] = [];
   let total = 0;
   for await (const chunk of body) {

@@ -97,6 +97,12 @@ function headerValue(h: UpstreamResponse['headers'], name: string): string | und
   return Array.isArray(v) ? v[0] : v;
 }
 
+/** The Content-Length an upstream declared, when it is one. */
+function declaredLength(h: UpstreamResponse['headers']): number | undefined {
+  const v = headerValue(h, 'content-length')?.trim();
+  return v !== undefined && /^[0-9]{1,15}$/.test(v) ? Number(v) : undefined;
+}
+
 /** The upstream's own name for what went wrong on the network, mapped to 502/504 naming the upstream. */
 export function networkError(host: string, err: unknown, timeouts: UpstreamConfig['timeouts']): RegistryError {
   if (err instanceof RegistryError) return err; // a deadline's or a leaving client's reason
@@ -248,14 +254,14 @@ export class RegistryClient {
       deadline.signal,
     );
     if (res.status !== 200) throw await this.statusError(res, 'MANIFEST_UNKNOWN');
-    const declared = Number(headerValue(res.headers, 'content-length'));
-    if (declared > maxBytes) {
+    const declared = declaredLength(res.headers);
+    if (declared !== undefined && declared > maxBytes) {
       discard(res.body);
       throw this.#tooLarge(repository, reference, maxBytes);
     }
     let bytes: Buffer;
     try {
-      bytes = await readLimited(res.body, maxBytes);
+      bytes = await readLimited(res.body, maxBytes, declared);
     } catch (err) {
       if (err instanceof TooLargeError) throw this.#tooLarge(repository, reference, maxBytes);
       throw networkError(this.host, deadline.failure(err), this.upstream.timeouts);
@@ -272,7 +278,12 @@ export class RegistryClient {
     }
     const digest = isDigest(reference) ? reference : sha256Digest(bytes);
     const claimed = headerValue(res.headers, 'docker-content-digest');
-    if (!isDigest(reference) && claimed?.startsWith('sha256:') && claimed !== digest) {
+    // A tag the upstream names by another algorithm (sha512:…) or a malformed digest is refused, as
+    // resolveTag refuses it: were it served and pinned by the sha256 computed here, every later
+    // re-check of the tag would fail and the pin would never see the tag move.
+    if (!isDigest(reference) && claimed !== undefined && !(claimed.startsWith('sha256:') && isDigest(claimed)))
+      throw sha256Only(this.host, repository, reference, claimed);
+    if (!isDigest(reference) && claimed !== undefined && claimed !== digest) {
       throw new RegistryError(
         'upstream',
         'MANIFEST_INVALID',
@@ -317,12 +328,7 @@ export class RegistryClient {
     if (claimed?.startsWith('sha256:') && isDigest(claimed)) return claimed;
     // Another algorithm (sha512:…) or a malformed digest is not believed, and not looked past either:
     // an upstream that names its tags so is refused rather than re-fetched on every check.
-    if (claimed !== undefined)
-      throw new RegistryError(
-        'upstream',
-        'DIGEST_INVALID',
-        `upstream ${this.host} answered ${repository}:${tag} with digest ${JSON.stringify(claimed.slice(0, 80))}; pullgate resolves tags by sha256 digests only`,
-      );
+    if (claimed !== undefined) throw sha256Only(this.host, repository, tag, claimed);
     return (await this.manifest(repository, tag, accept, maxBytes, signal)).digest;
   }
 
@@ -474,7 +480,7 @@ export class RegistryClient {
 
   async #readBody(res: UpstreamResponse, maxBytes: number, what: string): Promise<Buffer> {
     try {
-      return await readLimited(res.body, maxBytes);
+      return await readLimited(res.body, maxBytes, declaredLength(res.headers));
     } catch (err) {
       if (err instanceof TooLargeError)
         throw new RegistryError(
@@ -654,6 +660,15 @@ export function egressFailure(host: string, op: string, url: URL, err: unknown):
     'UNAVAILABLE',
     `upstream ${host} sent the proxy to a ${what} it cannot use: refused by the egress policy or unreachable (the proxy's log has the detail)`,
     { cause: new Error(`${url.origin}: ${(err as { code?: string }).code ?? ''} ${(err as Error).message}`) },
+  );
+}
+
+/** An upstream named a tag's manifest by a digest that is not a sha256 one. */
+function sha256Only(host: string, repository: string, tag: string, claimed: string): RegistryError {
+  return new RegistryError(
+    'upstream',
+    'DIGEST_INVALID',
+    `upstream ${host} answered ${repository}:${tag} with digest ${JSON.stringify(claimed.slice(0, 80))}; pullgate resolves tags by sha256 digests only`,
   );
 }
 

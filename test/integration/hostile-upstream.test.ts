@@ -534,8 +534,58 @@ test.serial('a tag list of a million entries', async (t) => {
       { contentType: 'application/json' },
     ),
   );
-  const a = await hostile(t, `/v2/${REG}/${r}/tags/list?n=10`, { status: [200, 502] });
-  if (a.status === 200) t.is((JSON.parse(a.body.toString('utf8')) as { tags: string[] }).tags.length, 10);
+  // A million valid tags is over limits.tagListMaxTags (100,000): refused, naming the key, never cut.
+  await hostile(t, `/v2/${REG}/${r}/tags/list?n=10`, { status: [502], message: /limits\.tagListMaxTags/ });
+});
+
+/** A tag list document of exactly `size` bytes: `tags` first, then invalid entries ("." is no tag) as padding. */
+function tagListOf(tags: string[], size: number): Buffer {
+  const head = `{"name":"x","tags":${JSON.stringify(tags).slice(0, -1)}`;
+  const room = size - head.length - 2;
+  if (room < 0) throw new Error('the tags do not fit');
+  const pads = Math.floor(room / 4); // `,"."` each
+  const filler = ',"."'.repeat(pads) + ' '.repeat(room - pads * 4);
+  return Buffer.from(`${head}${filler}]}`);
+}
+
+const LIST_MAX = 16 * 1024 * 1024;
+/** The most RSS one tag list of the proxy's largest size (16 MiB) may add. */
+const TAG_LIST_RSS_MIB = 64;
+
+test.serial(
+  'a 16 MiB tag list of short tags (1.4 million): refused over limits.tagListMaxTags, RSS bounded',
+  async (t) => {
+    const r = repo('tags-max');
+    const tags = Array.from({ length: 1_400_000 }, (_, i) => `t${i}`);
+    const doc = tagListOf(tags, LIST_MAX);
+    up.on(`/v2/${r}/tags/list`, b.json(doc, { contentType: 'application/json' }));
+    const before = proxy.rss().nowMiB;
+    proxy.resetPeak();
+    const a = await hostile(t, `/v2/${REG}/${r}/tags/list?n=10`, { status: [502], message: /limits\.tagListMaxTags/ });
+    const growth = proxy.rss().peakMiB - before;
+    t.log(
+      `16 MiB list, ${tags.length} tags: RSS before ${before.toFixed(0)} MiB, peak growth ${growth.toFixed(0)} MiB`,
+    );
+    t.true(growth < TAG_LIST_RSS_MIB, `RSS grew ${growth.toFixed(0)} MiB, bound ${TAG_LIST_RSS_MIB}`);
+    t.regex(a.body.toString('utf8'), /SIZE_INVALID/);
+  },
+);
+
+test.serial('a 16 MiB tag list at limits.tagListMaxTags (100,000 longest tags): paged, RSS bounded', async (t) => {
+  const r = repo('tags-cap');
+  const tags = Array.from({ length: 100_000 }, (_, i) => `${String(99_999 - i).padStart(6, '0')}${'x'.repeat(122)}`);
+  const doc = tagListOf(tags, LIST_MAX);
+  up.on(`/v2/${r}/tags/list`, b.json(doc, { contentType: 'application/json' }));
+  const before = proxy.rss().nowMiB;
+  proxy.resetPeak();
+  const a = await hostile(t, `/v2/${REG}/${r}/tags/list?n=3&last=${tags[50_000]}`, { status: [200] });
+  const growth = proxy.rss().peakMiB - before;
+  t.log(
+    `16 MiB list, 100,000 tags of 128 bytes: RSS before ${before.toFixed(0)} MiB, peak growth ${growth.toFixed(0)} MiB`,
+  );
+  t.true(growth < TAG_LIST_RSS_MIB, `RSS grew ${growth.toFixed(0)} MiB, bound ${TAG_LIST_RSS_MIB}`);
+  const page = JSON.parse(a.body.toString('utf8')) as { tags: string[] };
+  t.deepEqual(page.tags, [tags[49_999], tags[49_998], tags[49_997]], 'the page after `last`, in lexical order');
 });
 
 test.serial('a referrers index of 100,000 entries', async (t) => {

@@ -200,6 +200,24 @@ test('placeholder secrets: refused with refusePlaceholders (serve), naming the k
   t.is(loadConfig(real, {}, { refusePlaceholders: true }).admin.token, 'f3b1c9e0a7d2486b9c1e5f0a3d7b2c8e');
 });
 
+test('tag list and upstream fetch budgets: documented defaults, overrides, out-of-range values named', (t) => {
+  t.like(loadConfig(undefined, {}).budgets, {
+    tagListMaxTags: 100_000,
+    upstreamRequests: 128,
+    upstreamBlobRequests: 64,
+    upstreamQueue: 512,
+  });
+  const c = loadConfig(
+    write('limits:\n  tagListMaxTags: 10\n  upstreamRequests: 1\n  upstreamBlobRequests: 2\n  upstreamQueue: 0\n'),
+    {},
+  ).budgets;
+  t.like(c, { tagListMaxTags: 10, upstreamRequests: 1, upstreamBlobRequests: 2, upstreamQueue: 0 });
+  fails(t, 'limits:\n  tagListMaxTags: 0\n', 'limits.tagListMaxTags', /between 1 and/);
+  fails(t, 'limits:\n  upstreamRequests: 0\n', 'limits.upstreamRequests', /between 1 and/);
+  fails(t, 'limits:\n  upstreamBlobRequests: -1\n', 'limits.upstreamBlobRequests', /between 1 and/);
+  fails(t, 'limits:\n  upstreamQueue: -1\n', 'limits.upstreamQueue', /between 0 and/);
+});
+
 test('budgets: documented defaults, overrides in sizes and numbers, unknown and out-of-range keys named', (t) => {
   const d = loadConfig(undefined, {}).budgets;
   t.deepEqual(d.evidence, {
