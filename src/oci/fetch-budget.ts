@@ -63,8 +63,13 @@ export class UpstreamFetchBudget {
   }
 }
 
-/** Releases `release` once `body` is closed: read to its end, cut, or destroyed by a deadline. */
+/**
+ * Releases `release` once `body` is read to its end or closed (cut, or destroyed by a deadline),
+ * whichever comes first, so that the request following a drained one (the token request after a
+ * 401, a redirect's target) finds the slot free again even with a budget of 1.
+ */
 export function releaseWith(body: Readable, release: () => void): void {
-  if (body.closed || body.destroyed) release();
-  else body.once('close', release);
+  if (body.closed || body.destroyed || body.readableEnded) return release();
+  body.once('end', release);
+  body.once('close', release);
 }

@@ -4,7 +4,12 @@
 // figures (time, peak RSS, worst /healthz latency while the case ran) are logged per case.
 import test, { type ExecutionContext } from 'ava';
 import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { request } from 'undici';
+import { stringify } from 'yaml';
+import { generateKey } from '../harness/cosign.ts';
 import {
   b,
   deeplyNested,
@@ -704,3 +709,211 @@ test.serial('a manifest trickling at 20 B/s is given up at the overall deadline 
   const a = await hostile(t, `/v2/${REG}/${r}/manifests/1.0`, { status: [504] });
   t.true(a.ms < TIMEOUTS.totalMs + 2_000, `given up near totalMs (took ${Math.round(a.ms)} ms)`);
 });
+
+// ---- budgets of load: per-upstream fetches, decisions -------------------------------------------
+
+/** Timeouts long enough that only the test ends a stall (a held request is never given up first). */
+const PATIENT = { connectMs: 2_000, headersMs: 20_000, bodyMs: 20_000, totalMs: 30_000, blobTotalMs: 30_000 };
+
+/** A behaviour that holds every request it gets until `release`, which answers them all with `then`. */
+function held(): { behaviour: Behaviour; count(): number; release(then: Behaviour): void } {
+  const waiting: [Parameters<Behaviour>[0], Parameters<Behaviour>[1]][] = [];
+  let after: Behaviour | undefined;
+  return {
+    behaviour: (req, res) => (after ? after(req, res) : waiting.push([req, res])),
+    count: () => waiting.length,
+    release(then) {
+      after = then;
+      for (const [req, res] of waiting.splice(0)) then(req, res);
+    },
+  };
+}
+
+/** Polls `cond` every 20 ms for at most `ms`. */
+async function until(cond: () => boolean, ms = 5_000): Promise<boolean> {
+  for (let waited = 0; waited < ms; waited += 20) {
+    if (cond()) return true;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return cond();
+}
+
+async function get(base: string, path: string, method: 'GET' | 'HEAD' = 'GET') {
+  const started = performance.now();
+  const res = await request(`${base}${path}`, {
+    method,
+    headers: { accept: `${OCI_MANIFEST}, ${OCI_INDEX}` },
+    headersTimeout: CASE_MS,
+    bodyTimeout: CASE_MS,
+  });
+  const body = await res.body.text();
+  return { status: res.statusCode, headers: res.headers, body, ms: performance.now() - started };
+}
+
+test.serial(
+  'limits.upstreamRequests: with a stalled upstream the next request is 503 with Retry-After at once; the stall over, pulls succeed',
+  async (t) => {
+    const tiny = await startPullgate(
+      {
+        upstreams: [{ host: REG, url: up.url, insecure: true, timeouts: PATIENT }],
+        limits: { upstreamRequests: 1, upstreamBlobRequests: 1, upstreamQueue: 0 },
+      },
+      ALLOW_ALL,
+    );
+    try {
+      const stalled = repo('budget-stalled');
+      const other = repo('budget-other');
+      const m1 = manifestOf('budget stalled');
+      const m2 = manifestOf('budget other');
+      const stall = held();
+      up.on(`/v2/${stalled}/manifests/1.0`, stall.behaviour);
+      up.on(`/v2/${other}/manifests/1.0`, b.json(m2));
+      const first = get(tiny.url, `/v2/${REG}/${stalled}/manifests/1.0`);
+      t.true(await until(() => stall.count() === 1), 'the stalled request reached the upstream');
+
+      const busy = await get(tiny.url, `/v2/${REG}/${other}/manifests/1.0`);
+      t.log(`second request while the upstream stalls: ${busy.status} in ${Math.round(busy.ms)} ms: ${busy.body}`);
+      t.is(busy.status, 503);
+      t.is(busy.headers['retry-after'], '2');
+      t.true(busy.ms < 2_000, `refused at once (${Math.round(busy.ms)} ms), not after a wait`);
+      const e = JSON.parse(busy.body) as { errors: { code: string; message: string }[] };
+      t.is(e.errors[0]?.code, 'TOOMANYREQUESTS');
+      t.regex(e.errors[0]?.message ?? '', /limits\.upstreamRequests 1, limits\.upstreamQueue 0/);
+      t.is(up.count(`/v2/${other}/manifests/1.0`), 0, 'the refused request never reached the upstream');
+      t.is((await get(tiny.url, '/v2/')).status, 200, 'the proxy still answers /v2/');
+      t.true(tiny.alive());
+
+      stall.release(b.json(m1));
+      const firstAnswer = await first;
+      t.is(firstAnswer.status, 200, 'the stalled pull is served once the upstream answers');
+      t.is(firstAnswer.body, m1.toString());
+      const again = await get(tiny.url, `/v2/${REG}/${other}/manifests/1.0`);
+      t.is(again.status, 200, 'the slot is free again: the refused pull succeeds');
+      t.is(again.body, m2.toString());
+      // A 401, its token request and the retry run one after the other in the single slot.
+      const authed = repo('budget-token');
+      const m3 = manifestOf('budget token');
+      up.on(`/token-budget/${authed}`, b.json({ token: 'budget-token' }, { contentType: 'application/json' }));
+      up.on(
+        `/v2/${authed}/manifests/1.0`,
+        b.authed(b.challenge(`Bearer realm="${up.url}/token-budget/${authed}"`), b.json(m3)),
+      );
+      const viaToken = await get(tiny.url, `/v2/${REG}/${authed}/manifests/1.0`);
+      t.is(viaToken.status, 200, `a pull through the token flow fits a budget of 1: ${viaToken.body}`);
+
+      // Blobs have a budget of their own: a stalled blob transfer refuses the next blob, not manifests.
+      const blobA = Buffer.concat([BLOB, Buffer.from('budget a')]);
+      const blobB = Buffer.concat([BLOB, Buffer.from('budget b')]);
+      const layers = [sha256(blobA), sha256(blobB)].map((digest, i) => ({ digest, size: [blobA, blobB][i]!.length }));
+      const config = Buffer.from('{"budget":"blobs"}');
+      const withLayers = Buffer.from(
+        JSON.stringify(imageManifest({ digest: sha256(config), size: config.length }, layers)),
+      );
+      const r = repo('budget-blobs');
+      up.on(`/v2/${r}/manifests/1.0`, b.json(withLayers));
+      t.is((await get(tiny.url, `/v2/${REG}/${r}/manifests/1.0`)).status, 200);
+      const blobStall = held();
+      up.on(`/v2/${r}/blobs/${layers[0]!.digest}`, blobStall.behaviour);
+      up.on(`/v2/${r}/blobs/${layers[1]!.digest}`, b.json(blobB, { contentType: 'application/octet-stream' }));
+      const firstBlob = get(tiny.url, `/v2/${REG}/${r}/blobs/${layers[0]!.digest}`);
+      t.true(await until(() => blobStall.count() === 1), 'the stalled blob request reached the upstream');
+      const busyBlob = await get(tiny.url, `/v2/${REG}/${r}/blobs/${layers[1]!.digest}`);
+      t.is(busyBlob.status, 503, busyBlob.body);
+      t.is(busyBlob.headers['retry-after'], '2');
+      t.regex(busyBlob.body, /limits\.upstreamBlobRequests 1/);
+      t.is((await get(tiny.url, `/v2/${REG}/${other}/manifests/1.0`)).status, 200, 'manifests still pass');
+      blobStall.release(b.json(blobA, { contentType: 'application/octet-stream' }));
+      const blobAnswer = await firstBlob;
+      t.is(blobAnswer.status, 200);
+      t.is(sha256(blobAnswer.body), layers[0]!.digest);
+      const blobAgain = await get(tiny.url, `/v2/${REG}/${r}/blobs/${layers[1]!.digest}`);
+      t.is(blobAgain.status, 200);
+      t.true(tiny.alive());
+    } finally {
+      await tiny.stop();
+    }
+  },
+);
+
+test.serial(
+  'a tag the upstream names by a sha512 Docker-Content-Digest: the pull is refused, nothing is pinned',
+  async (t) => {
+    const r = repo('sha512');
+    const m = manifestOf('sha512 tag');
+    const sha512 = `sha512:${createHash('sha512').update(m).digest('hex')}`;
+    // GET and HEAD of the tag alike name it by sha512 (the digest of these very bytes).
+    up.on(`/v2/${r}/manifests/1.0`, b.json(m, { digest: sha512 }));
+    for (const method of ['GET', 'HEAD'] as const) {
+      const a = await hostile(
+        t,
+        `/v2/${REG}/${r}/manifests/1.0`,
+        { status: [502], message: /sha256 digests only/ },
+        { method },
+      );
+      if (method === 'GET') t.regex(a.body.toString('utf8'), /DIGEST_INVALID/);
+    }
+    // Nothing was pinned: once the upstream names the tag by sha256, the pull serves what it has now
+    // (a pin to the first manifest would be served instead, whatever the upstream says).
+    const now = manifestOf('sha512 tag, later');
+    up.on(`/v2/${r}/manifests/1.0`, b.json(now));
+    const a = await send(`/v2/${REG}/${r}/manifests/1.0`);
+    t.is(a.status, 200);
+    t.is(a.headers['docker-content-digest'], sha256(now), 'the tag was not pinned to the refused manifest');
+  },
+);
+
+test.serial(
+  'limits.concurrentDecisions 1, decisionQueue 0, evidence stalled: a second first pull is 503 with Retry-After',
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'pullgate-decisions-'));
+    writeFileSync(join(dir, 'ci.pub'), generateKey('ecdsa-p256').publicPem);
+    const policy = stringify({
+      apiVersion: 'pullgate.dev/v1',
+      kind: 'Policy',
+      attestors: { ci: { keys: [{ file: join(dir, 'ci.pub') }] } },
+      defaultRule: { evaluationMode: 'requireAttestation', requireAttestors: ['ci'] },
+    });
+    const gated = await startPullgate(
+      {
+        upstreams: [{ host: REG, url: up.url, insecure: true, timeouts: PATIENT }],
+        limits: { concurrentDecisions: 1, decisionQueue: 0 },
+      },
+      policy,
+    );
+    try {
+      const slow = repo('decide-slow');
+      const next = repo('decide-next');
+      const m1 = manifestOf('decide slow');
+      const m2 = manifestOf('decide next');
+      up.on(`/v2/${slow}/manifests/1.0`, b.json(m1));
+      up.on(`/v2/${next}/manifests/1.0`, b.json(m2));
+      // The first decision looks for its cosign signature and waits: the evidence upstream stalls.
+      const evidence = held();
+      up.on(`/v2/${slow}/manifests/${sha256(m1).replace(':', '-')}.sig`, evidence.behaviour);
+      const first = get(gated.url, `/v2/${REG}/${slow}/manifests/1.0`);
+      t.true(await until(() => evidence.count() === 1), 'the first decision is fetching its evidence');
+
+      const busy = await get(gated.url, `/v2/${REG}/${next}/manifests/1.0`);
+      t.log(
+        `second first pull while a decision waits for evidence: ${busy.status} in ${Math.round(busy.ms)} ms: ${busy.body}`,
+      );
+      t.is(busy.status, 503);
+      t.is(busy.headers['retry-after'], '2');
+      t.true(busy.ms < 2_000, `refused at once (${Math.round(busy.ms)} ms)`);
+      const e = JSON.parse(busy.body) as { errors: { code: string; message: string }[] };
+      t.is(e.errors[0]?.code, 'TOOMANYREQUESTS');
+      t.regex(e.errors[0]?.message ?? '', /limits\.concurrentDecisions 1, limits\.decisionQueue 0/);
+      t.is((await get(gated.url, '/v2/')).status, 200, 'the proxy still answers /v2/');
+
+      evidence.release(b.status(404, { errors: [{ code: 'MANIFEST_UNKNOWN', message: 'no signature' }] }));
+      t.is((await first).status, 403, 'the first decision ends: unsigned, denied');
+      const again = await get(gated.url, `/v2/${REG}/${next}/manifests/1.0`);
+      t.is(again.status, 403, 'with the slot free the second pull is decided (unsigned: denied), not refused for load');
+      t.regex(again.body, /DENIED/);
+      t.true(gated.alive());
+    } finally {
+      await gated.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
