@@ -50,7 +50,7 @@ export class Metrics implements ClientObserver, BlobStoreObserver {
   });
   readonly events = new Counter({
     name: 'pullgate_events_total',
-    help: 'Gate events: drift, stale serves, break-glass uses, revoked hits',
+    help: 'Gate events: drift, stale serves, break-glass uses, revoked hits, requests refused for load',
     labelNames: ['event'] as const,
     registers: [this.registry],
   });

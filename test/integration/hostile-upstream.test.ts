@@ -781,6 +781,11 @@ test.serial(
       t.regex(e.errors[0]?.message ?? '', /limits\.upstreamRequests 1, limits\.upstreamQueue 0/);
       t.is(up.count(`/v2/${other}/manifests/1.0`), 0, 'the refused request never reached the upstream');
       t.is((await get(tiny.url, '/v2/')).status, 200, 'the proxy still answers /v2/');
+      t.regex(
+        (await get(tiny.url, '/metrics')).body,
+        /pullgate_events_total\{event="upstream-requests-refused-busy"\} 1\b/,
+        'the refusal is counted',
+      );
       t.true(tiny.alive());
 
       stall.release(b.json(m1));
