@@ -22,8 +22,9 @@ export interface Parsed {
  * thousands of descriptors, each of which would otherwise become a row, a cache entry and a string.
  */
 export function parseManifest(m: FetchedManifest, limits: WidthLimits = DEFAULT_WIDTH_LIMITS): Parsed {
-  // The client checked that these bytes are a schema 2 JSON document of this media type.
-  const doc = JSON.parse(m.bytes.toString('utf8')) as ImageManifest & ImageIndex;
+  // The client checked that these bytes are a schema 2 JSON document of this media type, and hands
+  // on what it parsed; stored manifests are parsed here.
+  const doc = (m.doc ?? JSON.parse(m.bytes.toString('utf8'))) as ImageManifest & ImageIndex;
   const isIndex = INDEX_MEDIA_TYPES.includes(m.mediaType);
   const width = isIndex ? doc.manifests : doc.layers;
   const [limit, key, what] = isIndex

@@ -43,7 +43,10 @@ function clientSource(
   return {
     async manifest(repository: string, reference: string): Promise<FetchedManifest | undefined> {
       try {
-        return await client.manifest(repository, reference, undefined, manifestMaxBytes);
+        // Without the parsed document: up to limits.evidence.manifests of these are held together
+        // while a decision runs, and their parsed forms would cost several times their bytes.
+        const { bytes, mediaType, digest } = await client.manifest(repository, reference, undefined, manifestMaxBytes);
+        return { bytes, mediaType, digest };
       } catch (err) {
         if (isNotFound(err)) return undefined;
         throw err;

@@ -166,9 +166,14 @@ export class PolicyGate implements Gate {
     const accept = acceptedManifestTypes(req.accept).join(', ');
     return this.#flights.run(
       `${key(repo, reference)}|${accept}`,
-      (signal) => {
+      async (signal) => {
         const rq: Rq = { repo, accept, client: req.client ?? {}, signal };
-        return isDigest(reference) ? this.#serveDigest(rq, reference, undefined) : this.#serveTag(rq, reference);
+        const m = isDigest(reference)
+          ? await this.#serveDigest(rq, reference, undefined)
+          : await this.#serveTag(rq, reference);
+        // The parsed document served admission; the answer is the bytes, which a slow client may
+        // hold for a while: the parsed form (several times their size) is not kept with them.
+        return { bytes: m.bytes, mediaType: m.mediaType, digest: m.digest };
       },
       req.signal,
     );

@@ -290,8 +290,8 @@ export class RegistryClient {
         `upstream ${this.host} claims ${where} is ${claimed} but its content hashes to ${digest}; refusing it`,
       );
     }
-    const mediaType = manifestMediaType(bytes, headerValue(res.headers, 'content-type'), where, this.host);
-    return { bytes, mediaType, digest };
+    const { mediaType, doc } = readManifest(bytes, headerValue(res.headers, 'content-type'), where, this.host);
+    return { bytes, mediaType, digest, doc };
   }
 
   /**
@@ -713,6 +713,16 @@ function isDescriptor(d: unknown): d is Descriptor {
  * bytes as the same kind of document.
  */
 export function manifestMediaType(bytes: Buffer, contentType: string | undefined, where: string, host: string): string {
+  return readManifest(bytes, contentType, where, host).mediaType;
+}
+
+/** manifestMediaType, with the document it parsed (the one parse of a manifest's bytes per fetch). */
+export function readManifest(
+  bytes: Buffer,
+  contentType: string | undefined,
+  where: string,
+  host: string,
+): { mediaType: string; doc: unknown } {
   let doc: { mediaType?: unknown; manifests?: unknown; schemaVersion?: unknown };
   try {
     doc = JSON.parse(bytes.toString('utf8'));
@@ -760,5 +770,5 @@ export function manifestMediaType(bytes: Buffer, contentType: string | undefined
       `upstream ${host} served ${where} as ${mediaType} but the document says it is ${declared}; refusing ambiguous content`,
     );
   }
-  return mediaType;
+  return { mediaType, doc };
 }

@@ -64,4 +64,11 @@ export interface FetchedManifest {
   bytes: Buffer;
   mediaType: string;
   digest: string;
+  /**
+   * The bytes as the registry client parsed them to check their media type, so that what follows
+   * (the gate's admission, evidence discovery) does not parse them again. Absent for manifests
+   * read from the store; never written there. Treat as read-only: it is shared by every request
+   * that joined the fetch.
+   */
+  doc?: unknown;
 }
