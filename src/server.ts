@@ -243,7 +243,7 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
 
   let clientAuth: ReturnType<typeof setUpClientAuth>;
   const passThrough = config.upstreams.some((u) => u.passThrough)
-    ? new PassThroughChecker(config.upstreams, metrics)
+    ? new PassThroughChecker(config.upstreams, metrics, (host) => upstreams.client(host).budget)
     : undefined;
   try {
     clientAuth = setUpClientAuth(config, upstreams, logger, metrics, passThrough);

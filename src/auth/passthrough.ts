@@ -12,6 +12,7 @@ import type { UpstreamConfig } from '../config/types.ts';
 import { discard, readLimited } from '../oci/body.ts';
 import { MAX_TOKEN_BODY, parseChallenges, parseTokenResponse } from '../oci/challenge.ts';
 import { egressFailure, networkError, type ClientObserver } from '../oci/client.ts';
+import { releaseWith, type UpstreamFetchBudget } from '../oci/fetch-budget.ts';
 import { guardedConnector, originOnlyConnector, parseCidr, type Cidr } from '../oci/egress.ts';
 import { RegistryError } from '../oci/errors.ts';
 import { MANIFEST_MEDIA_TYPES } from '../oci/types.ts';
@@ -69,9 +70,16 @@ export class PassThroughChecker implements UpstreamAuthorizer {
   readonly #tokens = new Lru<string, string>({ max: 50_000 });
   readonly #flights = new SingleFlight<UpstreamAnswer>();
   readonly #observer: ClientObserver | undefined;
+  readonly #budgetFor: ((host: string) => UpstreamFetchBudget) | undefined;
 
-  constructor(upstreams: readonly UpstreamConfig[], observer?: ClientObserver) {
+  /** `budgetFor`: the upstream's fetch budget (limits.upstreamRequests), which these checks share with the registry client. */
+  constructor(
+    upstreams: readonly UpstreamConfig[],
+    observer?: ClientObserver,
+    budgetFor?: (host: string) => UpstreamFetchBudget,
+  ) {
     this.#observer = observer;
+    this.#budgetFor = budgetFor;
     for (const u of upstreams) {
       if (!u.passThrough) continue;
       const ca = u.caFile ? [...rootCertificates, readFileSync(u.caFile, 'utf8')] : undefined;
@@ -217,8 +225,17 @@ export class PassThroughChecker implements UpstreamAuthorizer {
     method: 'GET' | 'HEAD',
     op: string,
   ): Promise<Dispatcher.ResponseData> {
-    const started = performance.now();
     const signal = AbortSignal.timeout(u.config.timeouts.totalMs);
+    let release: (() => void) | undefined;
+    try {
+      release = await this.#budgetFor?.(u.config.host).acquire('requests', signal);
+    } catch (err) {
+      if (err instanceof RegistryError && err.code === 'TOOMANYREQUESTS')
+        this.#observer?.upstreamBusy?.(u.config.host, 'requests');
+      if (signal.aborted) throw passThroughTimeout(u);
+      throw err;
+    }
+    const started = performance.now();
     try {
       const res = await request(url, {
         dispatcher,
@@ -227,19 +244,24 @@ export class PassThroughChecker implements UpstreamAuthorizer {
         signal,
       });
       this.#observer?.upstreamRequest(u.config.host, op, res.statusCode, (performance.now() - started) / 1000);
+      if (release) releaseWith(res.body, release);
       return res;
     } catch (err) {
+      release?.();
       this.#observer?.upstreamRequest(u.config.host, op, 'error', (performance.now() - started) / 1000);
       if (dispatcher === u.realmAgent) throw egressFailure(u.config.host, op, url, err);
-      if (signal.aborted)
-        throw new RegistryError(
-          'timeout',
-          'UNAVAILABLE',
-          `upstream ${u.config.host} did not answer the pass-through check within ${u.config.timeouts.totalMs} ms (timeouts.totalMs)`,
-        );
+      if (signal.aborted) throw passThroughTimeout(u);
       throw networkError(u.config.host, err, u.config.timeouts);
     }
   }
+}
+
+function passThroughTimeout(u: Upstream): RegistryError {
+  return new RegistryError(
+    'timeout',
+    'UNAVAILABLE',
+    `upstream ${u.config.host} did not answer the pass-through check within ${u.config.timeouts.totalMs} ms (timeouts.totalMs)`,
+  );
 }
 
 function basic(c: Credentials): string {
