@@ -32,10 +32,16 @@ function isDigit(c: number): boolean {
 function isHex(c: number): boolean {
   return isDigit(c) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66);
 }
-/** `[A-Za-z0-9_]`, and for the following characters also `.` and `-`. */
-function isTagChar(c: number, first: boolean): boolean {
-  if (isDigit(c) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c === 0x5f) return true;
-  return !first && (c === 0x2e || c === 0x2d);
+/** Byte classes for strings: a tag character (`[A-Za-z0-9_.-]`), one that may also start a tag, or special. */
+const TAG = 1;
+const FIRST = 2;
+const SPECIAL = 4;
+const CLASS = new Uint8Array(256);
+for (let c = 0; c < 256; c++) {
+  const alnum = isDigit(c) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c === 0x5f;
+  if (alnum) CLASS[c] = TAG | FIRST;
+  else if (c === 0x2e || c === 0x2d) CLASS[c] = TAG;
+  else if (c < 0x20 || c === QUOTE || c === BACKSLASH) CLASS[c] = SPECIAL;
 }
 const TAG_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 
@@ -81,6 +87,9 @@ class Scanner {
   #tagsValueNext = false;
   /** Inside the top-level `tags` array: its string entries at depth 2 are candidate tags. */
   #inTags = false;
+  /** Of the string #string() read last: whether it has escapes, and whether all its bytes are tag characters. */
+  #escaped = false;
+  #tagChars = false;
 
   constructor(bytes: Uint8Array, maxTags: number) {
     this.#b = bytes;
@@ -128,9 +137,10 @@ class Scanner {
   #key(): void {
     if (this.#peek() !== QUOTE) throw new Invalid(this.#i);
     const start = this.#i;
-    const { end, escaped } = this.#string();
+    this.#string();
+    const end = this.#i;
     if (this.#stack.length === 1) {
-      const isTags = escaped
+      const isTags = this.#escaped
         ? end - start <= 64 && JSON.parse(Buffer.from(this.#b.subarray(start, end)).toString('utf8')) === 'tags'
         : end - start === 6 && Buffer.from(this.#b.subarray(start + 1, end - 1)).toString('latin1') === 'tags';
       this.#tagsValueNext = isTags;
@@ -173,8 +183,8 @@ class Scanner {
     }
     if (c === QUOTE) {
       const start = this.#i;
-      const { end, escaped } = this.#string();
-      if (entry) this.#entry(start, end, escaped);
+      this.#string();
+      if (entry) this.#entry(start, this.#i);
       return;
     }
     if (entry) this.dropped++;
@@ -184,15 +194,15 @@ class Scanner {
     this.#number();
   }
 
-  /** A string entry of the tags array, kept if it is a valid tag. */
-  #entry(start: number, end: number, escaped: boolean): void {
+  /** A string entry of the tags array (from #i0 to #i), kept if it is a valid tag. */
+  #entry(start: number, end: number): void {
     const b = this.#b;
     let tag: string | undefined;
-    if (!escaped) {
+    if (!this.#escaped) {
       const len = end - start - 2;
-      let valid = len >= 1 && len <= 128;
-      for (let k = start + 1; valid && k < end - 1; k++) valid = isTagChar(b[k] as number, k === start + 1);
-      if (valid) tag = Buffer.from(b.buffer, b.byteOffset + start + 1, len).toString('latin1');
+      // #string noted whether every byte is a tag character; the first may not be `.` or `-`.
+      if (this.#tagChars && len >= 1 && len <= 128 && (CLASS[b[start + 1] as number] as number) & FIRST)
+        tag = Buffer.from(b.buffer, b.byteOffset + start + 1, len).toString('latin1');
     } else if (end - start <= MAX_ESCAPED_TAG + 2) {
       const decoded = JSON.parse(Buffer.from(b.subarray(start, end)).toString('utf8')) as string;
       if (TAG_RE.test(decoded)) tag = decoded;
@@ -205,42 +215,50 @@ class Scanner {
     this.tags.push(tag);
   }
 
-  /** A string at #i (which is a quote): its end (past the closing quote) and whether it has escapes. */
-  #string(): { end: number; escaped: boolean } {
+  /**
+   * A string at #i (which is a quote); #i ends past its closing quote. Sets #escaped (it has escapes)
+   * and #tagChars (every byte is one of `[A-Za-z0-9_.-]`), one table lookup per byte.
+   */
+  #string(): void {
     const b = this.#b;
+    const n = b.length;
     let i = this.#i + 1;
     let escaped = false;
+    let tagChars = TAG;
     for (;;) {
-      if (i >= b.length) throw new Invalid(i);
+      if (i >= n) throw new Invalid(i);
       const c = b[i] as number;
-      if (c === QUOTE) break;
-      if (c < 0x20) throw new Invalid(i);
-      if (c === BACKSLASH) {
-        escaped = true;
-        const e = b[i + 1];
-        if (e === 0x75 /* u */) {
-          for (let k = 2; k < 6; k++) if (!isHex(b[i + k] ?? 0)) throw new Invalid(i);
-          i += 6;
-        } else if (
-          e === QUOTE ||
-          e === BACKSLASH ||
-          e === 0x2f ||
-          e === 0x62 ||
-          e === 0x66 ||
-          e === 0x6e ||
-          e === 0x72 ||
-          e === 0x74
-        ) {
-          i += 2;
-        } else {
-          throw new Invalid(i);
-        }
+      const k = CLASS[c] as number;
+      if ((k & SPECIAL) === 0) {
+        tagChars &= k;
+        i++;
         continue;
       }
-      i++;
+      if (c === QUOTE) break;
+      if (c !== BACKSLASH) throw new Invalid(i); // a control character
+      escaped = true;
+      const e = b[i + 1];
+      if (e === 0x75 /* u */) {
+        for (let h = 2; h < 6; h++) if (!isHex(b[i + h] ?? 0)) throw new Invalid(i);
+        i += 6;
+      } else if (
+        e === QUOTE ||
+        e === BACKSLASH ||
+        e === 0x2f ||
+        e === 0x62 ||
+        e === 0x66 ||
+        e === 0x6e ||
+        e === 0x72 ||
+        e === 0x74
+      ) {
+        i += 2;
+      } else {
+        throw new Invalid(i);
+      }
     }
     this.#i = i + 1;
-    return { end: this.#i, escaped };
+    this.#escaped = escaped;
+    this.#tagChars = tagChars !== 0;
   }
 
   #literal(word: string): void {
