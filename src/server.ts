@@ -21,6 +21,7 @@ import { startIdleCollector } from './ops/idle-gc.ts';
 import { Metrics } from './ops/metrics.ts';
 import { PolicyHolder } from './policy-holder.ts';
 import { createApp } from './proxy/app.ts';
+import { fetchLimitsOf } from './oci/fetch-budget.ts';
 import { Upstreams } from './oci/upstreams.ts';
 import { openStore } from './store/open.ts';
 import { setUpClientAuth } from './auth/setup.ts';
@@ -200,6 +201,7 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
   const fillThread = new FillThread({
     upstreams: config.upstreams,
     sharedUnwrittenBytes: THREAD_SHARED_UNWRITTEN_BYTES,
+    fetchLimits: fetchLimitsOf(config.budgets),
     observer: metrics,
   });
   const blobs = new BlobStore(cache, logger, metrics, fillThread);

@@ -8,6 +8,7 @@ import { Worker } from 'node:worker_threads';
 import type { UpstreamConfig } from '../config/types.ts';
 import type { ClientObserver } from '../oci/client.ts';
 import { RegistryError, type ErrorCode, type Failure } from '../oci/errors.ts';
+import type { BudgetKind, UpstreamFetchLimits } from '../oci/fetch-budget.ts';
 import type { FillOutcome, RunningFill } from './fill.ts';
 import { deferred, SharedFile, type Hooks } from './fill-handle.ts';
 
@@ -26,6 +27,8 @@ export interface WireError {
   message: string;
   /** The cause's message: detail for the log, kept out of the answer. */
   cause?: string;
+  /** A refusal for load keeps its Retry-After across the thread boundary. */
+  retryAfter?: string;
 }
 
 export type FromFillThread =
@@ -40,7 +43,9 @@ export type FromFillThread =
       ms: number;
       error?: WireError;
     }
-  | { type: 'request'; upstream: string; op: string; status: number | 'error'; seconds: number };
+  | { type: 'request'; upstream: string; op: string; status: number | 'error'; seconds: number }
+  /** A fill refused because the upstream's fetch budget (in the thread) and its queue were full. */
+  | { type: 'busy'; upstream: string; budget: BudgetKind };
 
 /** What the thread's fills share beyond their own 2 MiB ahead of the disk (fill.ts, fill-worker.ts). */
 export const THREAD_SHARED_UNWRITTEN_BYTES = 8 * 1024 * 1024;
@@ -49,6 +54,11 @@ export interface FillThreadOptions {
   upstreams: readonly UpstreamConfig[];
   /** Unwritten bytes all the thread's fills may borrow beyond their own allowance (fill.ts). */
   sharedUnwrittenBytes: number;
+  /**
+   * The per-upstream fetch budgets (limits.upstreamRequests, upstreamBlobRequests, upstreamQueue)
+   * of the thread's own registry clients: cold fills count against them where they run.
+   */
+  fetchLimits?: UpstreamFetchLimits;
   observer?: ClientObserver;
   /** The worker's module: fill-worker.ts; tests give a scripted one. */
   script?: URL;
@@ -102,7 +112,11 @@ export class FillThread {
   #thread(): Worker {
     if (this.#worker) return this.#worker;
     const worker = new Worker(this.#options.script ?? new URL('./fill-worker.ts', import.meta.url), {
-      workerData: { upstreams: this.#options.upstreams, sharedUnwrittenBytes: this.#options.sharedUnwrittenBytes },
+      workerData: {
+        upstreams: this.#options.upstreams,
+        sharedUnwrittenBytes: this.#options.sharedUnwrittenBytes,
+        fetchLimits: this.#options.fetchLimits,
+      },
     });
     worker.unref();
     worker.on('message', (m: FromFillThread) => this.#receive(m));
@@ -117,13 +131,22 @@ export class FillThread {
       this.#options.observer?.upstreamRequest(m.upstream, m.op, m.status, m.seconds);
       return;
     }
+    if (m.type === 'busy') {
+      this.#options.observer?.upstreamBusy?.(m.upstream, m.budget);
+      return;
+    }
     const fill = this.#fills.get(m.id);
     if (!fill) return;
     if (m.type === 'started') fill.begin(m.size);
     else if (m.type === 'disk') fill.progress(m.bytes, m.size);
     else {
       const e = m.error;
-      const error = e && new RegistryError(e.failure, e.code, e.message, e.cause ? { cause: new Error(e.cause) } : {});
+      const error =
+        e &&
+        new RegistryError(e.failure, e.code, e.message, {
+          ...(e.cause ? { cause: new Error(e.cause) } : {}),
+          ...(e.retryAfter ? { retryAfter: e.retryAfter } : {}),
+        });
       fill.settle(m.ok, m.bytes, m.ms, error);
     }
   }

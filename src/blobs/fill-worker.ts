@@ -8,6 +8,7 @@ import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import type { UpstreamConfig } from '../config/types.ts';
 import { RegistryClient, type ClientObserver } from '../oci/client.ts';
 import { RegistryError } from '../oci/errors.ts';
+import { DEFAULT_UPSTREAM_FETCH_LIMITS, type UpstreamFetchLimits } from '../oci/fetch-budget.ts';
 import { Fill, WriteBudget } from './fill.ts';
 import type { FromFillThread, ToFillThread, WireError } from './fill-thread.ts';
 import { blobOrigin } from './upstream-origin.ts';
@@ -30,19 +31,24 @@ const REPORT_BYTES = 1024 * 1024;
 const REPORT_DELAY_MS = 10;
 
 // Imported on a main thread (scripts/warm-compile-cache.ts fills the compile cache so), it does nothing.
-if (parentPort && workerData)
-  serve(parentPort, workerData as { upstreams: UpstreamConfig[]; sharedUnwrittenBytes: number });
+if (parentPort && workerData) serve(parentPort, workerData as FillWorkerData);
 
-function serve(
-  port: MessagePort,
-  { upstreams, sharedUnwrittenBytes }: { upstreams: UpstreamConfig[]; sharedUnwrittenBytes: number },
-): void {
+interface FillWorkerData {
+  upstreams: UpstreamConfig[];
+  sharedUnwrittenBytes: number;
+  /** The configured per-upstream fetch budgets (limits.upstream*): cold fills count against them here. */
+  fetchLimits?: UpstreamFetchLimits;
+}
+
+function serve(port: MessagePort, { upstreams, sharedUnwrittenBytes, fetchLimits }: FillWorkerData): void {
   const post = (m: FromFillThread): void => port.postMessage(m);
   const observer: ClientObserver = {
     upstreamRequest: (upstream, op, status, seconds) => post({ type: 'request', upstream, op, status, seconds }),
+    upstreamBusy: (upstream, budget) => post({ type: 'busy', upstream, budget }),
   };
   const clients = new Map<string, RegistryClient>();
-  for (const u of upstreams) clients.set(u.host, new RegistryClient(u, observer));
+  for (const u of upstreams)
+    clients.set(u.host, new RegistryClient(u, observer, fetchLimits ?? DEFAULT_UPSTREAM_FETCH_LIMITS));
   const budget = new WriteBudget(sharedUnwrittenBytes);
   const gc = exposedGc();
 
@@ -114,5 +120,11 @@ function serve(
 /** What crosses to the main thread of an error: all its answer says, and its cause's message for the log. */
 function wire(error: RegistryError): WireError {
   const cause = error.cause instanceof Error ? error.cause.message : undefined;
-  return { failure: error.failure, code: error.code, message: error.message, ...(cause ? { cause } : {}) };
+  return {
+    failure: error.failure,
+    code: error.code,
+    message: error.message,
+    ...(cause ? { cause } : {}),
+    ...(error.retryAfter ? { retryAfter: error.retryAfter } : {}),
+  };
 }

@@ -18,6 +18,15 @@ export interface UpstreamFetchLimits {
 
 export const DEFAULT_UPSTREAM_FETCH_LIMITS: UpstreamFetchLimits = { requests: 128, blobRequests: 64, queue: 512 };
 
+/** The fetch limits of the `limits.*` keys. */
+export function fetchLimitsOf(b: {
+  upstreamRequests: number;
+  upstreamBlobRequests: number;
+  upstreamQueue: number;
+}): UpstreamFetchLimits {
+  return { requests: b.upstreamRequests, blobRequests: b.upstreamBlobRequests, queue: b.upstreamQueue };
+}
+
 /** Seconds a client refused for an upstream's load is told to wait. */
 export const UPSTREAM_BUSY_RETRY_AFTER = '2';
 

@@ -1,7 +1,7 @@
 // The allowlist: one registry client per configured upstream, looked up by host or alias.
 import type { BudgetsConfig, Config } from '../config/types.ts';
 import { RegistryClient, type ClientObserver } from './client.ts';
-import { DEFAULT_UPSTREAM_FETCH_LIMITS } from './fetch-budget.ts';
+import { DEFAULT_UPSTREAM_FETCH_LIMITS, fetchLimitsOf } from './fetch-budget.ts';
 
 export interface UpstreamNames {
   /** Canonical host for a host or alias, if allowlisted. */
@@ -22,9 +22,7 @@ export class Upstreams implements UpstreamNames {
   ) {
     const b = config.budgets;
     // Each upstream has budgets of its own: one slow registry cannot take the slots of the others.
-    const limits = b
-      ? { requests: b.upstreamRequests, blobRequests: b.upstreamBlobRequests, queue: b.upstreamQueue }
-      : DEFAULT_UPSTREAM_FETCH_LIMITS;
+    const limits = b ? fetchLimitsOf(b) : DEFAULT_UPSTREAM_FETCH_LIMITS;
     this.#clients = config.upstreams.map((u) => new RegistryClient(u, observer, limits));
     for (const client of this.#clients) {
       for (const name of [client.upstream.host, ...client.upstream.aliases]) this.#byName.set(name, client);

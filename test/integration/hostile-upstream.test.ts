@@ -803,7 +803,7 @@ test.serial(
       const firstBlob = get(tiny.url, `/v2/${REG}/${r}/blobs/${layers[0]!.digest}`);
       t.true(await until(() => blobStall.count() === 1), 'the stalled blob request reached the upstream');
       const busyBlob = await get(tiny.url, `/v2/${REG}/${r}/blobs/${layers[1]!.digest}`);
-      t.is(busyBlob.status, 503, busyBlob.body);
+      t.is(busyBlob.status, 503, busyBlob.body.slice(0, 300));
       t.is(busyBlob.headers['retry-after'], '2');
       t.regex(busyBlob.body, /limits\.upstreamBlobRequests 1/);
       t.is((await get(tiny.url, `/v2/${REG}/${other}/manifests/1.0`)).status, 200, 'manifests still pass');
