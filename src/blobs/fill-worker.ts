@@ -17,10 +17,10 @@ import { exposedGc } from '../util/exposed-gc.ts';
 /**
  * Every socket read is a new 64 KiB buffer, dead as soon as it is written. V8 frees such buffers
  * only when it collects, and it starts a full collection for them only past 64 MiB of garbage:
- * a scavenge every 8 MiB written hands them back while they are still young and cheap to free,
+ * a scavenge every 4 MiB written hands them back while they are still young and cheap to free,
  * keeping the thread's share of a cold fetch's memory small however large the blob.
  */
-const SCAVENGE_BYTES = 8 * 1024 * 1024;
+const SCAVENGE_BYTES = 4 * 1024 * 1024;
 /** Ahead of the disk per fill: readers read the file, so more would only be memory. */
 const OWN_UNWRITTEN_BYTES = 2 * 1024 * 1024;
 /**
