@@ -190,12 +190,18 @@ test.serial(
     );
     t.regex(res.body, /limits\.evidence\.bytes/);
     t.true(ms < 5_000, `the bomb took ${ms} ms`);
-    // The deny path's synchronous SQLite commit (fsync) can pause the loop on a loaded disk whatever
-    // is judged: the bomb may add no more than 20 ms to what a plain deny costs.
+    // "Verification must not block other requests": the proxy's own event loop (this process) stays
+    // under 50 ms at p99 while the bomb is judged. A /healthz poll adds the request's own handling
+    // to any delay, and a dozen polls make their p99 the single slowest one, so polls are bounded at
+    // 100 ms: a stalled loop (167 s before the budgets) fails both. The deny path's synchronous
+    // SQLite commit (fsync) can pause the loop on a loaded disk whatever is judged: the bomb may add
+    // no more than 20 ms to what a plain deny costs.
+    const loopP99 = loop.percentile(99) / 1e6;
     t.true(
-      p99(times) < Math.max(50, plainDenyMs + 20),
-      `/healthz p99 ${p99(times)} ms (a plain deny paused the loop ${plainDenyMs} ms)`,
+      loopP99 < Math.max(50, plainDenyMs + 20),
+      `event loop delay p99 ${loopP99} ms (a plain deny paused the loop ${plainDenyMs} ms)`,
     );
+    t.true(p99(times) < 100, `/healthz p99 ${p99(times)} ms over ${times.length} polls`);
     t.true(peak - rssBefore < 100, `RSS grew ${peak - rssBefore} MiB`);
     await stillServes(t);
   },
