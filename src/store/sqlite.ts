@@ -8,9 +8,12 @@
 // hides the real cause.
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { DatabaseSync, type SQLInputValue } from 'node:sqlite';
+import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
 import type { Db, Param, Queryable, Row, TransactionOptions } from './db.ts';
 import { StoreError, classifySqlite } from './faults.ts';
+
+/** Prepared statements kept per connection; the store's SQL is a fixed set far below it. */
+const MAX_STATEMENTS = 256;
 
 export interface SqliteOptions {
   /**
@@ -58,14 +61,27 @@ export function openSqlite(path: string, opts: SqliteOptions = {}): Db {
       throw fail(err);
     }
   };
-  const queryable = (db: DatabaseSync): Queryable => ({
-    async query(sql, params = []) {
-      return guard(() => db.prepare(sql).all(...bind(params)) as Row[]);
-    },
-    async run(sql, params = []) {
-      return guard(() => Number(db.prepare(sql).run(...bind(params)).changes));
-    },
-  });
+  const queryable = (db: DatabaseSync): Queryable => {
+    // Statements are prepared once per connection: the store's SQL is a fixed set of strings, and
+    // preparing (parsing and planning) on every call was most of what a manifest request spent in it.
+    const statements = new Map<string, StatementSync>();
+    const prepared = (sql: string): StatementSync => {
+      let st = statements.get(sql);
+      if (!st) {
+        st = db.prepare(sql);
+        if (statements.size < MAX_STATEMENTS) statements.set(sql, st);
+      }
+      return st;
+    };
+    return {
+      async query(sql, params = []) {
+        return guard(() => prepared(sql).all(...bind(params)) as Row[]);
+      },
+      async run(sql, params = []) {
+        return guard(() => Number(prepared(sql).run(...bind(params)).changes));
+      },
+    };
+  };
 
   if (!inMemory) mkdirSync(dirname(path), { recursive: true });
   const db = connect(path, false, busyTimeoutMs);
