@@ -1,5 +1,6 @@
 // What every kind of fill (fill.ts in this thread, fill-thread.ts for the fill thread) keeps the
-// same way: the promises its readers wait on, and the file handle it shares with them.
+// same way: the promises its readers wait on, the readers waiting for more, and the file handle it
+// shares with them.
 import type { FileHandle } from 'node:fs/promises';
 
 export interface Hooks {
@@ -44,5 +45,28 @@ export class SharedFile {
     this.#fh = undefined;
     fh.close().catch(() => undefined);
     return true;
+  }
+}
+
+/** Readers waiting for a fill to grow: woken together, or told together why it failed. */
+export class Waiters {
+  #hooks: Hooks[] = [];
+
+  wait(): Promise<void> {
+    return new Promise((resolve, reject) => this.#hooks.push({ resolve, reject }));
+  }
+
+  wake(): void {
+    for (const w of this.#take()) w.resolve();
+  }
+
+  fail(error: Error): void {
+    for (const w of this.#take()) w.reject(error);
+  }
+
+  #take(): Hooks[] {
+    const hooks = this.#hooks;
+    this.#hooks = [];
+    return hooks;
   }
 }

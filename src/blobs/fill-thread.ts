@@ -10,7 +10,7 @@ import type { ClientObserver } from '../oci/client.ts';
 import { RegistryError, type ErrorCode, type Failure } from '../oci/errors.ts';
 import type { BudgetKind, UpstreamFetchLimits } from '../oci/fetch-budget.ts';
 import type { FillOutcome, RunningFill } from './fill.ts';
-import { deferred, SharedFile, type Hooks } from './fill-handle.ts';
+import { deferred, SharedFile, Waiters, type Hooks } from './fill-handle.ts';
 
 export type ToFillThread = {
   type: 'fill';
@@ -188,7 +188,7 @@ class RemoteFill implements RunningFill {
   #verified = false;
   #error: RegistryError | undefined;
   readonly #file = new SharedFile();
-  #waiters: Hooks[] = [];
+  readonly #waiters = new Waiters();
   readonly #startedHooks: Hooks;
   readonly #completeHooks: Hooks;
   #settled = false;
@@ -224,7 +224,7 @@ class RemoteFill implements RunningFill {
 
   changed(): Promise<void> {
     if (this.#error) return Promise.reject(this.#error);
-    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+    return this.#waiters.wait();
   }
 
   hold(): FileHandle | undefined {
@@ -261,7 +261,7 @@ class RemoteFill implements RunningFill {
       this.#size = size;
       this.#completeHooks.resolve();
     }
-    this.#wake();
+    this.#waiters.wake();
   }
 
   /** The thread's outcome; told once the file is open here, so a small blob's quick end finds its readers' handle. */
@@ -295,15 +295,7 @@ class RemoteFill implements RunningFill {
     this.#error = failure;
     this.#startedHooks.reject(failure);
     this.#completeHooks.reject(failure);
-    const waiters = this.#waiters;
-    this.#waiters = [];
-    for (const w of waiters) w.reject(failure);
+    this.#waiters.fail(failure);
     this.release();
-  }
-
-  #wake(): void {
-    const waiters = this.#waiters;
-    this.#waiters = [];
-    for (const w of waiters) w.resolve();
   }
 }

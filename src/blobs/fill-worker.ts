@@ -99,9 +99,10 @@ function serve(port: MessagePort, { upstreams, sharedUnwrittenBytes, fetchLimits
         windowBytes: 0,
         ownUnwrittenBytes: OWN_UNWRITTEN_BYTES,
         onDisk: (f) => {
-          written(f.onDisk() - onDisk);
-          onDisk = f.onDisk();
-          if (f.verified || f.onDisk() - reported >= REPORT_BYTES) report(f);
+          const now = f.onDisk();
+          written(now - onDisk);
+          onDisk = now;
+          if (f.verified || now - reported >= REPORT_BYTES) report(f);
           else timer ??= setTimeout(() => report(f), REPORT_DELAY_MS);
         },
       },

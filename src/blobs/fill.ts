@@ -10,7 +10,7 @@ import type { Readable } from 'node:stream';
 import { RegistryError } from '../oci/errors.ts';
 import { digestHasher } from '../oci/digest.ts';
 import type { GrowingFile } from './file-sender.ts';
-import { deferred, SharedFile, type Hooks } from './fill-handle.ts';
+import { deferred, SharedFile, Waiters, type Hooks } from './fill-handle.ts';
 import type { BlobOrigin } from './types.ts';
 
 /**
@@ -90,7 +90,7 @@ export class Fill implements RunningFill {
   #verified = false;
   #error: RegistryError | undefined;
   readonly #file = new SharedFile();
-  #waiters: Hooks[] = [];
+  readonly #waiters = new Waiters();
   /** `#received` when readers were last woken, and the timer that wakes them for a slow upstream. */
   #wokenAt = 0;
   #wakeTimer: NodeJS.Timeout | undefined;
@@ -171,7 +171,7 @@ export class Fill implements RunningFill {
 
   changed(): Promise<void> {
     if (this.#error) return Promise.reject(this.#error);
-    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+    return this.#waiters.wait();
   }
 
   /** The bytes from `pos` on that are still in memory (up to the end of one chunk and `limit`), if any. */
@@ -362,9 +362,7 @@ export class Fill implements RunningFill {
     this.#started.reject(error);
     this.#complete.reject(error);
     clearTimeout(this.#wakeTimer);
-    const waiters = this.#waiters;
-    this.#waiters = [];
-    for (const w of waiters) w.reject(error);
+    this.#waiters.fail(error);
     this.release();
     unlink(this.tmpPath).catch(() => undefined);
   }
@@ -383,12 +381,6 @@ export class Fill implements RunningFill {
     clearTimeout(this.#wakeTimer);
     this.#wakeTimer = undefined;
     this.#wokenAt = this.#received;
-    this.#wake();
-  }
-
-  #wake(): void {
-    const waiters = this.#waiters;
-    this.#waiters = [];
-    for (const w of waiters) w.resolve();
+    this.#waiters.wake();
   }
 }
