@@ -10,7 +10,7 @@ import { createAdminApp } from './admin/api.ts';
 import type { Config, ConnectionLimits } from './config/types.ts';
 import { BlobCache } from './blobs/cache.ts';
 import { releaseSpareBuffers } from './blobs/file-sender.ts';
-import { FillThread, THREAD_SHARED_UNWRITTEN_BYTES } from './blobs/fill-thread.ts';
+import { FillThread } from './blobs/fill-thread.ts';
 import { BlobStore } from './blobs/store.ts';
 import { Decider } from './gate/decider.ts';
 import { PolicyGate } from './gate/gate.ts';
@@ -195,12 +195,10 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
     );
   }
   logger.info({ path: cache.dir, ...cache.stats() }, 'blob cache opened');
-  // Cold fills from allowlisted upstreams run in a thread of their own (blobs/fill-thread.ts). Its
-  // readers read the file, so bytes held ahead of the disk no longer reach a client sooner: a
-  // small shared allowance beside each fill's own is enough to ride out a slow write.
+  // Cold fills from allowlisted upstreams run in a thread of their own (blobs/fill-thread.ts); its
+  // readers copy the newest bytes from memory it shares with this thread (blobs/ring.ts).
   const fillThread = new FillThread({
     upstreams: config.upstreams,
-    sharedUnwrittenBytes: THREAD_SHARED_UNWRITTEN_BYTES,
     fetchLimits: fetchLimitsOf(config.budgets),
     observer: metrics,
   });
@@ -294,7 +292,12 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
         'idle garbage collection',
       );
     },
-    releaseSpareBuffers,
+    // At rest nothing is kept for reuse: the spare send buffers, and the fill thread with its heap
+    // (the next cold fill starts another).
+    async () => {
+      releaseSpareBuffers();
+      await fillThread.stopIfIdle();
+    },
   );
   main.server.on('request', () => collector.touch());
   const admin =

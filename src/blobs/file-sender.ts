@@ -18,6 +18,8 @@ export interface GrowingFile {
   changed(): Promise<void>;
   /** Bytes from `pos` (below `limit`) the writer still holds in memory, sparing a read of the file. */
   fromMemory?(pos: number, limit: number): Buffer | undefined;
+  /** Copies bytes from `pos` (below `limit`) the writer holds in shared memory into `into`; 0 when it holds none there. */
+  copyOut?(pos: number, limit: number, into: Buffer): number;
 }
 
 export const FINAL: GrowingFile = { available: () => Number.POSITIVE_INFINITY, changed: () => Promise.resolve() };
@@ -65,6 +67,11 @@ async function send(fh: FileHandle, out: Writable, opts: SendOptions, pool: Buff
         }
         if (parts.length > 0) return { parts };
         const buf = await pool.take();
+        const copied = opts.growing.copyOut?.(pos, limit, buf) ?? 0;
+        if (copied > 0) {
+          pos += copied;
+          return { parts: [copied === buf.length ? buf : buf.subarray(0, copied)], pooled: buf };
+        }
         const want = Math.min(limit - pos, buf.length);
         const { bytesRead } = await fh.read(buf, 0, want, pos);
         if (bytesRead === 0) {

@@ -1,7 +1,7 @@
 // Fills that run in the fill thread (fill-worker.ts): the main thread's side. Each one is a
-// RunningFill whose readers read the temporary file up to what the thread reports on disk (less
-// the last byte until the thread has verified the content), so the guarantees of fill.ts hold
-// unchanged. The thread starts with the first fill and stops when the proxy goes quiet, so an idle
+// RunningFill whose readers copy the newest bytes from the memory the thread shares (ring.ts) and
+// read older ones from the temporary file, up to what the thread has hashed (less the last byte
+// until it has verified the content), so the guarantees of fill.ts hold unchanged. The thread starts with the first fill and stops when the proxy goes quiet, so an idle
 // proxy does not keep its memory; if it dies, its fills fail and the next fill starts another.
 import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
@@ -11,6 +11,7 @@ import { RegistryError, type ErrorCode, type Failure } from '../oci/errors.ts';
 import type { BudgetKind, UpstreamFetchLimits } from '../oci/fetch-budget.ts';
 import type { FillOutcome, RunningFill } from './fill.ts';
 import { deferred, SharedFile, Waiters, type Hooks } from './fill-handle.ts';
+import { SharedRing } from './ring.ts';
 
 export type ToFillThread = {
   type: 'fill';
@@ -32,9 +33,10 @@ export interface WireError {
 }
 
 export type FromFillThread =
-  | { type: 'started'; id: number; size: number | undefined }
-  /** `size` once the content is verified: the whole length. */
-  | { type: 'disk'; id: number; bytes: number; size?: number }
+  /** The upstream answered; `ring` is the fill's shared memory (ring.ts). */
+  | { type: 'started'; id: number; size: number | undefined; ring: SharedArrayBuffer }
+  /** More is in the ring; `size` once the content is verified: the whole length. */
+  | { type: 'progress'; id: number; size?: number }
   | {
       type: 'done';
       id: number;
@@ -47,13 +49,8 @@ export type FromFillThread =
   /** A fill refused because the upstream's fetch budget (in the thread) and its queue were full. */
   | { type: 'busy'; upstream: string; budget: BudgetKind };
 
-/** What the thread's fills share beyond their own 2 MiB ahead of the disk (fill.ts, fill-worker.ts). */
-export const THREAD_SHARED_UNWRITTEN_BYTES = 8 * 1024 * 1024;
-
 export interface FillThreadOptions {
   upstreams: readonly UpstreamConfig[];
-  /** Unwritten bytes all the thread's fills may borrow beyond their own allowance (fill.ts). */
-  sharedUnwrittenBytes: number;
   /**
    * The per-upstream fetch budgets (limits.upstreamRequests, upstreamBlobRequests, upstreamQueue)
    * of the thread's own registry clients: cold fills count against them where they run.
@@ -73,6 +70,11 @@ export class FillThread {
 
   constructor(options: FillThreadOptions) {
     this.#options = options;
+  }
+
+  /** Whether a thread is up now (it starts with a fill and stops when the proxy is idle). */
+  get running(): boolean {
+    return this.#worker !== undefined;
   }
 
   /** Whether the thread can fetch for this origin (an allowlisted upstream repository). */
@@ -114,7 +116,6 @@ export class FillThread {
     const worker = new Worker(this.#options.script ?? new URL('./fill-worker.ts', import.meta.url), {
       workerData: {
         upstreams: this.#options.upstreams,
-        sharedUnwrittenBytes: this.#options.sharedUnwrittenBytes,
         fetchLimits: this.#options.fetchLimits,
       },
     });
@@ -137,8 +138,8 @@ export class FillThread {
     }
     const fill = this.#fills.get(m.id);
     if (!fill) return;
-    if (m.type === 'started') fill.begin(m.size);
-    else if (m.type === 'disk') fill.progress(m.bytes, m.size);
+    if (m.type === 'started') fill.begin(m.size, new SharedRing(m.ring));
+    else if (m.type === 'progress') fill.progress(m.size);
     else {
       const e = m.error;
       const error =
@@ -184,7 +185,12 @@ class RemoteFill implements RunningFill {
   readonly started: Promise<void>;
   readonly complete: Promise<void>;
   #size: number | undefined;
-  #onDisk = 0;
+  /** Until the fill is done: its bytes not yet on disk, and the newest ones that are. */
+  #ring: SharedRing | undefined;
+  /** The whole content is verified and on disk (the ring is gone). */
+  #onDisk = false;
+  /** The ring's `hi` when a reader last asked what it may have. */
+  #seen = 0;
   #verified = false;
   #error: RegistryError | undefined;
   readonly #file = new SharedFile();
@@ -219,11 +225,21 @@ class RemoteFill implements RunningFill {
   }
 
   available(): number {
-    return this.#onDisk;
+    if (!this.#ring) return this.#onDisk ? (this.#size ?? 0) : 0;
+    const hi = this.#ring.hi;
+    this.#seen = hi;
+    return this.#verified && hi === this.#size ? hi : Math.max(0, hi - 1);
+  }
+
+  /** Copies from the thread's memory what a reader at `pos` may have; 0 sends it to the file, which has those bytes. */
+  copyOut(pos: number, limit: number, into: Buffer): number {
+    return this.#ring?.copyOut(pos, limit, into) ?? 0;
   }
 
   changed(): Promise<void> {
     if (this.#error) return Promise.reject(this.#error);
+    // The thread sends word of more bytes only to a reader that waits for them (ring.ts willWait).
+    if (this.#ring && !this.#verified && !this.#ring.willWait(this.#seen)) return Promise.resolve();
     return this.#waiters.wait();
   }
 
@@ -236,8 +252,9 @@ class RemoteFill implements RunningFill {
   }
 
   /** The upstream answered: the thread created the file; this thread opens it for its readers. */
-  begin(size: number | undefined): void {
+  begin(size: number | undefined, ring: SharedRing): void {
     this.#size = size;
+    this.#ring = ring;
     this.#opening = open(this.tmpPath, 'r').then(
       (fh) => {
         if (this.#error) {
@@ -254,8 +271,7 @@ class RemoteFill implements RunningFill {
     );
   }
 
-  progress(bytes: number, size: number | undefined): void {
-    this.#onDisk = Math.max(this.#onDisk, bytes);
+  progress(size: number | undefined): void {
     if (size !== undefined && !this.#verified) {
       this.#verified = true;
       this.#size = size;
@@ -270,6 +286,9 @@ class RemoteFill implements RunningFill {
     this.#settled = true;
     void this.#opening.then(() => {
       if (ok && this.#verified && this.#file.handle && !this.#error) {
+        // All on disk and synced: readers read the file from here, and the memory can go.
+        this.#ring = undefined;
+        this.#onDisk = true;
         this.#done({ ok: true, size: bytes, ms });
         return;
       }
@@ -293,6 +312,7 @@ class RemoteFill implements RunningFill {
   #fail(failure: RegistryError): void {
     if (this.#error) return;
     this.#error = failure;
+    this.#ring = undefined;
     this.#startedHooks.reject(failure);
     this.#completeHooks.reject(failure);
     this.#waiters.fail(failure);

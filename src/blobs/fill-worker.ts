@@ -9,8 +9,9 @@ import type { UpstreamConfig } from '../config/types.ts';
 import { RegistryClient, type ClientObserver } from '../oci/client.ts';
 import { RegistryError } from '../oci/errors.ts';
 import { DEFAULT_UPSTREAM_FETCH_LIMITS, type UpstreamFetchLimits } from '../oci/fetch-budget.ts';
-import { Fill, WriteBudget } from './fill.ts';
+import { Fill } from './fill.ts';
 import type { FromFillThread, ToFillThread, WireError } from './fill-thread.ts';
+import { SharedRing } from './ring.ts';
 import { blobOrigin } from './upstream-origin.ts';
 import { exposedGc } from '../util/exposed-gc.ts';
 
@@ -21,26 +22,24 @@ import { exposedGc } from '../util/exposed-gc.ts';
  * keeping the thread's share of a cold fetch's memory small however large the blob.
  */
 const SCAVENGE_BYTES = 4 * 1024 * 1024;
-/** Ahead of the disk per fill: readers read the file, so more would only be memory. */
-const OWN_UNWRITTEN_BYTES = 2 * 1024 * 1024;
 /**
- * Progress reaches the main thread a mebibyte at a time, or within 10 ms for a slow upstream: each
- * report is a message and a wake-up of the main thread.
+ * Each fill's memory shared with the main thread's readers (ring.ts): what it received and the disk
+ * has not yet taken, and what readers near the head copy instead of reading the file. A fill runs
+ * this far ahead of the disk at most, so the disk's pace does not reach the client while it keeps
+ * up on average, and memory stays this much per fill however large the blob.
  */
-const REPORT_BYTES = 1024 * 1024;
-const REPORT_DELAY_MS = 10;
+export const RING_BYTES = 8 * 1024 * 1024;
 
 // Imported on a main thread (scripts/warm-compile-cache.ts fills the compile cache so), it does nothing.
 if (parentPort && workerData) serve(parentPort, workerData as FillWorkerData);
 
 interface FillWorkerData {
   upstreams: UpstreamConfig[];
-  sharedUnwrittenBytes: number;
   /** The configured per-upstream fetch budgets (limits.upstream*): cold fills count against them here. */
   fetchLimits?: UpstreamFetchLimits;
 }
 
-function serve(port: MessagePort, { upstreams, sharedUnwrittenBytes, fetchLimits }: FillWorkerData): void {
+function serve(port: MessagePort, { upstreams, fetchLimits }: FillWorkerData): void {
   const post = (m: FromFillThread): void => port.postMessage(m);
   const observer: ClientObserver = {
     upstreamRequest: (upstream, op, status, seconds) => post({ type: 'request', upstream, op, status, seconds }),
@@ -49,7 +48,6 @@ function serve(port: MessagePort, { upstreams, sharedUnwrittenBytes, fetchLimits
   const clients = new Map<string, RegistryClient>();
   for (const u of upstreams)
     clients.set(u.host, new RegistryClient(u, observer, fetchLimits ?? DEFAULT_UPSTREAM_FETCH_LIMITS));
-  const budget = new WriteBudget(sharedUnwrittenBytes);
   const gc = exposedGc();
 
   let writtenSinceScavenge = 0;
@@ -71,21 +69,19 @@ function serve(port: MessagePort, { upstreams, sharedUnwrittenBytes, fetchLimits
       post({ type: 'done', id, ok: false, bytes: 0, ms: 0, error: wire(error) });
       return;
     }
-    let reported = 0;
     let onDisk = 0;
-    let timer: NodeJS.Timeout | undefined;
+    // Readers are woken a mebibyte at a time, or within 2 ms for a slow upstream (fill.ts): each
+    // wake is a message to the main thread, whose readers then copy from the ring.
+    // Only a reader waiting at the head hears of more (ring.ts willWait); the end is always told.
     const report = (fill: Fill): void => {
-      clearTimeout(timer);
-      timer = undefined;
-      reported = fill.onDisk();
-      post({ type: 'disk', id, bytes: reported, ...(fill.verified ? { size: fill.size } : {}) });
+      if (fill.verified) post({ type: 'progress', id, size: fill.size });
+      else if (fill.ring?.takeWaiting()) post({ type: 'progress', id });
     };
     const fill = Fill.start(
       digest,
       tmpPath,
       blobOrigin(client, repository, digest),
       (f, outcome) => {
-        clearTimeout(timer);
         // On disk and synced: the main thread's cache takes the file from here.
         if (outcome.ok) f.release();
         post(
@@ -95,20 +91,19 @@ function serve(port: MessagePort, { upstreams, sharedUnwrittenBytes, fetchLimits
         );
       },
       {
-        budget,
-        windowBytes: 0,
-        ownUnwrittenBytes: OWN_UNWRITTEN_BYTES,
+        ring: (size) => new SharedRing(Math.min(RING_BYTES, size ?? RING_BYTES)),
+        onWake: report,
         onDisk: (f) => {
           const now = f.onDisk();
           written(now - onDisk);
           onDisk = now;
-          if (f.verified || now - reported >= REPORT_BYTES) report(f);
-          else timer ??= setTimeout(() => report(f), REPORT_DELAY_MS);
+          // The bytes the ring had no room for are in it now: a reader waiting at the end may go on.
+          if (f.verified) report(f);
         },
       },
     );
     fill.started.then(
-      () => post({ type: 'started', id, size: fill.size }),
+      () => post({ type: 'started', id, size: fill.size, ring: (fill.ring as SharedRing).buffer }),
       () => undefined, // the failure arrives with 'done'
     );
   }

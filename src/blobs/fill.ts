@@ -11,6 +11,7 @@ import { RegistryError } from '../oci/errors.ts';
 import { digestHasher } from '../oci/digest.ts';
 import type { GrowingFile } from './file-sender.ts';
 import { deferred, SharedFile, Waiters, type Hooks } from './fill-handle.ts';
+import type { SharedRing } from './ring.ts';
 import type { BlobOrigin } from './types.ts';
 
 /**
@@ -69,6 +70,14 @@ export interface FillOptions {
   windowBytes?: number;
   /** Bytes this fill may hold ahead of the disk without borrowing (8 MiB). */
   ownUnwrittenBytes?: number;
+  /**
+   * Where the fill keeps what it received until it is on disk, instead of the chunks themselves:
+   * memory another thread's readers share (ring.ts), made once the upstream told the size. The
+   * ring's capacity is then all this fill holds ahead of the disk (no budget, no window).
+   */
+  ring?: (size: number | undefined) => SharedRing;
+  /** Told when readers are woken (a mebibyte more received, a slow upstream's timer, or the end). */
+  onWake?: (fill: Fill) => void;
 }
 
 export class Fill implements RunningFill {
@@ -102,6 +111,11 @@ export class Fill implements RunningFill {
   #borrowed = 0;
   readonly #started: Hooks;
   readonly #complete: Hooks;
+  #makeRing: ((size: number | undefined) => SharedRing) | undefined;
+  #ring: SharedRing | undefined;
+  /** In ring mode, what the ring had no room for yet (the rest of one chunk): the upstream is paused meanwhile. */
+  #pending: Buffer | undefined;
+  #onWake: ((fill: Fill) => void) | undefined;
 
   private constructor(digest: string, tmpPath: string, upstream: string) {
     this.digest = digest;
@@ -128,6 +142,8 @@ export class Fill implements RunningFill {
     fill.#onDisk = options.onDisk;
     fill.#windowBytes = options.windowBytes ?? WINDOW_MAX_BYTES;
     fill.#ownUnwritten = options.ownUnwrittenBytes ?? UNWRITTEN_OWN_BYTES;
+    fill.#makeRing = options.ring;
+    fill.#onWake = options.onWake;
     const t0 = performance.now();
     fill.#run(origin).then(
       (size) => done(fill, { ok: true, size, ms: performance.now() - t0 }),
@@ -154,6 +170,11 @@ export class Fill implements RunningFill {
 
   get failed(): RegistryError | undefined {
     return this.#error;
+  }
+
+  /** The shared memory of a fill in ring mode, once the upstream answered. */
+  get ring(): SharedRing | undefined {
+    return this.#ring;
   }
 
   available(): number {
@@ -200,6 +221,7 @@ export class Fill implements RunningFill {
     if (!hasher) throw new RegistryError('invalid', 'DIGEST_INVALID', `cannot verify digest ${this.digest}`);
     const up = await origin.get();
     this.#size = up.size;
+    this.#ring = this.#makeRing?.(up.size);
     // Opened for reading too: readers share this handle with positional reads.
     const fh = await open(this.tmpPath, 'wx+', 0o600).catch((err: NodeJS.ErrnoException) => {
       up.body.on('error', () => undefined).destroy();
@@ -253,7 +275,10 @@ export class Fill implements RunningFill {
           return;
         }
         hash.update(buf);
-        this.#window.push(buf);
+        if (this.#ring) {
+          const took = this.#ring.append(buf, this.#written);
+          if (took < buf.length) this.#pending = buf.subarray(took);
+        } else this.#window.push(buf);
         this.#received += buf.length;
         this.#wakeSoon();
         this.#settleBudget();
@@ -296,6 +321,7 @@ export class Fill implements RunningFill {
 
   /** Borrows (or returns) what the unwritten bytes hold beyond this fill's own allowance. */
   #settleBudget(): void {
+    if (this.#ring) return;
     const want = Math.max(0, this.#received - this.#written - this.#ownUnwritten);
     this.#budget.used += want - this.#borrowed;
     this.#borrowed = want;
@@ -303,6 +329,7 @@ export class Fill implements RunningFill {
 
   /** Whether the upstream may be read on: within this fill's allowance, or the shared budget has room. */
   #mayRead(): boolean {
+    if (this.#ring) return this.#pending === undefined;
     const unwritten = this.#received - this.#written;
     if (unwritten < this.#ownUnwritten) return true;
     return unwritten < this.#ownUnwritten + this.#budget.limit && this.#budget.used < this.#budget.limit;
@@ -310,6 +337,7 @@ export class Fill implements RunningFill {
 
   /** Writes every received byte not yet on disk, then lets go of chunks the window no longer needs. */
   async #writeBehind(): Promise<void> {
+    if (this.#ring) return this.#writeRing(this.#ring);
     const fh = this.#file.handle as FileHandle;
     const batch: Buffer[] = [];
     let pos = this.#windowStart;
@@ -319,6 +347,36 @@ export class Fill implements RunningFill {
       pos = end;
     }
     const bytes = batch.reduce((n, b) => n + b.length, 0);
+    await this.#writeAll(fh, batch, bytes);
+    this.#written += bytes;
+    this.#onDisk?.(this);
+    while (this.#window.length > 0) {
+      const first = this.#window[0] as Buffer;
+      const firstEnd = this.#windowStart + first.length;
+      if (firstEnd > this.#written || this.#received - firstEnd < this.#windowBytes) break;
+      this.#window.shift();
+      this.#windowStart = firstEnd;
+    }
+  }
+
+  /** Writes what the ring holds beyond the disk, then moves into the ring what it had no room for. */
+  async #writeRing(ring: SharedRing): Promise<void> {
+    this.#takePending(ring);
+    const to = ring.hi;
+    await this.#writeAll(this.#file.handle as FileHandle, ring.views(this.#written, to), to - this.#written);
+    this.#written = to;
+    this.#takePending(ring);
+    this.#onDisk?.(this);
+  }
+
+  #takePending(ring: SharedRing): void {
+    const pending = this.#pending;
+    if (!pending) return;
+    const took = ring.append(pending, this.#written);
+    this.#pending = took < pending.length ? pending.subarray(took) : undefined;
+  }
+
+  async #writeAll(fh: FileHandle, batch: Buffer[], bytes: number): Promise<void> {
     try {
       let done = 0;
       let buffers = batch;
@@ -329,15 +387,6 @@ export class Fill implements RunningFill {
       }
     } catch (err) {
       throw this.#local(err as NodeJS.ErrnoException);
-    }
-    this.#written += bytes;
-    this.#onDisk?.(this);
-    while (this.#window.length > 0) {
-      const first = this.#window[0] as Buffer;
-      const firstEnd = this.#windowStart + first.length;
-      if (firstEnd > this.#written || this.#received - firstEnd < this.#windowBytes) break;
-      this.#window.shift();
-      this.#windowStart = firstEnd;
     }
   }
 
@@ -382,5 +431,6 @@ export class Fill implements RunningFill {
     this.#wakeTimer = undefined;
     this.#wokenAt = this.#received;
     this.#waiters.wake();
+    this.#onWake?.(this);
   }
 }

@@ -11,7 +11,6 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { stringify } from 'yaml';
 import { BlobCache } from '../../../src/blobs/cache.ts';
-import { SHARED_UNWRITTEN_BYTES } from '../../../src/blobs/fill.ts';
 import { FillThread } from '../../../src/blobs/fill-thread.ts';
 import { BlobStore } from '../../../src/blobs/store.ts';
 import { blobOrigin } from '../../../src/blobs/upstream-origin.ts';
@@ -56,7 +55,6 @@ function setUp(url: string, script?: URL) {
   const seen: string[] = [];
   const thread = new FillThread({
     upstreams: config.upstreams,
-    sharedUnwrittenBytes: SHARED_UNWRITTEN_BYTES,
     observer: { upstreamRequest: (host, op, status) => seen.push(`${host} ${op} ${status}`) },
     ...(script ? { script } : {}),
   });
@@ -67,6 +65,7 @@ function setUp(url: string, script?: URL) {
     dir,
     cache,
     store,
+    thread,
     seen,
     origin: (digest: string) => blobOrigin(client, 'app', digest),
     async close() {
@@ -77,13 +76,20 @@ function setUp(url: string, script?: URL) {
   };
 }
 
-async function read(store: BlobStore, origin: ReturnType<ReturnType<typeof setUp>['origin']>, digest: string) {
+async function read(
+  store: BlobStore,
+  origin: ReturnType<ReturnType<typeof setUp>['origin']>,
+  digest: string,
+  delayMs = 0,
+) {
   const body = await store.open(digest, origin);
   const parts: Buffer[] = [];
   const out = new Writable({
+    highWaterMark: 64 * 1024,
     write(chunk: Buffer, _enc, cb) {
       parts.push(Buffer.from(chunk));
-      cb();
+      if (delayMs > 0) setTimeout(cb, delayMs);
+      else cb();
     },
   });
   await body.send(out, undefined, 5_000);
@@ -118,6 +124,52 @@ test('a cold blob is fetched by the fill thread, readers get its exact bytes, an
     s.seen.includes('up.test blob 200'),
     `the thread's upstream requests reach the main thread's metrics: ${s.seen}`,
   );
+});
+
+test('a blob larger than the shared ring: a reader at the head copies from memory, one far behind reads the file; both get the exact bytes', async (t) => {
+  // 24 MiB through an 8 MiB ring (fill-worker.ts RING_BYTES): the slow reader (50 ms per chunk,
+  // about 20 MiB/s) falls behind the ring and finds older bytes on disk, never torn ones.
+  const content = randomBytes(24 * 1024 * 1024 + 3);
+  const digest = digestOf(content);
+  const up = await upstream(new Map([[digest, content]]));
+  const s = setUp(up.url);
+  t.teardown(async () => {
+    await s.close();
+    await up.close();
+  });
+  await s.cache.open();
+  const [fast, slow] = await Promise.all([
+    read(s.store, s.origin(digest), digest),
+    read(s.store, s.origin(digest), digest, 50),
+  ]);
+  t.is(fast.source, 'fill');
+  t.is(slow.source, 'fill');
+  t.true(fast.bytes.equals(content), 'the reader at the head got the exact bytes');
+  t.true(slow.bytes.equals(content), 'the reader behind the ring got the exact bytes');
+  t.is(up.requests.filter((r) => r.includes('/blobs/')).length, 1, 'one upstream fetch');
+});
+
+test('the fill thread stops when idle and the next cold fill starts another', async (t) => {
+  const first = randomBytes(1024 * 1024);
+  const second = randomBytes(2 * 1024 * 1024 + 1);
+  const blobs = new Map([
+    [digestOf(first), first],
+    [digestOf(second), second],
+  ]);
+  const up = await upstream(blobs);
+  const s = setUp(up.url);
+  t.teardown(async () => {
+    await s.close();
+    await up.close();
+  });
+  await s.cache.open();
+  t.true((await read(s.store, s.origin(digestOf(first)), digestOf(first))).bytes.equals(first));
+  for (let i = 0; i < 100 && !(await s.cache.find(digestOf(first))); i++) await new Promise((r) => setTimeout(r, 20));
+  t.is(s.store.filling, 0);
+  await s.thread.stopIfIdle();
+  t.false(s.thread.running, 'no thread is left at rest');
+  t.true((await read(s.store, s.origin(digestOf(second)), digestOf(second))).bytes.equals(second));
+  t.true(s.thread.running, 'a new thread ran the next fill');
 });
 
 test('content that does not hash to its digest never reaches a reader whole, is not cached, and leaves no file', async (t) => {

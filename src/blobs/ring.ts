@@ -1,0 +1,109 @@
+// A fill's newest bytes in memory both threads see: the fill thread appends what it has hashed and
+// writes the disk from here; the main thread's readers copy from here instead of reading the file
+// the disk has not caught up with. The fill thread never waits for a reader: a slot is reused once
+// its bytes are on disk, whoever still wants them; a reader behind the ring reads the file, which
+// by then holds those bytes.
+//
+// The reader does not lock. The writer publishes the oldest position still in the ring (`lo`)
+// before it overwrites anything older, and the reader checks `lo` again after its copy: if `lo`
+// passed the copy's start meanwhile, the copy may be torn and is thrown away (a seqlock, with the
+// ordering of Atomics' sequentially consistent loads and stores around plain byte copies).
+
+/** [lo, hi): positions held, as bytes of the blob; `hi` is also every byte hashed so far. */
+const LO = 0;
+const HI = 1;
+/** 1 while a reader waits for `hi` to grow: the writer tells the reader's thread only then. */
+const WAITING = 2;
+const HEADER_BYTES = 24;
+
+export class SharedRing {
+  readonly buffer: SharedArrayBuffer;
+  readonly capacity: number;
+  readonly #ctl: BigInt64Array;
+  readonly #data: Buffer;
+
+  /** A new ring of `capacity` bytes, or one over the memory of `buffer` (the other thread's). */
+  constructor(capacityOrBuffer: number | SharedArrayBuffer) {
+    this.buffer =
+      typeof capacityOrBuffer === 'number'
+        ? new SharedArrayBuffer(HEADER_BYTES + Math.max(1, capacityOrBuffer))
+        : capacityOrBuffer;
+    this.capacity = this.buffer.byteLength - HEADER_BYTES;
+    this.#ctl = new BigInt64Array(this.buffer, 0, 3);
+    this.#data = Buffer.from(this.buffer, HEADER_BYTES);
+  }
+
+  /** One past the newest byte held (every byte appended so far). */
+  get hi(): number {
+    return Number(Atomics.load(this.#ctl, HI));
+  }
+
+  /** The oldest byte still held. */
+  get lo(): number {
+    return Number(Atomics.load(this.#ctl, LO));
+  }
+
+  /**
+   * Appends as much of `chunk` as fits without overwriting a byte not yet on disk (`written`: the
+   * bytes on disk, from the start); returns how many bytes it took.
+   */
+  append(chunk: Uint8Array, written: number): number {
+    const hi = this.hi;
+    const n = Math.min(chunk.length, written + this.capacity - hi);
+    if (n <= 0) return 0;
+    const end = hi + n;
+    // Published before the overwrite: a reader that copies from the slots about to change sees it.
+    if (end - this.capacity > this.lo) Atomics.store(this.#ctl, LO, BigInt(end - this.capacity));
+    const at = hi % this.capacity;
+    const first = Math.min(n, this.capacity - at);
+    this.#data.set(chunk.subarray(0, first), at);
+    if (first < n) this.#data.set(chunk.subarray(first, n), 0);
+    Atomics.store(this.#ctl, HI, BigInt(end));
+    return n;
+  }
+
+  /**
+   * A reader is about to wait for more than `seen` (the `hi` it read): false when more is there
+   * already. The flag is set before `hi` is read again, and the writer reads the flag after it
+   * moved `hi`, so one of them sees the other: no wake-up is lost.
+   */
+  willWait(seen: number): boolean {
+    Atomics.store(this.#ctl, WAITING, 1n);
+    if (this.hi === seen) return true;
+    Atomics.store(this.#ctl, WAITING, 0n);
+    return false;
+  }
+
+  /** Whether a reader waits (and clears the flag: the caller wakes it). */
+  takeWaiting(): boolean {
+    return Atomics.exchange(this.#ctl, WAITING, 0n) === 1n;
+  }
+
+  /** The held bytes [from, to) as views of the ring (two when they wrap), for the disk write. */
+  views(from: number, to: number): Buffer[] {
+    if (from < this.lo || to > this.hi || from >= to) return [];
+    const at = from % this.capacity;
+    const n = to - from;
+    const first = Math.min(n, this.capacity - at);
+    const out = [this.#data.subarray(at, at + first)];
+    if (first < n) out.push(this.#data.subarray(0, n - first));
+    return out;
+  }
+
+  /**
+   * Copies the held bytes from `pos` (below `limit`) into `into`; returns how many, 0 when `pos`
+   * is no longer (or not yet) held. Runs in the reader's thread while the writer appends.
+   */
+  copyOut(pos: number, limit: number, into: Buffer): number {
+    if (pos < this.lo) return 0;
+    const n = Math.min(limit, this.hi) - pos;
+    if (n <= 0) return 0;
+    const take = Math.min(n, into.length);
+    const at = pos % this.capacity;
+    const first = Math.min(take, this.capacity - at);
+    this.#data.copy(into, 0, at, at + first);
+    if (first < take) this.#data.copy(into, first, 0, take - first);
+    // Overwritten while copied: the file has those bytes now.
+    return pos < this.lo ? 0 : take;
+  }
+}

@@ -1,0 +1,60 @@
+import test from 'ava';
+import { SharedRing } from '../../../src/blobs/ring.ts';
+
+const bytes = (from: number, n: number): Buffer => Buffer.from(Array.from({ length: n }, (_, i) => (from + i) % 251));
+
+test('append never overwrites a byte not yet on disk, and takes what fits', (t) => {
+  const cases: { written: number; chunk: number; took: number }[] = [
+    { written: 0, chunk: 6, took: 6 },
+    { written: 0, chunk: 6, took: 2 }, // 6 held, none on disk: 2 slots left of 8
+    { written: 3, chunk: 6, took: 3 }, // 3 on disk free 3 slots
+    { written: 11, chunk: 10, took: 8 }, // all on disk: the whole ring
+  ];
+  const ring = new SharedRing(8);
+  let hi = 0;
+  for (const c of cases) {
+    const took = ring.append(bytes(hi, c.chunk), c.written);
+    t.is(took, c.took, JSON.stringify(c));
+    hi += took;
+    t.is(ring.hi, hi);
+    t.true(ring.hi - ring.lo <= ring.capacity);
+    t.true(ring.lo <= c.written, 'lo never passes the disk');
+  }
+});
+
+test('views and copies across the wrap return the exact bytes; a copy of a position overwritten is refused', (t) => {
+  const ring = new SharedRing(8);
+  t.is(ring.append(bytes(0, 6), 0), 6);
+  t.is(ring.append(bytes(6, 5), 6), 5); // wraps: holds 3..11
+  t.is(ring.lo, 3);
+  t.deepEqual(Buffer.concat(ring.views(4, 11)), bytes(4, 7));
+  t.deepEqual(ring.views(2, 5), [], 'before lo: nothing');
+  const into = Buffer.alloc(16);
+  t.is(ring.copyOut(5, 100, into), 6);
+  t.deepEqual(into.subarray(0, 6), bytes(5, 6));
+  t.is(ring.copyOut(5, 7, into), 2, 'limited by limit');
+  t.is(ring.copyOut(2, 100, into), 0, 'behind the ring: read the file');
+  t.is(ring.copyOut(11, 100, into), 0, 'nothing held there yet');
+  t.is(ring.copyOut(3, 100, Buffer.alloc(4)), 4, 'limited by the buffer');
+});
+
+test('a reader on the other side of a shared buffer sees what was appended', (t) => {
+  const writer = new SharedRing(1024);
+  const reader = new SharedRing(writer.buffer);
+  t.is(reader.capacity, 1024);
+  writer.append(bytes(0, 700), 0);
+  const into = Buffer.alloc(1024);
+  t.is(reader.copyOut(0, Infinity, into), 700);
+  t.deepEqual(into.subarray(0, 700), bytes(0, 700));
+});
+
+test('a reader that waits is told; one that finds more already does not wait', (t) => {
+  const ring = new SharedRing(16);
+  t.false(ring.takeWaiting(), 'nobody waits yet');
+  t.true(ring.willWait(0));
+  ring.append(bytes(0, 4), 0);
+  t.true(ring.takeWaiting(), 'the writer sees the waiting reader');
+  t.false(ring.takeWaiting(), 'and clears the flag');
+  t.false(ring.willWait(0), 'more than it saw is there: no wait');
+  t.false(ring.takeWaiting(), 'and no flag left behind');
+});
