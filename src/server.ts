@@ -18,6 +18,7 @@ import { Revocations } from './gate/revocations.ts';
 import { Revalidator } from './gate/revalidate.ts';
 import { createLogger, type Logger } from './ops/log.ts';
 import { startIdleCollector } from './ops/idle-gc.ts';
+import { sharedSlots } from './util/shared-admission-queue.ts';
 import { Metrics } from './ops/metrics.ts';
 import { PolicyHolder } from './policy-holder.ts';
 import { createApp } from './proxy/app.ts';
@@ -169,7 +170,10 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
   ];
   metrics.policyReloadOk.set(1); // the policy loaded at start
   const revocations = new Revocations(store);
-  const upstreams = new Upstreams(config, metrics);
+  // One blob budget per upstream across both threads (limits.upstreamBlobRequests): blob HEADs and
+  // evidence here, cold fills in the fill thread.
+  const blobSlots = new Map(config.upstreams.map((u) => [u.host, sharedSlots()]));
+  const upstreams = new Upstreams(config, metrics, blobSlots);
   const decider = new Decider({
     policy: () => policy.current,
     cache: config.cache,
@@ -200,6 +204,7 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
   const fillThread = new FillThread({
     upstreams: config.upstreams,
     fetchLimits: fetchLimitsOf(config.budgets),
+    blobSlots,
     observer: metrics,
   });
   const blobs = new BlobStore(cache, logger, metrics, fillThread);

@@ -56,6 +56,8 @@ export interface FillThreadOptions {
    * of the thread's own registry clients: cold fills count against them where they run.
    */
   fetchLimits?: UpstreamFetchLimits;
+  /** Per upstream host, the blob budget's count the main thread's clients share (util/shared-admission-queue.ts). */
+  blobSlots?: ReadonlyMap<string, SharedArrayBuffer>;
   observer?: ClientObserver;
   /** The worker's module: fill-worker.ts; tests give a scripted one. */
   script?: URL;
@@ -122,6 +124,7 @@ export class FillThread {
       workerData: {
         upstreams: this.#options.upstreams,
         fetchLimits: this.#options.fetchLimits,
+        blobSlots: this.#options.blobSlots,
       },
     });
     worker.unref();

@@ -37,9 +37,11 @@ interface FillWorkerData {
   upstreams: UpstreamConfig[];
   /** The configured per-upstream fetch budgets (limits.upstream*): cold fills count against them here. */
   fetchLimits?: UpstreamFetchLimits;
+  /** Per upstream host, the blob budget's count, shared with the main thread's clients. */
+  blobSlots?: Map<string, SharedArrayBuffer>;
 }
 
-function serve(port: MessagePort, { upstreams, fetchLimits }: FillWorkerData): void {
+function serve(port: MessagePort, { upstreams, fetchLimits, blobSlots }: FillWorkerData): void {
   const post = (m: FromFillThread): void => port.postMessage(m);
   const observer: ClientObserver = {
     upstreamRequest: (upstream, op, status, seconds) => post({ type: 'request', upstream, op, status, seconds }),
@@ -47,7 +49,10 @@ function serve(port: MessagePort, { upstreams, fetchLimits }: FillWorkerData): v
   };
   const clients = new Map<string, RegistryClient>();
   for (const u of upstreams)
-    clients.set(u.host, new RegistryClient(u, observer, fetchLimits ?? DEFAULT_UPSTREAM_FETCH_LIMITS));
+    clients.set(
+      u.host,
+      new RegistryClient(u, observer, fetchLimits ?? DEFAULT_UPSTREAM_FETCH_LIMITS, blobSlots?.get(u.host)),
+    );
   const gc = exposedGc();
 
   let writtenSinceScavenge = 0;

@@ -146,9 +146,11 @@ export class RegistryClient {
     upstream: UpstreamConfig,
     observer?: ClientObserver,
     limits: UpstreamFetchLimits = DEFAULT_UPSTREAM_FETCH_LIMITS,
+    /** The blob budget's count, shared with the fill thread's client of the same upstream. */
+    sharedBlobSlots?: SharedArrayBuffer,
   ) {
     this.upstream = upstream;
-    this.budget = new UpstreamFetchBudget(upstream.host, limits);
+    this.budget = new UpstreamFetchBudget(upstream.host, limits, sharedBlobSlots);
     this.#base = new URL(upstream.url);
     const ca = upstream.caFile ? [...rootCertificates, readFileSync(upstream.caFile, 'utf8')] : undefined;
     const connect = { timeout: upstream.timeouts.connectMs, ...(ca ? { ca } : {}) };

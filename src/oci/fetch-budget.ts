@@ -5,6 +5,7 @@
 // the next one at once: 503 TOOMANYREQUESTS with Retry-After, naming the key.
 import type { Readable } from 'node:stream';
 import { AdmissionQueue } from '../util/admission-queue.ts';
+import { SharedAdmissionQueue } from '../util/shared-admission-queue.ts';
 import { RegistryError } from './errors.ts';
 
 export interface UpstreamFetchLimits {
@@ -35,14 +36,20 @@ export type BudgetKind = 'requests' | 'blobs';
 export class UpstreamFetchBudget {
   readonly limits: UpstreamFetchLimits;
   readonly #host: string;
-  readonly #queues: Record<BudgetKind, AdmissionQueue>;
+  readonly #queues: Record<BudgetKind, AdmissionQueue | SharedAdmissionQueue>;
 
-  constructor(host: string, limits: UpstreamFetchLimits) {
+  /**
+   * `sharedBlobSlots` (util/shared-admission-queue.ts) makes the blob budget one across the threads
+   * that hold it: blob HEADs and evidence blobs in the main thread, cold fills in the fill thread.
+   */
+  constructor(host: string, limits: UpstreamFetchLimits, sharedBlobSlots?: SharedArrayBuffer) {
     this.#host = host;
     this.limits = limits;
     this.#queues = {
       requests: new AdmissionQueue(limits.requests, limits.queue),
-      blobs: new AdmissionQueue(limits.blobRequests, limits.queue),
+      blobs: sharedBlobSlots
+        ? new SharedAdmissionQueue(sharedBlobSlots, limits.blobRequests, limits.queue)
+        : new AdmissionQueue(limits.blobRequests, limits.queue),
     };
   }
 

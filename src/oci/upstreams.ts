@@ -19,11 +19,13 @@ export class Upstreams implements UpstreamNames {
       budgets?: Pick<BudgetsConfig, 'upstreamRequests' | 'upstreamBlobRequests' | 'upstreamQueue'>;
     },
     observer?: ClientObserver,
+    /** Per upstream host, the blob budget's count shared with the fill thread (server.ts). */
+    blobSlots?: ReadonlyMap<string, SharedArrayBuffer>,
   ) {
     const b = config.budgets;
     // Each upstream has budgets of its own: one slow registry cannot take the slots of the others.
     const limits = b ? fetchLimitsOf(b) : DEFAULT_UPSTREAM_FETCH_LIMITS;
-    this.#clients = config.upstreams.map((u) => new RegistryClient(u, observer, limits));
+    this.#clients = config.upstreams.map((u) => new RegistryClient(u, observer, limits, blobSlots?.get(u.host)));
     for (const client of this.#clients) {
       for (const name of [client.upstream.host, ...client.upstream.aliases]) this.#byName.set(name, client);
     }

@@ -806,6 +806,10 @@ test.serial(
       t.is(busyBlob.status, 503, busyBlob.body.slice(0, 300));
       t.is(busyBlob.headers['retry-after'], '2');
       t.regex(busyBlob.body, /limits\.upstreamBlobRequests 1/);
+      // The cold fill runs in the fill thread, a blob HEAD in the main thread: one budget for both.
+      const busyHead = await fetch(`${tiny.url}/v2/${REG}/${r}/blobs/${layers[1]!.digest}`, { method: 'HEAD' });
+      t.is(busyHead.status, 503, 'a blob HEAD counts against the slot the fill thread holds');
+      t.is(busyHead.headers.get('retry-after'), '2');
       t.is((await get(tiny.url, `/v2/${REG}/${other}/manifests/1.0`)).status, 200, 'manifests still pass');
       blobStall.release(b.json(blobA, { contentType: 'application/octet-stream' }));
       const blobAnswer = await firstBlob;

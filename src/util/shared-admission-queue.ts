@@ -1,0 +1,106 @@
+// An AdmissionQueue whose running count is shared by every thread that holds its buffer: the main
+// thread and the fill thread each queue their own waiters, but together never run more than
+// `running` jobs. A release moves a generation counter and notifies it; each thread with waiters
+// waits on that counter (Atomics.waitAsync, so no thread blocks) and tries again.
+
+const ACTIVE = 0;
+const GENERATION = 1;
+/** A waiter re-checks at least this often, so even a missed notification only delays it. */
+const RECHECK_MS = 50;
+
+/** The memory a shared queue keeps its count in: made once, handed to every thread. */
+export function sharedSlots(): SharedArrayBuffer {
+  return new SharedArrayBuffer(2 * Int32Array.BYTES_PER_ELEMENT);
+}
+
+export class SharedAdmissionQueue {
+  readonly running: number;
+  readonly waiting: number;
+  readonly #counts: Int32Array;
+  readonly #queue: (() => void)[] = [];
+  #watching = false;
+
+  constructor(buffer: SharedArrayBuffer, running: number, waiting: number) {
+    this.#counts = new Int32Array(buffer);
+    this.running = running;
+    this.waiting = waiting;
+  }
+
+  /** As AdmissionQueue.acquire: a slot held until the returned function is called; undefined when the queue is full. */
+  async acquire(signal?: AbortSignal): Promise<(() => void) | undefined> {
+    if (signal?.aborted) throw signal.reason;
+    // Waiters of this thread go first: a newcomer does not overtake them.
+    if (this.#queue.length === 0 && this.#take()) return this.#releaser();
+    if (this.#queue.length >= this.waiting) return undefined;
+    await new Promise<void>((resolve, reject) => {
+      const wake = (): void => {
+        signal?.removeEventListener('abort', abort);
+        resolve();
+      };
+      const abort = (): void => {
+        const at = this.#queue.indexOf(wake);
+        if (at >= 0) this.#queue.splice(at, 1);
+        reject(signal?.reason);
+      };
+      this.#queue.push(wake);
+      signal?.addEventListener('abort', abort, { once: true });
+      void this.#watch();
+    });
+    // The watcher took the slot for this waiter.
+    return this.#releaser();
+  }
+
+  /** Jobs running now, in every thread. */
+  get active(): number {
+    return Atomics.load(this.#counts, ACTIVE);
+  }
+
+  /** Waiters of this thread. */
+  get queued(): number {
+    return this.#queue.length;
+  }
+
+  #take(): boolean {
+    for (;;) {
+      const n = Atomics.load(this.#counts, ACTIVE);
+      if (n >= this.running) return false;
+      if (Atomics.compareExchange(this.#counts, ACTIVE, n, n + 1) === n) return true;
+    }
+  }
+
+  /** Hands freed slots to this thread's waiters, in order, until none waits. */
+  async #watch(): Promise<void> {
+    if (this.#watching) return;
+    this.#watching = true;
+    try {
+      while (this.#queue.length > 0) {
+        const generation = Atomics.load(this.#counts, GENERATION);
+        if (this.#take()) {
+          const next = this.#queue.shift();
+          if (next) next();
+          else this.#give();
+          continue;
+        }
+        const wait = Atomics.waitAsync(this.#counts, GENERATION, generation, RECHECK_MS);
+        if (wait.async) await wait.value;
+      }
+    } finally {
+      this.#watching = false;
+    }
+  }
+
+  #give(): void {
+    Atomics.sub(this.#counts, ACTIVE, 1);
+    Atomics.add(this.#counts, GENERATION, 1);
+    Atomics.notify(this.#counts, GENERATION);
+  }
+
+  #releaser(): () => void {
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      this.#give();
+    };
+  }
+}
