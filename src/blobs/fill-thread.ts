@@ -12,6 +12,7 @@ import type { BudgetKind, UpstreamFetchLimits } from '../oci/fetch-budget.ts';
 import type { FillOutcome, RunningFill } from './fill.ts';
 import { deferred, SharedFile, Waiters, type Hooks } from './fill-handle.ts';
 import { SharedRing } from './ring.ts';
+import { reclaimSlots } from '../util/shared-admission-queue.ts';
 
 export type ToFillThread = {
   type: 'fill';
@@ -48,6 +49,9 @@ export type FromFillThread =
   | { type: 'request'; upstream: string; op: string; status: number | 'error'; seconds: number }
   /** A fill refused because the upstream's fetch budget (in the thread) and its queue were full. */
   | { type: 'busy'; upstream: string; budget: BudgetKind };
+
+/** The fill thread's index among the holders of a shared blob budget (util/shared-admission-queue.ts). */
+export const FILL_THREAD_SLOT_HOLDER = 1;
 
 export interface FillThreadOptions {
   upstreams: readonly UpstreamConfig[];
@@ -164,6 +168,7 @@ export class FillThread {
   #lost(worker: Worker, why: string): void {
     if (this.#worker !== worker) return;
     this.#worker = undefined;
+    this.#reclaimSlots();
     const fills = [...this.#fills.values()];
     this.#fills.clear();
     const error = new RegistryError('unavailable', 'UNAVAILABLE', `the blob fill thread stopped (${why})`);
@@ -183,6 +188,12 @@ export class FillThread {
     if (this.#fills.size > 0 || !worker) return;
     this.#worker = undefined;
     await worker.terminate();
+    this.#reclaimSlots();
+  }
+
+  /** What a thread that ended held of the blob budgets is free again (none, unless it died mid-transfer). */
+  #reclaimSlots(): void {
+    for (const buffer of this.#options.blobSlots?.values() ?? []) reclaimSlots(buffer, FILL_THREAD_SLOT_HOLDER);
   }
 }
 

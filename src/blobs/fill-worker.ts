@@ -10,7 +10,7 @@ import { RegistryClient, type ClientObserver } from '../oci/client.ts';
 import { RegistryError } from '../oci/errors.ts';
 import { DEFAULT_UPSTREAM_FETCH_LIMITS, type UpstreamFetchLimits } from '../oci/fetch-budget.ts';
 import { Fill } from './fill.ts';
-import type { FromFillThread, ToFillThread, WireError } from './fill-thread.ts';
+import { FILL_THREAD_SLOT_HOLDER, type FromFillThread, type ToFillThread, type WireError } from './fill-thread.ts';
 import { SharedRing } from './ring.ts';
 import { blobOrigin } from './upstream-origin.ts';
 import { exposedGc } from '../util/exposed-gc.ts';
@@ -51,7 +51,7 @@ function serve(port: MessagePort, { upstreams, fetchLimits, blobSlots }: FillWor
   for (const u of upstreams)
     clients.set(
       u.host,
-      new RegistryClient(u, observer, fetchLimits ?? DEFAULT_UPSTREAM_FETCH_LIMITS, blobSlots?.get(u.host)),
+      new RegistryClient(u, observer, fetchLimits ?? DEFAULT_UPSTREAM_FETCH_LIMITS, slotsOf(blobSlots, u.host)),
     );
   const gc = exposedGc();
 
@@ -128,4 +128,10 @@ function wire(error: RegistryError): WireError {
     ...(cause ? { cause } : {}),
     ...(error.retryAfter ? { retryAfter: error.retryAfter } : {}),
   };
+}
+
+/** The fill thread's hold on an upstream's shared blob budget. */
+function slotsOf(slots: Map<string, SharedArrayBuffer> | undefined, host: string) {
+  const buffer = slots?.get(host);
+  return buffer ? { buffer, holder: FILL_THREAD_SLOT_HOLDER } : undefined;
 }

@@ -20,6 +20,7 @@ import {
   UpstreamFetchBudget,
   type UpstreamFetchLimits,
 } from './fetch-budget.ts';
+import type { SharedSlots } from '../util/shared-admission-queue.ts';
 import {
   INDEX_MEDIA_TYPES,
   MANIFEST_MEDIA_TYPES,
@@ -147,7 +148,7 @@ export class RegistryClient {
     observer?: ClientObserver,
     limits: UpstreamFetchLimits = DEFAULT_UPSTREAM_FETCH_LIMITS,
     /** The blob budget's count, shared with the fill thread's client of the same upstream. */
-    sharedBlobSlots?: SharedArrayBuffer,
+    sharedBlobSlots?: SharedSlots,
   ) {
     this.upstream = upstream;
     this.budget = new UpstreamFetchBudget(upstream.host, limits, sharedBlobSlots);

@@ -5,7 +5,7 @@
 // the next one at once: 503 TOOMANYREQUESTS with Retry-After, naming the key.
 import type { Readable } from 'node:stream';
 import { AdmissionQueue } from '../util/admission-queue.ts';
-import { SharedAdmissionQueue } from '../util/shared-admission-queue.ts';
+import { SharedAdmissionQueue, type SharedSlots } from '../util/shared-admission-queue.ts';
 import { RegistryError } from './errors.ts';
 
 export interface UpstreamFetchLimits {
@@ -42,13 +42,13 @@ export class UpstreamFetchBudget {
    * `sharedBlobSlots` (util/shared-admission-queue.ts) makes the blob budget one across the threads
    * that hold it: blob HEADs and evidence blobs in the main thread, cold fills in the fill thread.
    */
-  constructor(host: string, limits: UpstreamFetchLimits, sharedBlobSlots?: SharedArrayBuffer) {
+  constructor(host: string, limits: UpstreamFetchLimits, sharedBlobSlots?: SharedSlots) {
     this.#host = host;
     this.limits = limits;
     this.#queues = {
       requests: new AdmissionQueue(limits.requests, limits.queue),
       blobs: sharedBlobSlots
-        ? new SharedAdmissionQueue(sharedBlobSlots, limits.blobRequests, limits.queue)
+        ? new SharedAdmissionQueue(sharedBlobSlots.buffer, limits.blobRequests, limits.queue, sharedBlobSlots.holder)
         : new AdmissionQueue(limits.blobRequests, limits.queue),
     };
   }

@@ -2,6 +2,7 @@
 import type { BudgetsConfig, Config } from '../config/types.ts';
 import { RegistryClient, type ClientObserver } from './client.ts';
 import { DEFAULT_UPSTREAM_FETCH_LIMITS, fetchLimitsOf } from './fetch-budget.ts';
+import type { SharedSlots } from '../util/shared-admission-queue.ts';
 
 export interface UpstreamNames {
   /** Canonical host for a host or alias, if allowlisted. */
@@ -25,7 +26,7 @@ export class Upstreams implements UpstreamNames {
     const b = config.budgets;
     // Each upstream has budgets of its own: one slow registry cannot take the slots of the others.
     const limits = b ? fetchLimitsOf(b) : DEFAULT_UPSTREAM_FETCH_LIMITS;
-    this.#clients = config.upstreams.map((u) => new RegistryClient(u, observer, limits, blobSlots?.get(u.host)));
+    this.#clients = config.upstreams.map((u) => new RegistryClient(u, observer, limits, slotsOf(blobSlots, u.host)));
     for (const client of this.#clients) {
       for (const name of [client.upstream.host, ...client.upstream.aliases]) this.#byName.set(name, client);
     }
@@ -46,4 +47,10 @@ export class Upstreams implements UpstreamNames {
   async close(): Promise<void> {
     await Promise.all(this.#clients.map((c) => c.close()));
   }
+}
+
+/** The main thread's hold on an upstream's shared blob budget. */
+function slotsOf(slots: ReadonlyMap<string, SharedArrayBuffer> | undefined, host: string): SharedSlots | undefined {
+  const buffer = slots?.get(host);
+  return buffer ? { buffer, holder: 0 } : undefined;
 }

@@ -5,23 +5,51 @@
 
 const ACTIVE = 0;
 const GENERATION = 1;
+/** From here, the slots each holder (thread) has: what a thread that died held can be given back. */
+const HELD = 2;
 /** A waiter re-checks at least this often, so even a missed notification only delays it. */
 const RECHECK_MS = 50;
 
-/** The memory a shared queue keeps its count in: made once, handed to every thread. */
-export function sharedSlots(): SharedArrayBuffer {
-  return new SharedArrayBuffer(2 * Int32Array.BYTES_PER_ELEMENT);
+/** A shared queue's memory, and which of its holders this thread is. */
+export interface SharedSlots {
+  buffer: SharedArrayBuffer;
+  /** 0 for the main thread; each other thread has its own index. */
+  holder: number;
+}
+
+/** The memory a shared queue keeps its count in, for `holders` threads: made once, handed to every thread. */
+export function sharedSlots(holders = 2): SharedArrayBuffer {
+  return new SharedArrayBuffer((HELD + holders) * Int32Array.BYTES_PER_ELEMENT);
+}
+
+/**
+ * Gives back every slot `holder` held: its thread ended (it died, or was stopped) without its
+ * releases. A thread cut off between its two counts of one take leaves that one slot miscounted.
+ */
+export function reclaimSlots(buffer: SharedArrayBuffer, holder: number): number {
+  const counts = new Int32Array(buffer);
+  const n = Atomics.exchange(counts, HELD + holder, 0);
+  if (n > 0) {
+    Atomics.sub(counts, ACTIVE, n);
+    Atomics.add(counts, GENERATION, 1);
+    Atomics.notify(counts, GENERATION);
+  }
+  return n;
 }
 
 export class SharedAdmissionQueue {
   readonly running: number;
   readonly waiting: number;
   readonly #counts: Int32Array;
+  readonly #held: number;
   readonly #queue: (() => void)[] = [];
   #watching = false;
 
-  constructor(buffer: SharedArrayBuffer, running: number, waiting: number) {
+  /** `holder`: this thread's index among the buffer's holders (0 the main thread, 1 the fill thread). */
+  constructor(buffer: SharedArrayBuffer, running: number, waiting: number, holder = 0) {
     this.#counts = new Int32Array(buffer);
+    this.#held = HELD + holder;
+    if (this.#held >= this.#counts.length) throw new Error(`internal: holder ${holder} has no count in the buffer`);
     this.running = running;
     this.waiting = waiting;
   }
@@ -64,7 +92,10 @@ export class SharedAdmissionQueue {
     for (;;) {
       const n = Atomics.load(this.#counts, ACTIVE);
       if (n >= this.running) return false;
-      if (Atomics.compareExchange(this.#counts, ACTIVE, n, n + 1) === n) return true;
+      if (Atomics.compareExchange(this.#counts, ACTIVE, n, n + 1) === n) {
+        Atomics.add(this.#counts, this.#held, 1);
+        return true;
+      }
     }
   }
 
@@ -90,6 +121,7 @@ export class SharedAdmissionQueue {
   }
 
   #give(): void {
+    Atomics.sub(this.#counts, this.#held, 1);
     Atomics.sub(this.#counts, ACTIVE, 1);
     Atomics.add(this.#counts, GENERATION, 1);
     Atomics.notify(this.#counts, GENERATION);

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { Worker } from 'node:worker_threads';
-import { SharedAdmissionQueue, sharedSlots } from '../../../src/util/shared-admission-queue.ts';
+import { reclaimSlots, SharedAdmissionQueue, sharedSlots } from '../../../src/util/shared-admission-queue.ts';
 
 const settled = async (p: Promise<unknown>, ms = 100): Promise<boolean> =>
   Promise.race([p.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms))]);
@@ -24,8 +24,8 @@ test('at most `running` at once, `waiting` queued, the next refused; a release h
 
 test('two queues over one buffer never run more than the limit together, and wake each other', async (t) => {
   const buffer = sharedSlots();
-  const main = new SharedAdmissionQueue(buffer, 3, 10);
-  const other = new SharedAdmissionQueue(buffer, 3, 10);
+  const main = new SharedAdmissionQueue(buffer, 3, 10, 0);
+  const other = new SharedAdmissionQueue(buffer, 3, 10, 1);
   const held = [await main.acquire(), await other.acquire(), await other.acquire()];
   t.is(main.active, 3);
   const waiting = main.acquire();
@@ -73,4 +73,20 @@ test('a slot held by another thread is counted here, and its release in that thr
   t.false(await settled(waiting), 'the other thread holds the slot');
   worker.postMessage('go');
   t.truthy(await waiting, "the other thread's release woke this one");
+});
+
+test('the slots of a holder that ended without releasing them are given back, and a waiter gets one', async (t) => {
+  const buffer = sharedSlots();
+  const main = new SharedAdmissionQueue(buffer, 2, 5, 0);
+  const thread = new SharedAdmissionQueue(buffer, 2, 5, 1);
+  const mine = await main.acquire();
+  t.truthy(await thread.acquire(), 'the other holder takes the second slot and never lets go');
+  const waiting = main.acquire();
+  t.false(await settled(waiting));
+  t.is(reclaimSlots(buffer, 1), 1, "the other holder's one slot is given back");
+  t.truthy(await waiting);
+  t.is(main.active, 2);
+  t.is(reclaimSlots(buffer, 1), 0, 'nothing more to give back');
+  mine?.();
+  t.is(main.active, 1);
 });
