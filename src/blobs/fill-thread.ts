@@ -110,11 +110,6 @@ export class FillThread {
     return fill;
   }
 
-  /** Starts the thread if it is not up, so the first fill of a pull does not wait for it to load. */
-  prepare(): void {
-    if (!this.#closed) this.#thread();
-  }
-
   async close(): Promise<void> {
     this.#closed = true;
     const worker = this.#worker;

@@ -42,11 +42,6 @@ export class BlobStore {
     await this.#thread?.close();
   }
 
-  /** Cold fills are likely soon (a pull has started): the fill thread gets ready for them. */
-  prepare(): void {
-    this.#thread?.prepare();
-  }
-
   get cache(): BlobCache {
     return this.#cache;
   }

@@ -163,9 +163,6 @@ export class PolicyGate implements Gate {
 
   async manifest(req: ManifestRequest): Promise<FetchedManifest> {
     const { repo, reference } = req;
-    // A pull starts with its manifests: the fill thread starts now, while they are decided, not
-    // when the first layer is already waiting for it.
-    this.#deps.blobs.prepare();
     const accept = acceptedManifestTypes(req.accept).join(', ');
     return this.#flights.run(
       `${key(repo, reference)}|${accept}`,
