@@ -1,5 +1,6 @@
 // Reading upstream bodies into memory, never past a limit.
 import type { Readable } from 'node:stream';
+import { setImmediate as turn } from 'node:timers/promises';
 import { RegistryError, type ErrorCode } from './errors.ts';
 
 export class TooLargeError extends Error {}
@@ -47,6 +48,51 @@ export async function readLimited(body: Readable, maxBytes: number, declared?: n
     chunks.push(buf);
   }
   return Buffer.concat(chunks, total);
+}
+
+/** The most of a chunk handed to a consumer at once, and the work between two turns of the event loop. */
+const FEED_PIECE = 64 * 1024;
+const FEED_SLICE_MS = 4;
+
+/**
+ * Hands a body to `take` as it arrives, in pieces of at most 64 KiB, never holding it whole; yields
+ * to the event loop once about FEED_SLICE_MS of work was done without a turn, so a consumer that
+ * scans is never one long task however much the stream had buffered. `take` returns true once it
+ * has seen enough: the rest is not read. Over `maxBytes` (or a declared length over it) destroys
+ * the body and throws TooLargeError.
+ */
+export async function feedLimited(
+  body: Readable,
+  maxBytes: number,
+  take: (piece: Buffer) => boolean,
+  declared?: number,
+): Promise<void> {
+  if (declared !== undefined && declared > maxBytes) {
+    discard(body);
+    throw new TooLargeError(`${declared} bytes declared, more than ${maxBytes}`);
+  }
+  let total = 0;
+  let sliceStart = performance.now();
+  try {
+    for await (const chunk of body) {
+      const buf = chunk as Buffer;
+      total += buf.length;
+      if (total > maxBytes) throw new TooLargeError(`more than ${maxBytes} bytes`);
+      for (let off = 0; off < buf.length; off += FEED_PIECE) {
+        if (take(buf.subarray(off, off + FEED_PIECE))) {
+          discard(body);
+          return;
+        }
+        if (performance.now() - sliceStart > FEED_SLICE_MS) {
+          await turn();
+          sliceStart = performance.now();
+        }
+      }
+    }
+  } catch (err) {
+    discard(body);
+    throw err;
+  }
 }
 
 const KNOWN_CODES = new Set<string>([

@@ -9,7 +9,7 @@ import { Lru } from '../util/lru.ts';
 import { SingleFlight } from '../util/single-flight.ts';
 import type { UpstreamConfig } from '../config/types.ts';
 import { MAX_TOKEN_BODY, parseChallenges, parseTokenResponse, type Challenge } from './challenge.ts';
-import { discard, readLimited, TooLargeError, upstreamStatusError } from './body.ts';
+import { discard, feedLimited, readLimited, TooLargeError, upstreamStatusError } from './body.ts';
 import { isNotFound, RegistryError, type ErrorCode } from './errors.ts';
 import { matchesDigest, sha256Digest } from './digest.ts';
 import { isDigest } from './reference.ts';
@@ -452,15 +452,20 @@ export class RegistryClient {
     }
   }
 
-  /** One page of the tag list, body as the upstream sent it (bounded) plus its Link header. */
+  /**
+   * One page of the tag list, fed to `take` as it arrives (at most `maxBytes`, never held whole;
+   * `take` returns true once it has seen enough), and the upstream's Link header.
+   */
   async tags(
     repository: string,
     query: URLSearchParams,
     maxBytes: number,
+    take: (piece: Buffer) => boolean,
     signal?: AbortSignal,
-  ): Promise<{ body: Buffer; link?: string }> {
+  ): Promise<{ link?: string }> {
     const qs = query.size ? `?${query}` : '';
-    const deadline = this.#deadline(`the tag list of ${repository}`, signal);
+    const what = `tag list of ${repository}`;
+    const deadline = this.#deadline(`the ${what}`, signal);
     try {
       const res = await this.send(
         'GET',
@@ -471,9 +476,13 @@ export class RegistryClient {
         deadline.signal,
       );
       if (res.status !== 200) throw await this.statusError(res, 'NAME_UNKNOWN');
-      const body = await this.#readBody(res, maxBytes, `tag list of ${repository}`);
+      try {
+        await feedLimited(res.body, maxBytes, take, declaredLength(res.headers));
+      } catch (err) {
+        throw err instanceof TooLargeError ? this.#bodyTooLarge(what, maxBytes) : err;
+      }
       const link = headerValue(res.headers, 'link');
-      return { body, ...(link ? { link } : {}) };
+      return link ? { link } : {};
     } catch (err) {
       throw networkError(this.host, deadline.failure(err), this.upstream.timeouts);
     } finally {
@@ -485,14 +494,17 @@ export class RegistryClient {
     try {
       return await readLimited(res.body, maxBytes, declaredLength(res.headers));
     } catch (err) {
-      if (err instanceof TooLargeError)
-        throw new RegistryError(
-          'upstream',
-          'SIZE_INVALID',
-          `upstream ${this.host}: ${what} is larger than ${maxBytes} bytes`,
-        );
+      if (err instanceof TooLargeError) throw this.#bodyTooLarge(what, maxBytes);
       throw networkError(this.host, err, this.upstream.timeouts);
     }
+  }
+
+  #bodyTooLarge(what: string, maxBytes: number): RegistryError {
+    return new RegistryError(
+      'upstream',
+      'SIZE_INVALID',
+      `upstream ${this.host}: ${what} is larger than ${maxBytes} bytes`,
+    );
   }
 
   async statusError(res: UpstreamResponse, notFound: ErrorCode): Promise<RegistryError> {
