@@ -11,7 +11,7 @@ import type { UpstreamConfig } from '../config/types.ts';
 import { MAX_TOKEN_BODY, parseChallenges, parseTokenResponse, type Challenge } from './challenge.ts';
 import { discard, feedLimited, readLimited, TooLargeError, upstreamStatusError } from './body.ts';
 import { isNotFound, RegistryError, type ErrorCode } from './errors.ts';
-import { matchesDigest, sha256Digest } from './digest.ts';
+import { digestHasher, matchesDigest, sha256Digest } from './digest.ts';
 import { isDigest } from './reference.ts';
 import { guardedConnector, originOnlyConnector, parseCidr, type Cidr, type EgressRule } from './egress.ts';
 import {
@@ -383,14 +383,35 @@ export class RegistryClient {
     return res;
   }
 
-  /** Reads a small blob fully and checks it against its digest (signature payloads, bundles). */
+  /**
+   * Reads a small blob fully and checks it against its digest (signature payloads, bundles): into
+   * one buffer of its declared size, hashed as it arrives.
+   */
   async smallBlob(repository: string, digest: string, maxBytes: number, signal?: AbortSignal): Promise<Buffer> {
+    return (await this.smallBlobUnless(repository, digest, maxBytes, undefined, signal)) as Buffer;
+  }
+
+  /**
+   * smallBlob, each chunk shown to `stop` as it arrives: once it returns true the rest is not read
+   * (nor the digest checked) and the answer is undefined. Without `stop`, always the blob.
+   */
+  async smallBlobUnless(
+    repository: string,
+    digest: string,
+    maxBytes: number,
+    stop: ((chunk: Buffer) => boolean) | undefined,
+    signal?: AbortSignal,
+  ): Promise<Buffer | undefined> {
     const deadline = this.#deadline(`blob ${digest}`, signal);
-    let bytes: Buffer;
+    const hasher = digestHasher(digest);
+    let bytes: Buffer | undefined;
     try {
       const res = await this.#blob('GET', repository, digest, deadline.signal);
       if (res.status !== 200) throw await this.statusError(res, 'BLOB_UNKNOWN');
-      bytes = await readLimited(res.body, maxBytes);
+      const declared = declaredLength(res.headers);
+      bytes = stop
+        ? await readLimited(res.body, maxBytes, declared, hasher?.hash, stop)
+        : await readLimited(res.body, maxBytes, declared, hasher?.hash);
     } catch (err) {
       if (err instanceof TooLargeError)
         throw new RegistryError(
@@ -402,7 +423,8 @@ export class RegistryClient {
     } finally {
       deadline.clear();
     }
-    if (!matchesDigest(bytes, digest)) {
+    if (bytes === undefined) return undefined;
+    if (!hasher?.matches()) {
       throw new RegistryError(
         'upstream',
         'DIGEST_INVALID',

@@ -76,14 +76,16 @@ export function attestationBundles(
   );
 }
 
+/** Why an envelope with more than `maxSignatures` signature keys is refused unread. */
+export function tooManySignatures(maxSignatures: number): string {
+  return overBudget(`more than ${maxSignatures} signatures in one envelope`, 'signaturesPerEnvelope', maxSignatures);
+}
+
 function parseEnvelope(bytes: Buffer, maxSignatures: number): SerializedEnvelope {
   // A bomb is refused before it is parsed into thousands of objects (garbage the whole process pays
   // for in GC pauses). Only a shortcut: the count after parsing below is the check.
   const marked = countOf(bytes, SIG_KEY, maxSignatures + 1);
-  if (marked > maxSignatures)
-    throw new EvidenceFormatError(
-      overBudget(`more than ${maxSignatures} signatures in one envelope`, 'signaturesPerEnvelope', maxSignatures),
-    );
+  if (marked > maxSignatures) throw new EvidenceFormatError(tooManySignatures(maxSignatures));
   const doc = evidenceJson(bytes, 'DSSE envelope');
   const env = doc as Partial<SerializedEnvelope> | null;
   if (typeof env?.payloadType !== 'string' || typeof env.payload !== 'string' || !Array.isArray(env.signatures)) {
@@ -108,6 +110,49 @@ function countOf(bytes: Buffer, needle: Buffer, stop: number): number {
   let n = 0;
   for (let i = bytes.indexOf(needle); i !== -1 && n < stop; i = bytes.indexOf(needle, i + needle.length)) n++;
   return n;
+}
+
+/**
+ * parseEnvelope's shortcut on an envelope as it arrives: counts its signature keys (`"sig"`, as
+ * countOf does, across piece boundaries) and says when there are more than `maxSignatures`, so a
+ * bomb is refused after its first few KiB instead of being fetched and hashed whole (up to
+ * limits.evidence.bytes per decision: the most of what judging one cost).
+ */
+export class SignatureKeyCount {
+  readonly #max: number;
+  #count = 0;
+  /** The last bytes seen that are not part of a counted key (fewer than the key's length). */
+  #tail: Buffer = Buffer.alloc(0);
+
+  constructor(maxSignatures: number) {
+    this.#max = maxSignatures;
+  }
+
+  /** Counts the keys in the next piece; true once the envelope has more than the limit. */
+  over(piece: Buffer): boolean {
+    let from = 0;
+    let matched = false;
+    if (this.#tail.length > 0) {
+      // A key that starts in the tail ends in this piece (the tail is shorter than a key).
+      const window = Buffer.concat([this.#tail, piece.subarray(0, SIG_KEY.length - 1)]);
+      const i = window.indexOf(SIG_KEY);
+      if (i !== -1 && i < this.#tail.length) {
+        this.#count++;
+        from = i + SIG_KEY.length - this.#tail.length;
+        matched = true;
+      }
+    }
+    let end = from;
+    for (let i = piece.indexOf(SIG_KEY, from); i !== -1; i = piece.indexOf(SIG_KEY, end)) {
+      this.#count++;
+      end = i + SIG_KEY.length;
+      matched = true;
+      if (this.#count > this.#max) return true;
+    }
+    const rest = matched ? piece.subarray(end) : Buffer.concat([this.#tail, piece]);
+    this.#tail = Buffer.from(rest.subarray(Math.max(0, rest.length - (SIG_KEY.length - 1))));
+    return this.#count > this.#max;
+  }
 }
 
 function toBundle(content: Record<string, unknown>, annotations: Record<string, string>): Bundle {

@@ -1,6 +1,7 @@
 import test from 'ava';
+import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { feedLimited, TooLargeError } from '../../../src/oci/body.ts';
+import { feedLimited, readLimited, TooLargeError } from '../../../src/oci/body.ts';
 
 /** A body of the given chunks, and whether it was destroyed (read no further). */
 function body(chunks: Buffer[]): { stream: Readable; destroyed: () => boolean } {
@@ -72,4 +73,29 @@ test('feedLimited: a buffered 16 MiB body is handed over with turns of the event
   clearInterval(ticker);
   // 256 pieces of 1 ms, a turn at least every 4 ms: the timer ran tens of times, not once at the end.
   t.true(ticks >= 20, `the timer ran ${ticks} times`);
+});
+
+test('readLimited: into one buffer of the declared size, hashed as it arrives', async (t) => {
+  const data = Buffer.from('abcdefghij');
+  const hash = createHash('sha256');
+  const out = await readLimited(body([data.subarray(0, 4), data.subarray(4)]).stream, 100, data.length, hash);
+  t.true(out.equals(data));
+  t.is(hash.digest('hex'), createHash('sha256').update(data).digest('hex'));
+});
+
+test('readLimited: a stop that says enough leaves the body destroyed and the answer undefined', async (t) => {
+  const b = body([Buffer.from('one'), Buffer.from('two'), Buffer.from('three')]);
+  const shown: string[] = [];
+  const out = await readLimited(
+    b.stream,
+    100,
+    undefined,
+    undefined,
+    (c) => (shown.push(c.toString()), shown.length === 2),
+  );
+  t.is(out, undefined);
+  t.deepEqual(shown, ['one', 'two']);
+  t.true(b.destroyed());
+  const all = await readLimited(body([Buffer.from('a'), Buffer.from('b')]).stream, 100, 2, undefined, () => false);
+  t.is(all?.toString(), 'ab');
 });
