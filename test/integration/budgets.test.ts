@@ -3,12 +3,12 @@
 // each of 128 DSSE layers), a 4 MiB "wide" manifest, a valid signature next to a missing layer,
 // and a tag flapping between digests; and, from a misbehaving upstream, 16 MiB tag lists. Each case
 // asserts bounded time and memory (RSS from /proc), that /healthz stays responsive, and that the
-// proxy still answers /v2/ afterwards.
+// proxy still answers /v2/ afterwards. Where the event loop is measured (the bomb, the tag lists),
+// the proxy is a real `pullgate serve` run as shipped, its loop delay read from its own /metrics.
 import test from 'ava';
 import { readFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Client, request } from 'undici';
 import { stringify } from 'yaml';
 import { MediaType, type Descriptor, type ImageManifest } from '../../src/oci/types.ts';
@@ -30,17 +30,19 @@ const rssMiB = (): number => {
   return Number(m?.[1] ?? 0) / 1024;
 };
 
+const POLICY = stringify({
+  apiVersion: 'pullgate.dev/v1',
+  kind: 'Policy',
+  attestors: { ci: { keys: [{ file: join(work, 'trusted.pub') }] } },
+  defaultRule: { evaluationMode: 'requireAttestation', requireAttestors: ['ci'] },
+  rules: [{ match: `${REG}/flap/**`, evaluationMode: 'alwaysAllow', tagMode: 'deny' }],
+});
+
 test.before(async () => {
   registry = await startRegistry();
   writeFileSync(join(work, 'trusted.pub'), trusted.publicPem);
   proxy = await startTestProxy({
-    policy: stringify({
-      apiVersion: 'pullgate.dev/v1',
-      kind: 'Policy',
-      attestors: { ci: { keys: [{ file: join(work, 'trusted.pub') }] } },
-      defaultRule: { evaluationMode: 'requireAttestation', requireAttestors: ['ci'] },
-      rules: [{ match: `${REG}/flap/**`, evaluationMode: 'alwaysAllow', tagMode: 'deny' }],
-    }),
+    policy: POLICY,
     config: {
       upstreams: [{ host: REG, url: registry.url, insecure: true }],
       tagRecheckSeconds: 0,
@@ -126,6 +128,14 @@ async function pollHealth(url: string): Promise<{ count(): number; stop(): Promi
   };
 }
 
+/** One sample of the proxy's own event-loop delay since the last scrape (prom-client resets its histogram on each). */
+async function loopDelay(url: string): Promise<{ p99Ms: number; maxMs: number }> {
+  const text = await (await request(`${url}/metrics`)).body.text();
+  const value = (name: string) =>
+    Number(new RegExp(`^pullgate_nodejs_eventloop_lag_${name}_seconds (\\S+)$`, 'm').exec(text)?.[1]) * 1000;
+  return { p99Ms: value('p99'), maxMs: value('max') };
+}
+
 const p99 = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * 0.99)] ?? 0;
 
 async function stillServes(t: import('ava').ExecutionContext): Promise<void> {
@@ -169,55 +179,67 @@ test.serial(
       MediaType.ociManifest,
     );
 
-    {
-      // The first deny loads the deny path's code: a figure of its own, outside the measured window.
-      const { digest: plain } = await pushImage('bomb/unsigned', 'v1', 'unsigned');
-      const l = monitorEventLoopDelay({ resolution: 2 });
-      l.enable();
-      t.is((await pull('bomb/unsigned', 'v1')).status, 403, plain);
-      l.disable();
-      t.log(`warm-up: an unsigned image denied (first deny path): event loop delay max ${(l.max / 1e6).toFixed(1)} ms`);
-    }
-    // The bomb is judged again on every pull (cache.denyTtlSeconds is 0), and pulled until the
-    // poller has enough samples for a p99 of the judging, not of the idle time around it.
-    const rssBefore = rssMiB();
-    let peak = rssBefore;
-    const health = await pollHealth(proxy.url);
-    const loop = monitorEventLoopDelay({ resolution: 2 });
-    loop.enable();
-    const answers: { status: number; body: string; ms: number }[] = [];
-    for (let i = 0; i < 10 && (answers.length < 3 || health.count() < 60); i++) {
-      const started = performance.now();
-      const res = await pull('bomb/app', 'v1');
-      answers.push({ status: res.status, body: res.body, ms: performance.now() - started });
-      peak = Math.max(peak, rssMiB());
-    }
-    loop.disable();
-    const times = await health.stop();
-    const loopP99 = loop.percentile(99) / 1e6;
-    t.log(
-      `bomb judged ${answers.length} times, answered in ${answers.map((a) => Math.round(a.ms)).join(', ')} ms; ` +
-        `event loop delay p99 ${loopP99.toFixed(1)} ms, max ${(loop.max / 1e6).toFixed(1)} ms; ` +
-        `/healthz p99 ${p99(times).toFixed(1)} ms, max ${Math.max(...times).toFixed(1)} ms over ${times.length} polls; ` +
-        `RSS ${rssBefore.toFixed(0)} → ${peak.toFixed(0)} MiB`,
+    // Judged by a real `pullgate serve` as shipped, with the same registry and policy: the event
+    // loop measured (from its /metrics) and the one answering /healthz is the proxy's alone, not
+    // this test process's with its poller, registry client, log sink and ava's source-mapped stacks.
+    const child = await startPullgate(
+      { upstreams: [{ host: REG, url: registry.url, insecure: true }], cache: { denyTtlSeconds: 0 } },
+      POLICY,
     );
-    for (const a of answers) {
-      t.is(a.status, 403, a.body);
-      t.regex(
-        a.body,
-        /evidence budget: more than 16 signatures in one envelope, limit 16 \(limits\.evidence\.signaturesPerEnvelope\)/,
+    try {
+      const cpull = async (repo: string) => {
+        const res = await request(`${child.url}/v2/${REG}/${repo}/manifests/v1`, {
+          headers: { accept: MediaType.ociManifest },
+        });
+        return { status: res.statusCode, body: await res.body.text() };
+      };
+      // The first deny loads the deny path's code; the bomb's evidence path stays cold until measured.
+      await pushImage('bomb/unsigned', 'v1', 'unsigned');
+      t.is((await cpull('bomb/unsigned')).status, 403);
+      // The bomb is judged again on every pull (cache.denyTtlSeconds is 0), and pulled until the
+      // poller has enough samples for a p99 of the judging, not of the idle time around it.
+      const rssBefore = child.rss().nowMiB;
+      child.resetPeak();
+      const health = await pollHealth(child.url);
+      await loopDelay(child.url); // resets the proxy's histogram
+      const answers: { status: number; body: string; ms: number }[] = [];
+      for (let i = 0; i < 20 && (answers.length < 3 || health.count() < 60); i++) {
+        const started = performance.now();
+        const res = await cpull('bomb/app');
+        answers.push({ ...res, ms: performance.now() - started });
+      }
+      const loop = await loopDelay(child.url);
+      const times = await health.stop();
+      const peak = child.rss().peakMiB;
+      t.log(
+        `bomb judged ${answers.length} times, answered in ${answers.map((a) => Math.round(a.ms)).join(', ')} ms; ` +
+          `proxy event loop delay p99 ${loop.p99Ms.toFixed(1)} ms, max ${loop.maxMs.toFixed(1)} ms; ` +
+          `/healthz p99 ${p99(times).toFixed(1)} ms, max ${Math.max(...times).toFixed(1)} ms over ${times.length} polls; ` +
+          `RSS ${rssBefore.toFixed(0)} → peak ${peak.toFixed(0)} MiB`,
       );
-      t.regex(a.body, /limits\.evidence\.bytes/);
-      t.true(a.ms < 5_000, `the bomb took ${a.ms} ms`);
+      for (const a of answers) {
+        t.is(a.status, 403, a.body);
+        t.regex(
+          a.body,
+          /evidence budget: more than 16 signatures in one envelope, limit 16 \(limits\.evidence\.signaturesPerEnvelope\)/,
+        );
+        t.regex(a.body, /limits\.evidence\.bytes/);
+        t.true(a.ms < 5_000, `the bomb took ${a.ms} ms`);
+      }
+      // "Verification must not block other requests: /healthz p99 stays under 50 ms while a bomb is
+      // judged." A stalled loop (167 s before the budgets) fails both bounds by far. prom-client's
+      // histogram ticks every 10 ms and counts the tick: an idle loop reads about 10 ms.
+      t.true(times.length >= 50, `${times.length} polls`);
+      t.true(loop.p99Ms < 50, `proxy event loop delay p99 ${loop.p99Ms} ms`);
+      t.true(p99(times) < 50, `/healthz p99 ${p99(times)} ms over ${times.length} polls`);
+      t.true(peak - rssBefore < 100, `RSS grew ${peak - rssBefore} MiB`);
+      const base = await request(`${child.url}/v2/`);
+      await base.body.dump();
+      t.is(base.statusCode, 200, 'the proxy still answers /v2/');
+      t.true(child.alive());
+    } finally {
+      await child.stop();
     }
-    // "Verification must not block other requests: /healthz p99 stays under 50 ms while a bomb is
-    // judged." The event loop here is the proxy's (in this process, with the poller and the test's
-    // log sink): a stalled loop (167 s before the budgets) fails both bounds by far.
-    t.true(times.length >= 50, `${times.length} polls`);
-    t.true(loopP99 < 50, `event loop delay p99 ${loopP99} ms`);
-    t.true(p99(times) < 50, `/healthz p99 ${p99(times)} ms over ${times.length} polls`);
-    t.true(peak - rssBefore < 100, `RSS grew ${peak - rssBefore} MiB`);
-    await stillServes(t);
   },
 );
 
@@ -234,14 +256,6 @@ function tagListDoc(count: number, tag: (i: number) => string, size: number): Bu
   while (at + 4 <= size - 2) at += doc.write(',"."', at);
   doc.write(']}', size - 2);
   return doc;
-}
-
-/** One sample of the proxy's own event-loop delay since the last scrape (prom-client resets its histogram on each). */
-async function loopDelay(url: string): Promise<{ p99Ms: number; maxMs: number }> {
-  const text = await (await request(`${url}/metrics`)).body.text();
-  const value = (name: string) =>
-    Number(new RegExp(`^pullgate_nodejs_eventloop_lag_${name}_seconds (\\S+)$`, 'm').exec(text)?.[1]) * 1000;
-  return { p99Ms: value('p99'), maxMs: value('max') };
 }
 
 test.serial(
