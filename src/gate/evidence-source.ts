@@ -52,7 +52,7 @@ function clientSource(
         throw err;
       }
     },
-    blob: (repository, digest, maxBytes) => client.smallBlob(repository, digest, maxBytes),
+    blob: (repository, digest, maxBytes, stop) => client.smallBlobUnless(repository, digest, maxBytes, stop),
     async referrers(repository: string, digest: string, artifactType?: string): Promise<ImageIndex> {
       const { index } = await client.referrers(repository, digest, manifestMaxBytes);
       return artifactType

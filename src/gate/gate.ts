@@ -35,14 +35,14 @@ import {
   type Parsed,
   type Step,
 } from './admission.ts';
-import type { WidthLimits } from './limits.ts';
+import { DEFAULT_TAG_LIST_MAX_TAGS, type WidthLimits } from './limits.ts';
 import { blobOrigin } from '../blobs/upstream-origin.ts';
 import type { DecideOptions, Decider } from './decider.ts';
 import { evidenceBindingProblem } from './evidence-blobs.ts';
 import { registryEvidenceSource } from './evidence-source.ts';
 import { TagRechecks } from './rechecks.ts';
 import type { Revocations } from './revocations.ts';
-import { tagPage } from './tag-list.ts';
+import { pageOfScan, TagListScanner } from './tag-list.ts';
 import { tagAction } from './tags.ts';
 import type { ClientInfo, Explanation, Gate, ManifestRequest, Repo, TagPage } from './types.ts';
 
@@ -207,8 +207,12 @@ export class PolicyGate implements Gate {
     if (page.n !== undefined) query.set('n', String(page.n));
     if (page.last !== undefined) query.set('last', page.last);
     const client = this.#deps.upstreams.client(repo.upstream);
-    const res = await client.tags(repo.repository, query, LIST_MAX_BYTES, signal);
-    return tagPage(res.body, `${repo.upstream}/${repo.repository}`, page, res.link, this.#deps.tagListMaxTags);
+    // Scanned as it arrives: a list of up to LIST_MAX_BYTES is never held whole nor scanned in one
+    // go, and reading stops as soon as it is refused (invalid, or over limits.tagListMaxTags).
+    const maxTags = this.#deps.tagListMaxTags ?? DEFAULT_TAG_LIST_MAX_TAGS;
+    const scanner = new TagListScanner(maxTags);
+    const res = await client.tags(repo.repository, query, LIST_MAX_BYTES, (piece) => !!scanner.write(piece), signal);
+    return pageOfScan(scanner.end(), `${repo.upstream}/${repo.repository}`, page, res.link, maxTags);
   }
 
   async referrers(repo: Repo, digest: string, artifactType?: string, signal?: AbortSignal): Promise<ImageIndex> {

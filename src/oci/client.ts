@@ -9,9 +9,9 @@ import { Lru } from '../util/lru.ts';
 import { SingleFlight } from '../util/single-flight.ts';
 import type { UpstreamConfig } from '../config/types.ts';
 import { MAX_TOKEN_BODY, parseChallenges, parseTokenResponse, type Challenge } from './challenge.ts';
-import { discard, readLimited, TooLargeError, upstreamStatusError } from './body.ts';
+import { discard, feedLimited, readLimited, TooLargeError, upstreamStatusError } from './body.ts';
 import { isNotFound, RegistryError, type ErrorCode } from './errors.ts';
-import { matchesDigest, sha256Digest } from './digest.ts';
+import { digestHasher, matchesDigest, sha256Digest } from './digest.ts';
 import { isDigest } from './reference.ts';
 import { guardedConnector, originOnlyConnector, parseCidr, type Cidr, type EgressRule } from './egress.ts';
 import {
@@ -383,14 +383,35 @@ export class RegistryClient {
     return res;
   }
 
-  /** Reads a small blob fully and checks it against its digest (signature payloads, bundles). */
+  /**
+   * Reads a small blob fully and checks it against its digest (signature payloads, bundles): into
+   * one buffer of its declared size, hashed as it arrives.
+   */
   async smallBlob(repository: string, digest: string, maxBytes: number, signal?: AbortSignal): Promise<Buffer> {
+    return (await this.smallBlobUnless(repository, digest, maxBytes, undefined, signal)) as Buffer;
+  }
+
+  /**
+   * smallBlob, each chunk shown to `stop` as it arrives: once it returns true the rest is not read
+   * (nor the digest checked) and the answer is undefined. Without `stop`, always the blob.
+   */
+  async smallBlobUnless(
+    repository: string,
+    digest: string,
+    maxBytes: number,
+    stop: ((chunk: Buffer) => boolean) | undefined,
+    signal?: AbortSignal,
+  ): Promise<Buffer | undefined> {
     const deadline = this.#deadline(`blob ${digest}`, signal);
-    let bytes: Buffer;
+    const hasher = digestHasher(digest);
+    let bytes: Buffer | undefined;
     try {
       const res = await this.#blob('GET', repository, digest, deadline.signal);
       if (res.status !== 200) throw await this.statusError(res, 'BLOB_UNKNOWN');
-      bytes = await readLimited(res.body, maxBytes);
+      const declared = declaredLength(res.headers);
+      bytes = stop
+        ? await readLimited(res.body, maxBytes, declared, hasher?.hash, stop)
+        : await readLimited(res.body, maxBytes, declared, hasher?.hash);
     } catch (err) {
       if (err instanceof TooLargeError)
         throw new RegistryError(
@@ -402,7 +423,8 @@ export class RegistryClient {
     } finally {
       deadline.clear();
     }
-    if (!matchesDigest(bytes, digest)) {
+    if (bytes === undefined) return undefined;
+    if (!hasher?.matches()) {
       throw new RegistryError(
         'upstream',
         'DIGEST_INVALID',
@@ -452,15 +474,20 @@ export class RegistryClient {
     }
   }
 
-  /** One page of the tag list, body as the upstream sent it (bounded) plus its Link header. */
+  /**
+   * One page of the tag list, fed to `take` as it arrives (at most `maxBytes`, never held whole;
+   * `take` returns true once it has seen enough), and the upstream's Link header.
+   */
   async tags(
     repository: string,
     query: URLSearchParams,
     maxBytes: number,
+    take: (piece: Buffer) => boolean,
     signal?: AbortSignal,
-  ): Promise<{ body: Buffer; link?: string }> {
+  ): Promise<{ link?: string }> {
     const qs = query.size ? `?${query}` : '';
-    const deadline = this.#deadline(`the tag list of ${repository}`, signal);
+    const what = `tag list of ${repository}`;
+    const deadline = this.#deadline(`the ${what}`, signal);
     try {
       const res = await this.send(
         'GET',
@@ -471,9 +498,13 @@ export class RegistryClient {
         deadline.signal,
       );
       if (res.status !== 200) throw await this.statusError(res, 'NAME_UNKNOWN');
-      const body = await this.#readBody(res, maxBytes, `tag list of ${repository}`);
+      try {
+        await feedLimited(res.body, maxBytes, take, declaredLength(res.headers));
+      } catch (err) {
+        throw err instanceof TooLargeError ? this.#bodyTooLarge(what, maxBytes) : err;
+      }
       const link = headerValue(res.headers, 'link');
-      return { body, ...(link ? { link } : {}) };
+      return link ? { link } : {};
     } catch (err) {
       throw networkError(this.host, deadline.failure(err), this.upstream.timeouts);
     } finally {
@@ -485,14 +516,17 @@ export class RegistryClient {
     try {
       return await readLimited(res.body, maxBytes, declaredLength(res.headers));
     } catch (err) {
-      if (err instanceof TooLargeError)
-        throw new RegistryError(
-          'upstream',
-          'SIZE_INVALID',
-          `upstream ${this.host}: ${what} is larger than ${maxBytes} bytes`,
-        );
+      if (err instanceof TooLargeError) throw this.#bodyTooLarge(what, maxBytes);
       throw networkError(this.host, err, this.upstream.timeouts);
     }
+  }
+
+  #bodyTooLarge(what: string, maxBytes: number): RegistryError {
+    return new RegistryError(
+      'upstream',
+      'SIZE_INVALID',
+      `upstream ${this.host}: ${what} is larger than ${maxBytes} bytes`,
+    );
   }
 
   async statusError(res: UpstreamResponse, notFound: ErrorCode): Promise<RegistryError> {

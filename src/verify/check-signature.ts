@@ -296,6 +296,21 @@ function checkTlog(
 }
 
 /**
+ * The DSSE pre-authentication encoding of a payload, kept while the payload lives: the bundles of
+ * one envelope share its payload (cosign-layer.ts), and an entity is made per signature and per key
+ * tried, so a 600 KB payload was copied for every one (16 signatures × keys, per envelope).
+ */
+const PAE = new WeakMap<Buffer, { payloadType: string; bytes: Buffer }>();
+
+function preAuthEncoding(payloadType: string, payload: Buffer): Buffer {
+  const known = PAE.get(payload);
+  if (known?.payloadType === payloadType) return known.bytes;
+  const bytes = dsse.preAuthEncoding(payloadType, payload);
+  PAE.set(payload, { payloadType, bytes });
+  return bytes;
+}
+
+/**
  * sigstore-js's entity, with the signature check replaced by ours: it hashes message signatures
  * with the digest algorithm only (breaking Ed25519 and P-384 keys) and DSSE with the key default.
  */
@@ -304,7 +319,7 @@ function signedEntity({ bundle, artifact }: SignedBundle, schemes?: readonly Sig
   const original = entity.signature;
   const signedBytes =
     bundle.content.$case === 'dsseEnvelope'
-      ? dsse.preAuthEncoding(bundle.content.dsseEnvelope.payloadType, bundle.content.dsseEnvelope.payload)
+      ? preAuthEncoding(bundle.content.dsseEnvelope.payloadType, bundle.content.dsseEnvelope.payload)
       : artifact;
   if (!signedBytes) throw new Error('a message-signature bundle needs the signed artifact');
   const signature = original.signature;

@@ -6,6 +6,7 @@ import { isNotFound, isTransient, RegistryError } from '../oci/errors.ts';
 import { BUNDLE_MEDIA_TYPES, digestTag } from '../oci/evidence.ts';
 import { INDEX_MEDIA_TYPES, MediaType, type Descriptor, type ImageManifest } from '../oci/types.ts';
 import { DecisionBudget, DEFAULT_EVIDENCE_LIMITS, overBudget, type EvidenceLimits } from './budget.ts';
+import { SignatureKeyCount, tooManySignatures } from './cosign-layer.ts';
 
 export { BUNDLE_MEDIA_TYPES, digestTag } from '../oci/evidence.ts';
 import type { EvidenceSource } from './source.ts';
@@ -67,7 +68,15 @@ export async function discoverEvidence(
       return undefined;
     }
     try {
-      const bytes = await source.blob(repository, layer.digest, Math.min(limits.blobBytes, layer.size));
+      // A DSSE envelope over the signature budget is refused as soon as its keys say so, unread
+      // past them: a bomb's layers cost a few KiB each, not their whole size fetched and hashed.
+      const keys = format === 'dsse' ? new SignatureKeyCount(limits.signaturesPerEnvelope) : undefined;
+      const maxBytes = Math.min(limits.blobBytes, layer.size);
+      const bytes = await source.blob(repository, layer.digest, maxBytes, keys && ((piece) => keys.over(piece)));
+      if (bytes === undefined) {
+        skipped.push(`${where}: ${tooManySignatures(limits.signaturesPerEnvelope)}`);
+        return undefined;
+      }
       const raw: RawEvidence = {
         source: where,
         format,

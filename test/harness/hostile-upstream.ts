@@ -131,12 +131,23 @@ function bytesOf(body: Buffer | string | object): Buffer {
   return Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
 }
 
+/** Waits for a write to drain or the response to close, leaving no listener behind (one is added per wait). */
+function drainedOrClosed(res: ServerResponse): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = (): void => {
+      res.off('drain', done).off('close', done);
+      resolve();
+    };
+    res.once('drain', done).once('close', done);
+  });
+}
+
 /** Writes `total` bytes produced in chunks by `chunk(i)`, respecting back-pressure, then ends. */
 async function stream(res: ServerResponse, total: number, chunk: (offset: number, size: number) => Buffer) {
   const SIZE = 64 * 1024;
   for (let off = 0; off < total && !res.destroyed; off += SIZE) {
     const n = Math.min(SIZE, total - off);
-    if (!res.write(chunk(off, n))) await new Promise<void>((r) => res.once('drain', r).once('close', r));
+    if (!res.write(chunk(off, n))) await drainedOrClosed(res);
   }
   res.end();
 }

@@ -1,19 +1,22 @@
 // Budgets against a real registry (Debian's docker-registry on loopback), as an attacker with push
 // rights to an allowlisted registry would use them: a signature bomb (thousands of signatures in
 // each of 128 DSSE layers), a 4 MiB "wide" manifest, a valid signature next to a missing layer,
-// and a tag flapping between digests. Each case asserts bounded time and memory (RSS from /proc),
-// that /healthz stays responsive, and that the proxy still answers /v2/ afterwards.
+// and a tag flapping between digests; and, from a misbehaving upstream, 16 MiB tag lists. Each case
+// asserts bounded time and memory (RSS from /proc), that /healthz stays responsive, and that the
+// proxy still answers /v2/ afterwards. Where the event loop is measured (the bomb, the tag lists),
+// the proxy is a real `pullgate serve` run as shipped, its loop delay read from its own /metrics.
 import test from 'ava';
 import { readFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { request } from 'undici';
+import { Client, request } from 'undici';
 import { stringify } from 'yaml';
 import { MediaType, type Descriptor, type ImageManifest } from '../../src/oci/types.ts';
 import { generateKey, putManifest, signImage, startRegistry, uploadBlob, type Registry } from '../harness/index.ts';
 import { inTotoStatement, signAttestationLayer } from '../harness/sigstore/sign.ts';
-import { startTestProxy, type TestProxy } from './proxy-fixture.ts';
+import { b, startHostileUpstream } from '../harness/hostile-upstream.ts';
+import { startPullgate } from '../harness/pullgate-process.ts';
+import { ALLOW_ALL, startTestProxy, type TestProxy } from './proxy-fixture.ts';
 
 const REG = 'hostile.example.test';
 const work = mkdtempSync(join(tmpdir(), 'pullgate-budgets-'));
@@ -27,17 +30,19 @@ const rssMiB = (): number => {
   return Number(m?.[1] ?? 0) / 1024;
 };
 
+const POLICY = stringify({
+  apiVersion: 'pullgate.dev/v1',
+  kind: 'Policy',
+  attestors: { ci: { keys: [{ file: join(work, 'trusted.pub') }] } },
+  defaultRule: { evaluationMode: 'requireAttestation', requireAttestors: ['ci'] },
+  rules: [{ match: `${REG}/flap/**`, evaluationMode: 'alwaysAllow', tagMode: 'deny' }],
+});
+
 test.before(async () => {
   registry = await startRegistry();
   writeFileSync(join(work, 'trusted.pub'), trusted.publicPem);
   proxy = await startTestProxy({
-    policy: stringify({
-      apiVersion: 'pullgate.dev/v1',
-      kind: 'Policy',
-      attestors: { ci: { keys: [{ file: join(work, 'trusted.pub') }] } },
-      defaultRule: { evaluationMode: 'requireAttestation', requireAttestors: ['ci'] },
-      rules: [{ match: `${REG}/flap/**`, evaluationMode: 'alwaysAllow', tagMode: 'deny' }],
-    }),
+    policy: POLICY,
     config: {
       upstreams: [{ host: REG, url: registry.url, insecure: true }],
       tagRecheckSeconds: 0,
@@ -89,29 +94,61 @@ async function pull(repo: string, ref: string) {
   return { status: res.statusCode, body, headers: res.headers };
 }
 
-/** Polls /healthz every 10 ms until stopped; returns the latencies. */
-function pollHealth(): { stop(): Promise<number[]> } {
+/** Time between two /healthz requests of the poller: dense enough for a p99 over the few hundred ms a case takes. */
+const POLL_MS = 5;
+
+/**
+ * Polls `url`/healthz on one keep-alive connection opened (by an untimed first request) before this
+ * resolves, a request every POLL_MS until stopped; stop() returns the latencies. A fresh connection
+ * per poll would time the connection set-up, not how long the proxy's loop kept the request waiting.
+ */
+async function pollHealth(url: string): Promise<{ count(): number; stop(): Promise<number[]> }> {
+  const client = new Client(url, { pipelining: 1 });
+  const get = async () => (await client.request({ method: 'GET', path: '/healthz' })).body.dump();
+  await get();
   const times: number[] = [];
   let running = true;
   const loop = (async () => {
-    // One untimed request first: the poller's own connection set-up is not the proxy's latency.
-    await (await request(`${proxy.url}/healthz`)).body.dump();
     const until = Date.now() + 60_000;
     while (running && Date.now() < until) {
       const started = performance.now();
-      const res = await request(`${proxy.url}/healthz`);
-      await res.body.dump();
+      await get();
       times.push(performance.now() - started);
-      await new Promise((r) => setTimeout(r, 10));
+      await new Promise((r) => setTimeout(r, POLL_MS));
     }
   })();
   return {
+    count: () => times.length,
     async stop() {
       running = false;
       await loop;
+      await client.close();
       return times;
     },
   };
+}
+
+/** One sample of the proxy's own event-loop delay since the last scrape (prom-client resets its histogram on each). */
+async function loopDelay(url: string): Promise<{ p99Ms: number; maxMs: number }> {
+  const text = await (await request(`${url}/metrics`)).body.text();
+  const value = (name: string) =>
+    Number(new RegExp(`^pullgate_nodejs_eventloop_lag_${name}_seconds (\\S+)$`, 'm').exec(text)?.[1]) * 1000;
+  return { p99Ms: value('p99'), maxMs: value('max') };
+}
+
+/** CPU time (user + system) of a process so far, in ms: /proc/<pid>/stat counts clock ticks of 10 ms. */
+function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/** Waits (5 s at most) until the process spent under 10 ms of CPU in 200 ms: what a request started has finished. */
+async function settled(pid: number): Promise<void> {
+  for (let i = 0; i < 25; i++) {
+    const before = cpuMs(pid);
+    await new Promise((r) => setTimeout(r, 200));
+    if (cpuMs(pid) - before < 10) return;
+  }
 }
 
 const p99 = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * 0.99)] ?? 0;
@@ -157,53 +194,163 @@ test.serial(
       MediaType.ociManifest,
     );
 
-    let plainDenyMs = 0;
-    {
-      const { digest: plain } = await pushImage('bomb/unsigned', 'v1', 'unsigned');
-      const l = monitorEventLoopDelay({ resolution: 2 });
-      l.enable();
-      t.is((await pull('bomb/unsigned', 'v1')).status, 403, plain);
-      l.disable();
-      plainDenyMs = l.max / 1e6;
-      t.log(`warm-up: an unsigned image denied (first deny path): event loop delay max ${(l.max / 1e6).toFixed(1)} ms`);
+    // Judged by a real `pullgate serve` as shipped, with the same registry and policy: the event
+    // loop measured (from its /metrics) and the one answering /healthz is the proxy's alone, not
+    // this test process's with its poller, registry client, log sink and ava's source-mapped stacks.
+    const child = await startPullgate(
+      { upstreams: [{ host: REG, url: registry.url, insecure: true }], cache: { denyTtlSeconds: 0 } },
+      POLICY,
+    );
+    try {
+      const cpull = async (repo: string) => {
+        const res = await request(`${child.url}/v2/${REG}/${repo}/manifests/v1`, {
+          headers: { accept: MediaType.ociManifest },
+        });
+        return { status: res.statusCode, body: await res.body.text() };
+      };
+      // The first deny loads the deny path's code, and the first manifest request starts the blob
+      // fill thread: both are over before the window (the thread loading its modules took the
+      // other core for about a second and put /healthz p99 at 40-70 ms). The bomb's own evidence
+      // path stays cold until measured.
+      await pushImage('bomb/unsigned', 'v1', 'unsigned');
+      t.is((await cpull('bomb/unsigned')).status, 403);
+      await settled(child.pid);
+      // The bomb is judged again on every pull (cache.denyTtlSeconds is 0), and pulled until the
+      // poller has enough samples for a p99 of the judging, not of the idle time around it.
+      const rssBefore = child.rss().nowMiB;
+      child.resetPeak();
+      const health = await pollHealth(child.url);
+      await loopDelay(child.url); // resets the proxy's histogram
+      const answers: { status: number; body: string; ms: number }[] = [];
+      for (let i = 0; i < 20 && (answers.length < 3 || health.count() < 60); i++) {
+        const started = performance.now();
+        const res = await cpull('bomb/app');
+        answers.push({ ...res, ms: performance.now() - started });
+      }
+      const loop = await loopDelay(child.url);
+      const times = await health.stop();
+      const peak = child.rss().peakMiB;
+      t.log(
+        `bomb judged ${answers.length} times, answered in ${answers.map((a) => Math.round(a.ms)).join(', ')} ms; ` +
+          `proxy event loop delay p99 ${loop.p99Ms.toFixed(1)} ms, max ${loop.maxMs.toFixed(1)} ms; ` +
+          `/healthz p99 ${p99(times).toFixed(1)} ms, max ${Math.max(...times).toFixed(1)} ms over ${times.length} polls; ` +
+          `RSS ${rssBefore.toFixed(0)} → peak ${peak.toFixed(0)} MiB`,
+      );
+      for (const a of answers) {
+        t.is(a.status, 403, a.body);
+        t.regex(
+          a.body,
+          /evidence budget: more than 16 signatures in one envelope, limit 16 \(limits\.evidence\.signaturesPerEnvelope\)/,
+        );
+        t.regex(a.body, /limits\.evidence\.bytes/);
+        t.true(a.ms < 5_000, `the bomb took ${a.ms} ms`);
+      }
+      // "Verification must not block other requests: /healthz p99 stays under 50 ms while a bomb is
+      // judged." A stalled loop (167 s before the budgets) fails both bounds by far. prom-client's
+      // histogram ticks every 10 ms and counts the tick: an idle loop reads about 10 ms.
+      t.true(times.length >= 50, `${times.length} polls`);
+      t.true(loop.p99Ms < 50, `proxy event loop delay p99 ${loop.p99Ms} ms`);
+      t.true(p99(times) < 50, `/healthz p99 ${p99(times)} ms over ${times.length} polls`);
+      t.true(peak - rssBefore < 100, `RSS grew ${peak - rssBefore} MiB`);
+      const base = await request(`${child.url}/v2/`);
+      await base.body.dump();
+      t.is(base.statusCode, 200, 'the proxy still answers /v2/');
+      t.true(child.alive());
+    } finally {
+      await child.stop();
     }
-    const rssBefore = rssMiB();
-    const loop = monitorEventLoopDelay({ resolution: 2 });
-    loop.enable();
-    const health = pollHealth();
-    await new Promise((r) => setTimeout(r, 100));
-    const started = performance.now();
-    const res = await pull('bomb/app', 'v1');
-    const ms = performance.now() - started;
-    let peak = rssMiB();
-    const times = await health.stop();
-    loop.disable();
-    t.log(`event loop delay max ${(loop.max / 1e6).toFixed(1)} ms, p99 ${(loop.percentile(99) / 1e6).toFixed(1)} ms`);
-    peak = Math.max(peak, rssMiB());
-    t.log(
-      `bomb answered in ${Math.round(ms)} ms; /healthz p99 ${p99(times).toFixed(1)} ms over ${times.length} polls; RSS ${rssBefore.toFixed(0)} → ${peak.toFixed(0)} MiB`,
+  },
+);
+
+/**
+ * A tag list document of exactly `size` bytes written straight into one buffer: `count` tags made
+ * by `tag(i)`, then entries that are no tag (".") as padding. No array of a million strings is
+ * built in this process, whose collection would land in the window measured.
+ */
+function tagListDoc(count: number, tag: (i: number) => string, size: number): Buffer {
+  const doc = Buffer.alloc(size, ' ');
+  let at = doc.write('{"name":"x","tags":[');
+  for (let i = 0; i < count; i++) at += doc.write(`${i ? ',' : ''}"${tag(i)}"`, at, 'latin1');
+  if (count === 0) at += doc.write('"."', at);
+  while (at + 4 <= size - 2) at += doc.write(',"."', at);
+  doc.write(']}', size - 2);
+  return doc;
+}
+
+test.serial(
+  "16 MiB tag lists, refused (1.4 million short tags) and paged (100,000 tags of 128 bytes, shuffled): the proxy's event loop and /healthz p99 stay under 50 ms",
+  async (t) => {
+    const HOST = 'tags.example.test';
+    const LIST_MAX = 16 * 1024 * 1024;
+    const up = await startHostileUpstream();
+    // A real `pullgate serve` as shipped: its event-loop delay is its own (read from its /metrics),
+    // not this process's, which serves the 16 MiB lists and polls.
+    const child = await startPullgate(
+      { upstreams: [{ host: HOST, url: up.url, insecure: true }], tagRecheckSeconds: 0 },
+      ALLOW_ALL,
     );
-    t.is(res.status, 403, res.body);
-    t.regex(
-      res.body,
-      /evidence budget: more than 16 signatures in one envelope, limit 16 \(limits\.evidence\.signaturesPerEnvelope\)/,
-    );
-    t.regex(res.body, /limits\.evidence\.bytes/);
-    t.true(ms < 5_000, `the bomb took ${ms} ms`);
-    // "Verification must not block other requests": the proxy's own event loop (this process) stays
-    // under 50 ms at p99 while the bomb is judged. A /healthz poll adds the request's own handling
-    // to any delay, and a dozen polls make their p99 the single slowest one, so polls are bounded at
-    // 100 ms: a stalled loop (167 s before the budgets) fails both. The deny path's synchronous
-    // SQLite commit (fsync) can pause the loop on a loaded disk whatever is judged: the bomb may add
-    // no more than 20 ms to what a plain deny costs.
-    const loopP99 = loop.percentile(99) / 1e6;
-    t.true(
-      loopP99 < Math.max(50, plainDenyMs + 20),
-      `event loop delay p99 ${loopP99} ms (a plain deny paused the loop ${plainDenyMs} ms)`,
-    );
-    t.true(p99(times) < 100, `/healthz p99 ${p99(times)} ms over ${times.length} polls`);
-    t.true(peak - rssBefore < 100, `RSS grew ${peak - rssBefore} MiB`);
-    await stillServes(t);
+    try {
+      const short = tagListDoc(1_400_000, (i) => `t${i}`, LIST_MAX);
+      // 7919 is prime to 100,000: i -> 7919 i mod 100,000 shuffles the tags, so paging sorts for real.
+      const longTag = (i: number) => `${String((i * 7919) % 100_000).padStart(6, '0')}${'x'.repeat(122)}`;
+      const long = tagListDoc(100_000, longTag, LIST_MAX);
+      up.on('/v2/lists/short/tags/list', b.json(short, { contentType: 'application/json' }));
+      up.on('/v2/lists/long/tags/list', b.json(long, { contentType: 'application/json' }));
+      const list = async (path: string) => {
+        const started = performance.now();
+        const res = await request(`${child.url}/v2/${HOST}/lists/${path}`);
+        return { status: res.statusCode, body: await res.body.text(), ms: performance.now() - started };
+      };
+      for (const c of [
+        {
+          name: 'refused',
+          path: 'short/tags/list?n=10',
+          check: (a: { status: number; body: string }) => {
+            t.is(a.status, 502, a.body);
+            t.regex(a.body, /SIZE_INVALID.*limits\.tagListMaxTags/);
+          },
+        },
+        {
+          name: 'paged',
+          path: `long/tags/list?n=3&last=${'050000'.padEnd(128, 'x')}`,
+          check: (a: { status: number; body: string }) => {
+            t.is(a.status, 200, a.body);
+            t.deepEqual(
+              (JSON.parse(a.body) as { tags: string[] }).tags,
+              [50_001, 50_002, 50_003].map((n) => `${String(n)}`.padStart(6, '0').padEnd(128, 'x')),
+            );
+          },
+        },
+      ]) {
+        await list(c.path); // the first request of a kind loads its code: not what is measured
+        await settled(child.pid);
+        const before = child.rss().nowMiB;
+        child.resetPeak();
+        await loopDelay(child.url); // resets the proxy's histogram
+        const health = await pollHealth(child.url);
+        const answers = [];
+        for (let i = 0; i < 30 && (answers.length < 3 || health.count() < 60); i++) answers.push(await list(c.path));
+        const times = await health.stop();
+        const loop = await loopDelay(child.url);
+        const growth = child.rss().peakMiB - before;
+        t.log(
+          `${c.name}: answered in ${answers.map((a) => Math.round(a.ms)).join(', ')} ms; proxy event loop delay p99 ${loop.p99Ms.toFixed(1)} ms, max ${loop.maxMs.toFixed(1)} ms; ` +
+            `/healthz p99 ${p99(times).toFixed(1)} ms, max ${Math.max(...times).toFixed(1)} ms over ${times.length} polls; RSS ${before.toFixed(0)} MiB, peak growth ${growth.toFixed(0)} MiB`,
+        );
+        for (const a of answers) c.check(a);
+        t.true(times.length >= 50, `${times.length} polls`);
+        // prom-client's histogram ticks every 10 ms, and counts the tick: an idle loop reads about 10 ms.
+        t.true(loop.p99Ms < 50, `${c.name}: proxy event loop delay p99 ${loop.p99Ms} ms`);
+        t.true(p99(times) < 50, `${c.name}: /healthz p99 ${p99(times)} ms over ${times.length} polls`);
+        // Each answer leaves up to limits.tagListMaxTags strings of garbage, and a dozen answers
+        // come before V8 collects them: the bound is the bomb's, not one list's (hostile-upstream).
+        t.true(growth < 100, `${c.name}: RSS grew ${growth.toFixed(0)} MiB`);
+      }
+      t.true(child.alive());
+    } finally {
+      await child.stop();
+      await up.close();
+    }
   },
 );
 

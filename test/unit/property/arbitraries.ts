@@ -15,6 +15,15 @@ export function boundedTime<T>(fn: () => T): T {
   return out;
 }
 
+/** boundedTime for work that awaits (a page of tags sorts in slices between turns of the event loop). */
+export async function boundedTimeAsync<T>(fn: () => Promise<T>): Promise<T> {
+  const started = performance.now();
+  const out = await fn();
+  const ms = performance.now() - started;
+  if (ms > MAX_MS) throw new Error(`took ${ms.toFixed(0)} ms (bound ${MAX_MS} ms)`);
+  return out;
+}
+
 const alnum = fc.constantFrom(...'abcdefghijklmnopqrstuvwxyz0123456789'.split(''));
 const run = fc.array(alnum, { minLength: 1, maxLength: 6 }).map((a) => a.join(''));
 const separator = fc.constantFrom('.', '_', '__', '-', '--');

@@ -9,7 +9,7 @@ import { manifestMediaType, parseIndex } from '../../../src/oci/client.ts';
 import { RegistryError } from '../../../src/oci/errors.ts';
 import { MANIFEST_MEDIA_TYPES, MediaType, type FetchedManifest } from '../../../src/oci/types.ts';
 import { blobsOf, childrenOf, evidenceSubject, parseManifest } from '../../../src/gate/admission.ts';
-import { scanTagList, tagPage } from '../../../src/gate/tag-list.ts';
+import { scanTagList, tagPage, TagListScanner } from '../../../src/gate/tag-list.ts';
 import { isTag } from '../../../src/oci/reference.ts';
 import {
   Annotation,
@@ -23,7 +23,7 @@ import { EnvelopeError } from '../../../src/verify/notation/envelope.ts';
 import { StrictJsonError } from '../../../src/verify/notation/json.ts';
 import { parseJws } from '../../../src/verify/notation/jws.ts';
 import { CertificateError, parseCertificate } from '../../../src/verify/notation/x509.ts';
-import { arbDigest, arbJson, arbTag, boundedTime, RUNS } from './arbitraries.ts';
+import { arbDigest, arbJson, arbTag, boundedTime, boundedTimeAsync, RUNS } from './arbitraries.ts';
 
 /** Calls fn; an error of one of the typed classes is an accepted outcome, anything else fails the property. */
 function typed<T>(fn: () => T, ...types: (abstract new (...a: never[]) => Error)[]): T | Error {
@@ -101,7 +101,7 @@ test('indexes (referrers): a RegistryError, or an index whose every entry is a d
   );
 });
 
-test('tag lists: a RegistryError or a page of strings, whatever the upstream sent and the client asked', (t) => {
+test('tag lists: a RegistryError or a page of strings, whatever the upstream sent and the client asked', async (t) => {
   const body = fc.oneof(
     documentBytes,
     fc
@@ -114,14 +114,19 @@ test('tag lists: a RegistryError or a page of strings, whatever the upstream sen
       nil: undefined,
     },
   );
-  fc.assert(
-    fc.property(
+  await fc.assert(
+    fc.asyncProperty(
       body,
       fc.record({ n: fc.nat(50), last: fc.string({ maxLength: 5 }) }, { requiredKeys: [] }),
       link,
-      (bytes, page, l) => {
-        const out = typed(() => tagPage(bytes, 'up.test/x', page, l), RegistryError);
-        if (out instanceof Error) return;
+      async (bytes, page, l) => {
+        let out;
+        try {
+          out = await boundedTimeAsync(() => tagPage(bytes, 'up.test/x', page, l));
+        } catch (err) {
+          if (err instanceof RegistryError) return;
+          throw err;
+        }
         for (const tag of out.tags) t.is(typeof tag, 'string');
         if (page.n !== undefined && !l) t.true(out.tags.length <= page.n);
       },
@@ -176,6 +181,44 @@ test('tag list scanner: exactly what JSON.parse reads (valid tags of the top-lev
       if (expected === 'invalid') t.like(got, { ok: false, why: 'invalid' }, bytes.toString('latin1'));
       else t.deepEqual(got.ok ? got.tags : got, expected, bytes.toString('latin1'));
     }),
+    { numRuns: RUNS * 5 },
+  );
+});
+
+test('tag list scanner: fed in pieces cut anywhere, the same verdict as the whole document (error positions too)', (t) => {
+  const listDoc = fc
+    .record(
+      {
+        tags: fc.array(fc.oneof(arbTag, fc.string({ maxLength: 8 }), arbJson), { maxLength: 20 }),
+        other: arbJson,
+      },
+      { requiredKeys: [] },
+    )
+    .map((v) => Buffer.from(JSON.stringify(v)));
+  const damaged = fc.tuple(listDoc, fc.nat(), fc.integer({ min: 0, max: 255 })).map(([doc, at, byte]) => {
+    const copy = Buffer.from(doc);
+    if (copy.length > 0) copy[at % copy.length] = byte;
+    return copy;
+  });
+  fc.assert(
+    fc.property(
+      fc.oneof(listDoc, damaged, documentBytes),
+      fc.array(fc.nat(), { maxLength: 10 }),
+      fc.nat(20),
+      (bytes, cuts, max) => {
+        const whole = scanTagList(bytes, max);
+        const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
+        const s = new TagListScanner(max);
+        let from = 0;
+        let early: ReturnType<typeof s.write>;
+        for (const to of [...points, bytes.length]) {
+          early = s.write(bytes.subarray(from, to));
+          from = to;
+          if (early) break;
+        }
+        t.deepEqual(early ?? s.end(), whole, `${bytes.toString('latin1')} cut at ${points.join(',')}`);
+      },
+    ),
     { numRuns: RUNS * 5 },
   );
 });

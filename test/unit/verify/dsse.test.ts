@@ -3,6 +3,7 @@ import test from 'ava';
 import { generateKeyPairSync } from 'node:crypto';
 import { MediaType } from '../../../src/oci/types.ts';
 import { compileAttestor } from '../../../src/verify/attestor.ts';
+import { attestationBundles } from '../../../src/verify/cosign-layer.ts';
 import { digestTag } from '../../../src/verify/discover.ts';
 import { verifyImage } from '../../../src/verify/verify-image.ts';
 import {
@@ -134,4 +135,34 @@ test('an envelope with several signatures is checked signature by signature', as
 test('a malformed envelope is rejected with a reason, not an exception', async (t) => {
   const { facts } = await verifyAtt(() => [{ bytes: Buffer.from('{"payloadType":"x"}'), annotations: {} }]);
   t.regex(facts.rejected[0] ?? '', /not a DSSE envelope/);
+});
+
+test('the signatures of one envelope are judged over one shared payload: a valid one after others verifies', async (t) => {
+  const other = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const { facts } = await verifyAtt((d) => {
+    const statement = inTotoStatement(d, SLSA, PREDICATE);
+    const layer = signAttestationLayer(statement, signer);
+    const envelope = JSON.parse(layer.bytes.toString()) as { payloadType: string; signatures: { sig: string }[] };
+    const stranger = rawSign(other.privateKey, pae(envelope.payloadType, statement)).toString('base64');
+    envelope.signatures = [{ sig: stranger }, { sig: stranger }, envelope.signatures[0]!];
+    return [{ ...layer, bytes: Buffer.from(JSON.stringify(envelope)) }];
+  });
+  t.is(facts.verified.length, 1);
+  t.regex(facts.verified[0]?.source ?? '', /\.att layer 0 signature 2$/);
+  t.like(facts.verified[0], { kind: 'attestation', predicateType: SLSA });
+  t.is(facts.rejected.filter((r) => /signature [01]: signature does not verify/.test(r)).length, 2);
+});
+
+test('the bundles of one envelope share its decoded payload; the first is built and checked whole', (t) => {
+  const statement = inTotoStatement('sha256:' + 'cd'.repeat(32), SLSA, PREDICATE);
+  const layer = signAttestationLayer(statement, signer);
+  const envelope = JSON.parse(layer.bytes.toString()) as { signatures: unknown[] };
+  envelope.signatures = [envelope.signatures[0], envelope.signatures[0], envelope.signatures[0]];
+  const bundles = attestationBundles(Buffer.from(JSON.stringify(envelope)), {});
+  const payloads = bundles.map((b) => (b.content.$case === 'dsseEnvelope' ? b.content.dsseEnvelope.payload : null));
+  t.is(payloads.length, 3);
+  t.true(payloads[0]?.equals(statement));
+  t.true(payloads.every((p) => p === payloads[0]));
+  const empty = { ...envelope, payload: '' };
+  t.throws(() => attestationBundles(Buffer.from(JSON.stringify(empty)), {}), { message: /dsseEnvelope\.payload/ });
 });

@@ -27,6 +27,8 @@ export class MemorySource implements EvidenceSource {
   /** Errors to throw for a manifest reference or blob digest, instead of answering. */
   readonly failures = new Map<string, Error>();
   readonly calls: string[] = [];
+  /** Bytes of blobs shown to a `stop` callback: what a fetch that stops early has read. */
+  shown = 0;
   /** The registry this source stands for, and the other "allowlisted" registries by canonical name. */
   readonly registry: string;
   readonly others = new Map<string, MemorySource>();
@@ -114,7 +116,12 @@ export class MemorySource implements EvidenceSource {
     return this.manifests.get(key);
   }
 
-  async blob(repository: string, digest: string, maxBytes: number): Promise<Buffer> {
+  async blob(
+    repository: string,
+    digest: string,
+    maxBytes: number,
+    stop?: (piece: Buffer) => boolean,
+  ): Promise<Buffer | undefined> {
     this.calls.push(`blob ${repository}@${digest}`);
     const failure = this.failures.get(digest);
     if (failure) throw failure;
@@ -122,6 +129,12 @@ export class MemorySource implements EvidenceSource {
     if (!bytes) throw new RegistryError('not-found', 'BLOB_UNKNOWN', `blob ${digest} unknown`);
     if (bytes.length > maxBytes)
       throw new RegistryError('upstream', 'SIZE_INVALID', `blob ${digest} is larger than ${maxBytes} bytes`);
+    // Shown in pieces as a network body arrives, so that a stop is exercised across their boundaries.
+    for (let off = 0; stop && off < bytes.length; off += 1000) {
+      const piece = bytes.subarray(off, off + 1000);
+      this.shown += piece.length;
+      if (stop(piece)) return undefined;
+    }
     return bytes;
   }
 
