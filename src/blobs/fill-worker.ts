@@ -28,7 +28,7 @@ const SCAVENGE_BYTES = 4 * 1024 * 1024;
  * this far ahead of the disk at most, so the disk's pace does not reach the client while it keeps
  * up on average, and memory stays this much per fill however large the blob.
  */
-export const RING_BYTES = 4 * 1024 * 1024;
+export const RING_BYTES = 2 * 1024 * 1024;
 
 // Imported on a main thread (scripts/warm-compile-cache.ts fills the compile cache so), it does nothing.
 if (parentPort && workerData) serve(parentPort, workerData as FillWorkerData);

@@ -127,7 +127,7 @@ test('a cold blob is fetched by the fill thread, readers get its exact bytes, an
 });
 
 test('a blob larger than the shared ring: a reader at the head copies from memory, one far behind reads the file; both get the exact bytes', async (t) => {
-  // 24 MiB through a 4 MiB ring (fill-worker.ts RING_BYTES): the slow reader (50 ms per chunk,
+  // 24 MiB through a 2 MiB ring (fill-worker.ts RING_BYTES): the slow reader (50 ms per chunk,
   // about 20 MiB/s) falls behind the ring and finds older bytes on disk, never torn ones.
   const content = randomBytes(24 * 1024 * 1024 + 3);
   const digest = digestOf(content);
