@@ -36,19 +36,7 @@ export class AdmissionQueue {
       return this.#releaser();
     }
     if (this.#queue.length >= this.waiting) return undefined;
-    await new Promise<void>((resolve, reject) => {
-      const wake = (): void => {
-        signal?.removeEventListener('abort', abort);
-        resolve();
-      };
-      const abort = (): void => {
-        const at = this.#queue.indexOf(wake);
-        if (at >= 0) this.#queue.splice(at, 1);
-        reject(signal?.reason);
-      };
-      this.#queue.push(wake);
-      signal?.addEventListener('abort', abort, { once: true });
-    });
+    await waitInQueue(this.#queue, signal);
     // The slot was handed over by the job that released it (#active unchanged).
     return this.#releaser();
   }
@@ -72,4 +60,26 @@ export class AdmissionQueue {
   get queued(): number {
     return this.#queue.length;
   }
+}
+
+/**
+ * Waits in `queue` until its entry is called (a slot handed over); a `signal` that aborts first
+ * takes the entry out and rejects with the signal's reason. Shared by the queues of this module
+ * and util/shared-admission-queue.ts.
+ */
+export function waitInQueue(queue: (() => void)[], signal?: AbortSignal, queued?: () => void): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const wake = (): void => {
+      signal?.removeEventListener('abort', abort);
+      resolve();
+    };
+    const abort = (): void => {
+      const at = queue.indexOf(wake);
+      if (at >= 0) queue.splice(at, 1);
+      reject(signal?.reason);
+    };
+    queue.push(wake);
+    signal?.addEventListener('abort', abort, { once: true });
+    queued?.();
+  });
 }

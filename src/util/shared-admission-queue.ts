@@ -3,6 +3,8 @@
 // `running` jobs. A release moves a generation counter and notifies it; each thread with waiters
 // waits on that counter (Atomics.waitAsync, so no thread blocks) and tries again.
 
+import { waitInQueue } from './admission-queue.ts';
+
 const ACTIVE = 0;
 const GENERATION = 1;
 /** From here, the slots each holder (thread) has: what a thread that died held can be given back. */
@@ -60,20 +62,7 @@ export class SharedAdmissionQueue {
     // Waiters of this thread go first: a newcomer does not overtake them.
     if (this.#queue.length === 0 && this.#take()) return this.#releaser();
     if (this.#queue.length >= this.waiting) return undefined;
-    await new Promise<void>((resolve, reject) => {
-      const wake = (): void => {
-        signal?.removeEventListener('abort', abort);
-        resolve();
-      };
-      const abort = (): void => {
-        const at = this.#queue.indexOf(wake);
-        if (at >= 0) this.#queue.splice(at, 1);
-        reject(signal?.reason);
-      };
-      this.#queue.push(wake);
-      signal?.addEventListener('abort', abort, { once: true });
-      void this.#watch();
-    });
+    await waitInQueue(this.#queue, signal, () => void this.#watch());
     // The watcher took the slot for this waiter.
     return this.#releaser();
   }
