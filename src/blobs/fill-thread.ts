@@ -1,8 +1,9 @@
 // Fills that run in the fill thread (fill-worker.ts): the main thread's side. Each one is a
 // RunningFill whose readers copy the newest bytes from the memory the thread shares (ring.ts) and
 // read older ones from the temporary file, up to what the thread has hashed (less the last byte
-// until it has verified the content), so the guarantees of fill.ts hold unchanged. The thread starts with the first fill and stops when the proxy goes quiet, so an idle
-// proxy does not keep its memory; if it dies, its fills fail and the next fill starts another.
+// until it has verified the content), so the guarantees of fill.ts hold unchanged. The thread
+// starts with the first fill and stops when the proxy goes quiet, so an idle proxy does not keep
+// its memory; if it dies, its fills fail and the next fill starts another.
 import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
 import type { UpstreamConfig } from '../config/types.ts';

@@ -75,9 +75,9 @@ function serve(port: MessagePort, { upstreams, fetchLimits, blobSlots }: FillWor
       return;
     }
     let onDisk = 0;
-    // Readers are woken a mebibyte at a time, or within 2 ms for a slow upstream (fill.ts): each
-    // wake is a message to the main thread, whose readers then copy from the ring.
-    // Only a reader waiting at the head hears of more (ring.ts willWait); the end is always told.
+    // Readers are woken a mebibyte at a time, or within 2 ms for a slow upstream (fill.ts); a wake
+    // is a message to the main thread only when a reader waits at the head there (ring.ts
+    // willWait). The end is always told.
     const report = (fill: Fill): void => {
       if (fill.verified) post({ type: 'progress', id, size: fill.size });
       else if (fill.ring?.takeWaiting()) post({ type: 'progress', id });

@@ -275,10 +275,8 @@ export class Fill implements RunningFill {
           return;
         }
         hash.update(buf);
-        if (this.#ring) {
-          const took = this.#ring.append(buf, this.#written);
-          if (took < buf.length) this.#pending = buf.subarray(took);
-        } else this.#window.push(buf);
+        if (this.#ring) this.#toRing(this.#ring, buf);
+        else this.#window.push(buf);
         this.#received += buf.length;
         this.#wakeSoon();
         this.#settleBudget();
@@ -367,6 +365,20 @@ export class Fill implements RunningFill {
     this.#written = to;
     this.#takePending(ring);
     this.#onDisk?.(this);
+  }
+
+  /**
+   * Into the ring after whatever waits for room there: a chunk that arrives while bytes are pending
+   * (a body that does not pause at once) queues behind them, so the ring, and the file written from
+   * it, keep the order the hash saw.
+   */
+  #toRing(ring: SharedRing, buf: Buffer): void {
+    if (this.#pending) {
+      this.#pending = Buffer.concat([this.#pending, buf]);
+      return;
+    }
+    const took = ring.append(buf, this.#written);
+    if (took < buf.length) this.#pending = buf.subarray(took);
   }
 
   #takePending(ring: SharedRing): void {
