@@ -46,8 +46,8 @@ export function overBudget(what: string, limit: keyof EvidenceLimits, value: num
   return `evidence budget: ${what}, limit ${value} (${limitKey(limit)})`;
 }
 
-/** Synchronous work between two yields to the event loop: other requests wait at most about this long. */
-const SLICE_MS = 10;
+/** Synchronous work between two yields to the event loop: other requests wait at most about this long (docs/decisions.md). */
+const SLICE_MS = 4;
 
 /**
  * One decision's running account: the deadline, the bytes fetched, and why the evidence seen may
