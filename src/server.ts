@@ -376,6 +376,7 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
     },
     close(drainMs = 10_000) {
       closing ??= (async () => {
+        const deadline = Date.now() + drainMs;
         ready = false;
         collector.stop();
         policy.close();
@@ -386,7 +387,8 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
         revocations.stop();
         await clientAuth?.close();
         await passThrough?.close();
-        await blobs.close();
+        // Fills get what is left of the drain, and a second at least to keep what they verified.
+        await blobs.close(Math.max(1000, deadline - Date.now()));
         await upstreams.close();
         await store.close();
         logger.info('pullgate stopped');

@@ -25,6 +25,8 @@ export class BlobStore {
   readonly #observer: BlobStoreObserver;
   /** Fills in progress, by digest, until their content is in the cache (or they failed). */
   readonly #fills = new Map<string, RunningFill>();
+  /** One per fill not yet ended: resolves once its content is in the cache, or it failed. */
+  readonly #ends = new Set<Promise<void>>();
   /** Memory every fill may borrow to run ahead of a slow disk (fill.ts). */
   readonly #budget = new WriteBudget(SHARED_UNWRITTEN_BYTES);
 
@@ -38,7 +40,18 @@ export class BlobStore {
     this.#thread = thread;
   }
 
-  async close(): Promise<void> {
+  /**
+   * Lets running fills end, for at most `waitMs`, then stops the fill thread. A fill whose client was
+   * served is still syncing and renaming its file: cut off there, the next process would fetch the
+   * blob again.
+   */
+  async close(waitMs = 0): Promise<void> {
+    if (this.#ends.size > 0 && waitMs > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs)));
+      await Promise.race([Promise.all(this.#ends), timeout]);
+      clearTimeout(timer);
+    }
     await this.#thread?.close();
   }
 
@@ -75,7 +88,14 @@ export class BlobStore {
       this.#observer.lookup('join');
     } else {
       this.#observer.lookup('fill');
-      const settle = (f: RunningFill, outcome: FillOutcome): void => void this.#settle(f, outcome);
+      let ended = (): void => undefined;
+      const end = new Promise<void>((resolve) => (ended = resolve));
+      this.#ends.add(end);
+      const settle = (f: RunningFill, outcome: FillOutcome): void =>
+        void this.#settle(f, outcome).finally(() => {
+          this.#ends.delete(end);
+          ended();
+        });
       const tmpPath = this.#cache.tmpPath();
       fill = this.#thread?.serves(origin.upstream, origin.repository)
         ? this.#thread.start(digest, tmpPath, origin.upstream, origin.repository, settle)

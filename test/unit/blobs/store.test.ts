@@ -343,3 +343,32 @@ async function waitUntil(cond: () => boolean, ms = 5_000): Promise<void> {
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+test('close lets a fill whose client was served reach the cache first, and waits for a stalled fill no longer than it is told', async (t) => {
+  const content = randomBytes(3_000_000);
+  const stalled = randomBytes(100_000);
+  const [d, s] = [digestOf(content), digestOf(stalled)];
+  const { o, streams } = origin(
+    new Map([
+      [d, { content }],
+      [s, { content: stalled, manual: true }],
+    ]),
+  );
+  const { store, cache } = await newStore();
+  t.true((await readAll(await store.open(d, o(d)))).equals(content));
+  // The client has every byte; the fill still syncs and renames its file.
+  t.is(cache.get(d), undefined);
+  await store.close(5_000);
+  t.is(cache.get(d)?.size, content.length, 'in the cache once close resolves');
+
+  const again = await newStore();
+  const opening = again.store.open(s, o(s));
+  await waitUntil(() => streams.length === 1);
+  streams[0]!.write(stalled.subarray(0, 1000));
+  await opening;
+  const t0 = performance.now();
+  await again.store.close(200);
+  const waited = performance.now() - t0;
+  t.true(waited >= 190 && waited < 2_000, `close waited ${waited.toFixed(0)} ms for a fill that never ends`);
+  streams[0]!.destroy();
+});
