@@ -1,5 +1,5 @@
 import test from 'ava';
-import { SharedRing } from '../../../src/blobs/ring.ts';
+import { copyInto, SharedRing } from '../../../src/blobs/ring.ts';
 
 const bytes = (from: number, n: number): Buffer => Buffer.from(Array.from({ length: n }, (_, i) => (from + i) % 251));
 
@@ -57,4 +57,25 @@ test('a reader that waits is told; one that finds more already does not wait', (
   t.false(ring.takeWaiting(), 'and clears the flag');
   t.false(ring.willWait(0), 'more than it saw is there: no wait');
   t.false(ring.takeWaiting(), 'and no flag left behind');
+});
+
+test('copyInto copies exactly [from, to) to `at`, into and out of shared memory, for every length down to none', (t) => {
+  const shared = Buffer.from(new SharedArrayBuffer(16));
+  const cases: { from: number; to: number; at: number }[] = [
+    { from: 0, to: 16, at: 0 }, // a whole source: the case Buffer#copy sends to TypedArray#set
+    { from: 0, to: 1, at: 15 },
+    { from: 5, to: 9, at: 2 },
+    { from: 3, to: 3, at: 4 }, // nothing
+  ];
+  for (const c of cases) {
+    const src = bytes(c.from * 7 + 1, 16);
+    shared.fill(0);
+    copyInto(shared, c.at, src, c.from, c.to);
+    const want = Buffer.alloc(16);
+    src.copy(want, c.at, c.from, c.to);
+    t.deepEqual(shared, want, JSON.stringify(c));
+    const back = Buffer.alloc(16);
+    copyInto(back, c.at, shared, c.at, c.at + (c.to - c.from));
+    t.deepEqual(back.subarray(c.at, c.at + c.to - c.from), src.subarray(c.from, c.to), `back: ${JSON.stringify(c)}`);
+  }
 });
