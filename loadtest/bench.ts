@@ -107,6 +107,27 @@ function rssMiB(pid: number): number {
   return m ? Number(m[1]) / 1024 : 0;
 }
 
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/**
+ * Waits until the servers are idle: less than 20 ms of CPU among them in 200 ms (15 s at most).
+ * Distribution's proxy stores a cold blob from a second upstream fetch that runs on for a second
+ * or two after its client is served; measured in that time, the next side shares the cores with it.
+ */
+async function quiet(pids: number[]): Promise<void> {
+  const total = (): number => pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+  const until = performance.now() + 15_000;
+  for (let last = total(); performance.now() < until;) {
+    await new Promise((r) => setTimeout(r, 200));
+    const now = total();
+    if (now - last < 0.02) return;
+    last = now;
+  }
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)] ?? 0;
@@ -180,6 +201,7 @@ try {
     { timeoutMs: 20_000, intervalMs: 100, what: 'proxy readiness' },
   );
   const pid = proxyProcess.pid!;
+  const servers = [upstream.pid!, distribution.pid!, pid];
   const at = {
     direct: (repo: string, rest: string) => `${upstream!.url}/v2/${repo}/${rest}`,
     distribution: (repo: string, rest: string) => `${distribution!.url}/v2/${repo}/${rest}`,
@@ -245,7 +267,10 @@ try {
     const l = await admitted(`bench/cold-${i}`, image);
     // Alternate which side goes first so neither always finds the upstream's page cache warmer.
     const order = i % 2 === 0 ? (['distribution', 'pullgate'] as const) : (['pullgate', 'distribution'] as const);
-    for (const side of order) coldMibps[side].push((await curl(at[side](`bench/cold-${i}`, `blobs/${l}`))).mibps);
+    for (const side of order) {
+      await quiet(servers);
+      coldMibps[side].push((await curl(at[side](`bench/cold-${i}`, `blobs/${l}`))).mibps);
+    }
   }
 
   log('warm blobs…');
@@ -254,11 +279,13 @@ try {
   const concurrentMibps = { direct: [] as number[], distribution: [] as number[], pullgate: [] as number[] };
   for (let i = 0; i < ROUNDS; i++) {
     for (const side of ['direct', 'distribution', 'pullgate'] as const) {
+      await quiet(servers);
       warmMibps[side].push((await curl(at[side]('bench/app', `blobs/${layer}`))).mibps);
     }
   }
   for (let i = 0; i < ROUNDS; i++) {
     for (const side of ['direct', 'distribution', 'pullgate'] as const) {
+      await quiet(servers);
       concurrentMibps[side].push(
         await curlAll(Array.from({ length: 4 }, () => at[side]('bench/app', `blobs/${layer}`))),
       );
@@ -284,6 +311,7 @@ try {
     await r.body.dump();
     bigLayers.push(image.blobs.at(-1)!);
   }
+  await quiet(servers);
   const bigCold = await curlAll(bigLayers.map((l, i) => at.pullgate(`bench/big-${i}`, `blobs/${l}`)));
   const bigWarm = await curlAll(bigLayers.map((l, i) => at.pullgate(`bench/big-${i}`, `blobs/${l}`)));
   clearInterval(sampler);
