@@ -7,6 +7,7 @@ import type { Logger } from '../ops/log.ts';
 import type { BlobCache } from './cache.ts';
 import { FINAL, sendFile, type GrowingFile } from './file-sender.ts';
 import { Fill, SHARED_UNWRITTEN_BYTES, WriteBudget, type FillOutcome, type RunningFill } from './fill.ts';
+import { deferred } from './fill-handle.ts';
 import type { FillThread } from './fill-thread.ts';
 import type { BlobBody, BlobOrigin, BlobSource } from './types.ts';
 
@@ -88,13 +89,12 @@ export class BlobStore {
       this.#observer.lookup('join');
     } else {
       this.#observer.lookup('fill');
-      let ended = (): void => undefined;
-      const end = new Promise<void>((resolve) => (ended = resolve));
-      this.#ends.add(end);
+      const end = deferred();
+      this.#ends.add(end.promise);
       const settle = (f: RunningFill, outcome: FillOutcome): void =>
         void this.#settle(f, outcome).finally(() => {
-          this.#ends.delete(end);
-          ended();
+          this.#ends.delete(end.promise);
+          end.hooks.resolve();
         });
       const tmpPath = this.#cache.tmpPath();
       fill = this.#thread?.serves(origin.upstream, origin.repository)
