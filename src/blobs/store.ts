@@ -92,10 +92,14 @@ export class BlobStore {
       const end = deferred();
       this.#ends.add(end.promise);
       const settle = (f: RunningFill, outcome: FillOutcome): void =>
-        void this.#settle(f, outcome).finally(() => {
-          this.#ends.delete(end.promise);
-          end.hooks.resolve();
-        });
+        void this.#settle(f, outcome)
+          .catch((err: Error) =>
+            this.#logger.error({ digest: f.digest, error: err.message }, 'internal: blob fill not settled'),
+          )
+          .finally(() => {
+            this.#ends.delete(end.promise);
+            end.hooks.resolve();
+          });
       const tmpPath = this.#cache.tmpPath();
       fill = this.#thread?.serves(origin.upstream, origin.repository)
         ? this.#thread.start(digest, tmpPath, origin.upstream, origin.repository, settle)
