@@ -6,8 +6,12 @@
 //
 // The reader does not lock. The writer publishes the oldest position still in the ring (`lo`)
 // before it overwrites anything older, and the reader checks `lo` again after its copy: if `lo`
-// passed the copy's start meanwhile, the copy may be torn and is thrown away (a seqlock, with the
-// ordering of Atomics' sequentially consistent loads and stores around plain byte copies).
+// passed the copy's start meanwhile, the copy may be torn and is thrown away (a seqlock). Plain
+// byte copies may be reordered around a sequentially consistent load or store on weakly ordered
+// CPUs (arm64; x86 keeps stores in order, and loads in order), so both sides use read-modify-
+// writes, which order the copies on both sides of them: the writer exchanges `lo` before it
+// overwrites, the reader adds 0 to it after its copy (Boehm, "Can seqlocks get along with
+// programming language memory models?", 2012).
 
 /** [lo, hi): positions held, as bytes of the blob; `hi` is also every byte hashed so far. */
 const LO = 0;
@@ -53,7 +57,7 @@ export class SharedRing {
     if (n <= 0) return 0;
     const end = hi + n;
     // Published before the overwrite: a reader that copies from the slots about to change sees it.
-    if (end - this.capacity > this.lo) Atomics.store(this.#ctl, LO, BigInt(end - this.capacity));
+    if (end - this.capacity > this.lo) Atomics.exchange(this.#ctl, LO, BigInt(end - this.capacity));
     const at = hi % this.capacity;
     const first = Math.min(n, this.capacity - at);
     copyInto(this.#data, at, chunk, 0, first);
@@ -104,7 +108,7 @@ export class SharedRing {
     copyInto(into, 0, this.#data, at, at + first);
     if (first < take) copyInto(into, first, this.#data, 0, take - first);
     // Overwritten while copied: the file has those bytes now.
-    return pos < this.lo ? 0 : take;
+    return pos < Number(Atomics.add(this.#ctl, LO, 0n)) ? 0 : take;
   }
 }
 
