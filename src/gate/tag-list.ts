@@ -450,7 +450,7 @@ export class TagListScanner {
     if (!this.#escaped) {
       // Every byte is a tag character (#string noted it); the first may not be `.` or `-`.
       if (this.#tagChars !== 0 && len >= 1 && len <= 128 && (CLASS[bytes[from] as number] as number) & FIRST)
-        tag = Buffer.from(bytes.buffer, bytes.byteOffset + from, len).toString('latin1');
+        tag = latin1(bytes, from, len);
     } else {
       const decoded = decode(bytes, from, len);
       if (TAG_RE.test(decoded)) tag = decoded;
@@ -462,6 +462,15 @@ export class TagListScanner {
     if (this.#tags.length >= this.#max) throw new TooMany();
     this.#tags.push(tag);
   }
+}
+
+/**
+ * Bytes as a latin1 string, without a Buffer object per tag where the bytes are a Buffer already:
+ * a 64 KiB piece of short tags is ~7,000 of them, and a view each made a piece ~7 ms of work.
+ */
+function latin1(bytes: Uint8Array, from: number, len: number): string {
+  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  return buf.toString('latin1', from, from + len);
 }
 
 /** A string's bytes between its quotes (valid escapes, no control characters), decoded as JSON.parse does. */
