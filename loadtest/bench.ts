@@ -11,6 +11,7 @@ import { Pool, request } from 'undici';
 import { stringify } from 'yaml';
 import {
   buildImage,
+  cpuIdle,
   freePort,
   generateKey,
   pushImage,
@@ -140,26 +141,12 @@ function rssMiB(pid: number): number {
   return m ? Number(m[1]) / 1024 : 0;
 }
 
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
 /**
  * Waits until the servers are idle: less than 20 ms of CPU among them in 200 ms (15 s at most).
  * Distribution's proxy stores a cold blob from a second upstream fetch that runs on for a second
  * or two after its client is served; measured in that time, the next side shares the cores with it.
  */
-async function quiet(pids: number[]): Promise<void> {
-  const total = (): number => pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
-  const until = performance.now() + 15_000;
-  for (let last = total(); performance.now() < until;) {
-    await new Promise((r) => setTimeout(r, 200));
-    const now = total();
-    if (now - last < 0.02) return;
-    last = now;
-  }
-}
+const quiet = (pids: number[]): Promise<void> => cpuIdle(pids, { belowMs: 20, timeoutMs: 15_000 });
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);

@@ -1,3 +1,4 @@
+export { cpuIdle, cpuMs } from './cpu.ts';
 export { freePort } from './ports.ts';
 export {
   runChecked,

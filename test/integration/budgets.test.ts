@@ -12,7 +12,15 @@ import { join } from 'node:path';
 import { Client, request } from 'undici';
 import { stringify } from 'yaml';
 import { MediaType, type Descriptor, type ImageManifest } from '../../src/oci/types.ts';
-import { generateKey, putManifest, signImage, startRegistry, uploadBlob, type Registry } from '../harness/index.ts';
+import {
+  cpuIdle,
+  generateKey,
+  putManifest,
+  signImage,
+  startRegistry,
+  uploadBlob,
+  type Registry,
+} from '../harness/index.ts';
 import { inTotoStatement, signAttestationLayer } from '../harness/sigstore/sign.ts';
 import { b, startHostileUpstream } from '../harness/hostile-upstream.ts';
 import { startPullgate } from '../harness/pullgate-process.ts';
@@ -136,20 +144,8 @@ async function loopDelay(url: string): Promise<{ p99Ms: number; maxMs: number }>
   return { p99Ms: value('p99'), maxMs: value('max') };
 }
 
-/** CPU time (user + system) of a process so far, in ms: /proc/<pid>/stat counts clock ticks of 10 ms. */
-function cpuMs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
-
 /** Waits (5 s at most) until the process spent under 10 ms of CPU in 200 ms: what a request started has finished. */
-async function settled(pid: number): Promise<void> {
-  for (let i = 0; i < 25; i++) {
-    const before = cpuMs(pid);
-    await new Promise((r) => setTimeout(r, 200));
-    if (cpuMs(pid) - before < 10) return;
-  }
-}
+const settled = (pid: number): Promise<void> => cpuIdle([pid], { belowMs: 10, timeoutMs: 5_000 });
 
 const p99 = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * 0.99)] ?? 0;
 
