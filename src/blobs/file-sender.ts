@@ -5,6 +5,7 @@
 // the next one), so serving a blob allocates nothing and the disk and the socket work at the same time.
 import type { FileHandle } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
+import { DIRECT_SLACK, DirectReader } from './direct-io.ts';
 
 /** Bytes per read: large enough that per-chunk work is noise next to copying. */
 export const READ_CHUNK_BYTES = 1024 * 1024;
@@ -20,6 +21,8 @@ export interface GrowingFile {
   fromMemory?(pos: number, limit: number): Buffer | undefined;
   /** Copies bytes from `pos` (below `limit`) the writer holds in shared memory into `into`; 0 when it holds none there. */
   copyOut?(pos: number, limit: number, into: Buffer): number;
+  /** What is on disk was written past the page cache (direct-io.ts): read it so too. */
+  readonly readsDirect?: boolean;
 }
 
 export const FINAL: GrowingFile = { available: () => Number.POSITIVE_INFINITY, changed: () => Promise.resolve() };
@@ -39,14 +42,44 @@ export interface SendOptions {
 /** Sends the range and resolves with the bytes sent; rejects when the file, its writer or the client fails. */
 export async function sendFile(fh: FileHandle, out: Writable, opts: SendOptions): Promise<number> {
   const pool = new BufferPool(POOL_SIZE);
+  const file = new FileReads(fh, opts.growing.readsDirect === true);
   try {
-    return await send(fh, out, opts, pool);
+    return await send(file, out, opts, pool);
   } finally {
     pool.close();
+    await file.close();
   }
 }
 
-async function send(fh: FileHandle, out: Writable, opts: SendOptions, pool: BufferPool): Promise<number> {
+/** Positional reads of the file: direct while the file was written so and the device takes them, else through the page cache. */
+class FileReads {
+  readonly #fh: FileHandle;
+  #direct: Promise<DirectReader | undefined> | undefined;
+
+  constructor(fh: FileHandle, direct: boolean) {
+    this.#fh = fh;
+    if (direct) this.#direct = DirectReader.reopen(fh);
+  }
+
+  /** The bytes from `pos` (below `limit`, at most a chunk) read into `buf`; empty at the file's end. */
+  async read(buf: Buffer, pos: number, limit: number): Promise<Buffer> {
+    const direct = await this.#direct;
+    if (direct) {
+      const got = await direct.read(buf, pos, limit);
+      if (got) return got;
+      this.#direct = undefined;
+      await direct.close();
+    }
+    const { bytesRead } = await this.#fh.read(buf, 0, Math.min(limit - pos, READ_CHUNK_BYTES), pos);
+    return buf.subarray(0, bytesRead);
+  }
+
+  async close(): Promise<void> {
+    await (await this.#direct)?.close();
+  }
+}
+
+async function send(file: FileReads, out: Writable, opts: SendOptions, pool: BufferPool): Promise<number> {
   let pos = opts.start;
   let sent = 0;
   const end = (): number => Math.min(opts.end ?? Number.POSITIVE_INFINITY, opts.length() ?? Number.POSITIVE_INFINITY);
@@ -67,19 +100,18 @@ async function send(fh: FileHandle, out: Writable, opts: SendOptions, pool: Buff
         }
         if (parts.length > 0) return { parts };
         const buf = await pool.take();
-        const copied = opts.growing.copyOut?.(pos, limit, buf) ?? 0;
+        const copied = opts.growing.copyOut?.(pos, limit, buf.subarray(0, READ_CHUNK_BYTES)) ?? 0;
         if (copied > 0) {
           pos += copied;
-          return { parts: [copied === buf.length ? buf : buf.subarray(0, copied)], pooled: buf };
+          return { parts: [buf.subarray(0, copied)], pooled: buf };
         }
-        const want = Math.min(limit - pos, buf.length);
-        const { bytesRead } = await fh.read(buf, 0, want, pos);
-        if (bytesRead === 0) {
+        const read = await file.read(buf, pos, limit);
+        if (read.length === 0) {
           pool.give(buf);
           throw new Error(`blob file ended at byte ${pos}, before its declared length`);
         }
-        pos += bytesRead;
-        return { parts: [bytesRead === buf.length ? buf : buf.subarray(0, bytesRead)], pooled: buf };
+        pos += read.length;
+        return { parts: [read], pooled: buf };
       }
       await opts.growing.changed();
     }
@@ -137,7 +169,8 @@ class BufferPool {
     if (b) return Promise.resolve(b);
     if (this.#lent < this.#max) {
       this.#lent++;
-      return Promise.resolve(spare.pop() ?? Buffer.allocUnsafe(READ_CHUNK_BYTES));
+      // With room for a direct read's alignment (direct-io.ts).
+      return Promise.resolve(spare.pop() ?? Buffer.allocUnsafeSlow(READ_CHUNK_BYTES + DIRECT_SLACK));
     }
     return new Promise((resolve) => this.#waiting.push(resolve));
   }

@@ -35,8 +35,8 @@ export interface WireError {
 }
 
 export type FromFillThread =
-  /** The upstream answered; `ring` is the fill's shared memory (ring.ts). */
-  | { type: 'started'; id: number; size: number | undefined; ring: SharedArrayBuffer }
+  /** The upstream answered; `ring` is the fill's shared memory (ring.ts); `direct`: the file is written past the page cache. */
+  | { type: 'started'; id: number; size: number | undefined; ring: SharedArrayBuffer; direct: boolean }
   /** More is in the ring; `size` once the content is verified: the whole length. */
   | { type: 'progress'; id: number; size?: number }
   | {
@@ -146,7 +146,7 @@ export class FillThread {
     }
     const fill = this.#fills.get(m.id);
     if (!fill) return;
-    if (m.type === 'started') fill.begin(m.size, new SharedRing(m.ring));
+    if (m.type === 'started') fill.begin(m.size, new SharedRing(m.ring), m.direct);
     else if (m.type === 'progress') fill.progress(m.size);
     else {
       const e = m.error;
@@ -204,6 +204,7 @@ class RemoteFill implements RunningFill {
   #ring: SharedRing | undefined;
   /** The whole content is verified and on disk (the ring is gone). */
   #onDisk = false;
+  #direct = false;
   /** The ring's `hi` when a reader last asked what it may have. */
   #seen = 0;
   #verified = false;
@@ -258,6 +259,10 @@ class RemoteFill implements RunningFill {
     return this.#waiters.wait();
   }
 
+  get readsDirect(): boolean {
+    return this.#direct;
+  }
+
   hold(): FileHandle | undefined {
     return this.#error ? undefined : this.#file.hold();
   }
@@ -267,9 +272,10 @@ class RemoteFill implements RunningFill {
   }
 
   /** The upstream answered: the thread created the file; this thread opens it for its readers. */
-  begin(size: number | undefined, ring: SharedRing): void {
+  begin(size: number | undefined, ring: SharedRing, direct: boolean): void {
     this.#size = size;
     this.#ring = ring;
+    this.#direct = direct;
     this.#opening = open(this.tmpPath, 'r').then(
       (fh) => {
         if (this.#error) {

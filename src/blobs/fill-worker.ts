@@ -96,7 +96,7 @@ function serve(port: MessagePort, { upstreams, fetchLimits, blobSlots }: FillWor
         );
       },
       {
-        ring: (size) => new SharedRing(Math.min(RING_BYTES, size ?? RING_BYTES)),
+        ring: (size, place) => new SharedRing(Math.min(RING_BYTES, size ?? RING_BYTES), place),
         onWake: report,
         onDisk: (f) => {
           const now = f.onDisk();
@@ -108,7 +108,14 @@ function serve(port: MessagePort, { upstreams, fetchLimits, blobSlots }: FillWor
       },
     );
     fill.started.then(
-      () => post({ type: 'started', id, size: fill.size, ring: (fill.ring as SharedRing).buffer }),
+      () =>
+        post({
+          type: 'started',
+          id,
+          size: fill.size,
+          ring: (fill.ring as SharedRing).buffer,
+          direct: fill.writesDirect,
+        }),
       () => undefined, // the failure arrives with 'done'
     );
   }

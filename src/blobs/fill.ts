@@ -11,7 +11,8 @@ import { RegistryError } from '../oci/errors.ts';
 import { digestHasher } from '../oci/digest.ts';
 import type { GrowingFile } from './file-sender.ts';
 import { deferred, SharedFile, Waiters, type Hooks } from './fill-handle.ts';
-import type { SharedRing } from './ring.ts';
+import { alignDown, DIRECT_BLOCK, DirectFile } from './direct-io.ts';
+import type { PlaceData, SharedRing } from './ring.ts';
 import type { BlobOrigin } from './types.ts';
 
 /**
@@ -75,7 +76,7 @@ export interface FillOptions {
    * memory another thread's readers share (ring.ts), made once the upstream told the size. The
    * ring's capacity is then all this fill holds ahead of the disk (no budget, no window).
    */
-  ring?: (size: number | undefined) => SharedRing;
+  ring?: (size: number | undefined, place?: PlaceData) => SharedRing;
   /** Told when readers are woken (a mebibyte more received, a slow upstream's timer, or the end). */
   onWake?: (fill: Fill) => void;
 }
@@ -111,8 +112,12 @@ export class Fill implements RunningFill {
   #borrowed = 0;
   readonly #started: Hooks;
   readonly #complete: Hooks;
-  #makeRing: ((size: number | undefined) => SharedRing) | undefined;
+  #makeRing: ((size: number | undefined, place?: PlaceData) => SharedRing) | undefined;
   #ring: SharedRing | undefined;
+  /** In ring mode, a handle for direct writes of whole blocks (direct-io.ts), while the device takes them. */
+  #direct: DirectFile | undefined;
+  /** The upstream's body has ended: the tail short of a whole block may be written now. */
+  #bodyEnded = false;
   /** In ring mode, what the ring had no room for yet (the rest of one chunk): the upstream is paused meanwhile. */
   #pending: Buffer | undefined;
   #onWake: ((fill: Fill) => void) | undefined;
@@ -172,6 +177,11 @@ export class Fill implements RunningFill {
     return this.#error;
   }
 
+  /** Whether the file is being written past the page cache (direct-io.ts): its readers read it so too. */
+  get writesDirect(): boolean {
+    return this.#direct !== undefined;
+  }
+
   /** The shared memory of a fill in ring mode, once the upstream answered. */
   get ring(): SharedRing | undefined {
     return this.#ring;
@@ -221,15 +231,26 @@ export class Fill implements RunningFill {
     if (!hasher) throw new RegistryError('invalid', 'DIGEST_INVALID', `cannot verify digest ${this.digest}`);
     const up = await origin.get();
     this.#size = up.size;
-    this.#ring = this.#makeRing?.(up.size);
     // Opened for reading too: readers share this handle with positional reads.
     const fh = await open(this.tmpPath, 'wx+', 0o600).catch((err: NodeJS.ErrnoException) => {
       up.body.on('error', () => undefined).destroy();
       throw this.#local(err);
     });
     this.#file.set(fh);
+    if (this.#makeRing) {
+      const direct = await DirectFile.open(this.tmpPath, up.size);
+      this.#ring = this.#makeRing(up.size, direct?.place);
+      // Direct writes take whole blocks, so the ring must hold whole blocks too.
+      if (direct && this.#ring.capacity % DIRECT_BLOCK === 0) this.#direct = direct;
+      else await direct?.close();
+    }
     this.#started.resolve();
-    await this.#copy(up.body, hasher.hash, hasher.matches);
+    try {
+      await this.#copy(up.body, hasher.hash, hasher.matches);
+    } finally {
+      await this.#direct?.close();
+      this.#direct = undefined;
+    }
     // On disk before the cache trusts it: an entry is never served again from a half-written file.
     await fh.datasync().catch((err: NodeJS.ErrnoException) => {
       throw this.#local(err);
@@ -261,7 +282,7 @@ export class Fill implements RunningFill {
       };
       const flush = async (): Promise<void> => {
         writing = true;
-        while (this.#written < this.#received && !failed) {
+        while (this.#mustWrite() && !failed) {
           await this.#writeBehind();
           this.#settleBudget();
           if (body.isPaused() && this.#mayRead()) body.resume();
@@ -312,9 +333,17 @@ export class Fill implements RunningFill {
         this.#onDisk?.(this);
         this.#complete.resolve();
         ended = true;
-        if (!writing) resolve();
+        this.#bodyEnded = true;
+        if (!writing) flush().catch(fail);
       });
     });
+  }
+
+  /** Whether bytes received can be written now: direct writes take whole blocks only, until the body ends. */
+  #mustWrite(): boolean {
+    if (this.#written >= this.#received) return false;
+    // A full ring holds whole blocks beyond the disk: a direct write always has one to take then.
+    return !this.#direct || this.#bodyEnded || alignDown((this.#ring as SharedRing).hi) > this.#written;
   }
 
   /** Borrows (or returns) what the unwritten bytes hold beyond this fill's own allowance. */
@@ -357,12 +386,30 @@ export class Fill implements RunningFill {
     }
   }
 
-  /** Writes what the ring holds beyond the disk, then moves into the ring what it had no room for. */
+  /**
+   * Writes what the ring holds beyond the disk, then moves into the ring what it had no room for.
+   * Whole blocks go direct while the device takes them; the tail, and everything once it refused
+   * one, through the page cache.
+   */
   async #writeRing(ring: SharedRing): Promise<void> {
     this.#takePending(ring);
     const to = ring.hi;
-    await this.#writeAll(this.#file.handle as FileHandle, ring.views(this.#written, to), to - this.#written);
-    this.#written = to;
+    // Read with `to`: the ring holds the last byte, so the tail short of a block may go through the page cache.
+    const last = this.#bodyEnded && this.#pending === undefined;
+    const direct = this.#direct;
+    const blocks = alignDown(to);
+    if (direct && blocks > this.#written) {
+      if (await direct.write(ring.views(this.#written, blocks), this.#written, blocks - this.#written)) {
+        this.#written = blocks;
+      } else {
+        this.#direct = undefined;
+        await direct.close();
+      }
+    }
+    if ((!this.#direct || last) && to > this.#written) {
+      await this.#writeAll(this.#file.handle as FileHandle, ring.views(this.#written, to), to - this.#written);
+      this.#written = to;
+    }
     this.#takePending(ring);
     this.#onDisk?.(this);
   }

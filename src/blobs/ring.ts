@@ -18,7 +18,20 @@ const LO = 0;
 const HI = 1;
 /** 1 while a reader waits for `hi` to grow: the writer tells the reader's thread only then. */
 const WAITING = 2;
-const HEADER_BYTES = 24;
+/** Where the data starts in the buffer, and how much of it there is: set once, by the side that made the ring. */
+const DATA_AT = 3;
+const CAPACITY = 4;
+const HEADER_BYTES = 40;
+/**
+ * Room after the header for the data to start where a direct write can take it from: the memory
+ * of a direct write must be aligned (to 512 bytes or a page, by device), and where a buffer's
+ * memory starts is up to the allocator (a page and 16 bytes with glibc), so the writer finds the
+ * place by trying (direct-io.ts).
+ */
+export const ALIGN_SLACK = 4096;
+
+/** Picks where in `buffer`, between `from` and `to`, the data starts; `from` when it cannot tell. */
+export type PlaceData = (buffer: SharedArrayBuffer, from: number, to: number) => number;
 
 export class SharedRing {
   readonly buffer: SharedArrayBuffer;
@@ -26,15 +39,27 @@ export class SharedRing {
   readonly #ctl: BigInt64Array;
   readonly #data: Buffer;
 
-  /** A new ring of `capacity` bytes, or one over the memory of `buffer` (the other thread's). */
-  constructor(capacityOrBuffer: number | SharedArrayBuffer) {
-    this.buffer =
-      typeof capacityOrBuffer === 'number'
-        ? new SharedArrayBuffer(HEADER_BYTES + Math.max(1, capacityOrBuffer))
-        : capacityOrBuffer;
-    this.capacity = this.buffer.byteLength - HEADER_BYTES;
-    this.#ctl = new BigInt64Array(this.buffer, 0, 3);
-    this.#data = Buffer.from(this.buffer, HEADER_BYTES);
+  /**
+   * A new ring of `capacity` bytes, or one over the memory of `buffer` (the other thread's). With
+   * `place`, the new ring's data starts where it says, within `ALIGN_SLACK` bytes after the header.
+   */
+  constructor(capacityOrBuffer: number | SharedArrayBuffer, place?: PlaceData) {
+    if (typeof capacityOrBuffer === 'number') {
+      const capacity = Math.max(1, capacityOrBuffer);
+      const slack = place ? ALIGN_SLACK : 0;
+      this.buffer = new SharedArrayBuffer(HEADER_BYTES + slack + capacity);
+      this.#ctl = new BigInt64Array(this.buffer, 0, 5);
+      const at = place ? place(this.buffer, HEADER_BYTES, HEADER_BYTES + slack) : HEADER_BYTES;
+      if (!Number.isInteger(at) || at < HEADER_BYTES || at > HEADER_BYTES + slack)
+        throw new Error(`internal: ring data placed at ${at}, outside ${HEADER_BYTES}..${HEADER_BYTES + slack}`);
+      Atomics.store(this.#ctl, DATA_AT, BigInt(at));
+      Atomics.store(this.#ctl, CAPACITY, BigInt(capacity));
+    } else {
+      this.buffer = capacityOrBuffer;
+      this.#ctl = new BigInt64Array(this.buffer, 0, 5);
+    }
+    this.capacity = Number(Atomics.load(this.#ctl, CAPACITY));
+    this.#data = Buffer.from(this.buffer, Number(Atomics.load(this.#ctl, DATA_AT)), this.capacity);
   }
 
   /** One past the newest byte held (every byte appended so far). */

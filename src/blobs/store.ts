@@ -213,6 +213,8 @@ export class BlobStore {
       bytes,
       ms: Math.round(outcome.ms),
       mibPerSecond: Math.round(bytes / 1048576 / Math.max(outcome.ms / 1000, 0.001)),
+      // Written past the page cache (direct-io.ts), or through it.
+      direct: fill.readsDirect === true,
     };
     if (outcome.ok) this.#logger.info({ ...line, kept }, 'blob fill');
     else this.#logger.warn({ ...line, error: outcome.error.message }, 'blob fill failed');

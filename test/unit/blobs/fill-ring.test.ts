@@ -1,14 +1,17 @@
 // Fill in ring mode (as the fill thread runs it): the file written from the ring holds exactly the
-// bytes the hash saw, even from a body that keeps emitting after it was asked to pause.
+// bytes the hash saw, even from a body that keeps emitting after it was asked to pause, written
+// direct where the ring and the filesystem allow it and through the page cache where not.
 import test from 'ava';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { Fill, type FillOutcome } from '../../../src/blobs/fill.ts';
+import { DIRECT_MIN_BYTES } from '../../../src/blobs/direct-io.ts';
+import { Fill, type FillOptions, type FillOutcome } from '../../../src/blobs/fill.ts';
 import { SharedRing } from '../../../src/blobs/ring.ts';
 import type { BlobOrigin } from '../../../src/blobs/types.ts';
+import { directIoWorks, pageCacheBytes } from '../../harness/direct-io.ts';
 
 const digestOf = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
@@ -22,22 +25,61 @@ function body(content: Buffer, deaf: boolean): Readable {
   return r;
 }
 
-for (const deaf of [false, true]) {
-  test(`a 1 KiB ring under a 200 KiB blob, body ${deaf ? 'deaf to pause' : 'that pauses'}: the file is the exact content`, async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'fill-ring-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    const content = randomBytes(200 * 1024 + 5);
-    const origin: BlobOrigin = {
-      upstream: 'up.test',
-      repository: 'app',
-      get: async () => ({ size: content.length, body: body(content, deaf) }),
-      head: async () => ({ size: content.length }),
-    };
-    const tmpPath = join(dir, 'fill');
-    const outcome = await new Promise<FillOutcome>((resolve) => {
-      Fill.start(digestOf(content), tmpPath, origin, (_f, o) => resolve(o), { ring: () => new SharedRing(1024) });
+const rings: { name: string; size: number; ring: NonNullable<FillOptions['ring']>; direct: boolean }[] = [
+  { name: 'a 1 KiB ring under a 200 KiB blob', size: 200 * 1024 + 5, ring: () => new SharedRing(1024), direct: false },
+  // Large enough for direct writes (direct-io.ts DIRECT_MIN_BYTES), where the filesystem takes them.
+  {
+    name: 'a 64 KiB ring placed for direct writes under a 4 MiB blob',
+    size: DIRECT_MIN_BYTES + 5,
+    ring: (_size, place) => new SharedRing(64 * 1024, place),
+    direct: true,
+  },
+  // The ring's data at an odd address, which no device takes direct writes from: the first one is
+  // refused, and the fill goes on through the page cache from the same position.
+  {
+    name: 'a 64 KiB ring at a place the device refuses under a 4 MiB blob',
+    size: DIRECT_MIN_BYTES + 5,
+    ring: () => new SharedRing(64 * 1024, (_buffer, from) => from + 1),
+    direct: false,
+  },
+  // Not whole blocks: direct writes are not tried.
+  {
+    name: 'a 6000-byte ring under a 4 MiB blob',
+    size: DIRECT_MIN_BYTES + 5,
+    ring: (_size, place) => new SharedRing(6000, place),
+    direct: false,
+  },
+];
+
+for (const r of rings)
+  for (const deaf of [false, true]) {
+    test(`${r.name}, body ${deaf ? 'deaf to pause' : 'that pauses'}: the file is the exact content`, async (t) => {
+      const dir = mkdtempSync(join(tmpdir(), 'fill-ring-'));
+      t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+      const content = randomBytes(r.size);
+      const origin: BlobOrigin = {
+        upstream: 'up.test',
+        repository: 'app',
+        get: async () => ({ size: content.length, body: body(content, deaf) }),
+        head: async () => ({ size: content.length }),
+      };
+      const tmpPath = join(dir, 'fill');
+      let wroteDirect = false;
+      const outcome = await new Promise<FillOutcome>((resolve) => {
+        const fill = Fill.start(digestOf(content), tmpPath, origin, (_f, o) => resolve(o), {
+          ring: r.ring,
+          onDisk: (f) => {
+            wroteDirect ||= f.writesDirect && f.onDisk() > 0;
+          },
+        });
+        t.teardown(() => fill.release());
+      });
+      t.true(outcome.ok, outcome.ok ? '' : outcome.error.message);
+      const direct = r.direct && directIoWorks(dir);
+      t.is(wroteDirect, direct, direct ? 'written direct' : 'written through the page cache');
+      // Before the file is read back, which puts it there.
+      const cached = pageCacheBytes(tmpPath);
+      if (direct) t.true(cached <= 4096, `only the tail went through the page cache: ${cached} bytes there`);
+      t.true(readFileSync(tmpPath).equals(content), 'the file holds the bytes in the order they were hashed');
     });
-    t.true(outcome.ok, outcome.ok ? '' : outcome.error.message);
-    t.true(readFileSync(tmpPath).equals(content), 'the file holds the bytes in the order they were hashed');
-  });
-}
+  }

@@ -18,8 +18,8 @@ import { loadConfig } from '../../../src/config/load.ts';
 import { RegistryClient } from '../../../src/oci/client.ts';
 import { RegistryError } from '../../../src/oci/errors.ts';
 import { createLogger } from '../../../src/ops/log.ts';
+import { directIoWorks, pageCacheBytes } from '../../harness/direct-io.ts';
 
-const logger = createLogger('silent');
 const digestOf = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 /** A registry that serves blobs from a map; `wrong` digests get other bytes of the same length. */
@@ -43,6 +43,13 @@ async function upstream(blobs: Map<string, Buffer>, wrong = new Set<string>()) {
 
 function setUp(url: string, script?: URL) {
   const dir = mkdtempSync(join(tmpdir(), 'pullgate-fill-thread-'));
+  const lines: Record<string, unknown>[] = [];
+  const logged = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l));
+      cb();
+    },
+  });
   const file = join(dir, 'pullgate.yaml');
   writeFileSync(
     file,
@@ -59,7 +66,7 @@ function setUp(url: string, script?: URL) {
     ...(script ? { script } : {}),
   });
   const cache = new BlobCache({ dir: join(dir, 'blobs'), maxBytes: 1 << 30 });
-  const store = new BlobStore(cache, logger, undefined, thread);
+  const store = new BlobStore(cache, createLogger('info', logged), undefined, thread);
   const client = new RegistryClient(config.upstreams[0]!);
   return {
     dir,
@@ -67,6 +74,8 @@ function setUp(url: string, script?: URL) {
     store,
     thread,
     seen,
+    /** The store's 'blob fill' log lines. */
+    fills: () => lines.filter((l) => l.msg === 'blob fill'),
     origin: (digest: string) => blobOrigin(client, 'app', digest),
     async close() {
       await store.close();
@@ -147,6 +156,15 @@ test('a blob larger than the shared ring: a reader at the head copies from memor
   t.true(fast.bytes.equals(content), 'the reader at the head got the exact bytes');
   t.true(slow.bytes.equals(content), 'the reader behind the ring got the exact bytes');
   t.is(up.requests.filter((r) => r.includes('/blobs/')).length, 1, 'one upstream fetch');
+  // Written, and read back behind the ring, past the page cache where the filesystem allows it
+  // (direct-io.ts); through it where it does not, with the same bytes.
+  const direct = await directIoWorks(s.dir);
+  t.log(direct ? 'direct I/O: yes' : `direct I/O: not on the filesystem of ${s.dir}`);
+  t.like(s.fills()[0], { digest, bytes: content.length, direct });
+  // Nothing read through the page cache either: the file's pages there are the tail's, at most.
+  const cached = pageCacheBytes(s.cache.pathOf(digest));
+  t.log('page cache', cached);
+  if (direct) t.true(cached <= 64 * 1024, 'the entry is not in the page cache');
 });
 
 test('the fill thread stops when idle and the next cold fill starts another', async (t) => {

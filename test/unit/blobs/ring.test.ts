@@ -1,5 +1,5 @@
 import test from 'ava';
-import { copyInto, SharedRing } from '../../../src/blobs/ring.ts';
+import { ALIGN_SLACK, copyInto, SharedRing } from '../../../src/blobs/ring.ts';
 
 const bytes = (from: number, n: number): Buffer => Buffer.from(Array.from({ length: n }, (_, i) => (from + i) % 251));
 
@@ -78,4 +78,20 @@ test('copyInto copies exactly [from, to) to `at`, into and out of shared memory,
     copyInto(back, c.at, shared, c.at, c.at + (c.to - c.from));
     t.deepEqual(back.subarray(c.at, c.at + c.to - c.from), src.subarray(c.from, c.to), `back: ${JSON.stringify(c)}`);
   }
+});
+
+test('a ring placed by its maker keeps the data where it said, and the other side finds it there', (t) => {
+  const writer = new SharedRing(4096, (_buffer, from, to) => {
+    t.is(to - from, ALIGN_SLACK, 'the place is chosen within the slack after the header');
+    return from + 100;
+  });
+  writer.append(bytes(0, 300), 0);
+  const reader = new SharedRing(writer.buffer);
+  t.is(reader.capacity, 4096);
+  const into = Buffer.alloc(300);
+  t.is(reader.copyOut(0, Infinity, into), 300);
+  t.deepEqual(into, bytes(0, 300));
+  t.deepEqual(Buffer.concat(writer.views(0, 300)), bytes(0, 300));
+  t.throws(() => new SharedRing(4096, (_buffer, from) => from - 1), { message: /outside/ });
+  t.throws(() => new SharedRing(4096, (_buffer, _from, to) => to + 1), { message: /outside/ });
 });

@@ -1,0 +1,164 @@
+// Direct writes (O_DIRECT) of a fill's ring to its file. A cold fill's bytes through the page
+// cache cost the kernel a new page each, and on a VM whose free memory goes back to the host
+// (virtio-balloon free page reporting) each new page is a fault in the host: 0.45-0.76 CPU-s per
+// 256 MiB here, the largest single cost of a cold fetch (docs/decisions.md, "Where a cold fetch's
+// time goes"). A direct write takes the bytes from the ring itself. Everything is best effort: a
+// filesystem that refuses direct I/O, a place in memory the device will not take, or a write it
+// refuses, and the fill writes through the page cache as before.
+import { constants, writeSync } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import type { PlaceData } from './ring.ts';
+
+/** Positions and lengths of direct writes are multiples of this: a page holds every device's logical block. */
+export const DIRECT_BLOCK = 4096;
+/** Smaller blobs are written through the page cache: a direct write saves nothing worth the open and the probe. */
+export const DIRECT_MIN_BYTES = 4 * 1024 * 1024;
+/** Where in a buffer a direct write was last taken: buffers of one size tend to start alike. */
+let lastPlace = -1;
+
+export const alignDown = (n: number): number => n - (n % DIRECT_BLOCK);
+
+/** A second handle on a fill's file for direct writes. */
+export class DirectFile {
+  readonly #fh: FileHandle;
+
+  private constructor(fh: FileHandle) {
+    this.#fh = fh;
+  }
+
+  /** A direct handle on `path`, or undefined: a small blob, no O_DIRECT here, or a filesystem that refuses it (tmpfs). */
+  static async open(path: string, size: number | undefined): Promise<DirectFile | undefined> {
+    const flag = (constants as Record<string, number | undefined>).O_DIRECT;
+    if (size === undefined || size < DIRECT_MIN_BYTES || flag === undefined) return undefined;
+    const fh = await open(path, constants.O_WRONLY | flag).catch(() => undefined);
+    return fh && new DirectFile(fh);
+  }
+
+  /**
+   * Finds where in the ring's buffer the device takes a direct write from, by trying one block at
+   * the file's start (which the fill writes over with its first bytes). `from` when no place does:
+   * the writes then fail at once and the fill goes on through the page cache.
+   */
+  readonly place: PlaceData = (buffer, from, to) => {
+    const tried = (at: number): boolean => {
+      if (at < from || at + DIRECT_BLOCK > buffer.byteLength) return false;
+      try {
+        writeSync(this.#fh.fd, new Uint8Array(buffer, at, DIRECT_BLOCK), 0, DIRECT_BLOCK, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    if (lastPlace >= from && lastPlace <= to && tried(lastPlace)) return lastPlace;
+    // Allocators align at least to 16 bytes.
+    for (let at = from + ((16 - (from % 16)) % 16); at <= to; at += 16)
+      if (tried(at)) {
+        lastPlace = at;
+        return at;
+      }
+    return from;
+  };
+
+  /** Writes `bytes` (whole blocks) at `pos`; false when the device refused, and nothing of it may be trusted on disk. */
+  async write(buffers: Uint8Array[], pos: number, bytes: number): Promise<boolean> {
+    try {
+      let done = 0;
+      while (done < bytes) {
+        const { bytesWritten } = await this.#fh.writev(done === 0 ? buffers : rest(buffers, done), pos + done);
+        if (bytesWritten <= 0 || bytesWritten % DIRECT_BLOCK !== 0) return false;
+        done += bytesWritten;
+      }
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  close(): Promise<void> {
+    return this.#fh.close().catch(() => undefined);
+  }
+}
+
+/** `buffers` less their first `skip` bytes. */
+function rest(buffers: Uint8Array[], skip: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let left = skip;
+  for (const b of buffers) {
+    if (left >= b.length) {
+      left -= b.length;
+      continue;
+    }
+    out.push(left > 0 ? b.subarray(left) : b);
+    left = 0;
+  }
+  return out;
+}
+
+/**
+ * Direct reads of a file a fill wrote direct: through the page cache, each 4 KiB read back would
+ * cost the new page the direct write spared. Reads whole blocks into the aligned part of the
+ * caller's buffer and hands back the bytes asked for.
+ */
+export class DirectReader {
+  readonly #fh: FileHandle;
+  /** Where in each buffer the device takes a direct read into: buffers are reused, so found once each. */
+  readonly #places = new WeakMap<Buffer, number>();
+
+  private constructor(fh: FileHandle) {
+    this.#fh = fh;
+  }
+
+  /** The file `fh` is open on (under whatever name it has now), opened again for direct reads; undefined where that fails. */
+  static async reopen(fh: FileHandle): Promise<DirectReader | undefined> {
+    const flag = (constants as Record<string, number | undefined>).O_DIRECT;
+    if (flag === undefined) return undefined;
+    const direct = await open(`/proc/self/fd/${fh.fd}`, constants.O_RDONLY | flag).catch(() => undefined);
+    return direct && new DirectReader(direct);
+  }
+
+  /**
+   * Up to `limit` of the bytes from `pos`, read into `buf` (which has `DIRECT_SLACK` bytes more than
+   * any read asks for); an empty view at the file's end, undefined when the device refuses.
+   */
+  async read(buf: Buffer, pos: number, limit: number): Promise<Buffer | undefined> {
+    const from = alignDown(pos);
+    const room = buf.length - DIRECT_SLACK;
+    const len = alignUp(Math.min(limit, from + room) - from);
+    const at = await this.#placeIn(buf, from);
+    if (at === undefined) return undefined;
+    try {
+      const { bytesRead } = await this.#fh.read(buf, at, len, from);
+      const end = Math.min(from + bytesRead, limit);
+      return buf.subarray(at + pos - from, at + Math.max(pos, end) - from);
+    } catch {
+      return undefined;
+    }
+  }
+
+  close(): Promise<void> {
+    return this.#fh.close().catch(() => undefined);
+  }
+
+  async #placeIn(buf: Buffer, pos: number): Promise<number | undefined> {
+    const known = this.#places.get(buf);
+    if (known !== undefined) return known;
+    const tried = async (at: number): Promise<boolean> =>
+      this.#fh.read(buf, at, DIRECT_BLOCK, pos).then(
+        () => true,
+        () => false,
+      );
+    const guess = lastReadPlace;
+    let found: number | undefined;
+    if (guess >= 0 && guess < DIRECT_BLOCK && (await tried(guess))) found = guess;
+    for (let at = 0; found === undefined && at < DIRECT_BLOCK; at += 16) if (await tried(at)) found = at;
+    if (found === undefined) return undefined;
+    lastReadPlace = found;
+    this.#places.set(buf, found);
+    return found;
+  }
+}
+
+/** Bytes a buffer for direct reads has beyond what is asked of it: room to start at an aligned place and end on a whole block. */
+export const DIRECT_SLACK = 2 * DIRECT_BLOCK;
+let lastReadPlace = -1;
+const alignUp = (n: number): number => alignDown(n + DIRECT_BLOCK - 1);
