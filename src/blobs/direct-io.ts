@@ -162,3 +162,41 @@ export class DirectReader {
 export const DIRECT_SLACK = 2 * DIRECT_BLOCK;
 let lastReadPlace = -1;
 const alignUp = (n: number): number => alignDown(n + DIRECT_BLOCK - 1);
+
+/**
+ * Reads files that fills wrote direct back through the page cache once each fill is done, one at
+ * a time: a cache hit soon after then reads memory, not the disk. The new pages cost what they
+ * would have cost the fill, but after its clients were served, as distribution's proxy stores a
+ * blob after serving it. Best effort: a read that fails ends that file's warming.
+ */
+export class PageCacheWarmer {
+  readonly #queue: { fh: FileHandle; size: number; done: () => void }[] = [];
+  #running = false;
+
+  /** Warms `size` bytes of `fh`, then calls `done` (which lets go of the handle). */
+  add(fh: FileHandle, size: number, done: () => void): void {
+    this.#queue.push({ fh, size, done });
+    if (!this.#running) void this.#run();
+  }
+
+  async #run(): Promise<void> {
+    this.#running = true;
+    const buf = Buffer.allocUnsafeSlow(WARM_CHUNK_BYTES);
+    for (let next = this.#queue.shift(); next; next = this.#queue.shift()) {
+      try {
+        for (let pos = 0; pos < next.size;) {
+          const { bytesRead } = await next.fh.read(buf, 0, Math.min(buf.length, next.size - pos), pos);
+          if (bytesRead === 0) break;
+          pos += bytesRead;
+        }
+      } catch {
+        // Best effort: the file was read or it was not; a hit reads the disk then.
+      } finally {
+        next.done();
+      }
+    }
+    this.#running = false;
+  }
+}
+
+const WARM_CHUNK_BYTES = 1024 * 1024;

@@ -11,6 +11,7 @@ import { RegistryError } from '../oci/errors.ts';
 import { DEFAULT_UPSTREAM_FETCH_LIMITS, type UpstreamFetchLimits } from '../oci/fetch-budget.ts';
 import { Fill } from './fill.ts';
 import { FILL_THREAD_SLOT_HOLDER, type FromFillThread, type ToFillThread, type WireError } from './fill-thread.ts';
+import { PageCacheWarmer } from './direct-io.ts';
 import { SharedRing } from './ring.ts';
 import { blobOrigin } from './upstream-origin.ts';
 import { exposedGc } from '../util/exposed-gc.ts';
@@ -54,6 +55,7 @@ function serve(port: MessagePort, { upstreams, fetchLimits, blobSlots }: FillWor
       new RegistryClient(u, observer, fetchLimits ?? DEFAULT_UPSTREAM_FETCH_LIMITS, slotsOf(blobSlots, u.host)),
     );
   const gc = exposedGc();
+  const warmer = new PageCacheWarmer();
 
   let writtenSinceScavenge = 0;
   function written(bytes: number): void {
@@ -87,8 +89,13 @@ function serve(port: MessagePort, { upstreams, fetchLimits, blobSlots }: FillWor
       tmpPath,
       blobOrigin(client, repository, digest),
       (f, outcome) => {
-        // On disk and synced: the main thread's cache takes the file from here.
-        if (outcome.ok) f.release();
+        // On disk and synced: the main thread's cache takes the file from here. What went to disk
+        // direct is read back into the page cache after (direct-io.ts), on a hold of its own.
+        if (outcome.ok) {
+          const warm = f.wroteDirect ? f.hold() : undefined;
+          f.release();
+          if (warm) warmer.add(warm, outcome.size, () => f.release());
+        }
         post(
           outcome.ok
             ? { type: 'done', id, ok: true, bytes: outcome.size, ms: outcome.ms }

@@ -118,6 +118,7 @@ export class Fill implements RunningFill {
   #direct: DirectFile | undefined;
   /** The upstream's body has ended: the tail short of a whole block may be written now. */
   #bodyEnded = false;
+  #wroteDirect = false;
   /** In ring mode, what the ring had no room for yet (the rest of one chunk): the upstream is paused meanwhile. */
   #pending: Buffer | undefined;
   #onWake: ((fill: Fill) => void) | undefined;
@@ -180,6 +181,11 @@ export class Fill implements RunningFill {
   /** Whether the file is being written past the page cache (direct-io.ts): its readers read it so too. */
   get writesDirect(): boolean {
     return this.#direct !== undefined;
+  }
+
+  /** Whether any of the file went to disk past the page cache. */
+  get wroteDirect(): boolean {
+    return this.#wroteDirect;
   }
 
   /** The shared memory of a fill in ring mode, once the upstream answered. */
@@ -401,6 +407,7 @@ export class Fill implements RunningFill {
     if (direct && blocks > this.#written) {
       if (await direct.write(ring.views(this.#written, blocks), this.#written, blocks - this.#written)) {
         this.#written = blocks;
+        this.#wroteDirect = true;
       } else {
         this.#direct = undefined;
         await direct.close();
