@@ -66,6 +66,8 @@ export interface FillThreadOptions {
   observer?: ClientObserver;
   /** The worker's module: fill-worker.ts; tests give a scripted one. */
   script?: URL;
+  /** Read files written direct back into the page cache once filled (direct-io.ts PageCacheWarmer); true unless false. */
+  warmPageCache?: boolean;
 }
 
 export class FillThread {
@@ -125,6 +127,7 @@ export class FillThread {
         upstreams: this.#options.upstreams,
         fetchLimits: this.#options.fetchLimits,
         blobSlots: this.#options.blobSlots,
+        warmPageCache: this.#options.warmPageCache !== false,
       },
     });
     worker.unref();

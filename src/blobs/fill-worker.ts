@@ -40,9 +40,11 @@ interface FillWorkerData {
   fetchLimits?: UpstreamFetchLimits;
   /** Per upstream host, the blob budget's count, shared with the main thread's clients. */
   blobSlots?: Map<string, SharedArrayBuffer>;
+  /** Whether files written direct are read back into the page cache once filled. */
+  warmPageCache: boolean;
 }
 
-function serve(port: MessagePort, { upstreams, fetchLimits, blobSlots }: FillWorkerData): void {
+function serve(port: MessagePort, { upstreams, fetchLimits, blobSlots, warmPageCache }: FillWorkerData): void {
   const post = (m: FromFillThread): void => port.postMessage(m);
   const observer: ClientObserver = {
     upstreamRequest: (upstream, op, status, seconds) => post({ type: 'request', upstream, op, status, seconds }),
@@ -55,7 +57,7 @@ function serve(port: MessagePort, { upstreams, fetchLimits, blobSlots }: FillWor
       new RegistryClient(u, observer, fetchLimits ?? DEFAULT_UPSTREAM_FETCH_LIMITS, slotsOf(blobSlots, u.host)),
     );
   const gc = exposedGc();
-  const warmer = new PageCacheWarmer();
+  const warmer = warmPageCache ? new PageCacheWarmer() : undefined;
 
   let writtenSinceScavenge = 0;
   function written(bytes: number): void {
@@ -92,9 +94,9 @@ function serve(port: MessagePort, { upstreams, fetchLimits, blobSlots }: FillWor
         // On disk and synced: the main thread's cache takes the file from here. What went to disk
         // direct is read back into the page cache after (direct-io.ts), on a hold of its own.
         if (outcome.ok) {
-          const warm = f.wroteDirect ? f.hold() : undefined;
+          const warm = warmer && f.wroteDirect ? f.hold() : undefined;
           f.release();
-          if (warm) warmer.add(warm, outcome.size, () => f.release());
+          if (warm) warmer?.add(warm, outcome.size, () => f.release());
         }
         post(
           outcome.ok

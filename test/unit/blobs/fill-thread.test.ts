@@ -41,7 +41,7 @@ async function upstream(blobs: Map<string, Buffer>, wrong = new Set<string>()) {
   return { url: `http://127.0.0.1:${port}`, requests, close: () => new Promise((r) => server.close(r)) };
 }
 
-function setUp(url: string, script?: URL) {
+function setUp(url: string, script?: URL, warmPageCache?: boolean) {
   const dir = mkdtempSync(join(tmpdir(), 'pullgate-fill-thread-'));
   const lines: Record<string, unknown>[] = [];
   const logged = new Writable({
@@ -64,6 +64,7 @@ function setUp(url: string, script?: URL) {
     upstreams: config.upstreams,
     observer: { upstreamRequest: (host, op, status) => seen.push(`${host} ${op} ${status}`) },
     ...(script ? { script } : {}),
+    ...(warmPageCache === undefined ? {} : { warmPageCache }),
   });
   const cache = new BlobCache({ dir: join(dir, 'blobs'), maxBytes: 1 << 30 });
   const store = new BlobStore(cache, createLogger('info', logged), undefined, thread);
@@ -135,37 +136,50 @@ test('a cold blob is fetched by the fill thread, readers get its exact bytes, an
   );
 });
 
-test('a blob larger than the shared ring: a reader at the head copies from memory, one far behind reads the file; both get the exact bytes', async (t) => {
-  // 24 MiB through a 2 MiB ring (fill-worker.ts RING_BYTES): the slow reader (50 ms per chunk,
-  // about 20 MiB/s) falls behind the ring and finds older bytes on disk, never torn ones.
-  const content = randomBytes(24 * 1024 * 1024 + 3);
-  const digest = digestOf(content);
-  const up = await upstream(new Map([[digest, content]]));
-  const s = setUp(up.url);
-  t.teardown(async () => {
-    await s.close();
-    await up.close();
+for (const warm of [false, true])
+  test(`a blob larger than the shared ring: a reader at the head copies from memory, one far behind reads the file; both get the exact bytes${warm ? ', and the entry is read back into the page cache after' : ''}`, async (t) => {
+    // 24 MiB through a 2 MiB ring (fill-worker.ts RING_BYTES): the slow reader (50 ms per chunk,
+    // about 20 MiB/s) falls behind the ring and finds older bytes on disk, never torn ones.
+    const content = randomBytes(24 * 1024 * 1024 + 3);
+    const digest = digestOf(content);
+    const up = await upstream(new Map([[digest, content]]));
+    const s = setUp(up.url, undefined, warm);
+    t.teardown(async () => {
+      await s.close();
+      await up.close();
+    });
+    await s.cache.open();
+    const [fast, slow] = await Promise.all([
+      read(s.store, s.origin(digest), digest),
+      read(s.store, s.origin(digest), digest, 50),
+    ]);
+    t.is(fast.source, 'fill');
+    t.is(slow.source, 'fill');
+    t.true(fast.bytes.equals(content), 'the reader at the head got the exact bytes');
+    t.true(slow.bytes.equals(content), 'the reader behind the ring got the exact bytes');
+    t.is(up.requests.filter((r) => r.includes('/blobs/')).length, 1, 'one upstream fetch');
+    // Written, and read back behind the ring, past the page cache where the filesystem allows it
+    // (direct-io.ts); through it where it does not, with the same bytes.
+    const direct = await directIoWorks(s.dir);
+    t.log(direct ? 'direct I/O: yes' : `direct I/O: not on the filesystem of ${s.dir}`);
+    t.like(s.fills()[0], { digest, bytes: content.length, direct });
+    // Nothing read through the page cache either: the file's pages there are the tail's, at most,
+    // until the fill thread reads it back.
+    if (!direct) return;
+    const path = s.cache.pathOf(digest);
+    if (!warm) {
+      const cached = pageCacheBytes(path);
+      t.true(cached <= 64 * 1024, `the entry is not in the page cache: ${cached} bytes there`);
+      return;
+    }
+    // Read back by the fill thread once the fill was done, so the next hit reads memory.
+    let cached = 0;
+    for (let i = 0; i < 100 && cached < content.length; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      cached = pageCacheBytes(path);
+    }
+    t.true(cached >= content.length, `the whole entry is in the page cache: ${cached} bytes there`);
   });
-  await s.cache.open();
-  const [fast, slow] = await Promise.all([
-    read(s.store, s.origin(digest), digest),
-    read(s.store, s.origin(digest), digest, 50),
-  ]);
-  t.is(fast.source, 'fill');
-  t.is(slow.source, 'fill');
-  t.true(fast.bytes.equals(content), 'the reader at the head got the exact bytes');
-  t.true(slow.bytes.equals(content), 'the reader behind the ring got the exact bytes');
-  t.is(up.requests.filter((r) => r.includes('/blobs/')).length, 1, 'one upstream fetch');
-  // Written, and read back behind the ring, past the page cache where the filesystem allows it
-  // (direct-io.ts); through it where it does not, with the same bytes.
-  const direct = await directIoWorks(s.dir);
-  t.log(direct ? 'direct I/O: yes' : `direct I/O: not on the filesystem of ${s.dir}`);
-  t.like(s.fills()[0], { digest, bytes: content.length, direct });
-  // Nothing read through the page cache either: the file's pages there are the tail's, at most.
-  const cached = pageCacheBytes(s.cache.pathOf(digest));
-  t.log('page cache', cached);
-  if (direct) t.true(cached <= 64 * 1024, 'the entry is not in the page cache');
-});
 
 test('the fill thread stops when idle and the next cold fill starts another', async (t) => {
   const first = randomBytes(1024 * 1024);
