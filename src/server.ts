@@ -9,6 +9,7 @@ import type { Express } from 'express';
 import { createAdminApp } from './admin/api.ts';
 import type { Config, ConnectionLimits } from './config/types.ts';
 import { BlobCache } from './blobs/cache.ts';
+import { directWritesFor, reportsFreePages } from './blobs/direct-io.ts';
 import { releaseSpareBuffers } from './blobs/file-sender.ts';
 import { FillThread } from './blobs/fill-thread.ts';
 import { BlobStore } from './blobs/store.ts';
@@ -201,11 +202,14 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
   logger.info({ path: cache.dir, ...cache.stats() }, 'blob cache opened');
   // Cold fills from allowlisted upstreams run in a thread of their own (blobs/fill-thread.ts); its
   // readers copy the newest bytes from memory it shares with this thread (blobs/ring.ts).
+  const writes = directWritesFor(config.cache.blobs.directWrites, reportsFreePages());
+  logger.info({ direct: writes.direct, why: writes.why }, 'blob fill writes');
   const fillThread = new FillThread({
     upstreams: config.upstreams,
     fetchLimits: fetchLimitsOf(config.budgets),
     blobSlots,
     observer: metrics,
+    directWrites: writes.direct,
   });
   const blobs = new BlobStore(cache, logger, metrics, fillThread);
   gate = new PolicyGate({

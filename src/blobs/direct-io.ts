@@ -2,11 +2,15 @@
 // cache cost the kernel a new page each, and on a VM whose free memory goes back to the host
 // (virtio-balloon free page reporting) each new page is a fault in the host: 0.45-0.76 CPU-s per
 // 256 MiB here, the largest single cost of a cold fetch (docs/decisions.md, "Where a cold fetch's
-// time goes"). A direct write takes the bytes from the ring itself. Everything is best effort: a
+// time goes"). A direct write takes the bytes from the ring itself. Where new pages are cheap, the
+// page cache is the better path (no second read to warm it, no wait on a slow disk), so `auto`
+// writes direct only on such a VM (cache.blobs.directWrites). Everything is best effort: a
 // filesystem that refuses direct I/O, a place in memory the device will not take, or a write it
 // refuses, and the fill writes through the page cache as before.
-import { constants, writeSync } from 'node:fs';
+import { constants, readdirSync, readFileSync, writeSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { DirectWritesMode } from '../config/types.ts';
 import type { PlaceData } from './ring.ts';
 
 /** Positions and lengths of direct writes are multiples of this: a page holds every device's logical block. */
@@ -200,3 +204,39 @@ export class PageCacheWarmer {
 }
 
 const WARM_CHUNK_BYTES = 1024 * 1024;
+
+const VIRTIO_DEVICES = '/sys/bus/virtio/devices';
+const VIRTIO_ID_BALLOON = 5;
+const VIRTIO_BALLOON_F_REPORTING = 5;
+
+/**
+ * Whether this machine hands the memory it frees back to its host (virtio-balloon free page
+ * reporting): a page the host took back costs a fault in the host when it is touched again, so each
+ * new page-cache page a cold fill writes is dear. Read from the negotiated features in sysfs.
+ */
+export function reportsFreePages(devices = VIRTIO_DEVICES): boolean {
+  let names: string[];
+  try {
+    names = readdirSync(devices);
+  } catch {
+    return false;
+  }
+  return names.some((name) => {
+    try {
+      const id = Number.parseInt(readFileSync(join(devices, name, 'device'), 'utf8').trim(), 16);
+      const features = readFileSync(join(devices, name, 'features'), 'utf8');
+      return id === VIRTIO_ID_BALLOON && features[VIRTIO_BALLOON_F_REPORTING] === '1';
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** Whether cold fills write direct (`cache.blobs.directWrites`), and why, for the log. */
+export function directWritesFor(mode: DirectWritesMode, freePagesReported: boolean): { direct: boolean; why: string } {
+  if (mode === 'always') return { direct: true, why: 'cache.blobs.directWrites is always' };
+  if (mode === 'never') return { direct: false, why: 'cache.blobs.directWrites is never' };
+  return freePagesReported
+    ? { direct: true, why: 'this VM reports free memory to its host: new page-cache pages cost a host fault' }
+    : { direct: false, why: 'new page-cache pages are cheap here' };
+}

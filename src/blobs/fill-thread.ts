@@ -66,6 +66,8 @@ export interface FillThreadOptions {
   observer?: ClientObserver;
   /** The worker's module: fill-worker.ts; tests give a scripted one. */
   script?: URL;
+  /** Cold fills write past the page cache where the filesystem allows (direct-io.ts); false unless true. */
+  directWrites?: boolean;
   /** Read files written direct back into the page cache once filled (direct-io.ts PageCacheWarmer); true unless false. */
   warmPageCache?: boolean;
 }
@@ -127,6 +129,7 @@ export class FillThread {
         upstreams: this.#options.upstreams,
         fetchLimits: this.#options.fetchLimits,
         blobSlots: this.#options.blobSlots,
+        directWrites: this.#options.directWrites === true,
         warmPageCache: this.#options.warmPageCache !== false,
       },
     });

@@ -40,11 +40,15 @@ interface FillWorkerData {
   fetchLimits?: UpstreamFetchLimits;
   /** Per upstream host, the blob budget's count, shared with the main thread's clients. */
   blobSlots?: Map<string, SharedArrayBuffer>;
-  /** Whether files written direct are read back into the page cache once filled. */
+  /** Whether fills write past the page cache, and whether what they wrote so is read back into it once filled. */
+  directWrites: boolean;
   warmPageCache: boolean;
 }
 
-function serve(port: MessagePort, { upstreams, fetchLimits, blobSlots, warmPageCache }: FillWorkerData): void {
+function serve(
+  port: MessagePort,
+  { upstreams, fetchLimits, blobSlots, directWrites, warmPageCache }: FillWorkerData,
+): void {
   const post = (m: FromFillThread): void => port.postMessage(m);
   const observer: ClientObserver = {
     upstreamRequest: (upstream, op, status, seconds) => post({ type: 'request', upstream, op, status, seconds }),
@@ -107,6 +111,7 @@ function serve(port: MessagePort, { upstreams, fetchLimits, blobSlots, warmPageC
       {
         ring: (size, place) => new SharedRing(Math.min(RING_BYTES, size ?? RING_BYTES), place),
         onWake: report,
+        direct: directWrites,
         onDisk: (f) => {
           const now = f.onDisk();
           written(now - onDisk);

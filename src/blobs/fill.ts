@@ -79,6 +79,8 @@ export interface FillOptions {
   ring?: (size: number | undefined, place?: PlaceData) => SharedRing;
   /** Told when readers are woken (a mebibyte more received, a slow upstream's timer, or the end). */
   onWake?: (fill: Fill) => void;
+  /** In ring mode, write whole blocks past the page cache where the filesystem allows (direct-io.ts). */
+  direct?: boolean;
 }
 
 export class Fill implements RunningFill {
@@ -119,6 +121,7 @@ export class Fill implements RunningFill {
   /** The upstream's body has ended: the tail short of a whole block may be written now. */
   #bodyEnded = false;
   #wroteDirect = false;
+  #tryDirect = false;
   /** In ring mode, what the ring had no room for yet (the rest of one chunk): the upstream is paused meanwhile. */
   #pending: Buffer | undefined;
   #onWake: ((fill: Fill) => void) | undefined;
@@ -150,6 +153,7 @@ export class Fill implements RunningFill {
     fill.#ownUnwritten = options.ownUnwrittenBytes ?? UNWRITTEN_OWN_BYTES;
     fill.#makeRing = options.ring;
     fill.#onWake = options.onWake;
+    fill.#tryDirect = options.direct === true;
     const t0 = performance.now();
     fill.#run(origin).then(
       (size) => done(fill, { ok: true, size, ms: performance.now() - t0 }),
@@ -244,7 +248,7 @@ export class Fill implements RunningFill {
     });
     this.#file.set(fh);
     if (this.#makeRing) {
-      const direct = await DirectFile.open(this.tmpPath, up.size);
+      const direct = this.#tryDirect ? await DirectFile.open(this.tmpPath, up.size) : undefined;
       this.#ring = this.#makeRing(up.size, direct?.place);
       // Direct writes take whole blocks, so the ring must hold whole blocks too.
       if (direct && this.#ring.capacity % DIRECT_BLOCK === 0) this.#direct = direct;

@@ -223,7 +223,7 @@ function buildConfig(root: Node, baseDir: string, env: NodeJS.ProcessEnv, opts: 
   const policy = top.get('policy').object(['file']);
   const policyFile = policy.get('file').optionalString();
   const cache = top.get('cache').object(['maxEntries', 'allowTtlSeconds', 'denyTtlSeconds', 'blobs']);
-  const blobs = cache.get('blobs').object(['path', 'maxBytes']);
+  const blobs = cache.get('blobs').object(['path', 'maxBytes', 'directWrites']);
   const store = readStore(top.get('store'), env, path, secrets);
   // The embedded default keeps blobs beside the SQLite state; with PostgreSQL, under ./data.
   const blobsDefault = store.kind === 'sqlite' ? join(dirname(store.path), 'blobs') : path('data/blobs');
@@ -270,6 +270,7 @@ function buildConfig(root: Node, baseDir: string, env: NodeJS.ProcessEnv, opts: 
       blobs: {
         path: blobs.get('path').present ? path(blobs.get('path').string()) : blobsDefault,
         maxBytes: blobs.get('maxBytes').bytes(DEFAULT_BLOB_CACHE_BYTES, 0, 2 ** 50),
+        directWrites: blobs.get('directWrites').oneOf(['auto', 'always', 'never'] as const, 'auto'),
       },
     },
     staleGraceSeconds: top.get('staleGraceSeconds').integer(86400, 0, 30 * 86400),

@@ -111,7 +111,14 @@ export interface BlobCacheConfig {
   path: string;
   /** The most bytes kept; least recently used blobs are evicted past it. */
   maxBytes: number;
+  /**
+   * Whether cold fills write past the page cache (O_DIRECT, blobs/direct-io.ts): `auto` where new
+   * page-cache pages are dear (a VM that reports free memory to its host), `always`, or `never`.
+   */
+  directWrites: DirectWritesMode;
 }
+
+export type DirectWritesMode = 'auto' | 'always' | 'never';
 
 export interface CacheConfig {
   maxEntries: number;

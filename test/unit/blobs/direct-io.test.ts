@@ -2,7 +2,7 @@
 // exact bytes at any position, whole blocks only on disk, and a refusal is reported, not thrown.
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +13,8 @@ import {
   DIRECT_SLACK,
   DirectFile,
   DirectReader,
+  directWritesFor,
+  reportsFreePages,
 } from '../../../src/blobs/direct-io.ts';
 import { SharedRing } from '../../../src/blobs/ring.ts';
 import { directIoWorks } from '../../harness/direct-io.ts';
@@ -96,4 +98,31 @@ test('direct writes: small blobs are not written direct; whole blocks from a pla
   const odd = new SharedRing(4 * DIRECT_BLOCK, (_buffer, from) => from + 1);
   odd.append(content, 0);
   t.false(await direct!.write(odd.views(0, DIRECT_BLOCK), 0, DIRECT_BLOCK), 'an odd address is refused, not thrown');
+});
+
+test('direct writes by cache.blobs.directWrites, and on auto where the VM reports its free pages', (t) => {
+  const cases: { mode: 'auto' | 'always' | 'never'; reported: boolean; direct: boolean }[] = [
+    { mode: 'auto', reported: true, direct: true },
+    { mode: 'auto', reported: false, direct: false },
+    { mode: 'always', reported: false, direct: true },
+    { mode: 'never', reported: true, direct: false },
+  ];
+  for (const c of cases) t.is(directWritesFor(c.mode, c.reported).direct, c.direct, JSON.stringify(c));
+});
+
+test('free page reporting is read from the balloon device negotiated features in sysfs', (t) => {
+  const dir = scratch(t);
+  const device = (name: string, id: string, features: string) => {
+    mkdirSync(join(dir, name));
+    writeFileSync(join(dir, name, 'device'), `${id}\n`);
+    writeFileSync(join(dir, name, 'features'), `${features.padEnd(64, '0')}\n`);
+  };
+  t.false(reportsFreePages(join(dir, 'absent')), 'no virtio devices: a machine of its own');
+  device('virtio1', '0x0002', '001001'); // a block device, whose bit 5 means something else
+  t.false(reportsFreePages(dir));
+  device('virtio0', '0x0005', '01100001'); // a balloon without free page reporting
+  t.false(reportsFreePages(dir));
+  rmSync(join(dir, 'virtio0'), { recursive: true });
+  device('virtio0', '0x0005', '01100101'); // bit 5: VIRTIO_BALLOON_F_REPORTING
+  t.true(reportsFreePages(dir));
 });

@@ -25,14 +25,28 @@ function body(content: Buffer, deaf: boolean): Readable {
   return r;
 }
 
-const rings: { name: string; size: number; ring: NonNullable<FillOptions['ring']>; direct: boolean }[] = [
-  { name: 'a 1 KiB ring under a 200 KiB blob', size: 200 * 1024 + 5, ring: () => new SharedRing(1024), direct: false },
+const rings: {
+  name: string;
+  size: number;
+  ring: NonNullable<FillOptions['ring']>;
+  direct: boolean;
+  /** The fill is asked to write direct (cache.blobs.directWrites). */
+  tryDirect: boolean;
+}[] = [
+  {
+    name: 'a 1 KiB ring under a 200 KiB blob',
+    size: 200 * 1024 + 5,
+    ring: () => new SharedRing(1024),
+    direct: false,
+    tryDirect: true,
+  },
   // Large enough for direct writes (direct-io.ts DIRECT_MIN_BYTES), where the filesystem takes them.
   {
     name: 'a 64 KiB ring placed for direct writes under a 4 MiB blob',
     size: DIRECT_MIN_BYTES + 5,
     ring: (_size, place) => new SharedRing(64 * 1024, place),
     direct: true,
+    tryDirect: true,
   },
   // The ring's data at an odd address, which no device takes direct writes from: the first one is
   // refused, and the fill goes on through the page cache from the same position.
@@ -41,6 +55,15 @@ const rings: { name: string; size: number; ring: NonNullable<FillOptions['ring']
     size: DIRECT_MIN_BYTES + 5,
     ring: () => new SharedRing(64 * 1024, (_buffer, from) => from + 1),
     direct: false,
+    tryDirect: true,
+  },
+  // Not asked to: through the page cache, whatever the filesystem allows.
+  {
+    name: 'a 64 KiB ring placed for direct writes under a 4 MiB blob, direct writes off',
+    size: DIRECT_MIN_BYTES + 5,
+    ring: (_size, place) => new SharedRing(64 * 1024, place),
+    direct: false,
+    tryDirect: false,
   },
   // Not whole blocks: direct writes are not tried.
   {
@@ -48,6 +71,7 @@ const rings: { name: string; size: number; ring: NonNullable<FillOptions['ring']
     size: DIRECT_MIN_BYTES + 5,
     ring: (_size, place) => new SharedRing(6000, place),
     direct: false,
+    tryDirect: true,
   },
 ];
 
@@ -68,6 +92,7 @@ for (const r of rings)
       const outcome = await new Promise<FillOutcome>((resolve) => {
         const fill = Fill.start(digestOf(content), tmpPath, origin, (_f, o) => resolve(o), {
           ring: r.ring,
+          direct: r.tryDirect,
           onDisk: (f) => {
             wroteDirect ||= f.writesDirect && f.onDisk() > 0;
           },

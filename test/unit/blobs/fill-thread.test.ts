@@ -65,6 +65,7 @@ function setUp(url: string, script?: URL, warmPageCache?: boolean) {
     observer: { upstreamRequest: (host, op, status) => seen.push(`${host} ${op} ${status}`) },
     ...(script ? { script } : {}),
     ...(warmPageCache === undefined ? {} : { warmPageCache }),
+    directWrites: true,
   });
   const cache = new BlobCache({ dir: join(dir, 'blobs'), maxBytes: 1 << 30 });
   const store = new BlobStore(cache, createLogger('info', logged), undefined, thread);

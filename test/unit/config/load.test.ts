@@ -128,7 +128,14 @@ test('errors name the key and the problem', (t) => {
   fails(t, 'listen: {tls: {cert: a.pem}}', 'listen.tls.key', /both/);
   fails(t, 'admin: {token: short}', 'admin.token', /16 characters/);
   fails(t, 'log: {level: loud}', 'log.level', /one of/);
+  fails(t, 'cache: {blobs: {directWrites: sometimes}}', 'cache.blobs.directWrites', /one of auto, always, never/);
   fails(t, ': : :', '', /YAML/);
+});
+
+test('cache.blobs.directWrites: auto unless set', (t) => {
+  t.is(loadConfig(undefined, {}).cache.blobs.directWrites, 'auto');
+  t.is(loadConfig(write('cache: {blobs: {directWrites: never}}\n'), {}).cache.blobs.directWrites, 'never');
+  t.is(loadConfig(write('cache: {blobs: {directWrites: always}}\n'), {}).cache.blobs.directWrites, 'always');
 });
 
 test('PULLGATE_LISTEN overrides listen.host and listen.port; a malformed one names the variable', (t) => {
