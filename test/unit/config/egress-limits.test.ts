@@ -1,14 +1,19 @@
 import test from 'ava';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { DEFAULT_CONNECTIONS, loadConfig } from '../../../src/config/load.ts';
 
 function load(doc: Record<string, unknown>) {
-  const file = join(mkdtempSync(join(tmpdir(), 'pullgate-cfg-')), 'pullgate.yaml');
-  writeFileSync(file, stringify(doc));
-  return loadConfig(file, {});
+  const dir = mkdtempSync(join(tmpdir(), 'pullgate-cfg-'));
+  try {
+    const file = join(dir, 'pullgate.yaml');
+    writeFileSync(file, stringify(doc));
+    return loadConfig(file, {});
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 const EXAMPLE = new URL('../../../config/pullgate.example.yaml', import.meta.url).pathname;
