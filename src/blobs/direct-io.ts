@@ -17,8 +17,20 @@ import type { PlaceData } from './ring.ts';
 export const DIRECT_BLOCK = 4096;
 /** Smaller blobs are written through the page cache: a direct write saves nothing worth the open and the probe. */
 export const DIRECT_MIN_BYTES = 4 * 1024 * 1024;
-/** Where in a buffer a direct write was last taken: buffers of one size tend to start alike. */
-let lastPlace = -1;
+/** Undefined where the platform has no direct I/O. */
+const O_DIRECT = (constants as Record<string, number | undefined>).O_DIRECT;
+/** Where in a ring's buffer, and in a read buffer, a direct write or read was last taken. */
+let lastWritePlace = -1;
+let lastReadPlace = -1;
+
+/**
+ * Offsets between `from` and `to` to try for an aligned place, `last` (the one that worked
+ * before) first: buffers of one size tend to start alike, and allocators align to 16 bytes at least.
+ */
+function* placesToTry(from: number, to: number, last: number): Generator<number> {
+  if (last >= from && last <= to) yield last;
+  for (let at = from + ((16 - (from % 16)) % 16); at <= to; at += 16) if (at !== last) yield at;
+}
 
 export const alignDown = (n: number): number => n - (n % DIRECT_BLOCK);
 
@@ -32,9 +44,8 @@ export class DirectFile {
 
   /** A direct handle on `path`, or undefined: a small blob, no O_DIRECT here, or a filesystem that refuses it (tmpfs). */
   static async open(path: string, size: number | undefined): Promise<DirectFile | undefined> {
-    const flag = (constants as Record<string, number | undefined>).O_DIRECT;
-    if (size === undefined || size < DIRECT_MIN_BYTES || flag === undefined) return undefined;
-    const fh = await open(path, constants.O_WRONLY | flag).catch(() => undefined);
+    if (size === undefined || size < DIRECT_MIN_BYTES || O_DIRECT === undefined) return undefined;
+    const fh = await open(path, constants.O_WRONLY | O_DIRECT).catch(() => undefined);
     return fh && new DirectFile(fh);
   }
 
@@ -53,11 +64,9 @@ export class DirectFile {
         return false;
       }
     };
-    if (lastPlace >= from && lastPlace <= to && tried(lastPlace)) return lastPlace;
-    // Allocators align at least to 16 bytes.
-    for (let at = from + ((16 - (from % 16)) % 16); at <= to; at += 16)
+    for (const at of placesToTry(from, to, lastWritePlace))
       if (tried(at)) {
-        lastPlace = at;
+        lastWritePlace = at;
         return at;
       }
     return from;
@@ -114,9 +123,8 @@ export class DirectReader {
 
   /** The file `fh` is open on (under whatever name it has now), opened again for direct reads; undefined where that fails. */
   static async reopen(fh: FileHandle): Promise<DirectReader | undefined> {
-    const flag = (constants as Record<string, number | undefined>).O_DIRECT;
-    if (flag === undefined) return undefined;
-    const direct = await open(`/proc/self/fd/${fh.fd}`, constants.O_RDONLY | flag).catch(() => undefined);
+    if (O_DIRECT === undefined) return undefined;
+    const direct = await open(`/proc/self/fd/${fh.fd}`, constants.O_RDONLY | O_DIRECT).catch(() => undefined);
     return direct && new DirectReader(direct);
   }
 
@@ -151,20 +159,18 @@ export class DirectReader {
         () => true,
         () => false,
       );
-    const guess = lastReadPlace;
-    let found: number | undefined;
-    if (guess >= 0 && guess < DIRECT_BLOCK && (await tried(guess))) found = guess;
-    for (let at = 0; found === undefined && at < DIRECT_BLOCK; at += 16) if (await tried(at)) found = at;
-    if (found === undefined) return undefined;
-    lastReadPlace = found;
-    this.#places.set(buf, found);
-    return found;
+    for (const at of placesToTry(0, DIRECT_BLOCK - 16, lastReadPlace))
+      if (await tried(at)) {
+        lastReadPlace = at;
+        this.#places.set(buf, at);
+        return at;
+      }
+    return undefined;
   }
 }
 
 /** Bytes a buffer for direct reads has beyond what is asked of it: room to start at an aligned place and end on a whole block. */
 export const DIRECT_SLACK = 2 * DIRECT_BLOCK;
-let lastReadPlace = -1;
 const alignUp = (n: number): number => alignDown(n + DIRECT_BLOCK - 1);
 
 /**

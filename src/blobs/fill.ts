@@ -118,7 +118,7 @@ export class Fill implements RunningFill {
   #ring: SharedRing | undefined;
   /** In ring mode, a handle for direct writes of whole blocks (direct-io.ts), while the device takes them. */
   #direct: DirectFile | undefined;
-  /** The upstream's body has ended: the tail short of a whole block may be written now. */
+  /** The upstream's body has ended, verified: the copy is done once all is written, and the tail short of a whole block may be written now. */
   #bodyEnded = false;
   #wroteDirect = false;
   #tryDirect = false;
@@ -277,7 +277,6 @@ export class Fill implements RunningFill {
   #copy(body: Readable, hash: Hash, matches: () => boolean): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       let writing = false;
-      let ended = false;
       let failed = false;
       const fail = (err: unknown): void => {
         if (failed) return;
@@ -298,7 +297,7 @@ export class Fill implements RunningFill {
           if (body.isPaused() && this.#mayRead()) body.resume();
         }
         writing = false;
-        if (ended && !failed) resolve();
+        if (this.#bodyEnded && !failed) resolve();
       };
       const onData = (buf: Buffer): void => {
         if (this.#size !== undefined && this.#received + buf.length > this.#size) {
@@ -325,7 +324,8 @@ export class Fill implements RunningFill {
       body.once('error', fail);
       // Destroyed without an error (no 'end', no 'error' follows): the body is cut, not complete.
       body.once('close', () => {
-        if (!ended && !failed && !body.readableEnded) fail(new Error('the connection closed before the body ended'));
+        if (!this.#bodyEnded && !failed && !body.readableEnded)
+          fail(new Error('the connection closed before the body ended'));
       });
       body.once('end', () => {
         if (failed) return;
@@ -342,7 +342,6 @@ export class Fill implements RunningFill {
         this.#wakeNow();
         this.#onDisk?.(this);
         this.#complete.resolve();
-        ended = true;
         this.#bodyEnded = true;
         if (!writing) flush().catch(fail);
       });
