@@ -1,7 +1,7 @@
 // Benchmark: pullgate against the direct upstream and against distribution's own pull-through
 // cache (docker-registry with proxy.remoteurl), all three measured in the same run on this machine,
 // with curl as the blob client. Prints a Markdown table with every figure and its ratios.
-// usage: npm run bench [-- --blob-mib 256 --big-mib 1024 --requests 2000 --concurrency 16 --rounds 3]
+// usage: npm run bench [-- --blob-mib 256 --big-mib 1024 --requests 2000 --concurrency 16 --rounds 5]
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -37,7 +37,7 @@ const BLOB_MIB = Number(values['blob-mib'] ?? 256);
 const BIG_MIB = Number(values['big-mib'] ?? 1024);
 const REQUESTS = Number(values.requests ?? 2000);
 const CONCURRENCY = Number(values.concurrency ?? 16);
-const ROUNDS = Number(values.rounds ?? 3);
+const ROUNDS = Number(values.rounds ?? 5);
 const FANOUT = 20;
 const MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const UPSTREAM = 'bench.test';
@@ -340,6 +340,7 @@ try {
     bigLayers.push(image.blobs.at(-1)!);
   }
   await quiet(servers);
+  const rssBeforeBig = rssMiB(pid);
   const bigCold = await curlAll(bigLayers.map((l, i) => at.pullgate(`bench/big-${i}`, `blobs/${l}`)));
   const bigWarm = await curlAll(bigLayers.map((l, i) => at.pullgate(`bench/big-${i}`, `blobs/${l}`)));
   clearInterval(sampler);
@@ -371,7 +372,7 @@ try {
       `- 4 × ${BIG_MIB} MiB at once: ${f(bigCold)} MiB/s aggregate cold (4 fills), ${f(bigWarm)} MiB/s on the first hits (read from the disk)`,
       `- first cache hit after a cold fill, MiB/s: distribution ${f(firstHit.distribution, 0)}, pullgate ${f(firstHit.pullgate, 0)} (pullgate's fill was written past the page cache)`,
       `- warm samples, MiB/s: direct ${warmMibps.direct.map((x) => f(x, 0)).join(', ')}; distribution ${warmMibps.distribution.map((x) => f(x, 0)).join(', ')}; pullgate ${warmMibps.pullgate.map((x) => f(x, 0)).join(', ')}`,
-      `- proxy RSS: ${f(rssRest)} MiB at rest after the first pull, peak ${f(rssPeak)} MiB while streaming 4 × ${BIG_MIB} MiB`,
+      `- proxy RSS: ${f(rssRest)} MiB at rest after the first pull, ${f(rssBeforeBig)} MiB just before, peak ${f(rssPeak)} MiB while streaming 4 × ${BIG_MIB} MiB`,
       `- first pull of a signed image (manifest, evidence, verification, store): ${f(firstPullMs)} ms`,
       `- cold samples, MiB/s: distribution ${coldMibps.distribution.map((x) => f(x, 0)).join(', ')}; pullgate ${coldMibps.pullgate.map((x) => f(x, 0)).join(', ')}`,
       '',

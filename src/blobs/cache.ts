@@ -97,6 +97,11 @@ export class BlobCache {
     return join(this.dir, 'tmp', randomUUID());
   }
 
+  /** Whether this process knows an entry for the digest; not a use of it. */
+  has(digest: string): boolean {
+    return this.#entries.has(digest);
+  }
+
   /** The entry for a digest, marked as used now. */
   get(digest: string): CacheEntry | undefined {
     const entry = this.#entries.get(digest);

@@ -115,6 +115,11 @@ export class FillThread {
     return fill;
   }
 
+  /** Starts the thread ahead of a fill expected soon, unless it runs already (or is closed). */
+  prestart(): void {
+    if (!this.#closed) this.#thread();
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
     const worker = this.#worker;

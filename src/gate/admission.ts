@@ -67,6 +67,8 @@ export type Effect =
   | { kind: 'record' }
   /** Let this process serve the evidence manifest's own small layers. */
   | { kind: 'evidence-blobs'; subject: string }
+  /** The client asks for the image's blobs next: what fetches the uncached ones may get ready now. */
+  | { kind: 'expect-blobs' }
   | { kind: 'audit'; entry: AuditInput }
   | { kind: 'count'; event: GateEvent }
   /** A refused pull of an image (for the per-image deny counter). */
@@ -85,6 +87,12 @@ export interface EffectContext {
 
 /** What an admission implies. Pure. */
 export function effectsOf(a: Admission, ctx: EffectContext): Effect[] {
+  // First, so that getting ready runs beside the writes that follow, not after them.
+  if (a.admit && a.via !== 'evidence') return [{ kind: 'expect-blobs' }, ...effectsOfJudgement(a, ctx)];
+  return effectsOfJudgement(a, ctx);
+}
+
+function effectsOfJudgement(a: Admission, ctx: EffectContext): Effect[] {
   const { image } = ctx;
   const record: Effect[] = ctx.recordedRecently ? [] : [{ kind: 'record' }];
   const client = clientDetail(ctx.client);

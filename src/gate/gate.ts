@@ -716,6 +716,9 @@ export class PolicyGate implements Gate {
         case 'evidence-blobs':
           this.#admitEvidenceLayers(ctx.repo, ctx.parsed, e.subject);
           break;
+        case 'expect-blobs':
+          this.#deps.blobs.expect(blobsOf(ctx.parsed), ctx.repo.upstream, ctx.repo.repository);
+          break;
         case 'audit':
           await this.#audit(e.entry);
           break;

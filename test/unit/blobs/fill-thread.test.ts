@@ -205,6 +205,45 @@ test('the fill thread stops when idle and the next cold fill starts another', as
   t.true(s.thread.running, 'a new thread ran the next fill');
 });
 
+// An admitted manifest's blobs are expected next: the thread starts only when one of them must be fetched through it.
+const expectations: {
+  name: string;
+  blobs: (cached: string, cold: string) => string[];
+  upstream?: string;
+  starts: boolean;
+}[] = [
+  { name: 'one blob not cached', blobs: (cached, cold) => [cached, cold], starts: true },
+  { name: 'every blob cached', blobs: (cached) => [cached], starts: false },
+  { name: 'no blobs (an index)', blobs: () => [], starts: false },
+  { name: 'an upstream the thread does not serve', blobs: (_, cold) => [cold], upstream: 'other.test', starts: false },
+];
+for (const c of expectations) {
+  test(`expected blobs: ${c.name}: the fill thread ${c.starts ? 'starts' : 'does not start'}`, async (t) => {
+    const cachedBytes = randomBytes(1024 * 1024);
+    const cached = digestOf(cachedBytes);
+    const cold = digestOf(randomBytes(1024));
+    const up = await upstream(new Map([[cached, cachedBytes]]));
+    const s = setUp(up.url);
+    t.teardown(async () => {
+      await s.close();
+      await up.close();
+    });
+    await s.cache.open();
+    await read(s.store, s.origin(cached), cached);
+    for (let i = 0; i < 100 && !s.cache.has(cached); i++) await new Promise((r) => setTimeout(r, 20));
+    t.true(s.cache.has(cached));
+    await s.thread.stopIfIdle();
+    t.false(s.thread.running);
+    s.store.expect(c.blobs(cached, cold), c.upstream ?? 'up.test', 'app');
+    t.is(s.thread.running, c.starts);
+    t.deepEqual(
+      up.requests.filter((r) => r.includes(cold)),
+      [],
+      'getting ready fetches nothing',
+    );
+  });
+}
+
 test('content that does not hash to its digest never reaches a reader whole, is not cached, and leaves no file', async (t) => {
   const content = randomBytes(3 * 1024 * 1024);
   const digest = digestOf(content);
