@@ -73,7 +73,13 @@ export class BlobStore {
   expect(digests: readonly string[], upstream: string, repository: string): void {
     const thread = this.#thread;
     if (!thread || thread.running || !thread.serves(upstream, repository)) return;
-    if (digests.some((d) => !this.#cache.has(d) && !this.#fills.has(d))) thread.prestart();
+    const uncached = digests.filter((d) => !this.#cache.has(d) && !this.#fills.has(d)).length;
+    if (uncached === 0) return;
+    thread.prestart();
+    this.#logger.info(
+      { upstream, repository, uncached },
+      'fill thread started: an admitted image lists blobs to fetch',
+    );
   }
 
   /** The blob's length without its bytes: from the cache, a running fill, or the upstream. */

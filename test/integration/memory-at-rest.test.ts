@@ -2,7 +2,7 @@
 // pulls signed images with 32 MiB layers from a real registry cold and warm, then idles; RSS is
 // read from /proc.
 import test from 'ava';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,6 +37,17 @@ test.after.always(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
+/** Whether the process has a worker thread (the fill thread is its only one): thread names from /proc. */
+function fillThreadUp(pid: number): boolean {
+  return readdirSync(`/proc/${pid}/task`).some((tid) => {
+    try {
+      return readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim() === 'WorkerThread';
+    } catch {
+      return false; // the thread ended meanwhile
+    }
+  });
+}
+
 test('RSS at rest stays bounded after cold and warm pulls of 32 MiB layers', async (t) => {
   // As npm start (prestart) and the image do: the proxy starts on a filled compile cache.
   const warm = await runCommand(process.execPath, [WARM], { timeoutMs: 90_000 });
@@ -64,13 +75,24 @@ test('RSS at rest stays bounded after cold and warm pulls of 32 MiB layers', asy
     }),
   );
   const { url } = proxy;
+  const pid = proxy.pid;
+  const logFile = proxy.logFile;
+  const logged = (msg: string) => readFileSync(logFile, 'utf8').includes(msg);
+  const STARTED = 'fill thread started: an admitted image lists blobs to fetch';
+  t.false(fillThreadUp(pid), 'no fill thread before any pull');
   for (const round of ['cold', 'warm']) {
-    for (const { name, layer } of images) {
+    for (const [i, { name, layer }] of images.entries()) {
       const m = await request(`${url}/v2/${REG}/${name}/manifests/v1`, {
         headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
       });
       await m.body.dump();
       t.is(m.statusCode, 200, `${round} manifest of ${name}`);
+      if (round === 'cold' && i === 0) {
+        // The manifest of an image whose layers are not cached starts the fill thread before any blob is asked for.
+        t.true(fillThreadUp(pid), 'the fill thread runs once the first cold manifest is served');
+        // The log is written asynchronously: the line may land a moment later.
+        await waitFor(async () => logged(STARTED) || undefined, { timeoutMs: 5_000, intervalMs: 50, what: STARTED });
+      }
       const b = await request(`${url}/v2/${REG}/${name}/blobs/${layer}`);
       let bytes = 0;
       for await (const chunk of b.body) bytes += (chunk as Buffer).length;
@@ -80,7 +102,6 @@ test('RSS at rest stays bounded after cold and warm pulls of 32 MiB layers', asy
   }
   const busy = proxy.rss();
   // Once quiet for 5 s the proxy returns what the burst left behind, and logs its heap then.
-  const logFile = proxy.logFile;
   const collected = await waitFor(
     async () =>
       readFileSync(logFile, 'utf8')
@@ -94,4 +115,6 @@ test('RSS at rest stays bounded after cold and warm pulls of 32 MiB layers', asy
     `RSS: peak ${busy.peakMiB.toFixed(0)} MiB while pulling, ${busy.nowMiB.toFixed(0)} MiB just after, ${rest.toFixed(0)} MiB at rest; ${collected}`,
   );
   t.true(rest < LIMIT_MIB, `RSS at rest ${rest.toFixed(0)} MiB, limit ${LIMIT_MIB} MiB`);
+  t.false(fillThreadUp(pid), 'the fill thread is stopped at rest');
+  t.is(readFileSync(logFile, 'utf8').split(STARTED).length - 1, 1, 'warm pulls start no fill thread');
 });
