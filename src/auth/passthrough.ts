@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
-import { Agent, request, type Dispatcher } from 'undici';
+import { Agent, request, type Dispatcher, type ResponseData } from '../oci/undici.ts';
 import type { UpstreamConfig } from '../config/types.ts';
 import { discard, readLimited } from '../oci/body.ts';
 import { MAX_TOKEN_BODY, parseChallenges, parseTokenResponse } from '../oci/challenge.ts';
@@ -224,7 +224,7 @@ export class PassThroughChecker implements UpstreamAuthorizer {
     headers: Record<string, string>,
     method: 'GET' | 'HEAD',
     op: string,
-  ): Promise<Dispatcher.ResponseData> {
+  ): Promise<ResponseData> {
     const signal = AbortSignal.timeout(u.config.timeouts.totalMs);
     let release: (() => void) | undefined;
     try {

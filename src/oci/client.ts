@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
 import type { Readable } from 'node:stream';
-import { Agent, request, type Dispatcher } from 'undici';
+import { Agent, request, type AgentOptions, type Dispatcher } from './undici.ts';
 import { Lru } from '../util/lru.ts';
 import { SingleFlight } from '../util/single-flight.ts';
 import type { UpstreamConfig } from '../config/types.ts';
@@ -155,7 +155,7 @@ export class RegistryClient {
     this.#base = new URL(upstream.url);
     const ca = upstream.caFile ? [...rootCertificates, readFileSync(upstream.caFile, 'utf8')] : undefined;
     const connect = { timeout: upstream.timeouts.connectMs, ...(ca ? { ca } : {}) };
-    const options: Agent.Options = {
+    const options: AgentOptions = {
       connect: originOnlyConnector(this.#base, connect),
       headersTimeout: upstream.timeouts.headersMs,
       bodyTimeout: upstream.timeouts.bodyMs,

@@ -7,7 +7,7 @@
 // (DNS rebinding) cannot slip past.
 import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'node:dns';
 import { isIP, type Socket } from 'node:net';
-import { buildConnector } from 'undici';
+import { buildConnector, type BuildOptions, type Connector } from './undici.ts';
 
 export interface Cidr {
   family: 4 | 6;
@@ -187,9 +187,9 @@ function checkingLookup(rule: EgressRule) {
  * anything else only to allowed addresses (IP literals checked before connecting, names through a
  * checking lookup, and the connected socket's peer address after).
  */
-export function guardedConnector(rule: EgressRule, options: buildConnector.BuildOptions): buildConnector.connector {
+export function guardedConnector(rule: EgressRule, options: BuildOptions): Connector {
   const open = buildConnector(options);
-  const checked = buildConnector({ ...options, lookup: checkingLookup(rule) } as buildConnector.BuildOptions);
+  const checked = buildConnector({ ...options, lookup: checkingLookup(rule) } as BuildOptions);
   return (opts, callback) => {
     const hostname = unbracket(opts.hostname);
     if (hostAllowed(hostname, opts.port, rule)) return open(opts, callback);
@@ -214,7 +214,7 @@ export function guardedConnector(rule: EgressRule, options: buildConnector.Build
  * An undici connector that only ever connects to one origin: the configured upstream. Anything
  * else reaching it is a bug in how a URL was built, refused rather than followed.
  */
-export function originOnlyConnector(origin: URL, options: buildConnector.BuildOptions): buildConnector.connector {
+export function originOnlyConnector(origin: URL, options: BuildOptions): Connector {
   const open = buildConnector(options);
   const port = origin.port || (origin.protocol === 'https:' ? '443' : '80');
   return (opts, callback) => {
