@@ -12,6 +12,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DirectWritesMode } from '../config/types.ts';
 import type { PlaceData } from './ring.ts';
+import { skipBytes } from '../util/buffer-list.ts';
 
 /** Positions and lengths of direct writes are multiples of this: a page holds every device's logical block. */
 export const DIRECT_BLOCK = 4096;
@@ -77,7 +78,7 @@ export class DirectFile {
     try {
       let done = 0;
       while (done < bytes) {
-        const { bytesWritten } = await this.#fh.writev(done === 0 ? buffers : rest(buffers, done), pos + done);
+        const { bytesWritten } = await this.#fh.writev(done === 0 ? buffers : skipBytes(buffers, done), pos + done);
         if (bytesWritten <= 0 || bytesWritten % DIRECT_BLOCK !== 0) return false;
         done += bytesWritten;
       }
@@ -90,21 +91,6 @@ export class DirectFile {
   close(): Promise<void> {
     return this.#fh.close().catch(() => undefined);
   }
-}
-
-/** `buffers` less their first `skip` bytes. */
-function rest(buffers: Uint8Array[], skip: number): Uint8Array[] {
-  const out: Uint8Array[] = [];
-  let left = skip;
-  for (const b of buffers) {
-    if (left >= b.length) {
-      left -= b.length;
-      continue;
-    }
-    out.push(left > 0 ? b.subarray(left) : b);
-    left = 0;
-  }
-  return out;
 }
 
 /**

@@ -14,6 +14,7 @@ import { deferred, SharedFile, Waiters, type Hooks } from './fill-handle.ts';
 import { alignDown, DIRECT_BLOCK, DirectFile } from './direct-io.ts';
 import type { PlaceData, SharedRing } from './ring.ts';
 import type { BlobOrigin } from './types.ts';
+import { skipBytes } from '../util/buffer-list.ts';
 
 /**
  * Bytes received but not yet on disk. Every fill may run this far ahead of the disk; beyond it, a
@@ -452,7 +453,7 @@ export class Fill implements RunningFill {
       while (done < bytes) {
         const { bytesWritten } = await fh.writev(buffers, this.#written + done);
         done += bytesWritten;
-        if (done < bytes) buffers = [Buffer.concat(batch).subarray(done)];
+        if (done < bytes) buffers = skipBytes(batch, done);
       }
     } catch (err) {
       throw this.#local(err as NodeJS.ErrnoException);
