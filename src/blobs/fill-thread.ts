@@ -115,9 +115,11 @@ export class FillThread {
     return fill;
   }
 
-  /** Starts the thread ahead of a fill expected soon, unless it runs already (or is closed). */
-  prestart(): void {
-    if (!this.#closed) this.#thread();
+  /** Starts the thread ahead of a fill expected soon, unless it runs already; false when closed (no thread then). */
+  prestart(): boolean {
+    if (this.#closed) return false;
+    this.#thread();
+    return true;
   }
 
   async close(): Promise<void> {

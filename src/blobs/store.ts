@@ -74,8 +74,7 @@ export class BlobStore {
     const thread = this.#thread;
     if (!thread || thread.running || !thread.serves(upstream, repository)) return;
     const uncached = digests.filter((d) => !this.#cache.has(d) && !this.#fills.has(d)).length;
-    if (uncached === 0) return;
-    thread.prestart();
+    if (uncached === 0 || !thread.prestart()) return;
     this.#logger.info(
       { upstream, repository, uncached },
       'fill thread started: an admitted image lists blobs to fetch',

@@ -78,6 +78,8 @@ function setUp(url: string, script?: URL, warmPageCache?: boolean) {
     seen,
     /** The store's 'blob fill' log lines. */
     fills: () => lines.filter((l) => l.msg === 'blob fill'),
+    /** The log lines with this message. */
+    logged: (msg: string) => lines.filter((l) => l.msg === msg),
     origin: (digest: string) => blobOrigin(client, 'app', digest),
     async close() {
       await store.close();
@@ -243,6 +245,24 @@ for (const c of expectations) {
     );
   });
 }
+
+test('expected blobs after the store closed: no thread starts, and none is said to', async (t) => {
+  const up = await upstream(new Map());
+  const s = setUp(up.url);
+  t.teardown(async () => {
+    await s.close();
+    await up.close();
+  });
+  await s.cache.open();
+  s.store.expect([digestOf(randomBytes(16))], 'up.test', 'app');
+  t.true(s.thread.running, 'an open store starts it');
+  t.is(s.logged('fill thread started: an admitted image lists blobs to fetch').length, 1);
+  await s.store.close();
+  t.false(s.thread.running);
+  s.store.expect([digestOf(randomBytes(16))], 'up.test', 'app');
+  t.false(s.thread.running, 'a closed one does not');
+  t.is(s.logged('fill thread started: an admitted image lists blobs to fetch').length, 1);
+});
 
 test('content that does not hash to its digest never reaches a reader whole, is not cached, and leaves no file', async (t) => {
   const content = randomBytes(3 * 1024 * 1024);
