@@ -250,7 +250,14 @@ export class Fill implements RunningFill {
     this.#file.set(fh);
     if (this.#makeRing) {
       const direct = this.#tryDirect ? await DirectFile.open(this.tmpPath, up.size) : undefined;
-      this.#ring = this.#makeRing(up.size, direct?.place);
+      try {
+        this.#ring = this.#makeRing(up.size, direct?.place);
+      } catch (err) {
+        // No memory for the ring: the fill fails, and lets go of the upstream and the handle.
+        up.body.on('error', () => undefined).destroy();
+        await direct?.close();
+        throw err;
+      }
       // Direct writes take whole blocks, so the ring must hold whole blocks too.
       if (direct && this.#ring.capacity % DIRECT_BLOCK === 0) this.#direct = direct;
       else await direct?.close();

@@ -3,7 +3,7 @@
 // direct where the ring and the filesystem allow it and through the page cache where not.
 import test from 'ava';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -108,3 +108,30 @@ for (const r of rings)
       t.true(readFileSync(tmpPath).equals(content), 'the file holds the bytes in the order they were hashed');
     });
   }
+
+test('a ring that cannot be made fails the fill, lets go of the upstream body and leaves no file', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'fill-ring-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const content = randomBytes(DIRECT_MIN_BYTES + 5);
+  const upstreamBody = body(content, false);
+  const origin: BlobOrigin = {
+    upstream: 'up.test',
+    repository: 'app',
+    get: async () => ({ size: content.length, body: upstreamBody }),
+    head: async () => ({ size: content.length }),
+  };
+  const tmpPath = join(dir, 'fill');
+  const outcome = await new Promise<FillOutcome>((resolve) => {
+    Fill.start(digestOf(content), tmpPath, origin, (_f, o) => resolve(o), {
+      ring: () => {
+        throw new RangeError('Array buffer allocation failed');
+      },
+      direct: true,
+    });
+  });
+  t.false(outcome.ok);
+  t.regex(outcome.ok ? '' : outcome.error.message, /Array buffer allocation failed/);
+  t.true(upstreamBody.destroyed, 'the upstream body is destroyed, so its connection and budget slot go back');
+  for (let i = 0; i < 50 && readdirSync(dir).length > 0; i++) await new Promise((r) => setTimeout(r, 10));
+  t.deepEqual(readdirSync(dir), [], 'the temporary file is removed');
+});
