@@ -459,6 +459,8 @@ export class Fill implements RunningFill {
       let buffers = batch;
       while (done < bytes) {
         const { bytesWritten } = await fh.writev(buffers, this.#written + done);
+        // A disk that takes nothing would spin this loop forever; treat it as full.
+        if (bytesWritten <= 0) throw Object.assign(new Error('no bytes written'), { code: 'ENOSPC' });
         done += bytesWritten;
         if (done < bytes) buffers = skipBytes(batch, done);
       }
