@@ -58,7 +58,9 @@ function serve(
   for (const u of upstreams)
     clients.set(
       u.host,
-      new RegistryClient(u, observer, fetchLimits ?? DEFAULT_UPSTREAM_FETCH_LIMITS, slotsOf(blobSlots, u.host)),
+      new RegistryClient(u, observer, fetchLimits ?? DEFAULT_UPSTREAM_FETCH_LIMITS, slotsOf(blobSlots, u.host), {
+        ownBlobConnections: true,
+      }),
     );
   const gc = exposedGc();
   const warmer = warmPageCache ? new PageCacheWarmer() : undefined;

@@ -15,6 +15,7 @@ import { alignDown, DIRECT_BLOCK, DirectFile } from './direct-io.ts';
 import type { PlaceData, SharedRing } from './ring.ts';
 import type { BlobOrigin } from './types.ts';
 import { skipBytes } from '../util/buffer-list.ts';
+import { feed } from '../oci/own-connections.ts';
 
 /**
  * Bytes received but not yet on disk. Every fill may run this far ahead of the disk; beyond it, a
@@ -277,10 +278,11 @@ export class Fill implements RunningFill {
   }
 
   /**
-   * Hashes the body as it arrives and writes it behind. Chunks are taken one by one from the "data"
-   * events (never concatenated), written in batches while the socket keeps being read, and the
-   * upstream pauses only when the disk falls behind by this fill's allowance and the shared budget is spent. Resolves once every byte
-   * is written; the content is verified (and readers may finish) as soon as the last byte arrives.
+   * Hashes the body as it arrives and writes it behind. Chunks are taken one by one as they are read
+   * (never concatenated), written in batches while the socket keeps being read, and the upstream
+   * pauses only when the disk falls behind by this fill's allowance and the shared budget is spent.
+   * Resolves once every byte is written; the content is verified (and readers may finish) as soon as
+   * the last byte arrives.
    */
   #copy(body: Readable, hash: Hash, matches: () => boolean): Promise<void> {
     return new Promise<void>((resolve, reject) => {
@@ -289,8 +291,7 @@ export class Fill implements RunningFill {
       const fail = (err: unknown): void => {
         if (failed) return;
         failed = true;
-        body.off('data', onData);
-        body.on('error', () => undefined).destroy();
+        source.stop();
         reject(
           err instanceof RegistryError
             ? err
@@ -302,56 +303,46 @@ export class Fill implements RunningFill {
         while (this.#mustWrite() && !failed) {
           await this.#writeBehind();
           this.#settleBudget();
-          if (body.isPaused() && this.#mayRead()) body.resume();
+          if (source.paused && this.#mayRead()) source.resume();
         }
         writing = false;
         if (this.#bodyEnded && !failed) resolve();
       };
-      const onData = (buf: Buffer): void => {
-        if (this.#size !== undefined && this.#received + buf.length > this.#size) {
-          fail(this.#fault(`sent more than the ${this.#size} bytes it declared`));
-          return;
-        }
-        hash.update(buf);
-        if (this.#ring) this.#toRing(this.#ring, buf);
-        else this.#window.push(buf);
-        this.#received += buf.length;
-        this.#wakeSoon();
-        this.#settleBudget();
-        if (!this.#mayRead()) body.pause();
-        if (!writing) flush().catch(fail);
-      };
-      // The body may have broken while the temporary file was being opened (an upstream whose first
-      // packet holds the headers and then a protocol error): a destroyed stream emits nothing more,
-      // so waiting for its events would hang this fill, and every reader of it, for ever.
-      if (body.destroyed) {
-        fail(body.errored ?? new Error('the connection closed before the body was read'));
-        return;
-      }
-      body.on('data', onData);
-      body.once('error', fail);
-      // Destroyed without an error (no 'end', no 'error' follows): the body is cut, not complete.
-      body.once('close', () => {
-        if (!this.#bodyEnded && !failed && !body.readableEnded)
-          fail(new Error('the connection closed before the body ended'));
-      });
-      body.once('end', () => {
-        if (failed) return;
-        if (this.#size !== undefined && this.#received !== this.#size) {
-          fail(this.#fault(`ended after ${this.#received} of the ${this.#size} bytes it declared`));
-          return;
-        }
-        if (!matches()) {
-          fail(this.#fault('sent content that does not hash to it'));
-          return;
-        }
-        this.#size = this.#received;
-        this.#verified = true;
-        this.#wakeNow();
-        this.#onDisk?.(this);
-        this.#complete.resolve();
-        this.#bodyEnded = true;
-        if (!writing) flush().catch(fail);
+      const source = feed(body, {
+        chunk: (buf, transient) => {
+          if (failed) return;
+          if (this.#size !== undefined && this.#received + buf.length > this.#size) {
+            fail(this.#fault(`sent more than the ${this.#size} bytes it declared`));
+            return;
+          }
+          hash.update(buf);
+          if (this.#ring) this.#toRing(this.#ring, buf, transient);
+          else this.#window.push(transient ? Buffer.from(buf) : buf);
+          this.#received += buf.length;
+          this.#wakeSoon();
+          this.#settleBudget();
+          if (!this.#mayRead()) source.pause();
+          if (!writing) flush().catch(fail);
+        },
+        error: fail,
+        end: () => {
+          if (failed) return;
+          if (this.#size !== undefined && this.#received !== this.#size) {
+            fail(this.#fault(`ended after ${this.#received} of the ${this.#size} bytes it declared`));
+            return;
+          }
+          if (!matches()) {
+            fail(this.#fault('sent content that does not hash to it'));
+            return;
+          }
+          this.#size = this.#received;
+          this.#verified = true;
+          this.#wakeNow();
+          this.#onDisk?.(this);
+          this.#complete.resolve();
+          this.#bodyEnded = true;
+          if (!writing) flush().catch(fail);
+        },
       });
     });
   }
@@ -437,13 +428,14 @@ export class Fill implements RunningFill {
    * (a body that does not pause at once) queues behind them, so the ring, and the file written from
    * it, keep the order the hash saw.
    */
-  #toRing(ring: SharedRing, buf: Buffer): void {
+  #toRing(ring: SharedRing, buf: Buffer, transient: boolean): void {
     if (this.#pending) {
       this.#pending = Buffer.concat([this.#pending, buf]);
       return;
     }
     const took = ring.append(buf, this.#written);
-    if (took < buf.length) this.#pending = buf.subarray(took);
+    // A transient chunk is a view of a read buffer that the next read overwrites.
+    if (took < buf.length) this.#pending = transient ? Buffer.from(buf.subarray(took)) : buf.subarray(took);
   }
 
   #takePending(ring: SharedRing): void {

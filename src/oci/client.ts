@@ -4,7 +4,8 @@
 import { readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
 import type { Readable } from 'node:stream';
-import { Agent, request, type AgentOptions, type Dispatcher } from './undici.ts';
+import { Agent, request, type AgentOptions, type BuildOptions, type Dispatcher } from './undici.ts';
+import { OwnConnections, ownSocketOptions } from './own-connections.ts';
 import { Lru } from '../util/lru.ts';
 import { SingleFlight } from '../util/single-flight.ts';
 import type { UpstreamConfig } from '../config/types.ts';
@@ -135,6 +136,8 @@ export class RegistryClient {
    */
   readonly #external: Agent;
   readonly #egress: EgressRule;
+  /** Blob GETs on connections of this client's own (the fill thread's client: own-connections.ts). */
+  readonly #own: { upstream: OwnConnections; external: OwnConnections } | undefined;
   readonly #tokens = new Lru<string, string>({ max: 10_000 });
   readonly #pendingTokens = new SingleFlight<string>();
   /** Set once the upstream asks for basic auth: then every request carries it up front. */
@@ -149,6 +152,8 @@ export class RegistryClient {
     limits: UpstreamFetchLimits = DEFAULT_UPSTREAM_FETCH_LIMITS,
     /** The blob budget's count, shared with the fill thread's client of the same upstream. */
     sharedBlobSlots?: SharedSlots,
+    /** Blob GETs on connections of the client's own, whose bodies a fill reads from one buffer (own-connections.ts). */
+    choices: { ownBlobConnections?: boolean } = {},
   ) {
     this.upstream = upstream;
     this.budget = new UpstreamFetchBudget(upstream.host, limits, sharedBlobSlots);
@@ -171,6 +176,19 @@ export class RegistryClient {
     this.#agent = new Agent(options);
     this.#blobAgent = new Agent({ ...options, connections: limits.blobRequests });
     this.#external = new Agent({ ...options, connect: guardedConnector(this.#egress, connect), connections: 32 });
+    if (choices.ownBlobConnections) {
+      const own = { ...connect, ...ownSocketOptions() } as BuildOptions;
+      const timeouts = {
+        headersTimeoutMs: upstream.timeouts.headersMs,
+        bodyTimeoutMs: upstream.timeouts.bodyMs,
+        keepAliveMs: 30_000,
+        maxIdle: limits.blobRequests,
+      };
+      this.#own = {
+        upstream: new OwnConnections(originOnlyConnector(this.#base, own), timeouts),
+        external: new OwnConnections(guardedConnector(this.#egress, own), { ...timeouts, maxIdle: 4 }),
+      };
+    }
     this.#observer = observer;
   }
 
@@ -179,6 +197,8 @@ export class RegistryClient {
   }
 
   async close(): Promise<void> {
+    this.#own?.upstream.close();
+    this.#own?.external.close();
     await Promise.all([this.#agent.close(), this.#blobAgent.close(), this.#external.close()]);
   }
 
@@ -664,17 +684,20 @@ export class RegistryClient {
       throw err;
     }
     const started = performance.now();
+    const own = method === 'GET' && kind === 'blobs' ? this.#own?.[external ? 'external' : 'upstream'] : undefined;
     try {
-      const res = await request(url, {
-        dispatcher,
-        method,
-        headers: { 'user-agent': 'pullgate', ...headers },
-        highWaterMark: BODY_HIGH_WATER_MARK,
-        ...(signal ? { signal } : {}),
-      });
-      this.#observer?.upstreamRequest(this.host, op, res.statusCode, (performance.now() - started) / 1000);
+      const res = own
+        ? await own.get(url, { 'user-agent': 'pullgate', ...headers }, signal)
+        : await request(url, {
+            dispatcher,
+            method,
+            headers: { 'user-agent': 'pullgate', ...headers },
+            highWaterMark: BODY_HIGH_WATER_MARK,
+            ...(signal ? { signal } : {}),
+          }).then((r) => ({ status: r.statusCode, headers: r.headers, body: r.body }));
+      this.#observer?.upstreamRequest(this.host, op, res.status, (performance.now() - started) / 1000);
       releaseWith(res.body, release);
-      return { status: res.statusCode, headers: res.headers, body: res.body, ...(external ? { external } : {}) };
+      return { ...res, ...(external ? { external } : {}) };
     } catch (err) {
       release();
       this.#observer?.upstreamRequest(this.host, op, 'error', (performance.now() - started) / 1000);
