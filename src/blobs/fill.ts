@@ -40,6 +40,8 @@ const NO_BUDGET = new WriteBudget(0);
 /** Bytes already on disk kept in memory for readers close behind the head. */
 const WINDOW_MAX_BYTES = 2 * 1024 * 1024;
 const WAKE_BYTES = 1024 * 1024;
+/** The rest of a read the ring had no room for is at most a read (own-connections.ts reads 1 MiB). */
+const OVERFLOW_BYTES = 1024 * 1024;
 const WAKE_DELAY_MS = 2;
 
 export type FillOutcome =
@@ -126,6 +128,8 @@ export class Fill implements RunningFill {
   #tryDirect = false;
   /** In ring mode, what the ring had no room for yet (the rest of one chunk): the upstream is paused meanwhile. */
   #pending: Buffer | undefined;
+  /** Where the rest of a transient chunk waits when the ring is full (reused). */
+  #overflow: Buffer | undefined;
   #onWake: ((fill: Fill) => void) | undefined;
 
   private constructor(digest: string, tmpPath: string, upstream: string) {
@@ -434,8 +438,19 @@ export class Fill implements RunningFill {
       return;
     }
     const took = ring.append(buf, this.#written);
-    // A transient chunk is a view of a read buffer that the next read overwrites.
-    if (took < buf.length) this.#pending = transient ? Buffer.from(buf.subarray(took)) : buf.subarray(took);
+    if (took === buf.length) return;
+    if (!transient) {
+      this.#pending = buf.subarray(took);
+      return;
+    }
+    // A transient chunk is a view of a read buffer that the next read overwrites, so its rest is
+    // copied, into memory this fill keeps for it: a new buffer per pause (one per MiB or so) was
+    // a third of the fill thread's JavaScript time, in allocations and their collection.
+    const rest = buf.length - took;
+    if (!this.#overflow || this.#overflow.length < rest)
+      this.#overflow = Buffer.allocUnsafeSlow(Math.max(rest, OVERFLOW_BYTES));
+    buf.copy(this.#overflow, 0, took);
+    this.#pending = this.#overflow.subarray(0, rest);
   }
 
   #takePending(ring: SharedRing): void {

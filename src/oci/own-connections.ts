@@ -254,6 +254,7 @@ class Exchange implements Owner {
       if (this.#timing) this.#timer?.refresh();
       this.#readBody(view);
     }
+    if (this.#state === 'head') return true;
     if (this.#state === 'done') return !this.#socket.destroyed;
     return this.#state === 'body' && (this.#body as OwnBody).flowing;
   }

@@ -12,6 +12,9 @@ import { Fill, type FillOptions, type FillOutcome } from '../../../src/blobs/fil
 import { SharedRing } from '../../../src/blobs/ring.ts';
 import type { BlobOrigin } from '../../../src/blobs/types.ts';
 import { directIoWorks, pageCacheBytes } from '../../harness/direct-io.ts';
+import net, { type AddressInfo } from 'node:net';
+import { OwnConnections, ownSocketOptions } from '../../../src/oci/own-connections.ts';
+import { buildConnector, type BuildOptions } from '../../../src/oci/undici.ts';
 
 const digestOf = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
@@ -75,16 +78,43 @@ const rings: {
   },
 ];
 
+/**
+ * The content over a loopback connection, read as the fill thread reads it (own-connections.ts): its
+ * chunks are views of one read buffer, so what the ring has no room for must be kept as a copy.
+ */
+async function ownConnectionBody(content: Buffer, teardown: (f: () => unknown) => void) {
+  const srv = net.createServer((sock) => {
+    sock.once('data', () =>
+      sock.end(Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${content.length}\r\n\r\n`), content])),
+    );
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const own = new OwnConnections(buildConnector({ ...ownSocketOptions() } as BuildOptions), {
+    headersTimeoutMs: 5000,
+    bodyTimeoutMs: 5000,
+    keepAliveMs: 1000,
+    maxIdle: 1,
+  });
+  teardown(() => (own.close(), srv.close()));
+  const res = await own.get(new URL(`http://127.0.0.1:${(srv.address() as AddressInfo).port}/b`), {});
+  return { size: content.length, body: res.body };
+}
+
+const bodies = ['that pauses', 'deaf to pause', 'on an own connection'] as const;
+
 for (const r of rings)
-  for (const deaf of [false, true]) {
-    test(`${r.name}, body ${deaf ? 'deaf to pause' : 'that pauses'}: the file is the exact content`, async (t) => {
+  for (const kind of bodies) {
+    test(`${r.name}, body ${kind}: the file is the exact content`, async (t) => {
       const dir = mkdtempSync(join(tmpdir(), 'fill-ring-'));
       t.teardown(() => rmSync(dir, { recursive: true, force: true }));
       const content = randomBytes(r.size);
       const origin: BlobOrigin = {
         upstream: 'up.test',
         repository: 'app',
-        get: async () => ({ size: content.length, body: body(content, deaf) }),
+        get: async () =>
+          kind === 'on an own connection'
+            ? ownConnectionBody(content, (f) => t.teardown(f))
+            : { size: content.length, body: body(content, kind === 'deaf to pause') },
         head: async () => ({ size: content.length }),
       };
       const tmpPath = join(dir, 'fill');
