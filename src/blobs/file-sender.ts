@@ -5,7 +5,7 @@
 // the next one), so serving a blob allocates nothing and the disk and the socket work at the same time.
 import type { FileHandle } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
-import { DIRECT_SLACK, DirectReader } from './direct-io.ts';
+import { alignDown, DIRECT_SLACK, DirectReader } from './direct-io.ts';
 
 /** Bytes per read: large enough that per-chunk work is noise next to copying. */
 export const READ_CHUNK_BYTES = 1024 * 1024;
@@ -23,6 +23,8 @@ export interface GrowingFile {
   copyOut?(pos: number, limit: number, into: Buffer): number;
   /** What is on disk was written past the page cache (direct-io.ts): read it so too. */
   readonly readsDirect?: boolean;
+  /** Bytes from the start that are on disk now, which the file may be read ahead over; `available()` when absent. */
+  onDisk?(): number;
 }
 
 export const FINAL: GrowingFile = { available: () => Number.POSITIVE_INFINITY, changed: () => Promise.resolve() };
@@ -55,10 +57,20 @@ export async function sendFile(fh: FileHandle, out: Writable, opts: SendOptions)
 class FileReads {
   readonly #fh: FileHandle;
   #direct: Promise<DirectReader | undefined> | undefined;
+  /** Reads go direct, as far as is known: reads ahead only then (ReadAhead). */
+  #readsDirect: boolean;
 
   constructor(fh: FileHandle, direct: boolean) {
     this.#fh = fh;
-    if (direct) this.#direct = DirectReader.reopen(fh);
+    this.#readsDirect = direct;
+    if (direct) {
+      this.#direct = DirectReader.reopen(fh);
+      void this.#direct.then((d) => (this.#readsDirect &&= d !== undefined));
+    }
+  }
+
+  get readsDirect(): boolean {
+    return this.#readsDirect;
   }
 
   /** The bytes from `pos` (below `limit`, at most a chunk) read into `buf`; empty at the file's end. */
@@ -68,10 +80,16 @@ class FileReads {
       const got = await direct.read(buf, pos, limit);
       if (got) return got;
       this.#direct = undefined;
+      this.#readsDirect = false;
       await direct.close();
     }
     const { bytesRead } = await this.#fh.read(buf, 0, Math.min(limit - pos, READ_CHUNK_BYTES), pos);
     return buf.subarray(0, bytesRead);
+  }
+
+  /** Where a read from `pos` below `limit` ends, when the file gives all it asks for. */
+  endOf(pos: number, limit: number): number {
+    return Math.min(limit, this.#readsDirect ? alignDown(pos) + READ_CHUNK_BYTES : pos + READ_CHUNK_BYTES);
   }
 
   async close(): Promise<void> {
@@ -82,6 +100,7 @@ class FileReads {
 async function send(file: FileReads, out: Writable, opts: SendOptions, pool: BufferPool): Promise<number> {
   let pos = opts.start;
   let sent = 0;
+  const ahead = new ReadAhead(file, pool);
   const end = (): number => Math.min(opts.end ?? Number.POSITIVE_INFINITY, opts.length() ?? Number.POSITIVE_INFINITY);
 
   /** The next bytes: slices still in the writer's memory (several at once), or one pooled buffer read from the file. */
@@ -105,39 +124,113 @@ async function send(file: FileReads, out: Writable, opts: SendOptions, pool: Buf
           pos += copied;
           return { parts: [buf.subarray(0, copied)], pooled: buf };
         }
-        const read = await file.read(buf, pos, limit);
-        if (read.length === 0) {
-          pool.give(buf);
+        const read = await ahead.read(buf, pos, limit, Math.min(limit, opts.growing.onDisk?.() ?? limit));
+        if (read.view.length === 0) {
+          pool.give(read.buf);
           throw new Error(`blob file ended at byte ${pos}, before its declared length`);
         }
-        pos += read.length;
-        return { parts: [read], pooled: buf };
+        pos += read.view.length;
+        return { parts: [read.view], pooled: read.buf };
       }
       await opts.growing.changed();
     }
   };
 
   let next = readNext();
-  for (;;) {
-    const chunk = await next;
-    if (!chunk) break;
-    next = readNext();
-    // Nobody may await `next` if the client fails first: its error must not go unheard.
-    next.catch(() => undefined);
-    if (out.destroyed) throw new Error('client went away');
-    let ok = true;
-    // Corked, several slices leave in one system call.
-    out.cork();
-    for (const [i, part] of chunk.parts.entries()) {
-      const last = i === chunk.parts.length - 1;
-      sent += part.length;
-      ok = out.write(part, last && chunk.pooled ? () => pool.give(chunk.pooled as Buffer) : undefined) && ok;
-    }
-    out.uncork();
-    if (!ok) await drained(out, opts.writeTimeoutMs);
+  try {
+    await pump();
+  } finally {
+    // Reads still under way write into buffers of this send's: they end before the file closes.
+    await next.catch(() => undefined);
+    await ahead.drain();
   }
   return sent;
+
+  async function pump(): Promise<void> {
+    for (;;) {
+      const chunk = await next;
+      if (!chunk) break;
+      next = readNext();
+      // Nobody may await `next` if the client fails first: its error must not go unheard.
+      next.catch(() => undefined);
+      if (out.destroyed) throw new Error('client went away');
+      let ok = true;
+      // Corked, several slices leave in one system call.
+      out.cork();
+      for (const [i, part] of chunk.parts.entries()) {
+        const last = i === chunk.parts.length - 1;
+        sent += part.length;
+        ok = out.write(part, last && chunk.pooled ? () => pool.give(chunk.pooled as Buffer) : undefined) && ok;
+      }
+      out.uncork();
+      if (!ok) await drained(out, opts.writeTimeoutMs);
+    }
+  }
 }
+
+/**
+ * Reads of the file behind the writer's memory, up to two chunks ahead of the one asked for: a
+ * cold reader that fell behind the ring reads a file written past the page cache, where one read
+ * at a time (1-2 ms per MiB on this VM's disk) held it to ~300 MiB/s while the fill ran ahead.
+ * Only bytes already on disk are read ahead; reads that are not the next ones asked for are let go.
+ */
+class ReadAhead {
+  readonly #file: FileReads;
+  readonly #pool: BufferPool;
+  #queue: { pos: number; end: number; buf: Buffer; read: Promise<Buffer> }[] = [];
+
+  constructor(file: FileReads, pool: BufferPool) {
+    this.#file = file;
+    this.#pool = pool;
+  }
+
+  /**
+   * The bytes from `pos` (below `limit`): read into `buf`, or taken from a read already made, whose
+   * buffer then takes `buf`'s place (`buf` goes back to the pool). `onDisk` bounds the reads ahead.
+   */
+  async read(buf: Buffer, pos: number, limit: number, onDisk: number): Promise<{ view: Buffer; buf: Buffer }> {
+    const queued = this.#queue[0]?.pos === pos ? this.#queue.shift() : undefined;
+    let got: { view: Buffer; buf: Buffer };
+    if (queued) {
+      this.#pool.give(buf);
+      got = { view: await queued.read, buf: queued.buf };
+      if (got.view.length !== queued.end - queued.pos) await this.drain();
+    } else {
+      await this.drain();
+      got = { view: await this.#file.read(buf, pos, limit), buf };
+    }
+    this.#topUp(pos + got.view.length, onDisk);
+    return got;
+  }
+
+  #topUp(next: number, onDisk: number): void {
+    // Through the page cache, one read at a time keeps up with the socket (warm hits: 1.3-2.3x direct).
+    if (!this.#file.readsDirect) return;
+    let at = this.#queue.at(-1)?.end ?? next;
+    while (this.#queue.length < READ_AHEAD && at < onDisk) {
+      const buf = this.#pool.tryTake();
+      if (!buf) return;
+      const limit = Math.min(onDisk, at + READ_CHUNK_BYTES);
+      const read = this.#file.read(buf, at, limit);
+      read.catch(() => undefined);
+      const end = this.#file.endOf(at, limit);
+      this.#queue.push({ pos: at, end, buf, read });
+      at = end;
+    }
+  }
+
+  /** Waits for the reads still queued and gives their buffers back. */
+  async drain(): Promise<void> {
+    const queue = this.#queue;
+    this.#queue = [];
+    for (const q of queue) {
+      await q.read.catch(() => undefined);
+      this.#pool.give(q.buf);
+    }
+  }
+}
+
+const READ_AHEAD = 3;
 
 /**
  * Read buffers no send holds now, kept for the next sends: serving a blob allocates nothing, where
@@ -162,6 +255,15 @@ class BufferPool {
 
   constructor(max: number) {
     this.#max = max;
+  }
+
+  /** A buffer at once, or none when all this send may hold are lent. */
+  tryTake(): Buffer | undefined {
+    const b = this.#free.pop();
+    if (b) return b;
+    if (this.#lent >= this.#max || this.#waiting.length > 0) return undefined;
+    this.#lent++;
+    return spare.pop() ?? Buffer.allocUnsafeSlow(READ_CHUNK_BYTES + DIRECT_SLACK);
   }
 
   take(): Promise<Buffer> {

@@ -260,6 +260,11 @@ class RemoteFill implements RunningFill {
     return this.#verified && hi === this.#size ? hi : Math.max(0, hi - 1);
   }
 
+  /** Below the ring's oldest byte, the file has every byte (the thread overwrites none not yet written). */
+  onDisk(): number {
+    return this.#ring ? Math.min(this.#ring.lo, this.available()) : this.available();
+  }
+
   /** Copies from the thread's memory what a reader at `pos` may have; 0 sends it to the file, which has those bytes. */
   copyOut(pos: number, limit: number, into: Buffer): number {
     return this.#ring?.copyOut(pos, limit, into) ?? 0;
