@@ -319,9 +319,24 @@ export class Fill implements RunningFill {
             fail(this.#fault(`sent more than the ${this.#size} bytes it declared`));
             return;
           }
-          hash.update(buf);
-          if (this.#ring) this.#toRing(this.#ring, buf, transient);
-          else this.#window.push(transient ? Buffer.from(buf) : buf);
+          try {
+            hash.update(buf);
+            if (this.#ring) this.#toRing(this.#ring, buf, transient);
+            else this.#window.push(transient ? Buffer.from(buf) : buf);
+          } catch (err) {
+            // No memory for a copy: this fill fails, not the process.
+            fail(
+              new RegistryError(
+                'unavailable',
+                'UNAVAILABLE',
+                `the fill of ${this.digest} failed: ${(err as Error).message}`,
+                {
+                  cause: err,
+                },
+              ),
+            );
+            return;
+          }
           this.#received += buf.length;
           this.#wakeSoon();
           this.#settleBudget();

@@ -63,6 +63,10 @@ function onRead(this: Socket, nread: number, buf: Buffer): boolean {
   reading = true;
   try {
     return owner.read(buf.subarray(0, nread));
+  } catch (err) {
+    // Thrown out of a read callback, an error would end the process: it ends this connection.
+    this.destroy(err as Error);
+    return false;
   } finally {
     reading = false;
   }
@@ -402,7 +406,7 @@ export class OwnBody extends Readable {
 
   /** From the exchange: the next bytes, a view of the read buffer. */
   deliver(view: Buffer): void {
-    if (this.#mode === 'sink') return (this.#sink as ChunkSink).chunk(view);
+    if (this.#mode === 'sink') return this.#chunk(view);
     if (this.#mode === 'sunk') return;
     if (this.#mode === 'stream') {
       if (!this.push(Buffer.from(view))) {
@@ -428,8 +432,13 @@ export class OwnBody extends Readable {
     if (this.#mode === 'sunk') return;
     const sink = this.#sink as ChunkSink;
     this.#mode = 'sunk';
-    if (err) sink.error(err);
-    else sink.end();
+    // Told from timers and microtasks too, where a throw would end the process.
+    try {
+      if (err) sink.error(err);
+      else sink.end();
+    } catch (thrown) {
+      if (!err) this.#quietly(() => sink.error(thrown as Error));
+    }
     this.destroy();
   }
 
@@ -458,9 +467,29 @@ export class OwnBody extends Readable {
     this.#early = undefined;
     const ended = this.#ended;
     this.#ended = undefined;
-    if (early) (this.#sink as ChunkSink).chunk(early);
+    if (early) this.#chunk(early);
+    if (this.#mode !== 'sink') return;
     if (ended) this.settle(ended.err);
     else if (!this.#sinkPaused) this.#exchange.resume();
+  }
+
+  /** A chunk to the sink; a sink that throws fails the exchange (and is told so), never the process. */
+  #chunk(view: Buffer): void {
+    try {
+      (this.#sink as ChunkSink).chunk(view);
+    } catch (err) {
+      this.#exchange.fail(err as Error);
+      // An exchange already over (the whole body came with the head) fails nothing: tell the sink here.
+      if (this.#mode === 'sink') this.settle(err as Error);
+    }
+  }
+
+  #quietly(f: () => void): void {
+    try {
+      f();
+    } catch {
+      // The sink failed while told it failed: nobody is left to tell.
+    }
   }
 
   #pauseSink(): void {

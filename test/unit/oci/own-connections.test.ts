@@ -313,3 +313,31 @@ test('a head and a body that arrive a few bytes at a time', async (t) => {
   t.is(res.headers['x-long'], 'v'.repeat(300));
   t.is((await sunk(res)).data.toString(), 'hello world');
 });
+
+test('a sink that throws ends its own request with that error, not the process', async (t) => {
+  const big = blob(5 * 1024 * 1024);
+  const s = await server((sock, _r, n) => {
+    // The first body comes whole with its head; the second in reads of its own, later.
+    if (n === 1) sock.write('HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789');
+    else {
+      sock.write(`HTTP/1.1 200 OK\r\nContent-Length: ${big.length}\r\n\r\n`);
+      setTimeout(() => sock.write(big), 20);
+    }
+  });
+  const own = connections();
+  t.teardown(() => (own.close(), s.close()));
+  for (const throwAt of [1, 2]) {
+    const res = await own.get(s.url(), {});
+    let chunks = 0;
+    const error = await new Promise<Error>((resolve) => {
+      feed(res.body, {
+        chunk: () => {
+          if (++chunks === throwAt) throw new RangeError('Array buffer allocation failed');
+        },
+        end: () => resolve(new Error('ended')),
+        error: resolve,
+      });
+    });
+    t.is(error.message, 'Array buffer allocation failed', `thrown at chunk ${throwAt}`);
+  }
+});
