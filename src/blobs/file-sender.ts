@@ -101,12 +101,15 @@ async function send(file: FileReads, out: Writable, opts: SendOptions, pool: Buf
   let pos = opts.start;
   let sent = 0;
   const ahead = new ReadAhead(file);
+  /** The file read under way (with its reads ahead): the send ends only after it, never after a wait for the writer. */
+  let reading: Promise<unknown> = Promise.resolve();
+  let stopped = false;
   const end = (): number => Math.min(opts.end ?? Number.POSITIVE_INFINITY, opts.length() ?? Number.POSITIVE_INFINITY);
 
   /** The next bytes: slices still in the writer's memory (several at once), or one pooled buffer read from the file. */
   const readNext = async (): Promise<{ parts: Buffer[]; pooled?: Buffer } | undefined> => {
     for (;;) {
-      if (pos >= end()) return undefined;
+      if (stopped || pos >= end()) return undefined;
       const limit = Math.min(end(), opts.growing.available());
       if (pos < limit) {
         const parts: Buffer[] = [];
@@ -118,13 +121,19 @@ async function send(file: FileReads, out: Writable, opts: SendOptions, pool: Buf
           if (bytes >= READ_CHUNK_BYTES || pos >= limit) break;
         }
         if (parts.length > 0) return { parts };
-        const buf = await pool.take();
+        const buf = await pool.take(opts.writeTimeoutMs);
+        if (stopped) {
+          pool.give(buf);
+          return undefined;
+        }
         const copied = opts.growing.copyOut?.(pos, limit, buf.subarray(0, READ_CHUNK_BYTES)) ?? 0;
         if (copied > 0) {
           pos += copied;
           return { parts: [buf.subarray(0, copied)], pooled: buf };
         }
-        const read = await ahead.read(buf, pos, limit, Math.min(limit, opts.growing.onDisk?.() ?? limit));
+        const pending = ahead.read(buf, pos, limit, Math.min(limit, opts.growing.onDisk?.() ?? limit));
+        reading = pending.catch(() => undefined);
+        const read = await pending;
         if (read.view.length === 0) {
           pool.give(read.buf);
           throw new Error(`blob file ended at byte ${pos}, before its declared length`);
@@ -141,7 +150,10 @@ async function send(file: FileReads, out: Writable, opts: SendOptions, pool: Buf
     await pump();
   } finally {
     // Reads still under way write into buffers of this send's: they end before the file closes.
-    await next.catch(() => undefined);
+    // A next chunk waiting for the writer is not waited for: it sees `stopped` and reads nothing.
+    stopped = true;
+    next.catch(() => undefined);
+    await reading;
     await ahead.drain();
   }
   return sent;
@@ -278,7 +290,11 @@ class BufferPool {
     this.#max = max;
   }
 
-  take(): Promise<Buffer> {
+  /**
+   * A buffer, once one is free. All of them waiting at the socket for `timeoutMs` means a client
+   * that takes no bytes: small writes never fill the socket's buffer, so only this notices it.
+   */
+  take(timeoutMs: number): Promise<Buffer> {
     const b = this.#free.pop();
     if (b) return Promise.resolve(b);
     if (this.#lent < this.#max) {
@@ -286,7 +302,17 @@ class BufferPool {
       // With room for a direct read's alignment (direct-io.ts).
       return Promise.resolve(spare.pop() ?? Buffer.allocUnsafeSlow(READ_CHUNK_BYTES + DIRECT_SLACK));
     }
-    return new Promise((resolve) => this.#waiting.push(resolve));
+    return new Promise((resolve, reject) => {
+      const waiter = (buf: Buffer): void => {
+        clearTimeout(timer);
+        resolve(buf);
+      };
+      const timer = setTimeout(() => {
+        this.#waiting = this.#waiting.filter((w) => w !== waiter);
+        reject(new Error(`client took no bytes for ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#waiting.push(waiter);
+    });
   }
 
   /** Only for a buffer nothing refers to any more (its write called back, or nothing was read into it). */

@@ -41,16 +41,19 @@ export function parseHead(buf: Buffer, maxBytes: number): HeadResult {
     return { kind: 'invalid', reason: `a malformed status line ${JSON.stringify(lines[0]?.slice(0, 80))}` };
   const minor = Number(statusLine[1]);
   const status = Number(statusLine[2]);
-  const headers: Headers = {};
+  // No prototype: a header named __proto__ or constructor is a header like any other.
+  const headers: Headers = Object.create(null) as Headers;
   for (const line of lines.slice(1)) {
     if (/[\r\n\0]/.test(line)) return { kind: 'invalid', reason: 'a header line with a bare CR, LF or NUL' };
+    if (/[\x01-\x08\x0b-\x1f\x7f]/.test(line))
+      return { kind: 'invalid', reason: 'a header line with a control character' };
     if (line.startsWith(' ') || line.startsWith('\t')) return { kind: 'invalid', reason: 'a folded header line' };
     const colon = line.indexOf(':');
     const name = colon > 0 ? line.slice(0, colon) : '';
     if (!TOKEN.test(name))
       return { kind: 'invalid', reason: `a malformed header line ${JSON.stringify(line.slice(0, 80))}` };
     const key = name.toLowerCase();
-    const value = line.slice(colon + 1).trim();
+    const value = ows(line.slice(colon + 1));
     const had = headers[key];
     headers[key] = had === undefined ? value : Array.isArray(had) ? [...had, value] : [had, value];
   }
@@ -62,11 +65,16 @@ export function parseHead(buf: Buffer, maxBytes: number): HeadResult {
   return { kind: 'head', status, headers, bytes: end + END.length, framing, reusable };
 }
 
+/** Without the spaces and tabs around it: String#trim would take NBSP, VT and FF too, which HTTP does not. */
+function ows(s: string): string {
+  return s.replace(/^[ \t]+|[ \t]+$/g, '');
+}
+
 function listOf(v: string | string[] | undefined): string[] {
   if (v === undefined) return [];
   return (Array.isArray(v) ? v : [v])
     .flatMap((s) => s.split(','))
-    .map((s) => s.trim().toLowerCase())
+    .map((s) => ows(s).toLowerCase())
     .filter((s) => s !== '');
 }
 
@@ -74,16 +82,15 @@ function framingOf(status: number, headers: Headers): Framing | { reason: string
   if (status < 200 || status === 204 || status === 304) return { kind: 'length', length: 0 };
   const codings = listOf(headers['transfer-encoding']);
   const lengths = headers['content-length'];
-  if (codings.length > 0) {
+  if (headers['transfer-encoding'] !== undefined) {
+    if (codings.length === 0) return { reason: 'an empty Transfer-Encoding' };
     if (lengths !== undefined) return { reason: 'both a Content-Length and a Transfer-Encoding' };
     if (codings.length !== 1 || codings[0] !== 'chunked')
       return { reason: `a Transfer-Encoding other than chunked (${codings.join(', ').slice(0, 80)})` };
     return { kind: 'chunked' };
   }
   if (lengths === undefined) return { kind: 'close' };
-  const values = new Set(
-    (Array.isArray(lengths) ? lengths : [lengths]).flatMap((s) => s.split(',')).map((s) => s.trim()),
-  );
+  const values = new Set((Array.isArray(lengths) ? lengths : [lengths]).flatMap((s) => s.split(',')).map(ows));
   const [only] = values;
   if (values.size !== 1 || only === undefined || !/^[0-9]{1,15}$/.test(only))
     return { reason: `a malformed or ambiguous Content-Length ${JSON.stringify(String(lengths).slice(0, 80))}` };

@@ -399,6 +399,11 @@ export class OwnBody extends Readable {
     this.#exchange = exchange;
   }
 
+  /** Why the body failed before anyone read it, if it did. */
+  get failure(): Error | undefined {
+    return this.#ended?.err;
+  }
+
   /** Whether the socket should go on reading: a reader is there and has not paused. */
   get flowing(): boolean {
     return this.#mode === 'stream' ? !this.#streamPaused : this.#mode === 'sink' && !this.#sinkPaused;
@@ -422,6 +427,9 @@ export class OwnBody extends Readable {
   settle(err: Error | undefined): void {
     if (this.#mode === 'none') {
       this.#ended = { err };
+      // Failed before anyone read it: 'close' now (budgets and deadlines wait for it), with no
+      // 'error' event, which nobody listens to yet; a reader that comes is told by `failure`.
+      if (err) this.destroy();
       return;
     }
     if (this.#mode === 'stream') {
@@ -549,6 +557,10 @@ export function feed(body: Readable, handlers: FeedHandlers): Feed {
     };
   const end = once(() => handlers.end());
   const error = once((err: Error) => handlers.error(err));
+  if (body instanceof OwnBody && body.destroyed) {
+    queueMicrotask(() => error(body.failure ?? new Error('the connection closed before the body was read')));
+    return { pause: () => undefined, resume: () => undefined, paused: false, stop: () => (over = true) };
+  }
   if (body instanceof OwnBody) {
     const control = body.sink({ chunk: (v) => over || handlers.chunk(v, true), end, error });
     return {

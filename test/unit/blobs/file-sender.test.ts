@@ -81,3 +81,77 @@ for (const start of [0, 777])
     const firstWrong = all.findIndex((b, i) => b !== content[start + i]);
     t.is(firstWrong, -1, `the bytes sent are the content (first difference at ${firstWrong})`);
   });
+
+/** A fill at its head: `bytes` available, kept in memory the sender copies from; more only on `grow`. */
+function head(bytes: number) {
+  const content = randomBytes(bytes + 4 * MIB);
+  let available = bytes;
+  let wake: (() => void) | undefined;
+  const file: GrowingFile = {
+    available: () => available,
+    changed: () => new Promise<void>((r) => (wake = r)),
+    copyOut: (pos, limit, into) => {
+      const n = Math.min(limit, available, pos + into.length) - pos;
+      if (n <= 0) return 0;
+      content.copy(into, 0, pos, pos + n);
+      return n;
+    },
+    onDisk: () => 0,
+    readsDirect: false,
+  };
+  const grow = (n: number): void => {
+    available = Math.min(content.length, available + n);
+    wake?.();
+  };
+  return { file, grow };
+}
+
+async function scratchFile(t: import('ava').ExecutionContext): Promise<FileHandle> {
+  const dir = mkdtempSync(join(tmpdir(), 'file-sender-'));
+  const fh = await open(join(dir, 'fill'), 'w+');
+  t.teardown(async () => {
+    await fh.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return fh;
+}
+
+test('a client that takes no bytes of a trickling fill is cut off after the write timeout', async (t) => {
+  const fh = await scratchFile(t);
+  const fill = head(200);
+  // Small writes never fill a socket's buffer: this client takes them and never calls back.
+  const out = new Writable({ highWaterMark: 1 << 30, write: () => undefined });
+  const trickle = setInterval(() => fill.grow(200), 5);
+  t.teardown(() => clearInterval(trickle));
+  const started = performance.now();
+  const sending = sendFile(fh, out, {
+    start: 0,
+    end: undefined,
+    length: () => undefined,
+    growing: fill.file,
+    writeTimeoutMs: 300,
+  });
+  await t.throwsAsync(sending, { message: 'client took no bytes for 300 ms' });
+  const ms = performance.now() - started;
+  t.true(ms < 2000, `cut off after ${Math.round(ms)} ms`);
+});
+
+test('a send whose client left ends at once, while its fill has nothing new', async (t) => {
+  const fh = await scratchFile(t);
+  const fill = head(MIB);
+  const out = new Writable({ highWaterMark: 1024, write: (_c, _e, done) => setTimeout(done, 1000) });
+  setTimeout(() => out.destroy(), 100);
+  const started = performance.now();
+  await t.throwsAsync(
+    sendFile(fh, out, {
+      start: 0,
+      end: undefined,
+      length: () => undefined,
+      growing: fill.file,
+      writeTimeoutMs: 10_000,
+    }),
+    { message: 'client went away' },
+  );
+  const ms = performance.now() - started;
+  t.true(ms < 1000, `ended ${Math.round(ms)} ms after it began`);
+});

@@ -9,12 +9,23 @@ test('a head: status, headers lower-cased and repeated ones kept, where the body
   t.deepEqual(r.kind === 'head' && r.headers, { 'content-length': '5', 'x-a': ['1', '2'] });
 });
 
+test('headers named like Object members are headers like any other', (t) => {
+  const r = head('HTTP/1.1 200 OK\r\n__proto__: x\r\nconstructor: y\r\nContent-Length: 0\r\n\r\n');
+  t.is(r.kind, 'head');
+  if (r.kind !== 'head') return;
+  t.is(Object.getPrototypeOf(r.headers), null);
+  t.is(r.headers['__proto__'], 'x');
+  t.is(r.headers['constructor'], 'y');
+  t.notThrows(() => structuredClone(r.headers));
+});
+
 test('framing and reuse, by table', (t) => {
   const rows: [string, object][] = [
     ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n', { framing: { kind: 'chunked' }, reusable: true }],
     ['HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked \r\n\r\n', { framing: { kind: 'chunked' } }],
     ['HTTP/1.1 200 OK\r\n\r\n', { framing: { kind: 'close' }, reusable: false }],
     ['HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\n', { framing: { kind: 'length', length: 3 } }],
+    ['HTTP/1.1 200 OK\r\nContent-Length:\t 3 \t\r\n\r\n', { framing: { kind: 'length', length: 3 } }],
     ['HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\n', { reusable: false }],
     ['HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\n', { reusable: false }],
     ['HTTP/1.0 200 OK\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\n', { reusable: true }],
@@ -44,6 +55,11 @@ test('what could be read two ways, or not at all, is refused with why', (t) => {
     ['HTTP/1.1 099 Low\r\n\r\n', /status line/],
     ['HTTP/1.1 2000 OK\r\n\r\n', /status line/],
     ['ICY 200 OK\r\n\r\n', /status line/],
+    ['HTTP/1.1 200 OK\r\nTransfer-Encoding:\r\nContent-Length: 3\r\n\r\n', /empty Transfer-Encoding/],
+    ['HTTP/1.1 200 OK\r\nTransfer-Encoding: ,\r\n\r\n', /empty Transfer-Encoding/],
+    ['HTTP/1.1 200 OK\r\nContent-Length: \xa05\r\n\r\n', /Content-Length/],
+    ['HTTP/1.1 200 OK\r\nContent-Length: 5\x0b\r\n\r\n', /control character/],
+    ['HTTP/1.1 200 OK\r\nX: a\x7fb\r\n\r\n', /control character/],
   ];
   for (const [text, reason] of rows) {
     const r = head(text);

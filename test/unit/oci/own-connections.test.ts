@@ -321,3 +321,16 @@ test('a sink that throws ends its own request with that error, not the process',
     t.is(error.message, 'Array buffer allocation failed', `thrown at chunk ${throwAt}`);
   }
 });
+
+test('a body that fails before anyone reads it closes at once, and its reader is told why', async (t) => {
+  const s = await server((sock) => sock.write('HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nsome'));
+  const own = connections();
+  t.teardown(() => (own.close(), s.close()));
+  const ac = new AbortController();
+  const res = await own.get(s.url(), {}, ac.signal);
+  const closed = new Promise<void>((r) => res.body.once('close', () => r()));
+  ac.abort(new Error('deadline'));
+  await closed;
+  t.true(res.body.destroyed, "its 'close' came without a reader");
+  t.is((await sunk(res)).error?.message, 'deadline');
+});
