@@ -1,8 +1,9 @@
 // Sends part of an open file, which may still be growing, to a writable (the client's response):
 // positional reads up to what the writer has made available, waiting for more until the end.
 // Cache entries and fills in progress share it. Reads run one chunk ahead of the socket (up to
-// three for a file read direct: ReadAhead) into a few reused buffers (a buffer goes back once the socket has taken it; buffers outlive the send for
-// the next one), so serving a blob allocates nothing and the disk and the socket work at the same time.
+// three for a file read direct: ReadAhead) into a few reused buffers (a buffer goes back once the
+// socket has taken it; buffers outlive the send for the next one), so serving a blob allocates
+// nothing and the disk and the socket work at the same time.
 import type { FileHandle } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 import { alignDown, DIRECT_SLACK, DirectReader } from './direct-io.ts';
@@ -181,7 +182,7 @@ async function send(file: FileReads, out: Writable, opts: SendOptions, pool: Buf
 }
 
 /**
- * Reads of the file behind the writer's memory, up to two chunks ahead of the one asked for: a
+ * Reads of the file behind the writer's memory, up to three chunks ahead of the one asked for: a
  * cold reader that fell behind the ring reads a file written past the page cache, where one read
  * at a time (1-2 ms per MiB on this VM's disk) held it to ~300 MiB/s while the fill ran ahead.
  * Only bytes already on disk are read ahead; reads that are not the next ones asked for are let go.
@@ -196,7 +197,7 @@ class ReadAhead {
 
   /**
    * The bytes from `pos` (below `limit`): read into `buf`, or taken from a read already made, whose
-   * buffer then takes `buf`'s place (`buf` goes back to the pool). `onDisk` bounds the reads ahead.
+   * buffer then takes `buf`'s place (`buf` goes to the reads ahead). `onDisk` bounds the reads ahead.
    */
   async read(buf: Buffer, pos: number, limit: number, onDisk: number): Promise<{ view: Buffer; buf: Buffer }> {
     const queued = this.#queue[0]?.pos === pos ? this.#queue.shift() : undefined;

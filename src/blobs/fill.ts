@@ -15,7 +15,7 @@ import { alignDown, DIRECT_BLOCK, DirectFile } from './direct-io.ts';
 import type { PlaceData, SharedRing } from './ring.ts';
 import type { BlobOrigin } from './types.ts';
 import { skipBytes } from '../util/buffer-list.ts';
-import { feed } from '../oci/own-connections.ts';
+import { feed, READ_BYTES } from '../oci/own-connections.ts';
 
 /**
  * Bytes received but not yet on disk. Every fill may run this far ahead of the disk; beyond it, a
@@ -40,8 +40,6 @@ const NO_BUDGET = new WriteBudget(0);
 /** Bytes already on disk kept in memory for readers close behind the head. */
 const WINDOW_MAX_BYTES = 2 * 1024 * 1024;
 const WAKE_BYTES = 1024 * 1024;
-/** The rest of a read the ring had no room for is at most a read (own-connections.ts reads 1 MiB). */
-const OVERFLOW_BYTES = 1024 * 1024;
 const WAKE_DELAY_MS = 2;
 
 export type FillOutcome =
@@ -463,7 +461,7 @@ export class Fill implements RunningFill {
     // a third of the fill thread's JavaScript time, in allocations and their collection.
     const rest = buf.length - took;
     if (!this.#overflow || this.#overflow.length < rest)
-      this.#overflow = Buffer.allocUnsafeSlow(Math.max(rest, OVERFLOW_BYTES));
+      this.#overflow = Buffer.allocUnsafeSlow(Math.max(rest, READ_BYTES));
     buf.copy(this.#overflow, 0, took);
     this.#pending = this.#overflow.subarray(0, rest);
   }

@@ -75,6 +75,8 @@ export interface ClientObserver {
 }
 
 const MAX_REDIRECTS = 5;
+/** How long an idle upstream connection is kept, undici's and the fill thread's own alike. */
+const KEEP_ALIVE_MS = 30_000;
 /** Larger body chunks: fewer hops per GiB through hashing and the client socket. */
 const BODY_HIGH_WATER_MARK = 1024 * 1024;
 const MAX_ERROR_BODY = 64 * 1024;
@@ -164,7 +166,7 @@ export class RegistryClient {
       connect: originOnlyConnector(this.#base, connect),
       headersTimeout: upstream.timeouts.headersMs,
       bodyTimeout: upstream.timeouts.bodyMs,
-      keepAliveTimeout: 30_000,
+      keepAliveTimeout: KEEP_ALIVE_MS,
       // As many connections as the budget lets requests through: undici's own queue stays empty.
       connections: limits.requests,
     };
@@ -181,7 +183,7 @@ export class RegistryClient {
       const timeouts = {
         headersTimeoutMs: upstream.timeouts.headersMs,
         bodyTimeoutMs: upstream.timeouts.bodyMs,
-        keepAliveMs: 30_000,
+        keepAliveMs: KEEP_ALIVE_MS,
         maxIdle: limits.blobRequests,
       };
       this.#own = {
@@ -685,13 +687,14 @@ export class RegistryClient {
     }
     const started = performance.now();
     const own = method === 'GET' && kind === 'blobs' ? this.#own?.[external ? 'external' : 'upstream'] : undefined;
+    const sent = { 'user-agent': 'pullgate', ...headers };
     try {
       const res = own
-        ? await own.get(url, { 'user-agent': 'pullgate', ...headers }, signal)
+        ? await own.get(url, sent, signal)
         : await request(url, {
             dispatcher,
             method,
-            headers: { 'user-agent': 'pullgate', ...headers },
+            headers: sent,
             highWaterMark: BODY_HIGH_WATER_MARK,
             ...(signal ? { signal } : {}),
           }).then((r) => ({ status: r.statusCode, headers: r.headers, body: r.body }));

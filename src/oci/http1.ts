@@ -23,6 +23,11 @@ export type HeadResult =
     };
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** Whether `name` is an HTTP token (a header name, a coding). */
+export function isToken(name: string): boolean {
+  return TOKEN.test(name);
+}
 const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9][0-9]{2})(?: [^\r\n]*)?$/;
 const END = Buffer.from('\r\n\r\n');
 
@@ -50,7 +55,7 @@ export function parseHead(buf: Buffer, maxBytes: number): HeadResult {
     if (line.startsWith(' ') || line.startsWith('\t')) return { kind: 'invalid', reason: 'a folded header line' };
     const colon = line.indexOf(':');
     const name = colon > 0 ? line.slice(0, colon) : '';
-    if (!TOKEN.test(name))
+    if (!isToken(name))
       return { kind: 'invalid', reason: `a malformed header line ${JSON.stringify(line.slice(0, 80))}` };
     const key = name.toLowerCase();
     const value = ows(line.slice(colon + 1));

@@ -7,12 +7,12 @@
 // error bodies) reads an OwnBody as the Readable it also is, from copies.
 import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
-import { ChunkedDecoder, parseHead, type Framing, type Headers } from './http1.ts';
+import { ChunkedDecoder, isToken, parseHead, type Framing, type Headers } from './http1.ts';
 import type { Connector } from './undici.ts';
 
-const READ_BYTES = 1024 * 1024;
+/** Each read of an own connection is at most this. */
+export const READ_BYTES = 1024 * 1024;
 const MAX_HEAD_BYTES = 64 * 1024;
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 /** What a fill gives `OwnBody.sink`: each chunk is a view of the read buffer, valid only during the call. */
 export interface ChunkSink {
@@ -192,7 +192,7 @@ function requestText(url: URL, headers: Record<string, string>): string {
   let text = `GET ${url.pathname}${url.search} HTTP/1.1\r\nhost: ${url.host}\r\n`;
   for (const [name, value] of Object.entries(headers)) {
     // A token from an upstream's token service travels here: it must not be able to add lines.
-    if (!TOKEN.test(name) || /[\r\n\0]/.test(value)) throw new Error(`invalid header ${JSON.stringify(name)}`);
+    if (!isToken(name) || /[\r\n\0]/.test(value)) throw new Error(`invalid header ${JSON.stringify(name)}`);
     text += `${name}: ${value}\r\n`;
   }
   return `${text}\r\n`;
@@ -557,8 +557,11 @@ export function feed(body: Readable, handlers: FeedHandlers): Feed {
     };
   const end = once(() => handlers.end());
   const error = once((err: Error) => handlers.error(err));
-  if (body instanceof OwnBody && body.destroyed) {
-    queueMicrotask(() => error(body.failure ?? new Error('the connection closed before the body was read')));
+  // A destroyed body emits nothing more (an upstream whose first packet held the headers and then
+  // a protocol error): waiting for its events would hang its reader for ever.
+  if (body.destroyed) {
+    const why = (body instanceof OwnBody ? body.failure : undefined) ?? body.errored;
+    queueMicrotask(() => error(why ?? new Error('the connection closed before the body was read')));
     return { pause: () => undefined, resume: () => undefined, paused: false, stop: () => (over = true) };
   }
   if (body instanceof OwnBody) {
@@ -578,19 +581,13 @@ export function feed(body: Readable, handlers: FeedHandlers): Feed {
   const onData = (buf: Buffer): void => {
     if (!over) handlers.chunk(buf, false);
   };
-  // A destroyed stream emits nothing more (an upstream whose first packet held the headers and
-  // then a protocol error): waiting for its events would hang its reader for ever.
-  if (body.destroyed)
-    queueMicrotask(() => error(body.errored ?? new Error('the connection closed before the body was read')));
-  else {
-    body.on('data', onData);
-    body.once('error', error);
-    // Destroyed without an error (no 'end', no 'error' follows): the body is cut, not complete.
-    body.once('close', () => {
-      if (!body.readableEnded) error(new Error('the connection closed before the body ended'));
-    });
-    body.once('end', end);
-  }
+  body.on('data', onData);
+  body.once('error', error);
+  // Destroyed without an error (no 'end', no 'error' follows): the body is cut, not complete.
+  body.once('close', () => {
+    if (!body.readableEnded) error(new Error('the connection closed before the body ended'));
+  });
+  body.once('end', end);
   return {
     pause: () => body.pause(),
     resume: () => body.resume(),
